@@ -1,0 +1,2 @@
+//! The `dfcsync` command-line tool.
+fn main() {}
