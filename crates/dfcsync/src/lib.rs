@@ -1,6 +1,14 @@
 //! dfcsync: keeps Microsoft Sentinel incidents in step with the status of their Microsoft
 //! Defender for Cloud alerts.
 //!
-//! The library is organised as a reconciler: `observe` turns Log Analytics rows into a
-//! snapshot, `decide` (pure, no I/O) turns the snapshot into a plan, and the shell around it
-//! acts on the plan. See `../shared/design/architecture.md`.
+//! The library is a reconciler: [`observe`] turns Log Analytics rows into a
+//! [`model::Snapshot`], [`decide`] (pure: no I/O, no clock) turns the snapshot into a
+//! [`decide::Plan`], and the shell around it acts on the plan and reports. See
+//! `docs/` and the design pages for the contract each module keeps.
+
+pub mod config;
+pub mod decide;
+pub mod model;
+pub mod observe;
+pub mod policy;
+pub mod report;

@@ -1,2 +1,19 @@
-//! The `dfcsync` command-line tool.
-fn main() {}
+//! The `dfcsync` command-line tool: parses the command line and runs a command.
+//! Errors are reported here, once, with their chain of causes.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,609 @@
+//! The decision engine: `(Snapshot, Policy, now) -> Plan`.
+//!
+//! A pure function (no I/O, no clock, no randomness) that implements every row and guard of
+//! `semantics.md`: the verdict of an incident's alerts (step 1), the action the verdict and
+//! the incident's status call for (step 2), and the guards that keep the tool from repeating
+//! itself or overruling a person. Its output order depends only on the snapshot's content.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::model::{
+    ActionKind, AlertAddress, AlertState, AlertStatus, Closure, Fingerprint, IncidentState,
+    IncidentStatus, Mark, MarkSource, Snapshot,
+};
+use crate::policy::{Policy, ReopenPolicy};
+
+/// Sentinel lists at most this many alerts on an incident; a longer list may be incomplete.
+pub const MAX_ALERTS_PER_INCIDENT: usize = 150;
+
+/// A comment created this long before the status change still counts as the tool's
+/// (the comment is written after the status, but clocks and ingestion differ).
+const OWN_STATUS_TOLERANCE: TimeDelta = TimeDelta::minutes(1);
+
+/// What the engine decided for one workspace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub now: DateTime<Utc>,
+    /// The actions, ordered by incident number (then name), and within an incident in the
+    /// order they must be taken.
+    pub actions: Vec<PlannedAction>,
+    /// In-scope incidents the engine will not touch until their data is certain.
+    pub held: Vec<Held>,
+}
+
+/// One thing to do to one incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedAction {
+    pub incident: String,
+    pub incident_number: i64,
+    pub title: String,
+    pub kind: ActionKind,
+    /// The fingerprint of the incident's alerts this action answers.
+    pub fingerprint: Fingerprint,
+    pub mark: Mark,
+    /// The incident's status after the action, when the action changes it.
+    pub new_status: Option<IncidentStatus>,
+    /// For a close: the classification and reason.
+    pub closure: Option<Closure>,
+    /// For a close: the incident's new `classificationComment`, ending with the mark.
+    pub classification_comment: Option<String>,
+    /// The audit (or notice) comment, ending with the mark.
+    pub comment: String,
+    /// For a writeback: the DfC alerts to set InProgress.
+    pub alerts_to_set_in_progress: Vec<AlertAddress>,
+    /// One line that says why.
+    pub why: String,
+}
+
+/// An in-scope incident left alone because something about it is uncertain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub incident: String,
+    pub incident_number: Option<i64>,
+    pub reason: String,
+}
+
+/// Step 1: what the alerts of an incident say, taken together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Hold(String),
+    /// Every alert finished; `any_resolved` picks the classification.
+    Done {
+        any_resolved: bool,
+    },
+    Working,
+    Open,
+}
+
+/// Decides what each in-scope incident of `snapshot` needs.
+pub fn decide(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
+    let mut incidents: Vec<&IncidentState> = snapshot.incidents.iter().collect();
+    incidents.sort_by(|a, b| (a.number, &a.name).cmp(&(b.number, &b.name)));
+
+    let mut actions = Vec::new();
+    let mut held: Vec<Held> = snapshot
+        .unreadable_incidents
+        .iter()
+        .map(|h| Held {
+            incident: h.incident.clone(),
+            incident_number: h.incident_number,
+            reason: h.reason.clone(),
+        })
+        .collect();
+
+    for incident in incidents {
+        match decide_incident(incident, &snapshot.alerts, policy, now) {
+            Outcome::Nothing => {}
+            Outcome::Held(reason) => held.push(Held {
+                incident: incident.name.clone(),
+                incident_number: Some(incident.number),
+                reason,
+            }),
+            Outcome::Act(list) => actions.extend(list),
+        }
+    }
+    held.sort_by(|a, b| {
+        (a.incident_number, &a.incident, &a.reason).cmp(&(
+            b.incident_number,
+            &b.incident,
+            &b.reason,
+        ))
+    });
+    Plan { now, actions, held }
+}
+
+enum Outcome {
+    Nothing,
+    Held(String),
+    Act(Vec<PlannedAction>),
+}
+
+/// Whether an incident is in scope: created within `max_age`, and holding an alert of a
+/// configured product (by the alert's `ProductName` or the incident's `alertProductNames`).
+/// An alert whose rows cannot be read might be one: such an incident counts as in scope, so
+/// that it is held rather than silently skipped.
+pub fn in_scope(
+    incident: &IncidentState,
+    alerts: &HashMap<String, Result<AlertState, String>>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> bool {
+    if incident.created < now - policy.max_age {
+        return false;
+    }
+    if incident
+        .product_names
+        .iter()
+        .any(|p| policy.is_product_in_scope(p))
+    {
+        return true;
+    }
+    incident.alert_ids.iter().any(|id| match alerts.get(id) {
+        Some(Ok(a)) => policy.is_product_in_scope(&a.product_name),
+        Some(Err(_)) => true,
+        None => false,
+    })
+}
+
+/// Step 1 of semantics.md.
+pub fn verdict<'a>(
+    incident: &IncidentState,
+    alerts: &'a HashMap<String, Result<AlertState, String>>,
+) -> Result<(Verdict, Vec<&'a AlertState>), Verdict> {
+    let mut found = Vec::with_capacity(incident.alert_ids.len());
+    for id in &incident.alert_ids {
+        match alerts.get(id) {
+            None => {
+                return Err(Verdict::Hold(format!(
+                    "alert {id} has no row in SecurityAlert (never act on an alert we cannot see)"
+                )));
+            }
+            Some(Err(reason)) => return Err(Verdict::Hold(reason.clone())),
+            Some(Ok(a)) => found.push(a),
+        }
+    }
+    if let Some(a) = found.iter().find(|a| !a.status.is_known()) {
+        return Err(Verdict::Hold(format!(
+            "alert {} has status {:?}, which dfcsync does not act on",
+            a.id,
+            a.status.as_str()
+        )));
+    }
+    if incident.alert_ids.len() > MAX_ALERTS_PER_INCIDENT {
+        return Err(Verdict::Hold(format!(
+            "the incident lists {} alerts, more than Sentinel's cap of {MAX_ALERTS_PER_INCIDENT}: the list may be incomplete",
+            incident.alert_ids.len()
+        )));
+    }
+    if found.is_empty() {
+        return Err(Verdict::Hold("the incident lists no alerts".into()));
+    }
+    let v = if found.iter().all(|a| a.status.is_terminal()) {
+        Verdict::Done {
+            any_resolved: found.iter().any(|a| a.status == AlertStatus::Resolved),
+        }
+    } else if found.iter().any(|a| a.status == AlertStatus::InProgress) {
+        Verdict::Working
+    } else {
+        Verdict::Open
+    };
+    Ok((v, found))
+}
+
+/// Whether the incident's current status was set by this tool (semantics.md, "Idempotency").
+pub fn status_set_by_tool(incident: &IncidentState) -> bool {
+    match incident.status {
+        IncidentStatus::Closed => incident.marks.iter().any(|m| {
+            m.mark.action == ActionKind::Close
+                && m.source == MarkSource::ClassificationComment { current: true }
+        }),
+        IncidentStatus::Active => {
+            let newest = incident
+                .marks
+                .iter()
+                .filter_map(|m| match m.source {
+                    MarkSource::Comment { created } => Some(created),
+                    MarkSource::ClassificationComment { .. } => None,
+                })
+                .max();
+            newest.is_some_and(|newest| {
+                newest >= incident.status_since - OWN_STATUS_TOLERANCE
+                    && incident.marks.iter().any(|m| {
+                        m.source == MarkSource::Comment { created: newest }
+                            && matches!(m.mark.action, ActionKind::Activate | ActionKind::Reopen)
+                    })
+            })
+        }
+        _ => false,
+    }
+}
+
+fn decide_incident(
+    incident: &IncidentState,
+    alerts: &HashMap<String, Result<AlertState, String>>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Outcome {
+    if !in_scope(incident, alerts, policy, now) {
+        return Outcome::Nothing;
+    }
+    let (verdict, found) = match verdict(incident, alerts) {
+        Ok(v) => v,
+        Err(Verdict::Hold(reason)) => return Outcome::Held(reason),
+        Err(_) => unreachable!("verdict errors are holds"),
+    };
+    if let IncidentStatus::Other(s) = &incident.status {
+        return Outcome::Held(format!("incident status {s:?} is not one dfcsync knows"));
+    }
+    let fingerprint = Fingerprint::of_alerts(
+        found
+            .iter()
+            .map(|a| (a.id.as_str(), &a.status, a.changed_at)),
+    );
+    // Guard 1: already done.
+    if incident
+        .marks
+        .iter()
+        .any(|m| m.mark.fingerprint == fingerprint)
+    {
+        return Outcome::Nothing;
+    }
+    let last_alert_change = found
+        .iter()
+        .map(|a| a.changed_at)
+        .max()
+        .unwrap_or(incident.created);
+    let by_tool = status_set_by_tool(incident);
+    let ctx = Context {
+        incident,
+        alerts: &found,
+        policy,
+        fingerprint,
+        last_alert_change,
+    };
+
+    let mut planned = Vec::new();
+    if let Some(w) = writeback(&ctx, &verdict, by_tool) {
+        match w {
+            Ok(action) => planned.push(action),
+            Err(reason) => return Outcome::Held(reason),
+        }
+    }
+    let wrote_back = !planned.is_empty();
+
+    let main = match (&incident.status, &verdict) {
+        (IncidentStatus::New | IncidentStatus::Active, Verdict::Done { any_resolved }) => {
+            let closure = if *any_resolved {
+                policy.resolved
+            } else {
+                policy.dismissed
+            };
+            Some(ctx.close(closure))
+        }
+        (IncidentStatus::New, Verdict::Working) => Some(ctx.activate(
+            "an alert is InProgress in Defender for Cloud while the incident is New",
+        )),
+        // A writeback turns the New alerts InProgress: the incident follows in the same step,
+        // so that deciding again after the plan is applied finds nothing more to do.
+        (IncidentStatus::New, Verdict::Open) if wrote_back => Some(ctx.activate(
+            "the incident has an owner and dfcsync sets its alerts InProgress in Defender for Cloud",
+        )),
+        (IncidentStatus::Closed, Verdict::Open | Verdict::Working) => {
+            let may = match policy.reopen {
+                ReopenPolicy::Never => false,
+                ReopenPolicy::Own => by_tool,
+                ReopenPolicy::Always => true,
+            };
+            (may && last_alert_change > incident.status_since).then(|| ctx.reopen(by_tool))
+        }
+        _ => None,
+    };
+
+    if let Some(action) = main {
+        // Guard 2: a person acted after the alert changed.
+        let person_acted_later = !by_tool
+            && incident.status_since > last_alert_change
+            && incident.status != IncidentStatus::New
+            && action.new_status.is_some();
+        if person_acted_later && policy.respect_manual_changes {
+            planned.push(ctx.notice(&action));
+        } else {
+            planned.push(action);
+        }
+    }
+    if planned.is_empty() {
+        Outcome::Nothing
+    } else {
+        Outcome::Act(planned)
+    }
+}
+
+/// The optional other direction: a person works the incident, so its New alerts are set
+/// InProgress in DfC. `Err` holds the incident when an alert cannot be addressed in DfC.
+fn writeback(
+    ctx: &Context<'_>,
+    verdict: &Verdict,
+    by_tool: bool,
+) -> Option<Result<PlannedAction, String>> {
+    let incident = ctx.incident;
+    if !ctx.policy.writeback || !matches!(verdict, Verdict::Open | Verdict::Working) {
+        return None;
+    }
+    let taken_by_person = match incident.status {
+        IncidentStatus::Active => !by_tool || incident.owner.is_some(),
+        IncidentStatus::New => incident.owner.is_some(),
+        _ => false,
+    };
+    if !taken_by_person {
+        return None;
+    }
+    let new_alerts: Vec<&AlertState> = ctx
+        .alerts
+        .iter()
+        .copied()
+        .filter(|a| a.status == AlertStatus::New)
+        .collect();
+    if new_alerts.is_empty() {
+        return None;
+    }
+    let mut targets = Vec::new();
+    for a in &new_alerts {
+        match &a.address {
+            Some(addr) => targets.push(addr.clone()),
+            None => {
+                return Some(Err(format!(
+                    "writeback: alert {} has no AlertLink that says where it lives in Defender for Cloud",
+                    a.id
+                )));
+            }
+        }
+    }
+    let who = if incident.status == IncidentStatus::Active && !by_tool {
+        format!(
+            "{} set the incident Active",
+            display_who(&incident.status_set_by)
+        )
+    } else {
+        format!(
+            "the incident is assigned to {}",
+            incident.owner.as_deref().unwrap_or("someone")
+        )
+    };
+    let mut action = ctx.action(
+        ActionKind::Writeback,
+        None,
+        None,
+        &ctx.policy.templates.writeback_comment,
+        format!(
+            "{who}; {} alert(s) still New in Defender for Cloud",
+            new_alerts.len()
+        ),
+    );
+    action.alerts_to_set_in_progress = targets;
+    Some(Ok(action))
+}
+
+fn display_who(s: &str) -> &str {
+    if s.is_empty() { "someone" } else { s }
+}
+
+/// What every action of one incident is built from.
+struct Context<'a> {
+    incident: &'a IncidentState,
+    alerts: &'a [&'a AlertState],
+    policy: &'a Policy,
+    fingerprint: Fingerprint,
+    last_alert_change: DateTime<Utc>,
+}
+
+impl Context<'_> {
+    fn close(&self, closure: Closure) -> PlannedAction {
+        let statuses = self.status_summary();
+        let mut action = self.action(
+            ActionKind::Close,
+            Some(IncidentStatus::Closed),
+            Some(closure),
+            &self.policy.templates.close_comment,
+            format!(
+                "every alert is finished in Defender for Cloud ({statuses}); close as {}",
+                closure.classification()
+            ),
+        );
+        let cc = self
+            .policy
+            .templates
+            .classification_comment
+            .render(&|p| self.placeholder(p, Some(closure), None));
+        action.classification_comment = Some(with_mark(&cc, action.mark));
+        action
+    }
+
+    fn activate(&self, why: &str) -> PlannedAction {
+        self.action(
+            ActionKind::Activate,
+            Some(IncidentStatus::Active),
+            None,
+            &self.policy.templates.activate_comment,
+            why.to_owned(),
+        )
+    }
+
+    fn reopen(&self, by_tool: bool) -> PlannedAction {
+        let closer = if by_tool {
+            "dfcsync".to_owned()
+        } else {
+            display_who(&self.incident.status_set_by).to_owned()
+        };
+        self.action(
+            ActionKind::Reopen,
+            Some(IncidentStatus::Active),
+            None,
+            &self.policy.templates.reopen_comment,
+            format!(
+                "{closer} closed the incident at {}, and an alert changed to {} at {}",
+                rfc3339(self.incident.status_since),
+                self.status_summary(),
+                rfc3339(self.last_alert_change)
+            ),
+        )
+    }
+
+    /// Guard 2: instead of `instead`, a comment that says what happened and is left alone.
+    fn notice(&self, instead: &PlannedAction) -> PlannedAction {
+        let would = describe(instead);
+        let why = format!(
+            "{} set the incident {} at {}, after the alerts last changed at {}: not {would}",
+            display_who(&self.incident.status_set_by),
+            self.incident.status,
+            rfc3339(self.incident.status_since),
+            rfc3339(self.last_alert_change)
+        );
+        let comment = self
+            .policy
+            .templates
+            .notice_comment
+            .render(&|p| self.placeholder(p, instead.closure, Some(&would)));
+        PlannedAction {
+            kind: ActionKind::Notice,
+            mark: Mark::new(ActionKind::Notice, self.fingerprint),
+            new_status: None,
+            closure: None,
+            classification_comment: None,
+            comment: with_mark(&comment, Mark::new(ActionKind::Notice, self.fingerprint)),
+            why,
+            ..instead.clone()
+        }
+    }
+
+    fn action(
+        &self,
+        kind: ActionKind,
+        new_status: Option<IncidentStatus>,
+        closure: Option<Closure>,
+        template: &crate::policy::Template,
+        why: String,
+    ) -> PlannedAction {
+        let mark = Mark::new(kind, self.fingerprint);
+        let comment = template.render(&|p| self.placeholder(p, closure, None));
+        PlannedAction {
+            incident: self.incident.name.clone(),
+            incident_number: self.incident.number,
+            title: self.incident.title.clone(),
+            kind,
+            fingerprint: self.fingerprint,
+            mark,
+            new_status,
+            closure,
+            classification_comment: None,
+            comment: with_mark(&comment, mark),
+            alerts_to_set_in_progress: Vec::new(),
+            why,
+        }
+    }
+
+    /// The distinct statuses of the alerts, in a fixed order: `Resolved, Dismissed`.
+    fn status_summary(&self) -> String {
+        let order = [
+            AlertStatus::New,
+            AlertStatus::InProgress,
+            AlertStatus::Resolved,
+            AlertStatus::Dismissed,
+        ];
+        order
+            .iter()
+            .filter(|s| self.alerts.iter().any(|a| &a.status == *s))
+            .map(AlertStatus::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn sorted_alerts(&self) -> Vec<&AlertState> {
+        let mut v: Vec<&AlertState> = self.alerts.to_vec();
+        v.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+        v
+    }
+
+    fn placeholder(
+        &self,
+        name: &str,
+        closure: Option<Closure>,
+        would: Option<&str>,
+    ) -> Option<String> {
+        let alerts = self.sorted_alerts();
+        let alert_name = |a: &AlertState| {
+            a.address
+                .as_ref()
+                .map_or_else(|| a.id.clone(), |addr| addr.name.clone())
+        };
+        Some(match name {
+            "alert_status" => self.status_summary(),
+            "alert_ids" => alerts
+                .iter()
+                .map(|a| alert_name(a))
+                .collect::<Vec<_>>()
+                .join(", "),
+            "alert_link" => alerts
+                .iter()
+                .map(|a| a.link.as_str())
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+            "alerts" => alerts
+                .iter()
+                .map(|a| {
+                    let mut line = format!(
+                        "- {} ({}): {} since {}",
+                        alert_name(a),
+                        if a.display_name.is_empty() {
+                            &a.id
+                        } else {
+                            &a.display_name
+                        },
+                        a.status,
+                        rfc3339(a.changed_at)
+                    );
+                    if !a.link.is_empty() {
+                        line.push_str(&format!(" {}", a.link));
+                    }
+                    line
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            "changed_at" => rfc3339(self.last_alert_change),
+            "classification" => closure?.classification().to_string(),
+            "classification_reason" => closure?.reason().map(|r| r.to_string()).unwrap_or_default(),
+            "incident_number" => self.incident.number.to_string(),
+            "incident_status" => self.incident.status.to_string(),
+            "status_since" => rfc3339(self.incident.status_since),
+            "status_set_by" => display_who(&self.incident.status_set_by).to_owned(),
+            "would" => would?.to_owned(),
+            _ => return None,
+        })
+    }
+}
+
+/// What an action would do, in a few words (for notices).
+fn describe(action: &PlannedAction) -> String {
+    match (action.kind, action.closure) {
+        (ActionKind::Close, Some(c)) => format!("closed as {}", c.classification()),
+        (ActionKind::Activate, _) => "set Active".to_owned(),
+        (ActionKind::Reopen, _) => "reopened".to_owned(),
+        (kind, _) => kind.to_string(),
+    }
+}
+
+fn with_mark(text: &str, mark: Mark) -> String {
+    let text = text.trim_end();
+    if text.is_empty() {
+        mark.to_string()
+    } else {
+        format!("{text}\n\n{mark}")
+    }
+}
+
+/// RFC 3339 in UTC, whole seconds: how dfcsync writes instants for people.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}

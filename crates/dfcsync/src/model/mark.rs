@@ -1,0 +1,261 @@
+//! The mark `[dfcsync:<action>:<fingerprint>]`: the only state dfcsync keeps, written into
+//! Sentinel itself (semantics.md, "Idempotency"). Its format is a contract: tests outside the
+//! project compute it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use super::AlertStatus;
+
+/// What dfcsync did to an incident; the `<action>` of a mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActionKind {
+    Close,
+    Activate,
+    Reopen,
+    Notice,
+    Writeback,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 5] = [
+        Self::Close,
+        Self::Activate,
+        Self::Reopen,
+        Self::Notice,
+        Self::Writeback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Close => "close",
+            Self::Activate => "activate",
+            Self::Reopen => "reopen",
+            Self::Notice => "notice",
+            Self::Writeback => "writeback",
+        }
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ActionKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s).ok_or(())
+    }
+}
+
+/// The first 16 lowercase hex digits of the SHA-256 of the alerts' `id=Status@changed_at` items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint([u8; 8]);
+
+impl Fingerprint {
+    /// Computes the fingerprint of an incident's alerts, exactly as semantics.md gives it:
+    /// one `SystemAlertId=Status@changed_at` item per alert, sorted by id (byte order), joined
+    /// with `;`, `changed_at` in RFC 3339 UTC with whole seconds (fractions dropped) and `Z`.
+    pub fn of_alerts<'a, I>(alerts: I) -> Self
+    where
+        I: IntoIterator<Item = (&'a str, &'a AlertStatus, DateTime<Utc>)>,
+    {
+        let mut items: Vec<(&str, &AlertStatus, DateTime<Utc>)> = alerts.into_iter().collect();
+        items.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        Self::of_canonical(&canonical_string(&items))
+    }
+
+    fn of_canonical(text: &str) -> Self {
+        let digest = Sha256::digest(text.as_bytes());
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&digest[..8]);
+        Self(bytes)
+    }
+
+    /// Parses 16 lowercase hex digits.
+    pub fn parse_hex(s: &str) -> Option<Self> {
+        if s.len() != 16
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return None;
+        }
+        let mut bytes = [0u8; 8];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+}
+
+/// The exact string that is hashed, for sorted items.
+fn canonical_string(items: &[(&str, &AlertStatus, DateTime<Utc>)]) -> String {
+    let mut out = String::with_capacity(items.len() * 64);
+    for (i, (id, status, at)) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(id);
+        out.push('=');
+        out.push_str(status.as_str());
+        out.push('@');
+        out.push_str(&at.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    }
+    out
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `[dfcsync:<action>:<fingerprint>]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mark {
+    pub action: ActionKind,
+    pub fingerprint: Fingerprint,
+}
+
+const MARK_PREFIX: &str = "[dfcsync:";
+
+impl Mark {
+    pub fn new(action: ActionKind, fingerprint: Fingerprint) -> Self {
+        Self {
+            action,
+            fingerprint,
+        }
+    }
+
+    /// Every well-formed mark in a text, in order of appearance. Text that merely looks
+    /// like a mark (an unknown action, a short fingerprint) is not one.
+    pub fn find_all(text: &str) -> Vec<Mark> {
+        let mut marks = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find(MARK_PREFIX) {
+            let after = &rest[start + MARK_PREFIX.len()..];
+            if let Some(mark) = Self::parse_body(after) {
+                marks.push(mark);
+            }
+            rest = after;
+        }
+        marks
+    }
+
+    /// Parses `<action>:<fingerprint>]` at the start of `s`.
+    fn parse_body(s: &str) -> Option<Mark> {
+        let (action, rest) = s.split_once(':')?;
+        let action = action.parse().ok()?;
+        let fingerprint = Fingerprint::parse_hex(rest.get(..16)?)?;
+        if rest.as_bytes().get(16) != Some(&b']') {
+            return None;
+        }
+        Some(Mark::new(action, fingerprint))
+    }
+}
+
+impl fmt::Display for Mark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{MARK_PREFIX}{}:{}]", self.action, self.fingerprint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32, s: u32, ms: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, h, m, s).unwrap()
+            + chrono::TimeDelta::milliseconds(i64::from(ms))
+    }
+
+    #[test]
+    fn canonical_string_is_the_documented_example() {
+        // semantics.md: alerts `b` Resolved at 10:00:00.73 and `a` New at 09:00:00 give
+        // `a=New@2026-11-27T09:00:00Z;b=Resolved@2026-11-27T10:00:00Z`.
+        let mut items = vec![
+            ("b", &AlertStatus::Resolved, at(10, 0, 0, 730)),
+            ("a", &AlertStatus::New, at(9, 0, 0, 0)),
+        ];
+        items.sort_by(|x, y| x.0.as_bytes().cmp(y.0.as_bytes()));
+        assert_eq!(
+            canonical_string(&items),
+            "a=New@2026-11-27T09:00:00Z;b=Resolved@2026-11-27T10:00:00Z"
+        );
+    }
+
+    #[test]
+    fn fingerprint_is_sha256_prefix_of_the_canonical_string() {
+        let fp = Fingerprint::of_alerts([
+            ("b", &AlertStatus::Resolved, at(10, 0, 0, 730)),
+            ("a", &AlertStatus::New, at(9, 0, 0, 0)),
+        ]);
+        // sha256("a=New@2026-11-27T09:00:00Z;b=Resolved@2026-11-27T10:00:00Z"), computed
+        // independently with `printf '%s' … | sha256sum`.
+        assert_eq!(fp.to_string(), "1556419fddc5874c");
+    }
+
+    #[test]
+    fn fractions_are_dropped_not_rounded_and_order_does_not_matter() {
+        let a = Fingerprint::of_alerts([("x", &AlertStatus::New, at(9, 0, 0, 999))]);
+        let b = Fingerprint::of_alerts([("x", &AlertStatus::New, at(9, 0, 0, 0))]);
+        let c = Fingerprint::of_alerts([("x", &AlertStatus::New, at(9, 0, 1, 0))]);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn ids_sort_by_bytes() {
+        // 'B' (0x42) sorts before 'a' (0x61) in byte order.
+        let items = [
+            ("a", &AlertStatus::New, at(9, 0, 0, 0)),
+            ("B", &AlertStatus::New, at(9, 0, 0, 0)),
+        ];
+        let fp = Fingerprint::of_alerts(items);
+        let mut sorted = items.to_vec();
+        sorted.sort_by(|x, y| x.0.as_bytes().cmp(y.0.as_bytes()));
+        assert_eq!(sorted[0].0, "B");
+        assert_eq!(fp, Fingerprint::of_canonical(&canonical_string(&sorted)));
+    }
+
+    #[test]
+    fn mark_formats_and_parses() {
+        let fp = Fingerprint::parse_hex("0123456789abcdef").unwrap();
+        let mark = Mark::new(ActionKind::Close, fp);
+        assert_eq!(mark.to_string(), "[dfcsync:close:0123456789abcdef]");
+        let text = format!("Closed by dfcsync. {mark} and [dfcsync:reopen:fedcba9876543210]");
+        let found = Mark::find_all(&text);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0], mark);
+        assert_eq!(found[1].action, ActionKind::Reopen);
+    }
+
+    #[test]
+    fn near_marks_are_not_marks() {
+        for text in [
+            "[dfcsync:close:0123456789abcde]",
+            "[dfcsync:close:0123456789ABCDEF]",
+            "[dfcsync:shut:0123456789abcdef]",
+            "[dfcsync:close:0123456789abcdef0]",
+            "[dfcsync:close:0123456789abcdef",
+            "dfcsync:close:0123456789abcdef]",
+            "[dfcsync:[dfcsync:close:é]",
+        ] {
+            assert!(Mark::find_all(text).is_empty(), "{text}");
+        }
+        assert_eq!(
+            Mark::find_all("[dfcsync:[dfcsync:close:0123456789abcdef]").len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! The domain types of dfcsync: statuses, classifications, the mark, and the snapshot the
+//! decision engine reads.
+//!
+//! Nothing here does I/O. Values that come from Azure keep unknown spellings (`Other`)
+//! rather than dropping them, so that the engine can hold what it does not understand.
+
+mod classification;
+mod mark;
+mod snapshot;
+mod status;
+
+pub use classification::{Classification, ClassificationError, ClassificationReason, Closure};
+pub use mark::{ActionKind, Fingerprint, Mark};
+pub use snapshot::{
+    AlertAddress, AlertState, Comment, HeldInput, IncidentState, MarkSource, ObservedMark, Snapshot,
+};
+pub use status::{AlertStatus, IncidentStatus};

@@ -1,0 +1,16 @@
+//! Observe, the pure half: turn `SecurityIncident` and `SecurityAlert` rows, as the Log
+//! Analytics query API or `az monitor log-analytics query` returns them, into the engine's
+//! [`Snapshot`](crate::model::Snapshot).
+//!
+//! - [`rows`] reads a response (or an array of row objects) one row at a time, by column name;
+//! - [`records`] turns one row into a typed record, or says which column is wrong;
+//! - [`build`] folds the records into incident and alert states (newest row, the start of
+//!   the current status, the marks).
+
+pub mod build;
+pub mod records;
+pub mod rows;
+
+pub use build::build_snapshot;
+pub use records::{AlertRecord, IncidentRecord, RecordError};
+pub use rows::{RowsError, read_rows};
