@@ -18,6 +18,10 @@ use crate::policy::{Policy, ReopenPolicy};
 /// Sentinel lists at most this many alerts on an incident; a longer list may be incomplete.
 pub const MAX_ALERTS_PER_INCIDENT: usize = 150;
 
+/// Alert rows are read from the incident's creation minus this margin; an alert with no row
+/// since then counts as missing (semantics.md, step 1).
+pub const ALERT_ROW_MARGIN: TimeDelta = TimeDelta::days(1);
+
 /// A comment created this long before the status change still counts as the tool's
 /// (the comment is written after the status, but clocks and ingestion differ).
 const OWN_STATUS_TOLERANCE: TimeDelta = TimeDelta::minutes(1);
@@ -161,6 +165,11 @@ pub fn verdict<'a>(
                 )));
             }
             Some(Err(reason)) => return Err(Verdict::Hold(reason.clone())),
+            Some(Ok(a)) if a.last_row_at < incident.created - ALERT_ROW_MARGIN => {
+                return Err(Verdict::Hold(format!(
+                    "alert {id} has no row in SecurityAlert since the incident was created (minus one day)"
+                )));
+            }
             Some(Ok(a)) => found.push(a),
         }
     }

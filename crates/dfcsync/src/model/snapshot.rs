@@ -98,6 +98,8 @@ pub struct AlertState {
     /// When the alert entered its current status: the `TimeGenerated` of the oldest row of
     /// the newest unbroken run of rows with this status (re-ingested rows do not move it).
     pub changed_at: DateTime<Utc>,
+    /// `TimeGenerated` of the newest row.
+    pub last_row_at: DateTime<Utc>,
     pub product_name: String,
     pub display_name: String,
     /// `AlertLink`: the link to the alert in its portal.

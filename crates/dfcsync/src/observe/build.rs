@@ -292,6 +292,7 @@ impl AlertFold {
             id: rec.id,
             status: rec.status,
             changed_at,
+            last_row_at: rec.time_generated,
             product_name: rec.product_name,
             display_name: rec.display_name,
             link: rec.link,
