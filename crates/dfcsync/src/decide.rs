@@ -201,6 +201,25 @@ pub fn verdict<'a>(
     Ok((v, found))
 }
 
+/// Whether a close mark was left (in a comment) after every alert entered its current run of
+/// finished statuses.
+fn closed_this_episode(incident: &IncidentState, alerts: &[&AlertState]) -> bool {
+    let Some(finished) = alerts
+        .iter()
+        .map(|a| a.finished_since)
+        .collect::<Option<Vec<_>>>()
+    else {
+        return false;
+    };
+    let Some(all_finished_at) = finished.into_iter().max() else {
+        return false;
+    };
+    incident.marks.iter().any(|m| {
+        m.mark.action == ActionKind::Close
+            && matches!(m.source, MarkSource::Comment { created } if created >= all_finished_at)
+    })
+}
+
 /// Whether the incident's current status was set by this tool (semantics.md, "Idempotency").
 pub fn status_set_by_tool(incident: &IncidentState) -> bool {
     match incident.status {
@@ -257,6 +276,12 @@ fn decide_incident(
         .iter()
         .any(|m| m.mark.fingerprint == fingerprint)
     {
+        return Outcome::Nothing;
+    }
+    // Guard 1, for the echo: dfcsync closed the incident after every alert had finished, and
+    // none has been active since; alerts that only moved from one finished status to another
+    // (the platform's echo of that close) do not call for a second close.
+    if matches!(verdict, Verdict::Done { .. }) && closed_this_episode(incident, &found) {
         return Outcome::Nothing;
     }
     let last_alert_change = found

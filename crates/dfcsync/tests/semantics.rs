@@ -625,3 +625,22 @@ fn tool_author_in_modified_by_is_not_trusted_without_the_mark() {
     assert_nothing(&w.plan());
     let _ = DFC;
 }
+
+#[test]
+fn echo_after_an_analyst_reopen_does_not_close_again() {
+    // The tool closes (BenignPositive, alert Dismissed); the analyst reopens at once; only
+    // then is the echo (Dismissed → Resolved) ingested. The alert never left the finished
+    // state: no second close, no flip to TruePositive, no notice.
+    let mut w = one_alert_world(&[("Dismissed", -120)]);
+    w.bidirectional = false;
+    w.now = w.t(-100);
+    let plan = w.plan();
+    w.apply(&plan, -100);
+    w.set_status(0, "Active", -99, ANALYST);
+    w.alert("a1", "Resolved", -90);
+    w.now = w.t(0);
+    assert_nothing(&w.plan());
+    // Had the alert become active in between, it is a new episode: close again.
+    w.alert("a1", "New", -80).alert("a1", "Resolved", -70);
+    assert_eq!(only_action(&w.plan()).kind, ActionKind::Close);
+}

@@ -100,6 +100,10 @@ pub struct AlertState {
     pub changed_at: DateTime<Utc>,
     /// `TimeGenerated` of the newest row.
     pub last_row_at: DateTime<Utc>,
+    /// When the alert last became finished: the start of the newest unbroken run of Resolved
+    /// or Dismissed rows (a move from one to the other, such as the echo of a close, does not
+    /// start a new run). `None` while the alert is not finished.
+    pub finished_since: Option<DateTime<Utc>>,
     pub product_name: String,
     pub display_name: String,
     /// `AlertLink`: the link to the alert in its portal.

@@ -282,6 +282,14 @@ impl AlertFold {
             .rposition(|(_, status)| *status != rec.status)
             .map_or(0, |i| i + 1);
         let changed_at = self.history[run_start].0.0;
+        let finished_since = rec.status.is_terminal().then(|| {
+            let start = self
+                .history
+                .iter()
+                .rposition(|(_, status)| !status.is_terminal())
+                .map_or(0, |i| i + 1);
+            self.history[start].0.0
+        });
         let address = AlertAddress::from_alert_link(&rec.link).map(|mut a| {
             if !rec.vendor_original_id.is_empty() {
                 a.name = rec.vendor_original_id.clone();
@@ -293,6 +301,7 @@ impl AlertFold {
             status: rec.status,
             changed_at,
             last_row_at: rec.time_generated,
+            finished_since,
             product_name: rec.product_name,
             display_name: rec.display_name,
             link: rec.link,

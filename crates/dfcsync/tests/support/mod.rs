@@ -166,23 +166,27 @@ impl World {
         self.incidents.len() - 1
     }
 
+    /// A new row for incident `i`. Rows of one incident get distinct times, as in the
+    /// service: a row at the same instant as the previous one is ingested a second later.
     fn push_row(
         &mut self,
         i: usize,
         time: DateTime<Utc>,
         by: &str,
         change: impl FnOnce(&mut IncidentRow),
-    ) {
+    ) -> DateTime<Utc> {
         let mut row = self.incidents[i].rows.last().unwrap().clone();
+        let time = time.max(row.time + TimeDelta::seconds(1));
         row.time = time;
         row.by = by.into();
         change(&mut row);
         self.incidents[i].rows.push(row);
+        time
     }
 
     pub fn set_status(&mut self, i: usize, status: &str, minutes: i64, by: &str) -> &mut Self {
         let t = self.t(minutes);
-        self.push_row(i, t, by, |r| {
+        let _ = self.push_row(i, t, by, |r| {
             r.status = status.into();
             if status != "Closed" {
                 r.classification.clear();
@@ -216,7 +220,7 @@ impl World {
         reason: &str,
         cc: &str,
     ) {
-        self.push_row(i, t, by, |r| {
+        let _ = self.push_row(i, t, by, |r| {
             r.status = "Closed".into();
             r.classification = class.into();
             r.reason = reason.into();
@@ -250,12 +254,18 @@ impl World {
     }
 
     fn comment_at(&mut self, i: usize, t: DateTime<Utc>, by: &str, message: &str) {
-        self.push_row(i, t, by, |r| r.comments.push((message.into(), t)));
+        let t = self.push_row(i, t, by, |_| {});
+        self.incidents[i]
+            .rows
+            .last_mut()
+            .unwrap()
+            .comments
+            .push((message.into(), t));
     }
 
     pub fn set_owner(&mut self, i: usize, minutes: i64, by: &str, owner: &str) -> &mut Self {
         let t = self.t(minutes);
-        self.push_row(i, t, by, |r| r.owner = Some(owner.into()));
+        let _ = self.push_row(i, t, by, |r| r.owner = Some(owner.into()));
         self
     }
 
@@ -267,7 +277,7 @@ impl World {
         by: &str,
     ) -> &mut Self {
         let t = self.t(minutes);
-        self.push_row(i, t, by, |r| r.alert_ids.push(id.into()));
+        let _ = self.push_row(i, t, by, |r| r.alert_ids.push(id.into()));
         self
     }
 
@@ -426,7 +436,7 @@ impl World {
                 ActionKind::Close => {
                     let c = a.closure.unwrap();
                     let cc = a.classification_comment.clone().unwrap();
-                    self.push_row(i, t, TOOL, |r| {
+                    let _ = self.push_row(i, t, TOOL, |r| {
                         r.status = "Closed".into();
                         r.classification = c.classification().to_string();
                         r.reason = c.reason().map(|r| r.to_string()).unwrap_or_default();
@@ -438,7 +448,7 @@ impl World {
                     }
                 }
                 ActionKind::Activate | ActionKind::Reopen => {
-                    self.push_row(i, t, TOOL, |r| {
+                    let _ = self.push_row(i, t, TOOL, |r| {
                         r.status = "Active".into();
                         r.classification.clear();
                         r.reason.clear();
