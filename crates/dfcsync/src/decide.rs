@@ -5,15 +5,15 @@
 //! the incident's status call for (step 2), and the guards that keep the tool from repeating
 //! itself or overruling a person. Its output order depends only on the snapshot's content.
 
-use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::model::{
-    ActionKind, AlertAddress, AlertState, AlertStatus, Closure, Fingerprint, IncidentState,
-    IncidentStatus, Mark, MarkSource, Snapshot,
+    ActionKind, AlertAddress, AlertMap, AlertState, AlertStatus, Closure, Fingerprint,
+    IncidentState, IncidentStatus, Mark, MarkSource, Snapshot,
 };
-use crate::policy::{Policy, ReopenPolicy};
+use crate::policy::{Placeholder, Policy, ReopenPolicy, Template};
 
 /// Sentinel lists at most this many alerts on an incident; a longer list may be incomplete.
 pub const MAX_ALERTS_PER_INCIDENT: usize = 150;
@@ -84,7 +84,7 @@ pub enum Verdict {
 /// Decides what each in-scope incident of `snapshot` needs.
 pub fn decide(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
     let mut incidents: Vec<&IncidentState> = snapshot.incidents.iter().collect();
-    incidents.sort_by(|a, b| (a.number, &a.name).cmp(&(b.number, &b.name)));
+    incidents.sort_unstable_by(|a, b| a.number.cmp(&b.number).then_with(|| a.name.cmp(&b.name)));
 
     let mut actions = Vec::new();
     let mut held: Vec<Held> = snapshot
@@ -124,41 +124,58 @@ enum Outcome {
     Act(Vec<PlannedAction>),
 }
 
+/// An incident's alerts as the snapshot has them, looked up once (`None`: no row at all).
+type LookedUp<'a> = Vec<Option<&'a Result<AlertState, String>>>;
+
+fn look_up<'a>(incident: &IncidentState, alerts: &'a AlertMap) -> LookedUp<'a> {
+    incident.alert_ids.iter().map(|id| alerts.get(id)).collect()
+}
+
 /// Whether an incident is in scope: created within `max_age`, and holding an alert of a
 /// configured product (by the alert's `ProductName` or the incident's `alertProductNames`).
 /// An alert whose rows cannot be read might be one: such an incident counts as in scope, so
 /// that it is held rather than silently skipped.
 pub fn in_scope(
     incident: &IncidentState,
-    alerts: &HashMap<String, Result<AlertState, String>>,
+    alerts: &AlertMap,
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> bool {
-    if incident.created < now - policy.max_age {
-        return false;
-    }
-    if incident
+    in_window(incident, policy, now) && holds_product(incident, &look_up(incident, alerts), policy)
+}
+
+fn in_window(incident: &IncidentState, policy: &Policy, now: DateTime<Utc>) -> bool {
+    incident.created >= now - policy.max_age
+}
+
+fn holds_product(incident: &IncidentState, looked: &LookedUp<'_>, policy: &Policy) -> bool {
+    incident
         .product_names
         .iter()
         .any(|p| policy.is_product_in_scope(p))
-    {
-        return true;
-    }
-    incident.alert_ids.iter().any(|id| match alerts.get(id) {
-        Some(Ok(a)) => policy.is_product_in_scope(&a.product_name),
-        Some(Err(_)) => true,
-        None => false,
-    })
+        || looked.iter().any(|a| match a {
+            Some(Ok(a)) => policy.is_product_in_scope(&a.product_name),
+            Some(Err(_)) => true,
+            None => false,
+        })
 }
 
-/// Step 1 of semantics.md.
+/// Step 1 of semantics.md: the verdict, with the alerts it was reached from; `Err` is a
+/// hold, with its reason.
 pub fn verdict<'a>(
     incident: &IncidentState,
-    alerts: &'a HashMap<String, Result<AlertState, String>>,
+    alerts: &'a AlertMap,
+) -> Result<(Verdict, Vec<&'a AlertState>), Verdict> {
+    verdict_of(incident, &look_up(incident, alerts))
+}
+
+fn verdict_of<'a>(
+    incident: &IncidentState,
+    looked: &LookedUp<'a>,
 ) -> Result<(Verdict, Vec<&'a AlertState>), Verdict> {
     let mut found = Vec::with_capacity(incident.alert_ids.len());
-    for id in &incident.alert_ids {
-        match alerts.get(id) {
+    for (id, alert) in incident.alert_ids.iter().zip(looked) {
+        match alert {
             None => {
                 return Err(Verdict::Hold(format!(
                     "alert {id} has no row in SecurityAlert (never act on an alert we cannot see)"
@@ -250,14 +267,18 @@ pub fn status_set_by_tool(incident: &IncidentState) -> bool {
 
 fn decide_incident(
     incident: &IncidentState,
-    alerts: &HashMap<String, Result<AlertState, String>>,
+    alerts: &AlertMap,
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Outcome {
-    if !in_scope(incident, alerts, policy, now) {
+    if !in_window(incident, policy, now) {
         return Outcome::Nothing;
     }
-    let (verdict, found) = match verdict(incident, alerts) {
+    let looked = look_up(incident, alerts);
+    if !holds_product(incident, &looked, policy) {
+        return Outcome::Nothing;
+    }
+    let (verdict, found) = match verdict_of(incident, &looked) {
         Ok(v) => v,
         Err(Verdict::Hold(reason)) => return Outcome::Held(reason),
         Err(_) => unreachable!("verdict errors are holds"),
@@ -290,9 +311,11 @@ fn decide_incident(
         .max()
         .unwrap_or(incident.created);
     let by_tool = status_set_by_tool(incident);
+    let mut sorted = found.clone();
+    sorted.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
     let ctx = Context {
         incident,
-        alerts: &found,
+        alerts: sorted,
         policy,
         fingerprint,
         last_alert_change,
@@ -426,7 +449,8 @@ fn display_who(s: &str) -> &str {
 /// What every action of one incident is built from.
 struct Context<'a> {
     incident: &'a IncidentState,
-    alerts: &'a [&'a AlertState],
+    /// The incident's alerts, sorted by id (byte order).
+    alerts: Vec<&'a AlertState>,
     policy: &'a Policy,
     fingerprint: Fingerprint,
     last_alert_change: DateTime<Utc>,
@@ -434,23 +458,22 @@ struct Context<'a> {
 
 impl Context<'_> {
     fn close(&self, closure: Closure) -> PlannedAction {
-        let statuses = self.status_summary();
+        let mut why = String::from("every alert is finished in Defender for Cloud (");
+        self.write_status_summary(&mut why);
+        let _ = write!(why, "); close as {}", closure.classification());
         let mut action = self.action(
             ActionKind::Close,
             Some(IncidentStatus::Closed),
             Some(closure),
             &self.policy.templates.close_comment,
-            format!(
-                "every alert is finished in Defender for Cloud ({statuses}); close as {}",
-                closure.classification()
-            ),
+            why,
         );
-        let cc = self
-            .policy
-            .templates
-            .classification_comment
-            .render(&|p| self.placeholder(p, Some(closure), None));
-        action.classification_comment = Some(with_mark(&cc, action.mark));
+        action.classification_comment = Some(self.render(
+            &self.policy.templates.classification_comment,
+            Some(closure),
+            None,
+            action.mark,
+        ));
         action
     }
 
@@ -466,21 +489,22 @@ impl Context<'_> {
 
     fn reopen(&self, by_tool: bool) -> PlannedAction {
         let closer = if by_tool {
-            "dfcsync".to_owned()
+            "dfcsync"
         } else {
-            display_who(&self.incident.status_set_by).to_owned()
+            display_who(&self.incident.status_set_by)
         };
+        let mut why = format!(
+            "{closer} closed the incident at {}, and an alert changed to ",
+            rfc3339(self.incident.status_since)
+        );
+        self.write_status_summary(&mut why);
+        let _ = write!(why, " at {}", rfc3339(self.last_alert_change));
         self.action(
             ActionKind::Reopen,
             Some(IncidentStatus::Active),
             None,
             &self.policy.templates.reopen_comment,
-            format!(
-                "{closer} closed the incident at {}, and an alert changed to {} at {}",
-                rfc3339(self.incident.status_since),
-                self.status_summary(),
-                rfc3339(self.last_alert_change)
-            ),
+            why,
         )
     }
 
@@ -494,18 +518,19 @@ impl Context<'_> {
             rfc3339(self.incident.status_since),
             rfc3339(self.last_alert_change)
         );
-        let comment = self
-            .policy
-            .templates
-            .notice_comment
-            .render(&|p| self.placeholder(p, instead.closure, Some(&would)));
+        let mark = Mark::new(ActionKind::Notice, self.fingerprint);
         PlannedAction {
             kind: ActionKind::Notice,
-            mark: Mark::new(ActionKind::Notice, self.fingerprint),
+            mark,
             new_status: None,
             closure: None,
             classification_comment: None,
-            comment: with_mark(&comment, Mark::new(ActionKind::Notice, self.fingerprint)),
+            comment: self.render(
+                &self.policy.templates.notice_comment,
+                instead.closure,
+                Some(&would),
+                mark,
+            ),
             why,
             ..instead.clone()
         }
@@ -516,11 +541,10 @@ impl Context<'_> {
         kind: ActionKind,
         new_status: Option<IncidentStatus>,
         closure: Option<Closure>,
-        template: &crate::policy::Template,
+        template: &Template,
         why: String,
     ) -> PlannedAction {
         let mark = Mark::new(kind, self.fingerprint);
-        let comment = template.render(&|p| self.placeholder(p, closure, None));
         PlannedAction {
             incident: self.incident.name.clone(),
             incident_number: self.incident.number,
@@ -531,90 +555,123 @@ impl Context<'_> {
             new_status,
             closure,
             classification_comment: None,
-            comment: with_mark(&comment, mark),
+            comment: self.render(template, closure, None, mark),
             alerts_to_set_in_progress: Vec::new(),
             why,
         }
     }
 
+    /// The template's text followed by the mark on a paragraph of its own.
+    fn render(
+        &self,
+        template: &Template,
+        closure: Option<Closure>,
+        would: Option<&str>,
+        mark: Mark,
+    ) -> String {
+        let mut out = String::with_capacity(256 + 300 * self.alerts.len());
+        template.render_into(&mut out, &mut |p, out| {
+            self.write_placeholder(out, p, closure, would)
+        });
+        out.truncate(out.trim_end().len());
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        let _ = write!(out, "{mark}");
+        out
+    }
+
     /// The distinct statuses of the alerts, in a fixed order: `Resolved, Dismissed`.
-    fn status_summary(&self) -> String {
+    fn write_status_summary(&self, out: &mut String) {
         let order = [
             AlertStatus::New,
             AlertStatus::InProgress,
             AlertStatus::Resolved,
             AlertStatus::Dismissed,
         ];
-        order
+        let mut first = true;
+        for s in order
             .iter()
             .filter(|s| self.alerts.iter().any(|a| &a.status == *s))
-            .map(AlertStatus::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
+        {
+            if !first {
+                out.push_str(", ");
+            }
+            first = false;
+            out.push_str(s.as_str());
+        }
     }
 
-    fn sorted_alerts(&self) -> Vec<&AlertState> {
-        let mut v: Vec<&AlertState> = self.alerts.to_vec();
-        v.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
-        v
-    }
-
-    fn placeholder(
+    fn write_placeholder(
         &self,
-        name: &str,
+        out: &mut String,
+        p: Placeholder,
         closure: Option<Closure>,
         would: Option<&str>,
-    ) -> Option<String> {
-        let alerts = self.sorted_alerts();
-        let alert_name = |a: &AlertState| {
-            a.address
-                .as_ref()
-                .map_or_else(|| a.id.clone(), |addr| addr.name.clone())
-        };
-        Some(match name {
-            "alert_status" => self.status_summary(),
-            "alert_ids" => alerts
-                .iter()
-                .map(|a| alert_name(a))
-                .collect::<Vec<_>>()
-                .join(", "),
-            "alert_link" => alerts
-                .iter()
-                .map(|a| a.link.as_str())
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(" "),
-            "alerts" => alerts
-                .iter()
-                .map(|a| {
-                    let mut line = format!(
-                        "- {} ({}): {} since {}",
-                        alert_name(a),
-                        if a.display_name.is_empty() {
-                            &a.id
-                        } else {
-                            &a.display_name
-                        },
-                        a.status,
-                        rfc3339(a.changed_at)
-                    );
-                    if !a.link.is_empty() {
-                        line.push_str(&format!(" {}", a.link));
+    ) {
+        let time = |out: &mut String, t| crate::model::push_rfc3339_seconds(out, t);
+        match p {
+            Placeholder::AlertStatus => self.write_status_summary(out),
+            Placeholder::AlertIds => {
+                for (i, a) in self.alerts.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
                     }
-                    line
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-            "changed_at" => rfc3339(self.last_alert_change),
-            "classification" => closure?.classification().to_string(),
-            "classification_reason" => closure?.reason().map(|r| r.to_string()).unwrap_or_default(),
-            "incident_number" => self.incident.number.to_string(),
-            "incident_status" => self.incident.status.to_string(),
-            "status_since" => rfc3339(self.incident.status_since),
-            "status_set_by" => display_who(&self.incident.status_set_by).to_owned(),
-            "would" => would?.to_owned(),
-            _ => return None,
-        })
+                    out.push_str(alert_name(a));
+                }
+            }
+            Placeholder::AlertLink => {
+                let mut first = true;
+                for a in self.alerts.iter().filter(|a| !a.link.is_empty()) {
+                    if !first {
+                        out.push(' ');
+                    }
+                    first = false;
+                    out.push_str(&a.link);
+                }
+            }
+            Placeholder::Alerts => {
+                for (i, a) in self.alerts.iter().enumerate() {
+                    if i > 0 {
+                        out.push('\n');
+                    }
+                    out.push_str("- ");
+                    out.push_str(alert_name(a));
+                    out.push_str(" (");
+                    out.push_str(if a.display_name.is_empty() {
+                        &a.id
+                    } else {
+                        &a.display_name
+                    });
+                    out.push_str("): ");
+                    out.push_str(a.status.as_str());
+                    out.push_str(" since ");
+                    time(out, a.changed_at);
+                    if !a.link.is_empty() {
+                        out.push(' ');
+                        out.push_str(&a.link);
+                    }
+                }
+            }
+            Placeholder::ChangedAt => time(out, self.last_alert_change),
+            Placeholder::Classification => {
+                if let Some(c) = closure {
+                    out.push_str(c.classification().as_str());
+                }
+            }
+            Placeholder::ClassificationReason => {
+                if let Some(r) = closure.and_then(|c| c.reason()) {
+                    out.push_str(r.as_str());
+                }
+            }
+            Placeholder::IncidentNumber => {
+                let _ = write!(out, "{}", self.incident.number);
+            }
+            Placeholder::IncidentStatus => out.push_str(self.incident.status.as_str()),
+            Placeholder::StatusSince => time(out, self.incident.status_since),
+            Placeholder::StatusSetBy => out.push_str(display_who(&self.incident.status_set_by)),
+            Placeholder::Would => out.push_str(would.unwrap_or_default()),
+        }
     }
 }
 
@@ -628,16 +685,14 @@ fn describe(action: &PlannedAction) -> String {
     }
 }
 
-fn with_mark(text: &str, mark: Mark) -> String {
-    let text = text.trim_end();
-    if text.is_empty() {
-        mark.to_string()
-    } else {
-        format!("{text}\n\n{mark}")
-    }
-}
-
 /// RFC 3339 in UTC, whole seconds: how dfcsync writes instants for people.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    let mut s = String::with_capacity(20);
+    crate::model::push_rfc3339_seconds(&mut s, t);
+    s
+}
+
+/// How comments name an alert: its DfC name where known, else its Sentinel id.
+fn alert_name(a: &AlertState) -> &str {
+    a.address.as_ref().map_or(a.id.as_str(), |addr| &addr.name)
 }

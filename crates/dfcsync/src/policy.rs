@@ -59,9 +59,10 @@ impl Default for Policy {
 
 impl Policy {
     pub fn is_product_in_scope(&self, name: &str) -> bool {
+        let name = name.trim();
         self.product_names
             .iter()
-            .any(|p| p.eq_ignore_ascii_case(name.trim()))
+            .any(|p| p.len() == name.len() && p.eq_ignore_ascii_case(name))
     }
 }
 
@@ -104,25 +105,71 @@ impl Default for Templates {
     }
 }
 
-/// The placeholders a template may use.
-pub const PLACEHOLDERS: &[&str] = &[
-    "alert_status",
-    "alert_ids",
-    "alert_link",
-    "alerts",
-    "changed_at",
-    "classification",
-    "classification_reason",
-    "incident_number",
-    "incident_status",
-    "status_since",
-    "status_set_by",
-    "would",
-];
+/// The placeholders a template may use: `{alert_status}` and so on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    /// The distinct statuses of the alerts: `Resolved, Dismissed`.
+    AlertStatus,
+    /// The DfC alert names (or Sentinel ids where the name is unknown), comma-separated.
+    AlertIds,
+    /// The alerts' portal links, space-separated.
+    AlertLink,
+    /// One line per alert: name, display name, status, since when, link.
+    Alerts,
+    /// When the alerts last changed.
+    ChangedAt,
+    Classification,
+    ClassificationReason,
+    IncidentNumber,
+    IncidentStatus,
+    /// When the incident entered its status, and who set it.
+    StatusSince,
+    StatusSetBy,
+    /// What dfcsync would have done (in notices).
+    Would,
+}
+
+impl Placeholder {
+    pub const ALL: [Placeholder; 12] = [
+        Self::AlertStatus,
+        Self::AlertIds,
+        Self::AlertLink,
+        Self::Alerts,
+        Self::ChangedAt,
+        Self::Classification,
+        Self::ClassificationReason,
+        Self::IncidentNumber,
+        Self::IncidentStatus,
+        Self::StatusSince,
+        Self::StatusSetBy,
+        Self::Would,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AlertStatus => "alert_status",
+            Self::AlertIds => "alert_ids",
+            Self::AlertLink => "alert_link",
+            Self::Alerts => "alerts",
+            Self::ChangedAt => "changed_at",
+            Self::Classification => "classification",
+            Self::ClassificationReason => "classification_reason",
+            Self::IncidentNumber => "incident_number",
+            Self::IncidentStatus => "incident_status",
+            Self::StatusSince => "status_since",
+            Self::StatusSetBy => "status_set_by",
+            Self::Would => "would",
+        }
+    }
+}
+
+fn placeholder_names() -> String {
+    Placeholder::ALL.map(Placeholder::name).join(", ")
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error("unknown placeholder {{{name}}} (known: {known})", known = PLACEHOLDERS.join(", "))]
+    #[error("unknown placeholder {{{name}}} (known: {known})", known = placeholder_names())]
     UnknownPlaceholder { name: String },
     #[error("unclosed '{{' at byte {at}")]
     Unclosed { at: usize },
@@ -140,7 +187,7 @@ pub struct Template {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
-    Placeholder(&'static str),
+    Placeholder(Placeholder),
 }
 
 impl Template {
@@ -163,11 +210,12 @@ impl Template {
                     let rest = &source[i + 1..];
                     let end = rest.find('}').ok_or(TemplateError::Unclosed { at: i })?;
                     let name = &rest[..end];
-                    let known = PLACEHOLDERS.iter().find(|p| **p == name).ok_or_else(|| {
-                        TemplateError::UnknownPlaceholder {
+                    let known = Placeholder::ALL
+                        .into_iter()
+                        .find(|p| p.name() == name)
+                        .ok_or_else(|| TemplateError::UnknownPlaceholder {
                             name: name.to_owned(),
-                        }
-                    })?;
+                        })?;
                     if !text.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut text)));
                     }
@@ -193,16 +241,14 @@ impl Template {
         &self.source
     }
 
-    /// Fills the placeholders from `value` (a placeholder it does not know renders empty).
-    pub fn render(&self, value: &dyn Fn(&str) -> Option<String>) -> String {
-        let mut out = String::new();
+    /// Appends the text to `out`, letting `value` write each placeholder.
+    pub fn render_into(&self, out: &mut String, value: &mut dyn FnMut(Placeholder, &mut String)) {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Placeholder(p) => out.push_str(&value(p).unwrap_or_default()),
+                Part::Placeholder(p) => value(*p, out),
             }
         }
-        out
     }
 }
 
@@ -213,7 +259,10 @@ mod tests {
     #[test]
     fn renders_placeholders_and_escapes() {
         let t = Template::parse("{{x}} {alert_status} at {changed_at}}}").unwrap();
-        let out = t.render(&|p| Some(format!("<{p}>")));
+        let mut out = String::new();
+        t.render_into(&mut out, &mut |p, out| {
+            out.push_str(&format!("<{}>", p.name()))
+        });
         assert_eq!(out, "{x} <alert_status> at <changed_at>}");
     }
 

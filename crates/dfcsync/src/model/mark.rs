@@ -105,9 +105,36 @@ fn canonical_string(items: &[(&str, &AlertStatus, DateTime<Utc>)]) -> String {
         out.push('=');
         out.push_str(status.as_str());
         out.push('@');
-        out.push_str(&at.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        push_rfc3339_seconds(&mut out, *at);
     }
     out
+}
+
+/// Appends `t` as RFC 3339 in UTC with whole seconds and a `Z` (`2026-11-27T10:00:00Z`),
+/// dropping any fraction. Hand-written because it runs once per alert of every incident
+/// decided, where chrono's format machinery dominated the profile.
+pub fn push_rfc3339_seconds(out: &mut String, t: DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        // Outside RFC 3339's four-digit years: let chrono spell it.
+        out.push_str(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        return;
+    }
+    let mut buf = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (0..width).rev() {
+            buf[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
 }
 
 impl fmt::Display for Fingerprint {
@@ -212,6 +239,21 @@ mod tests {
         let c = Fingerprint::of_alerts([("x", &AlertStatus::New, at(9, 0, 1, 0))]);
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn fast_time_format_agrees_with_chrono() {
+        for t in [
+            at(0, 0, 0, 0),
+            at(23, 59, 59, 999),
+            Utc.with_ymd_and_hms(1, 2, 3, 4, 5, 6).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+        ] {
+            let mut s = String::new();
+            push_rfc3339_seconds(&mut s, t);
+            assert_eq!(s, t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
     }
 
     #[test]

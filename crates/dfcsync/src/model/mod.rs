@@ -10,8 +10,9 @@ mod snapshot;
 mod status;
 
 pub use classification::{Classification, ClassificationError, ClassificationReason, Closure};
-pub use mark::{ActionKind, Fingerprint, Mark};
+pub use mark::{ActionKind, Fingerprint, Mark, push_rfc3339_seconds};
 pub use snapshot::{
-    AlertAddress, AlertState, Comment, HeldInput, IncidentState, MarkSource, ObservedMark, Snapshot,
+    AlertAddress, AlertMap, AlertState, Comment, HeldInput, IncidentState, MarkSource,
+    ObservedMark, Snapshot,
 };
 pub use status::{AlertStatus, IncidentStatus};

@@ -4,11 +4,14 @@
 //! `decide`. Incidents or alerts whose rows could not be read are kept as such (with the
 //! reason), so that the engine holds exactly the incidents they touch.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
 use super::{AlertStatus, IncidentStatus, Mark};
+
+/// Alerts by `SystemAlertId`: the newest state, or why the alert's rows could not be read.
+/// Hashed with FxHash: the ids come from Sentinel, not from an adversary, and SipHash was a
+/// tenth of the engine's time on 100,000 incidents.
+pub type AlertMap = rustc_hash::FxHashMap<String, Result<AlertState, String>>;
 
 /// One workspace's incidents and alerts, as of the rows read.
 #[derive(Debug, Clone, Default)]
@@ -18,7 +21,7 @@ pub struct Snapshot {
     /// Incidents whose own rows could not be read: they are held with the reason.
     pub unreadable_incidents: Vec<HeldInput>,
     /// The newest state of each alert by `SystemAlertId`, or why its rows could not be read.
-    pub alerts: HashMap<String, Result<AlertState, String>>,
+    pub alerts: AlertMap,
     /// Rows that name no incident or alert at all (they cannot hold anything), for the report.
     pub warnings: Vec<String>,
 }

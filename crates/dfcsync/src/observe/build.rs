@@ -5,7 +5,9 @@
 //! alert keeps its newest record and its status history. The result does not depend on the
 //! order of the rows: ties on `TimeGenerated` are broken by the row's content.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Read;
 

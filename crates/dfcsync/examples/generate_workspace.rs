@@ -1,0 +1,23 @@
+//! Writes a generated workspace (`incidents.json`, `alerts.json`) for measuring `dfcsync
+//! replay` as a whole, e.g. its peak memory with `/usr/bin/time -v`:
+//!
+//! ```sh
+//! cargo run --release -p dfcsync --example generate_workspace -- /tmp/ws 100000
+//! /usr/bin/time -v target/release/dfcsync replay --incidents /tmp/ws/incidents.json \
+//!     --alerts /tmp/ws/alerts.json --now 2026-11-28T00:00:00Z --output json > /dev/null
+//! ```
+
+#[path = "../benches/workspace_gen.rs"]
+mod workspace_gen;
+
+fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let dir = std::path::PathBuf::from(args.next().unwrap_or_else(|| "workspace".into()));
+    let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    std::fs::create_dir_all(&dir)?;
+    let (incidents, alerts) = workspace_gen::generate(n);
+    std::fs::write(dir.join("incidents.json"), incidents)?;
+    std::fs::write(dir.join("alerts.json"), alerts)?;
+    println!("wrote {n} incidents to {}", dir.display());
+    Ok(())
+}
