@@ -433,3 +433,21 @@ mod tests {
         assert!(err.contains("line 2"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The documented example is a valid configuration, and its policy is the default one.
+    #[test]
+    fn the_example_file_parses_to_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dfcsync.example.toml");
+        let c = Config::load(Path::new(path)).unwrap();
+        let d = Policy::default();
+        assert_eq!(c.policy.templates, d.templates);
+        assert_eq!(c.policy.max_age, d.max_age);
+        assert_eq!(c.policy.product_names, d.product_names);
+        assert_eq!(c.policy.resolved, d.resolved);
+        assert_eq!(c.policy.dismissed, d.dismissed);
+    }
+}
