@@ -36,6 +36,19 @@ enum Command {
     /// JSON array of row objects, as `az monitor log-analytics query` prints it. Use it to see
     /// what dfcsync would do on a workspace's data, or to check a policy before deploying it.
     Replay(ReplayArgs),
+    /// Print the KQL query dfcsync sends to each workspace, to paste into Log Analytics.
+    ///
+    /// It returns the in-scope incidents with all their rows and the rows of their alerts,
+    /// with only the columns the engine reads; `max_age` and the product names come from the
+    /// configuration's [policy].
+    Query(QueryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    /// A dfcsync configuration file; its [policy] shapes the query.
+    #[arg(long, value_name = "FILE", env = "DFCSYNC_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -76,6 +89,11 @@ fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Replay(args) => replay(args),
+        Command::Query(args) => {
+            let config = load_config(args.config.as_deref())?;
+            print!("{}", dfcsync::observe::query::sync_query(&config.policy));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

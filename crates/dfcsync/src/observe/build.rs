@@ -50,6 +50,37 @@ pub fn build_snapshot(incidents: impl Read, alerts: impl Read) -> Result<Snapsho
     Ok(builder.finish())
 }
 
+/// Reads the answer to [`sync_query`](super::query::sync_query): one table whose `Table`
+/// column says which rows are incidents and which are alerts.
+pub fn build_snapshot_combined(response: impl Read) -> Result<Snapshot, SnapshotError> {
+    use super::query::{ALERT_TABLE, INCIDENT_TABLE};
+    let mut builder = SnapshotBuilder::default();
+    let mut unknown = 0usize;
+    read_rows(
+        response,
+        &mut |r| match r.get("Table").and_then(|v| v.as_str()) {
+            Some(INCIDENT_TABLE) => {
+                builder.add_incident_row(r);
+            }
+            Some(ALERT_TABLE) => {
+                builder.add_alert_row(r);
+            }
+            _ => unknown += 1,
+        },
+    )
+    .map_err(|source| SnapshotError::Rows {
+        table: "query result",
+        source,
+    })?;
+    let mut snapshot = builder.finish();
+    if unknown > 0 {
+        snapshot.warnings.push(format!(
+            "{unknown} rows of the query result have no Table column saying SecurityIncident or SecurityAlert"
+        ));
+    }
+    Ok(snapshot)
+}
+
 fn read_table(
     reader: impl Read,
     table: &'static str,

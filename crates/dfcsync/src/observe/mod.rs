@@ -5,12 +5,14 @@
 //! - [`rows`] reads a response (or an array of row objects) one row at a time, by column name;
 //! - [`records`] turns one row into a typed record, or says which column is wrong;
 //! - [`build`] folds the records into incident and alert states (newest row, the start of
-//!   the current status, the marks).
+//!   the current status, the marks);
+//! - [`query`] is the KQL that fetches exactly those rows from a workspace.
 
 pub mod build;
+pub mod query;
 pub mod records;
 pub mod rows;
 
-pub use build::build_snapshot;
+pub use build::{SnapshotBuilder, SnapshotError, build_snapshot, build_snapshot_combined};
 pub use records::{AlertRecord, IncidentRecord, RecordError};
 pub use rows::{RowsError, read_rows};

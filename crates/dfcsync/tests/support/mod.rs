@@ -4,6 +4,8 @@
 //! close on the alerts).
 #![allow(dead_code)]
 
+pub mod history;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
