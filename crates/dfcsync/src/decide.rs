@@ -66,13 +66,57 @@ pub struct PlannedAction {
 pub struct Held {
     pub incident: String,
     pub incident_number: Option<i64>,
+    pub kind: HoldKind,
     pub reason: String,
 }
 
-/// Step 1: what the alerts of an incident say, taken together.
+/// Why an incident is held, as a category (for metrics); the reason says the details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HoldKind {
+    /// An alert of the incident has no row in `SecurityAlert`.
+    MissingAlert,
+    /// An alert's status is `Unknown` or not a documented value.
+    UnknownAlertStatus,
+    /// The incident's status is not a documented value.
+    UnknownIncidentStatus,
+    /// More alerts than Sentinel lists, or none at all.
+    AlertList,
+    /// A row of the incident or of one of its alerts could not be read.
+    UnreadableRow,
+    /// Writeback cannot address an alert in Defender for Cloud.
+    AlertAddress,
+}
+
+impl HoldKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingAlert => "missing_alert",
+            Self::UnknownAlertStatus => "unknown_alert_status",
+            Self::UnknownIncidentStatus => "unknown_incident_status",
+            Self::AlertList => "alert_list",
+            Self::UnreadableRow => "unreadable_row",
+            Self::AlertAddress => "alert_address",
+        }
+    }
+}
+
+/// Step 1's Hold: the incident is not acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub kind: HoldKind,
+    pub reason: String,
+}
+
+fn hold(kind: HoldKind, reason: impl Into<String>) -> Hold {
+    Hold {
+        kind,
+        reason: reason.into(),
+    }
+}
+
+/// Step 1: what the alerts of an incident say, taken together (or a [`Hold`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Hold(String),
     /// Every alert finished; `any_resolved` picks the classification.
     Done {
         any_resolved: bool,
@@ -93,19 +137,16 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan 
         .map(|h| Held {
             incident: h.incident.clone(),
             incident_number: h.incident_number,
+            kind: HoldKind::UnreadableRow,
             reason: h.reason.clone(),
         })
         .collect();
 
     for incident in incidents {
         match decide_incident(incident, &snapshot.alerts, policy, now) {
-            Outcome::Nothing => {}
-            Outcome::Held(reason) => held.push(Held {
-                incident: incident.name.clone(),
-                incident_number: Some(incident.number),
-                reason,
-            }),
-            Outcome::Act(list) => actions.extend(list),
+            Decision::Nothing => {}
+            Decision::Held(h) => held.push(h),
+            Decision::Act(list) => actions.extend(list),
         }
     }
     held.sort_by(|a, b| {
@@ -118,9 +159,12 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan 
     Plan { now, actions, held }
 }
 
-enum Outcome {
+/// What one incident needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
     Nothing,
-    Held(String),
+    Held(Held),
+    /// The actions, in the order they must be taken.
     Act(Vec<PlannedAction>),
 }
 
@@ -165,46 +209,58 @@ fn holds_product(incident: &IncidentState, looked: &LookedUp<'_>, policy: &Polic
 pub fn verdict<'a>(
     incident: &IncidentState,
     alerts: &'a AlertMap,
-) -> Result<(Verdict, Vec<&'a AlertState>), Verdict> {
+) -> Result<(Verdict, Vec<&'a AlertState>), Hold> {
     verdict_of(incident, &look_up(incident, alerts))
 }
 
 fn verdict_of<'a>(
     incident: &IncidentState,
     looked: &LookedUp<'a>,
-) -> Result<(Verdict, Vec<&'a AlertState>), Verdict> {
+) -> Result<(Verdict, Vec<&'a AlertState>), Hold> {
     let mut found = Vec::with_capacity(incident.alert_ids.len());
     for (id, alert) in incident.alert_ids.iter().zip(looked) {
         match alert {
             None => {
-                return Err(Verdict::Hold(format!(
-                    "alert {id} has no row in SecurityAlert (never act on an alert we cannot see)"
-                )));
+                return Err(hold(
+                    HoldKind::MissingAlert,
+                    format!(
+                        "alert {id} has no row in SecurityAlert (never act on an alert we cannot see)"
+                    ),
+                ));
             }
-            Some(Err(reason)) => return Err(Verdict::Hold(reason.clone())),
+            Some(Err(reason)) => return Err(hold(HoldKind::UnreadableRow, reason.clone())),
             Some(Ok(a)) if a.last_row_at < incident.created - ALERT_ROW_MARGIN => {
-                return Err(Verdict::Hold(format!(
-                    "alert {id} has no row in SecurityAlert since the incident was created (minus one day)"
-                )));
+                return Err(hold(
+                    HoldKind::MissingAlert,
+                    format!(
+                        "alert {id} has no row in SecurityAlert since the incident was created (minus one day)"
+                    ),
+                ));
             }
             Some(Ok(a)) => found.push(a),
         }
     }
     if let Some(a) = found.iter().find(|a| !a.status.is_known()) {
-        return Err(Verdict::Hold(format!(
-            "alert {} has status {:?}, which dfcsync does not act on",
-            a.id,
-            a.status.as_str()
-        )));
+        return Err(hold(
+            HoldKind::UnknownAlertStatus,
+            format!(
+                "alert {} has status {:?}, which dfcsync does not act on",
+                a.id,
+                a.status.as_str()
+            ),
+        ));
     }
     if incident.alert_ids.len() > MAX_ALERTS_PER_INCIDENT {
-        return Err(Verdict::Hold(format!(
-            "the incident lists {} alerts, more than Sentinel's cap of {MAX_ALERTS_PER_INCIDENT}: the list may be incomplete",
-            incident.alert_ids.len()
-        )));
+        return Err(hold(
+            HoldKind::AlertList,
+            format!(
+                "the incident lists {} alerts, more than Sentinel's cap of {MAX_ALERTS_PER_INCIDENT}: the list may be incomplete",
+                incident.alert_ids.len()
+            ),
+        ));
     }
     if found.is_empty() {
-        return Err(Verdict::Hold("the incident lists no alerts".into()));
+        return Err(hold(HoldKind::AlertList, "the incident lists no alerts"));
     }
     let v = if found.iter().all(|a| a.status.is_terminal()) {
         Verdict::Done {
@@ -265,26 +321,38 @@ pub fn status_set_by_tool(incident: &IncidentState) -> bool {
     }
 }
 
-fn decide_incident(
+/// Decides what one incident needs (the body of [`decide`], for one incident: the act step
+/// calls it again after re-reading an incident that changed under it).
+pub fn decide_incident(
     incident: &IncidentState,
     alerts: &AlertMap,
     policy: &Policy,
     now: DateTime<Utc>,
-) -> Outcome {
+) -> Decision {
+    let held = |h: Hold| {
+        Decision::Held(Held {
+            incident: incident.name.clone(),
+            incident_number: Some(incident.number),
+            kind: h.kind,
+            reason: h.reason,
+        })
+    };
     if !in_window(incident, policy, now) {
-        return Outcome::Nothing;
+        return Decision::Nothing;
     }
     let looked = look_up(incident, alerts);
     if !holds_product(incident, &looked, policy) {
-        return Outcome::Nothing;
+        return Decision::Nothing;
     }
     let (verdict, found) = match verdict_of(incident, &looked) {
         Ok(v) => v,
-        Err(Verdict::Hold(reason)) => return Outcome::Held(reason),
-        Err(_) => unreachable!("verdict errors are holds"),
+        Err(h) => return held(h),
     };
     if let IncidentStatus::Other(s) = &incident.status {
-        return Outcome::Held(format!("incident status {s:?} is not one dfcsync knows"));
+        return held(hold(
+            HoldKind::UnknownIncidentStatus,
+            format!("incident status {s:?} is not one dfcsync knows"),
+        ));
     }
     let fingerprint = Fingerprint::of_alerts(
         found
@@ -297,13 +365,13 @@ fn decide_incident(
         .iter()
         .any(|m| m.mark.fingerprint == fingerprint)
     {
-        return Outcome::Nothing;
+        return Decision::Nothing;
     }
     // Guard 1, for the echo: dfcsync closed the incident after every alert had finished, and
     // none has been active since; alerts that only moved from one finished status to another
     // (the platform's echo of that close) do not call for a second close.
     if matches!(verdict, Verdict::Done { .. }) && closed_this_episode(incident, &found) {
-        return Outcome::Nothing;
+        return Decision::Nothing;
     }
     let last_alert_change = found
         .iter()
@@ -325,7 +393,7 @@ fn decide_incident(
     if let Some(w) = writeback(&ctx, &verdict, by_tool) {
         match w {
             Ok(action) => planned.push(action),
-            Err(reason) => return Outcome::Held(reason),
+            Err(reason) => return held(hold(HoldKind::AlertAddress, reason)),
         }
     }
     let wrote_back = !planned.is_empty();
@@ -371,9 +439,9 @@ fn decide_incident(
         }
     }
     if planned.is_empty() {
-        Outcome::Nothing
+        Decision::Nothing
     } else {
-        Outcome::Act(planned)
+        Decision::Act(planned)
     }
 }
 

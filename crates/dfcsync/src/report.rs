@@ -45,6 +45,7 @@ pub fn plan_json(plan: &Plan) -> Value {
             json!({
                 "incident": h.incident,
                 "incident_number": h.incident_number,
+                "kind": h.kind.as_str(),
                 "reason": h.reason,
             })
         })

@@ -104,7 +104,7 @@ fn json_output_is_the_contract() {
     assert_eq!(actions[1]["classification"], Value::Null);
     assert_eq!(
         v["held"],
-        json!([{"incident": "00000000-0000-4000-8000-000000000003", "incident_number": 3,
+        json!([{"incident": "00000000-0000-4000-8000-000000000003", "incident_number": 3, "kind": "missing_alert",
                 "reason": "alert a-gone has no row in SecurityAlert (never act on an alert we cannot see)"}])
     );
 }
