@@ -19,7 +19,7 @@ use crate::rbac::{self, RoleDef};
 use crate::scenario::{
     Event, EventSpec, Limits, PrincipalKind, ScenarioError, ScenarioSpec, resolve_time,
 };
-use crate::table::{Cell, Row, TableKind, WorkspaceTables, cell_from_json};
+use crate::table::{Cell, Row, TableKind, WorkspaceTables, cell_from_json, cell_time, string, time};
 
 /// The product name DfC alerts carry in Sentinel.
 pub const DFC_PRODUCT: &str = "Azure Security Center";
@@ -1342,69 +1342,69 @@ impl Platform {
             resource_upper = resource_upper.to_uppercase();
         }
         let cells = vec![
-            ("TenantId", Cell::String(w.customer_id.clone())),
-            ("TimeGenerated", Cell::DateTime(at)),
-            ("DisplayName", Cell::String(a.display_name.clone())),
-            ("AlertName", Cell::String(a.display_name.clone())),
-            ("AlertSeverity", Cell::String(a.severity.clone())),
-            ("Description", Cell::String(a.description.clone())),
-            ("ProviderName", Cell::String(a.provider_name.clone())),
-            ("VendorName", Cell::String(a.vendor_name.clone())),
+            ("TenantId", string(w.customer_id.clone())),
+            ("TimeGenerated", time(at)),
+            ("DisplayName", string(a.display_name.clone())),
+            ("AlertName", string(a.display_name.clone())),
+            ("AlertSeverity", string(a.severity.clone())),
+            ("Description", string(a.description.clone())),
+            ("ProviderName", string(a.provider_name.clone())),
+            ("VendorName", string(a.vendor_name.clone())),
             (
                 "VendorOriginalId",
-                Cell::String(a.vendor_original_id.clone()),
+                string(a.vendor_original_id.clone()),
             ),
-            ("SystemAlertId", Cell::String(a.system_alert_id.clone())),
-            ("ResourceId", Cell::String(resource_upper)),
-            ("SourceComputerId", Cell::String(String::new())),
-            ("AlertType", Cell::String(a.alert_type.clone())),
-            ("ConfidenceLevel", Cell::String(String::new())),
+            ("SystemAlertId", string(a.system_alert_id.clone())),
+            ("ResourceId", string(resource_upper)),
+            ("SourceComputerId", string(String::new())),
+            ("AlertType", string(a.alert_type.clone())),
+            ("ConfidenceLevel", string(String::new())),
             ("ConfidenceScore", Cell::Null),
             ("IsIncident", Cell::Bool(false)),
-            ("StartTime", Cell::DateTime(a.start)),
-            ("EndTime", Cell::DateTime(a.end)),
-            ("ProcessingEndTime", Cell::DateTime(at)),
+            ("StartTime", time(a.start)),
+            ("EndTime", time(a.end)),
+            ("ProcessingEndTime", time(at)),
             (
                 "RemediationSteps",
-                Cell::String(
-                    "[\"Investigate the process and isolate the machine if it is malicious.\"]"
-                        .into(),
+                string(
+                    "[\"Investigate the process and isolate the machine if it is malicious.\"]",
                 ),
             ),
-            ("ExtendedProperties", Cell::String(ext.to_string())),
-            ("Entities", Cell::String(entities.to_string())),
-            ("SourceSystem", Cell::String("Detection".into())),
+            ("ExtendedProperties", string(ext.to_string())),
+            ("Entities", string(entities.to_string())),
+            ("SourceSystem", string("Detection")),
             (
                 "WorkspaceSubscriptionId",
-                Cell::String(w.subscription_id.clone()),
+                string(w.subscription_id.clone()),
             ),
             (
                 "WorkspaceResourceGroup",
-                Cell::String(w.resource_group.clone()),
+                string(w.resource_group.clone()),
             ),
-            ("ExtendedLinks", Cell::String(String::new())),
-            ("ProductName", Cell::String(a.product_name.clone())),
+            ("ExtendedLinks", string(String::new())),
+            ("ProductName", string(a.product_name.clone())),
             (
                 "ProductComponentName",
-                Cell::String(a.product_component.clone()),
+                string(a.product_component.clone()),
             ),
-            ("AlertLink", Cell::String(a.alert_link.clone())),
-            ("Status", Cell::String(a.table_status.clone())),
+            ("AlertLink", string(a.alert_link.clone())),
+            ("Status", string(a.table_status.clone())),
             (
                 "CompromisedEntity",
-                Cell::String(a.compromised_entity.clone()),
+                string(a.compromised_entity.clone()),
             ),
-            ("Tactics", Cell::String(a.intent.clone())),
-            ("Techniques", Cell::String(String::new())),
-            ("SubTechniques", Cell::String(String::new())),
-            ("Type", Cell::String("SecurityAlert".into())),
+            ("Tactics", string(a.intent.clone())),
+            ("Techniques", string(String::new())),
+            ("SubTechniques", string(String::new())),
+            ("Type", string("SecurityAlert")),
         ];
         let visible = at + w.ingestion_delay;
         let ws = a.workspace;
         self.alerts[idx].last_row = at;
-        self.tables[ws]
-            .alerts
-            .push(Row::build(TableKind::SecurityAlert, visible, cells));
+        self.tables[ws].push(
+            TableKind::SecurityAlert,
+            vec![Row::build(TableKind::SecurityAlert, visible, cells)],
+        );
         self.version += 1;
     }
 
@@ -1442,39 +1442,39 @@ impl Platform {
                 i.provider_incident_id, self.tenant_id
             ));
         }
-        let opt_str = |s: &Option<String>| Cell::String(s.clone().unwrap_or_default());
+        let opt_str = |s: &Option<String>| string(s.clone().unwrap_or_default());
         let opt_time = |t: Option<DateTime<Utc>>| t.map(Cell::DateTime).unwrap_or(Cell::Null);
         let cells = vec![
-            ("TenantId", Cell::String(w.customer_id.clone())),
-            ("TimeGenerated", Cell::DateTime(at)),
-            ("IncidentName", Cell::String(i.name.clone())),
-            ("Title", Cell::String(i.title.clone())),
+            ("TenantId", string(w.customer_id.clone())),
+            ("TimeGenerated", time(at)),
+            ("IncidentName", string(i.name.clone())),
+            ("Title", string(i.title.clone())),
             (
                 "Description",
-                Cell::String(if w.defender_portal {
+                string(if w.defender_portal {
                     String::new()
                 } else {
                     i.description.clone()
                 }),
             ),
-            ("Severity", Cell::String(i.severity.clone())),
-            ("Status", Cell::String(i.status.clone())),
+            ("Severity", string(i.severity.clone())),
+            ("Status", string(i.status.clone())),
             ("Classification", opt_str(&i.classification)),
             ("ClassificationComment", opt_str(&i.classification_comment)),
             ("ClassificationReason", opt_str(&i.classification_reason)),
             ("Owner", Cell::Dynamic(table_owner(&i.owner))),
-            ("ProviderName", Cell::String(i.provider_name.clone())),
+            ("ProviderName", string(i.provider_name.clone())),
             (
                 "ProviderIncidentId",
-                Cell::String(i.provider_incident_id.clone()),
+                string(i.provider_incident_id.clone()),
             ),
             ("FirstActivityTime", opt_time(i.first_activity)),
             ("LastActivityTime", opt_time(i.last_activity)),
-            ("FirstModifiedTime", Cell::DateTime(i.first_modified)),
-            ("LastModifiedTime", Cell::DateTime(i.last_modified)),
-            ("CreatedTime", Cell::DateTime(i.created)),
+            ("FirstModifiedTime", time(i.first_modified)),
+            ("LastModifiedTime", time(i.last_modified)),
+            ("CreatedTime", time(i.created)),
             ("ClosedTime", opt_time(i.closed_time)),
-            ("IncidentNumber", Cell::Int(i.number)),
+            ("IncidentNumber", Cell::Int(i.number as i32)),
             (
                 "RelatedAnalyticRuleIds",
                 Cell::Dynamic(json!(i.related_rule_ids)),
@@ -1484,17 +1484,18 @@ impl Platform {
             ("Comments", Cell::Dynamic(Json::Array(comments))),
             ("Tasks", Cell::Dynamic(json!([]))),
             ("Labels", Cell::Dynamic(Json::Array(labels))),
-            ("IncidentUrl", Cell::String(url)),
+            ("IncidentUrl", string(url)),
             ("AdditionalData", Cell::Dynamic(additional)),
-            ("ModifiedBy", Cell::String(i.modified_by.clone())),
-            ("SourceSystem", Cell::String("Azure".into())),
-            ("Type", Cell::String("SecurityIncident".into())),
+            ("ModifiedBy", string(i.modified_by.clone())),
+            ("SourceSystem", string("Azure")),
+            ("Type", string("SecurityIncident")),
         ];
         let visible = at + w.ingestion_delay;
         let ws = i.workspace;
-        self.tables[ws]
-            .incidents
-            .push(Row::build(TableKind::SecurityIncident, visible, cells));
+        self.tables[ws].push(
+            TableKind::SecurityIncident,
+            vec![Row::build(TableKind::SecurityIncident, visible, cells)],
+        );
         self.version += 1;
     }
 
@@ -1527,19 +1528,19 @@ impl Platform {
             let time = match &cells[tg] {
                 Cell::DateTime(t) => *t,
                 _ => {
-                    cells[tg] = Cell::DateTime(at);
+                    cells[tg] = time(at);
                     at
                 }
             };
             if let Some(c) = kind.col("TenantId")
                 && cells[c] == Cell::Null
             {
-                cells[c] = Cell::String(customer_id.clone());
+                cells[c] = string(customer_id.clone());
             }
             if let Some(c) = kind.col("Type")
                 && cells[c] == Cell::Null
             {
-                cells[c] = Cell::String(kind.name().into());
+                cells[c] = string(kind.name());
             }
             let key_col = match kind {
                 TableKind::SecurityAlert => "SystemAlertId",
@@ -1557,7 +1558,7 @@ impl Platform {
             }
             if kind == TableKind::SecurityIncident {
                 let n = kind.col("IncidentNumber").and_then(|c| match cells[c] {
-                    Cell::Int(n) => Some(n),
+                    Cell::Int(n) => Some(i64::from(n)),
                     _ => None,
                 });
                 if n.is_none() {
@@ -1574,14 +1575,14 @@ impl Platform {
         }
         // Bring the model in line, oldest row first so the newest wins.
         let mut order: Vec<usize> = (0..imported.len()).collect();
-        order.sort_by_key(|&i| imported[i].get(kind, "TimeGenerated").as_time());
+        order.sort_by_key(|&i| cell_time(imported[i].get(kind, "TimeGenerated")));
         for i in order {
             match kind {
                 TableKind::SecurityAlert => self.model_from_alert_row(ws, &imported[i]),
                 TableKind::SecurityIncident => self.model_from_incident_row(ws, &imported[i]),
             }
         }
-        self.tables[ws].rows_mut(kind).extend(imported);
+        self.tables[ws].push(kind, imported);
         self.version += 1;
         Ok(())
     }
@@ -1589,7 +1590,7 @@ impl Platform {
     fn model_from_alert_row(&mut self, ws: usize, row: &Row) {
         let k = TableKind::SecurityAlert;
         let s = |c: &str| row.get(k, c).as_str().unwrap_or_default().to_string();
-        let t = |c: &str| row.get(k, c).as_time();
+        let t = |c: &str| cell_time(row.get(k, c));
         let time = t("TimeGenerated").unwrap_or(self.start);
         let sysid = s("SystemAlertId");
         let status_text = s("Status");
@@ -1667,7 +1668,7 @@ impl Platform {
                 .filter(|x| !x.is_empty())
                 .map(str::to_string)
         };
-        let t = |c: &str| row.get(k, c).as_time();
+        let t = |c: &str| cell_time(row.get(k, c));
         let d = |c: &str| match row.get(k, c) {
             Cell::Dynamic(v) => v.clone(),
             _ => Json::Null,
@@ -1684,7 +1685,7 @@ impl Platform {
         let time = t("TimeGenerated").unwrap_or(self.start);
         let name = s("IncidentName").to_ascii_lowercase();
         let number = match row.get(k, "IncidentNumber") {
-            Cell::Int(n) => *n,
+            Cell::Int(n) => i64::from(*n),
             _ => 0,
         };
         let existing = self.incident_in(ws, &name);
@@ -1790,19 +1791,6 @@ impl Platform {
 
     // ---------------------------------------------------------------- views
 
-    /// The rows of a table visible to queries at `now`.
-    pub fn visible_rows(
-        &self,
-        ws: usize,
-        kind: TableKind,
-        now: DateTime<Utc>,
-    ) -> impl Iterator<Item = &Row> {
-        self.tables[ws]
-            .rows(kind)
-            .iter()
-            .filter(move |r| r.visible_at <= now)
-    }
-
     /// The `GET /_emulator/state` document.
     pub fn state_json(&self, with_tables: bool) -> Json {
         let incidents: Vec<Json> = self
@@ -1859,7 +1847,7 @@ impl Platform {
                 let rows: Vec<Json> = self
                     .tables
                     .iter()
-                    .flat_map(|t| t.rows(kind).iter().map(move |r| r.to_json(kind)))
+                    .flat_map(|t| t.rows(kind).iter().map(move |r| crate::table::row_json(kind, r)))
                     .collect();
                 tables.insert(kind.name().into(), Json::Array(rows));
             }

@@ -6,73 +6,41 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 
-/// A column type, as the query API names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColType {
-    String,
-    DateTime,
-    Int,
-    Real,
-    Bool,
-    Dynamic,
+pub use kql::ColumnType as ColType;
+pub use kql::Value as Cell;
+
+/// A string cell.
+pub fn string(s: impl AsRef<str>) -> Cell {
+    Cell::string(s)
 }
 
-impl ColType {
-    /// The name the query API gives the type.
-    pub fn api_name(self) -> &'static str {
-        match self {
-            ColType::String => "string",
-            ColType::DateTime => "datetime",
-            ColType::Int => "int",
-            ColType::Real => "real",
-            ColType::Bool => "bool",
-            ColType::Dynamic => "dynamic",
-        }
+/// A time cell.
+pub fn time(t: DateTime<Utc>) -> Cell {
+    Cell::DateTime(t)
+}
+
+/// The cell as plain JSON (dynamic values inline, times as RFC 3339 with 7 digits).
+pub fn cell_json(c: &Cell) -> Json {
+    match c {
+        Cell::Null => Json::Null,
+        Cell::Bool(b) => Json::Bool(*b),
+        Cell::Int(i) => Json::from(*i),
+        Cell::Long(i) => Json::from(*i),
+        Cell::Real(r) => serde_json::Number::from_f64(*r)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        Cell::String(s) => Json::String(s.to_string()),
+        Cell::DateTime(t) => Json::String(format_time(*t)),
+        Cell::Dynamic(v) => v.clone(),
+        other => Json::String(other.to_kql_string()),
     }
 }
 
-/// One typed cell of a row.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    Null,
-    String(String),
-    DateTime(DateTime<Utc>),
-    Int(i64),
-    Real(f64),
-    Bool(bool),
-    Dynamic(Json),
-}
-
-impl Cell {
-    /// The cell as plain JSON (dynamic values inline, times as RFC 3339 with 7 digits).
-    pub fn to_json(&self) -> Json {
-        match self {
-            Cell::Null => Json::Null,
-            Cell::String(s) => Json::String(s.clone()),
-            Cell::DateTime(t) => Json::String(format_time(*t)),
-            Cell::Int(i) => Json::from(*i),
-            Cell::Real(r) => serde_json::Number::from_f64(*r)
-                .map(Json::Number)
-                .unwrap_or(Json::Null),
-            Cell::Bool(b) => Json::Bool(*b),
-            Cell::Dynamic(v) => v.clone(),
-        }
-    }
-
-    /// The cell as a string, when it is one.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Cell::String(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// The cell as a time, when it is one.
-    pub fn as_time(&self) -> Option<DateTime<Utc>> {
-        match self {
-            Cell::DateTime(t) => Some(*t),
-            _ => None,
-        }
+/// The cell as a time, when it is one.
+pub fn cell_time(c: &Cell) -> Option<DateTime<Utc>> {
+    match c {
+        Cell::DateTime(t) => Some(*t),
+        _ => None,
     }
 }
 
@@ -238,7 +206,7 @@ impl Row {
     pub fn to_json(&self, kind: TableKind) -> Json {
         let mut map = Map::new();
         for ((name, _), cell) in kind.schema().iter().zip(&self.cells) {
-            map.insert((*name).to_string(), cell.to_json());
+            map.insert((*name).to_string(), cell_json(cell));
         }
         Json::Object(map)
     }
@@ -251,8 +219,8 @@ pub fn cell_from_json(ty: ColType, v: &Json) -> Result<Cell, String> {
     }
     match ty {
         ColType::String => match v {
-            Json::String(s) => Ok(Cell::String(s.clone())),
-            other => Ok(Cell::String(other.to_string())),
+            Json::String(s) => Ok(string(s)),
+            other => Ok(string(other.to_string())),
         },
         ColType::DateTime => {
             let s = v.as_str().ok_or("expected an RFC 3339 time string")?;
@@ -266,10 +234,11 @@ pub fn cell_from_json(ty: ColType, v: &Json) -> Result<Cell, String> {
         ColType::Int => match v {
             Json::Number(n) => n
                 .as_i64()
+                .and_then(|i| i32::try_from(i).ok())
                 .map(Cell::Int)
-                .ok_or_else(|| "expected an integer".into()),
+                .ok_or_else(|| "expected a 32-bit integer".into()),
             Json::String(s) => s
-                .parse()
+                .parse::<i32>()
                 .map(Cell::Int)
                 .map_err(|_| format!("expected an integer, got {s:?}")),
             _ => Err("expected an integer".into()),
@@ -296,6 +265,9 @@ pub fn cell_from_json(ty: ColType, v: &Json) -> Result<Cell, String> {
             },
             _ => Err("expected a boolean".into()),
         },
+        other @ (ColType::Long | ColType::Decimal | ColType::TimeSpan | ColType::Guid) => {
+            kql::la_json::wire_to_value(v, other)
+        }
         ColType::Dynamic => match v {
             // Exported dynamic values often arrive as JSON text: decode it when it parses.
             Json::String(s) => Ok(Cell::Dynamic(
@@ -306,27 +278,99 @@ pub fn cell_from_json(ty: ColType, v: &Json) -> Result<Cell, String> {
     }
 }
 
-/// The append-only tables of one workspace.
-#[derive(Debug, Clone, Default)]
+/// The append-only tables of one workspace, kept as the `kql` database queries read, with
+/// the instant each row becomes visible.
+#[derive(Debug, Clone)]
 pub struct WorkspaceTables {
-    pub incidents: Vec<Row>,
-    pub alerts: Vec<Row>,
+    pub db: kql::Database,
+    incident_visible: Vec<DateTime<Utc>>,
+    alert_visible: Vec<DateTime<Utc>>,
+}
+
+impl Default for WorkspaceTables {
+    fn default() -> Self {
+        let mut db = kql::Database::new();
+        for kind in [TableKind::SecurityIncident, TableKind::SecurityAlert] {
+            let cols = kind
+                .schema()
+                .iter()
+                .map(|(n, t)| kql::Column::new(*n, *t))
+                .collect();
+            db.insert(kind.name(), kql::Table::new(kind.name(), cols));
+        }
+        WorkspaceTables {
+            db,
+            incident_visible: Vec::new(),
+            alert_visible: Vec::new(),
+        }
+    }
 }
 
 impl WorkspaceTables {
     /// The rows of a table.
-    pub fn rows(&self, kind: TableKind) -> &Vec<Row> {
+    pub fn rows(&self, kind: TableKind) -> &[Vec<Cell>] {
+        self.db
+            .get(kind.name())
+            .map(|t| t.rows.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// When each row of a table becomes visible.
+    pub fn visible_at(&self, kind: TableKind) -> &[DateTime<Utc>] {
         match kind {
-            TableKind::SecurityIncident => &self.incidents,
-            TableKind::SecurityAlert => &self.alerts,
+            TableKind::SecurityIncident => &self.incident_visible,
+            TableKind::SecurityAlert => &self.alert_visible,
         }
     }
 
-    /// The rows of a table, mutably.
-    pub fn rows_mut(&mut self, kind: TableKind) -> &mut Vec<Row> {
+    /// Appends rows.
+    pub fn push(&mut self, kind: TableKind, rows: Vec<Row>) {
+        let (vis, cells): (Vec<_>, Vec<_>) = rows.into_iter().map(|r| (r.visible_at, r.cells)).unzip();
         match kind {
-            TableKind::SecurityIncident => &mut self.incidents,
-            TableKind::SecurityAlert => &mut self.alerts,
+            TableKind::SecurityIncident => self.incident_visible.extend(vis),
+            TableKind::SecurityAlert => self.alert_visible.extend(vis),
+        }
+        if let Some(t) = self.db.get_mut(kind.name()) {
+            t.rows.extend(cells);
         }
     }
+
+    /// Whether every row is visible at `now`.
+    pub fn all_visible(&self, now: DateTime<Utc>) -> bool {
+        self.incident_visible.iter().all(|t| *t <= now) && self.alert_visible.iter().all(|t| *t <= now)
+    }
+
+    /// A copy of the database holding only the rows visible at `now`.
+    pub fn visible_db(&self, now: DateTime<Utc>) -> kql::Database {
+        let mut db = kql::Database::new();
+        for kind in [TableKind::SecurityIncident, TableKind::SecurityAlert] {
+            if let Some(t) = self.db.get(kind.name()) {
+                let rows = t
+                    .rows
+                    .iter()
+                    .zip(self.visible_at(kind))
+                    .filter(|(_, v)| **v <= now)
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                db.insert(
+                    kind.name(),
+                    kql::Table {
+                        name: kind.name().into(),
+                        columns: t.columns.clone(),
+                        rows,
+                    },
+                );
+            }
+        }
+        db
+    }
+}
+
+/// A row's JSON object (dynamic values inline), from its cells.
+pub fn row_json(kind: TableKind, cells: &[Cell]) -> Json {
+    let mut map = Map::new();
+    for ((name, _), cell) in kind.schema().iter().zip(cells) {
+        map.insert((*name).to_string(), cell_json(cell));
+    }
+    Json::Object(map)
 }
