@@ -4,7 +4,7 @@
 //! Kusto semantics as Microsoft documents them (see `shared/reference/kql-semantics.md`).
 //! Results and errors come in the Log Analytics query API's formats.
 //!
-//! ```no_run
+//! ```
 //! use kql::{Database, QueryOptions, Table, run};
 //! let db = Database::new();
 //! let opts = QueryOptions::new(chrono::Utc::now());
@@ -12,8 +12,20 @@
 //! assert_eq!(t.rows[0][0], kql::Value::Long(3));
 //! ```
 
+mod aggregates;
+mod ast;
+mod engine;
 pub mod error;
+mod frame;
+mod functions;
+mod grouping;
 pub mod la_json;
+mod lexer;
+mod names;
+mod operators;
+mod parser;
+mod scalar;
+mod strops;
 pub mod table;
 pub mod value;
 
@@ -49,11 +61,5 @@ impl QueryOptions {
 /// Runs `query` over `db` and returns the result of its last tabular statement (named
 /// `PrimaryResult`). Input tables are borrowed, never copied whole.
 pub fn run(query: &str, db: &Database, opts: &QueryOptions) -> Result<Table, KqlError> {
-    let _ = (query, db, opts);
-    Err(KqlError::new(
-        KqlErrorKind::Unsupported,
-        "the evaluator is not built yet",
-        1,
-        1,
-    ))
+    engine::run_query(query, db, opts)
 }
