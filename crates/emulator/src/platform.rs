@@ -19,7 +19,9 @@ use crate::rbac::{self, RoleDef};
 use crate::scenario::{
     Event, EventSpec, Limits, PrincipalKind, ScenarioError, ScenarioSpec, resolve_time,
 };
-use crate::table::{Cell, Row, TableKind, WorkspaceTables, cell_from_json, cell_time, string, time};
+use crate::table::{
+    Cell, Row, TableKind, WorkspaceTables, cell_from_json, cell_time, string, time,
+};
 
 /// The product name DfC alerts carry in Sentinel.
 pub const DFC_PRODUCT: &str = "Azure Security Center";
@@ -1350,10 +1352,7 @@ impl Platform {
             ("Description", string(a.description.clone())),
             ("ProviderName", string(a.provider_name.clone())),
             ("VendorName", string(a.vendor_name.clone())),
-            (
-                "VendorOriginalId",
-                string(a.vendor_original_id.clone()),
-            ),
+            ("VendorOriginalId", string(a.vendor_original_id.clone())),
             ("SystemAlertId", string(a.system_alert_id.clone())),
             ("ResourceId", string(resource_upper)),
             ("SourceComputerId", string(String::new())),
@@ -1366,33 +1365,19 @@ impl Platform {
             ("ProcessingEndTime", time(at)),
             (
                 "RemediationSteps",
-                string(
-                    "[\"Investigate the process and isolate the machine if it is malicious.\"]",
-                ),
+                string("[\"Investigate the process and isolate the machine if it is malicious.\"]"),
             ),
             ("ExtendedProperties", string(ext.to_string())),
             ("Entities", string(entities.to_string())),
             ("SourceSystem", string("Detection")),
-            (
-                "WorkspaceSubscriptionId",
-                string(w.subscription_id.clone()),
-            ),
-            (
-                "WorkspaceResourceGroup",
-                string(w.resource_group.clone()),
-            ),
+            ("WorkspaceSubscriptionId", string(w.subscription_id.clone())),
+            ("WorkspaceResourceGroup", string(w.resource_group.clone())),
             ("ExtendedLinks", string(String::new())),
             ("ProductName", string(a.product_name.clone())),
-            (
-                "ProductComponentName",
-                string(a.product_component.clone()),
-            ),
+            ("ProductComponentName", string(a.product_component.clone())),
             ("AlertLink", string(a.alert_link.clone())),
             ("Status", string(a.table_status.clone())),
-            (
-                "CompromisedEntity",
-                string(a.compromised_entity.clone()),
-            ),
+            ("CompromisedEntity", string(a.compromised_entity.clone())),
             ("Tactics", string(a.intent.clone())),
             ("Techniques", string(String::new())),
             ("SubTechniques", string(String::new())),
@@ -1464,10 +1449,7 @@ impl Platform {
             ("ClassificationReason", opt_str(&i.classification_reason)),
             ("Owner", Cell::Dynamic(table_owner(&i.owner))),
             ("ProviderName", string(i.provider_name.clone())),
-            (
-                "ProviderIncidentId",
-                string(i.provider_incident_id.clone()),
-            ),
+            ("ProviderIncidentId", string(i.provider_incident_id.clone())),
             ("FirstActivityTime", opt_time(i.first_activity)),
             ("LastActivityTime", opt_time(i.last_activity)),
             ("FirstModifiedTime", time(i.first_modified)),
@@ -1847,7 +1829,11 @@ impl Platform {
                 let rows: Vec<Json> = self
                     .tables
                     .iter()
-                    .flat_map(|t| t.rows(kind).iter().map(move |r| crate::table::row_json(kind, r)))
+                    .flat_map(|t| {
+                        t.rows(kind)
+                            .iter()
+                            .map(move |r| crate::table::row_json(kind, r))
+                    })
                     .collect();
                 tables.insert(kind.name().into(), Json::Array(rows));
             }

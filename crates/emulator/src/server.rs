@@ -90,7 +90,9 @@ impl Emulator {
                 (None, std::path::absolute(d)?)
             }
             None => {
-                let t = tempfile::Builder::new().prefix("dfcsync-emulator-").tempdir()?;
+                let t = tempfile::Builder::new()
+                    .prefix("dfcsync-emulator-")
+                    .tempdir()?;
                 let p = t.path().to_path_buf();
                 (Some(t), p)
             }
@@ -111,7 +113,7 @@ impl Emulator {
 
         let initial = scenario.initial.clone();
         let platform = (*initial).clone();
-        let mut rng = IdGen::from_seed(format!("run:{}:{}", platform.tenant_id, base_url).as_bytes());
+        let rng = IdGen::from_seed(format!("run:{}:{}", platform.tenant_id, base_url).as_bytes());
         // The per-run secrets: the token signing key and the identity header.
         let mut key = Vec::new();
         let nonce = std::time::SystemTime::now()
@@ -129,7 +131,12 @@ impl Emulator {
             .principals
             .iter()
             .find(|p| p.name == "dfcsync")
-            .or_else(|| platform.principals.iter().find(|p| p.kind == PrincipalKind::ServicePrincipal));
+            .or_else(|| {
+                platform
+                    .principals
+                    .iter()
+                    .find(|p| p.kind == PrincipalKind::ServicePrincipal)
+            });
         let secret_path = match dfcsync.and_then(|p| p.secret.clone()) {
             Some(secret) => {
                 let path = dir.join("dfcsync-client-secret");
@@ -141,7 +148,6 @@ impl Emulator {
 
         let clock = Clock::new(platform.start, platform.frozen_clock);
         let tenant_id = platform.tenant_id.clone();
-        let _ = rng.next_u64();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 platform,
@@ -273,7 +279,11 @@ impl EmulatorHandle {
             .principals
             .iter()
             .find(|x| x.name == "dfcsync")
-            .or_else(|| p.principals.iter().find(|x| x.kind == PrincipalKind::ServicePrincipal));
+            .or_else(|| {
+                p.principals
+                    .iter()
+                    .find(|x| x.kind == PrincipalKind::ServicePrincipal)
+            });
         let client_id = dfcsync.map(|x| x.client_id.clone()).unwrap_or_default();
         let secret_file = self
             .secret_path

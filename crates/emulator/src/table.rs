@@ -325,7 +325,8 @@ impl WorkspaceTables {
 
     /// Appends rows.
     pub fn push(&mut self, kind: TableKind, rows: Vec<Row>) {
-        let (vis, cells): (Vec<_>, Vec<_>) = rows.into_iter().map(|r| (r.visible_at, r.cells)).unzip();
+        let (vis, cells): (Vec<_>, Vec<_>) =
+            rows.into_iter().map(|r| (r.visible_at, r.cells)).unzip();
         match kind {
             TableKind::SecurityIncident => self.incident_visible.extend(vis),
             TableKind::SecurityAlert => self.alert_visible.extend(vis),
@@ -337,7 +338,8 @@ impl WorkspaceTables {
 
     /// Whether every row is visible at `now`.
     pub fn all_visible(&self, now: DateTime<Utc>) -> bool {
-        self.incident_visible.iter().all(|t| *t <= now) && self.alert_visible.iter().all(|t| *t <= now)
+        self.incident_visible.iter().all(|t| *t <= now)
+            && self.alert_visible.iter().all(|t| *t <= now)
     }
 
     /// A copy of the database holding only the rows visible at `now`.

@@ -3,7 +3,10 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "azure-emulator", about = "A local stand-in for Entra ID, ARM and Log Analytics")]
+#[command(
+    name = "azure-emulator",
+    about = "A local stand-in for Entra ID, ARM and Log Analytics"
+)]
 struct Cli {
     #[command(flatten)]
     args: emulator::cli::EmulatorArgs,

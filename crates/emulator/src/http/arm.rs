@@ -91,14 +91,53 @@ fn eq(a: &str, b: &str) -> bool {
 /// The ARM routes.
 #[derive(Debug)]
 enum Route<'a> {
-    Workspace { sub: &'a str, rg: &'a str, ws: &'a str },
-    Incidents { sub: &'a str, rg: &'a str, ws: &'a str },
-    Incident { sub: &'a str, rg: &'a str, ws: &'a str, id: &'a str },
-    IncidentAlerts { sub: &'a str, rg: &'a str, ws: &'a str, id: &'a str },
-    Comments { sub: &'a str, rg: &'a str, ws: &'a str, id: &'a str },
-    Comment { sub: &'a str, rg: &'a str, ws: &'a str, id: &'a str, cid: &'a str },
-    DfcList { sub: &'a str, rg: Option<&'a str>, loc: Option<&'a str> },
-    DfcAlert { sub: &'a str, rg: Option<&'a str>, loc: &'a str, name: &'a str, action: Option<&'a str> },
+    Workspace {
+        sub: &'a str,
+        rg: &'a str,
+        ws: &'a str,
+    },
+    Incidents {
+        sub: &'a str,
+        rg: &'a str,
+        ws: &'a str,
+    },
+    Incident {
+        sub: &'a str,
+        rg: &'a str,
+        ws: &'a str,
+        id: &'a str,
+    },
+    IncidentAlerts {
+        sub: &'a str,
+        rg: &'a str,
+        ws: &'a str,
+        id: &'a str,
+    },
+    Comments {
+        sub: &'a str,
+        rg: &'a str,
+        ws: &'a str,
+        id: &'a str,
+    },
+    Comment {
+        sub: &'a str,
+        rg: &'a str,
+        ws: &'a str,
+        id: &'a str,
+        cid: &'a str,
+    },
+    DfcList {
+        sub: &'a str,
+        rg: Option<&'a str>,
+        loc: Option<&'a str>,
+    },
+    DfcAlert {
+        sub: &'a str,
+        rg: Option<&'a str>,
+        loc: &'a str,
+        name: &'a str,
+        action: Option<&'a str>,
+    },
 }
 
 fn route<'a>(segs: &[&'a str]) -> Option<Route<'a>> {
@@ -127,7 +166,11 @@ fn route<'a>(segs: &[&'a str]) -> Option<Route<'a>> {
         if rest.is_empty() {
             return Some(Route::Workspace { sub, rg, ws });
         }
-        if rest.len() < 3 || !eq(rest[0], "providers") || !eq(rest[1], "Microsoft.SecurityInsights") || !eq(rest[2], "incidents") {
+        if rest.len() < 3
+            || !eq(rest[0], "providers")
+            || !eq(rest[1], "Microsoft.SecurityInsights")
+            || !eq(rest[2], "incidents")
+        {
             return None;
         }
         return match &rest[3..] {
@@ -135,19 +178,39 @@ fn route<'a>(segs: &[&'a str]) -> Option<Route<'a>> {
             [id] => Some(Route::Incident { sub, rg, ws, id }),
             [id, a] if eq(a, "alerts") => Some(Route::IncidentAlerts { sub, rg, ws, id }),
             [id, c] if eq(c, "comments") => Some(Route::Comments { sub, rg, ws, id }),
-            [id, c, cid] if eq(c, "comments") => Some(Route::Comment { sub, rg, ws, id, cid }),
+            [id, c, cid] if eq(c, "comments") => Some(Route::Comment {
+                sub,
+                rg,
+                ws,
+                id,
+                cid,
+            }),
             _ => None,
         };
     }
     if eq(provider, "Microsoft.Security") {
         return match rest {
             [a] if eq(a, "alerts") => Some(Route::DfcList { sub, rg, loc: None }),
-            [l, loc, a] if eq(l, "locations") && eq(a, "alerts") => Some(Route::DfcList { sub, rg, loc: Some(loc) }),
-            [l, loc, a, name] if eq(l, "locations") && eq(a, "alerts") => {
-                Some(Route::DfcAlert { sub, rg, loc, name, action: None })
-            }
+            [l, loc, a] if eq(l, "locations") && eq(a, "alerts") => Some(Route::DfcList {
+                sub,
+                rg,
+                loc: Some(loc),
+            }),
+            [l, loc, a, name] if eq(l, "locations") && eq(a, "alerts") => Some(Route::DfcAlert {
+                sub,
+                rg,
+                loc,
+                name,
+                action: None,
+            }),
             [l, loc, a, name, action] if eq(l, "locations") && eq(a, "alerts") => {
-                Some(Route::DfcAlert { sub, rg, loc, name, action: Some(action) })
+                Some(Route::DfcAlert {
+                    sub,
+                    rg,
+                    loc,
+                    name,
+                    action: Some(action),
+                })
             }
             _ => None,
         };
@@ -159,14 +222,23 @@ fn not_found_route(req: &Req) -> Resp {
     Resp::arm_error(
         404,
         "InvalidResourceType",
-        format!("The resource type could not be found for the request '{}'.", req.path),
+        format!(
+            "The resource type could not be found for the request '{}'.",
+            req.path
+        ),
     )
 }
 
 fn api_version_ok(v: &str) -> bool {
     let b = v.as_bytes();
     let date_ok = b.len() >= 10
-        && b[..10].iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
+        && b[..10].iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
     date_ok && (b.len() == 10 || v[10..].starts_with("-preview"))
 }
 
@@ -197,7 +269,10 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
     let oid = st.platform.principals[caller.principal].object_id.clone();
     let limits = st.platform.limits.clone();
     let remaining = match st.throttles.arm(&limits, &sub, &oid, kind) {
-        ArmVerdict::Allowed { remaining, global_remaining } => (remaining, global_remaining),
+        ArmVerdict::Allowed {
+            remaining,
+            global_remaining,
+        } => (remaining, global_remaining),
         ArmVerdict::Throttled { retry_after } => {
             let op = match kind {
                 OpKind::Read => "Read",
@@ -224,7 +299,9 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         Some(v) if !api_version_ok(v) => Resp::arm_error(
             400,
             "InvalidApiVersionParameter",
-            format!("The api-version '{v}' is invalid. The supported versions are '2025-09-01,2025-06-01,2024-09-01,2022-01-01'."),
+            format!(
+                "The api-version '{v}' is invalid. The supported versions are '2025-09-01,2025-06-01,2024-09-01,2022-01-01'."
+            ),
         ),
         Some(v) => {
             let v = v.to_string();
@@ -232,19 +309,42 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         }
     };
     resp = resp
-        .with(&format!("x-ms-ratelimit-remaining-subscription-{}", kind.plural()), remaining.0.to_string())
-        .with(&format!("x-ms-ratelimit-remaining-subscription-global-{}", kind.plural()), remaining.1.to_string())
+        .with(
+            &format!("x-ms-ratelimit-remaining-subscription-{}", kind.plural()),
+            remaining.0.to_string(),
+        )
+        .with(
+            &format!(
+                "x-ms-ratelimit-remaining-subscription-global-{}",
+                kind.plural()
+            ),
+            remaining.1.to_string(),
+        )
         .with("x-ms-request-id", request_id)
         .with("x-ms-correlation-request-id", corr);
     (resp, name)
 }
 
-fn check(st: &State, caller: &Caller, action: &str, resource: &str, scope_for_message: &str) -> Result<(), Resp> {
+fn check(
+    st: &State,
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+    scope_for_message: &str,
+) -> Result<(), Resp> {
     let now = st.clock.now();
-    if st.platform.authorized(caller.principal, action, resource, now) {
+    if st
+        .platform
+        .authorized(caller.principal, action, resource, now)
+    {
         Ok(())
     } else {
-        Err(authorization_failed(&st.platform, caller.principal, action, scope_for_message))
+        Err(authorization_failed(
+            &st.platform,
+            caller.principal,
+            action,
+            scope_for_message,
+        ))
     }
 }
 
@@ -252,7 +352,14 @@ fn api_err(e: ApiError) -> Resp {
     Resp::arm_error(e.status, &e.code, e.message)
 }
 
-fn dispatch(shared: &Shared, st: &mut State, req: &Req, route: Route<'_>, caller: &Caller, api_version: &str) -> Resp {
+fn dispatch(
+    shared: &Shared,
+    st: &mut State,
+    req: &Req,
+    route: Route<'_>,
+    caller: &Caller,
+    api_version: &str,
+) -> Resp {
     let scope = req.path.trim_end_matches('/').to_string();
     let m = req.method.as_str();
     macro_rules! need {
@@ -302,7 +409,11 @@ fn dispatch(shared: &Shared, st: &mut State, req: &Req, route: Route<'_>, caller
                 }
                 "DELETE" => {
                     need!("Microsoft.SecurityInsights/incidents/delete");
-                    return Resp::arm_error(405, "MethodNotAllowed", "The emulator does not delete incidents: the tables are append-only.");
+                    return Resp::arm_error(
+                        405,
+                        "MethodNotAllowed",
+                        "The emulator does not delete incidents: the tables are append-only.",
+                    );
                 }
                 _ => return method_not_allowed(m),
             };
@@ -352,9 +463,21 @@ fn dispatch(shared: &Shared, st: &mut State, req: &Req, route: Route<'_>, caller
                 .iter()
                 .map(|c| comment_json(&st.platform, i, c))
                 .collect();
-            page(shared, req, items, st.platform.limits.default_page_size, None)
+            page(
+                shared,
+                req,
+                items,
+                st.platform.limits.default_page_size,
+                None,
+            )
         }
-        Route::Comment { sub, rg, ws, id, cid } => {
+        Route::Comment {
+            sub,
+            rg,
+            ws,
+            id,
+            cid,
+        } => {
             match m {
                 "GET" => need!("Microsoft.SecurityInsights/incidents/comments/read"),
                 "PUT" => need!("Microsoft.SecurityInsights/incidents/comments/write"),
@@ -368,9 +491,15 @@ fn dispatch(shared: &Shared, st: &mut State, req: &Req, route: Route<'_>, caller
                 return incident_not_found(id);
             };
             if m == "GET" {
-                return match st.platform.incidents[i].comments.iter().find(|c| c.id.eq_ignore_ascii_case(cid)) {
+                return match st.platform.incidents[i]
+                    .comments
+                    .iter()
+                    .find(|c| c.id.eq_ignore_ascii_case(cid))
+                {
                     Some(c) => Resp::json(200, comment_json(&st.platform, i, c)),
-                    None => Resp::arm_error(404, "NotFound", format!("Comment '{cid}' was not found.")),
+                    None => {
+                        Resp::arm_error(404, "NotFound", format!("Comment '{cid}' was not found."))
+                    }
                 };
             }
             let body = match json_body(req) {
@@ -384,12 +513,19 @@ fn dispatch(shared: &Shared, st: &mut State, req: &Req, route: Route<'_>, caller
                 return Resp::arm_error(400, "BadRequest", "The 'message' field is required.");
             }
             if message.chars().count() > 30_000 {
-                return Resp::arm_error(400, "BadRequest", "The comment message exceeds the maximum length of 30000 characters.");
+                return Resp::arm_error(
+                    400,
+                    "BadRequest",
+                    "The comment message exceeds the maximum length of 30000 characters.",
+                );
             }
             let actor = Actor::of(&st.platform.principals[caller.principal]);
             let now = st.clock.now();
             let (comment, created) = st.platform.put_comment(i, cid, message, &actor, now);
-            Resp::json(if created { 201 } else { 200 }, comment_json(&st.platform, i, &comment))
+            Resp::json(
+                if created { 201 } else { 200 },
+                comment_json(&st.platform, i, &comment),
+            )
         }
         Route::DfcList { sub, rg, loc } => {
             if m != "GET" {
@@ -412,11 +548,19 @@ fn dispatch(shared: &Shared, st: &mut State, req: &Req, route: Route<'_>, caller
                 .collect();
             page(shared, req, items, 1000, None)
         }
-        Route::DfcAlert { sub, rg, loc, name, action } => {
+        Route::DfcAlert {
+            sub,
+            rg,
+            loc,
+            name,
+            action,
+        } => {
             let p = &st.platform;
             let found = p.alert_by_dfc_name(name).filter(|&a| {
                 p.alerts[a].dfc.as_ref().is_some_and(|d| {
-                    eq(&d.subscription_id, sub) && eq(&d.location, loc) && rg.is_none_or(|r| eq(&d.resource_group, r))
+                    eq(&d.subscription_id, sub)
+                        && eq(&d.location, loc)
+                        && rg.is_none_or(|r| eq(&d.resource_group, r))
                 })
             });
             match (m, action) {
@@ -453,7 +597,11 @@ fn dispatch(shared: &Shared, st: &mut State, req: &Req, route: Route<'_>, caller
 }
 
 fn method_not_allowed(m: &str) -> Resp {
-    Resp::arm_error(405, "MethodNotAllowed", format!("The requested resource does not support http method '{m}'."))
+    Resp::arm_error(
+        405,
+        "MethodNotAllowed",
+        format!("The requested resource does not support http method '{m}'."),
+    )
 }
 
 fn invalid_content(e: &str) -> Resp {
@@ -477,16 +625,29 @@ fn find_ws(p: &Platform, sub: &str, rg: &str, ws: &str) -> Result<usize, Resp> {
         return Ok(w);
     }
     let sub_known = p.workspaces.iter().any(|w| eq(&w.subscription_id, sub));
-    let rg_known = p.workspaces.iter().any(|w| eq(&w.subscription_id, sub) && eq(&w.resource_group, rg));
+    let rg_known = p
+        .workspaces
+        .iter()
+        .any(|w| eq(&w.subscription_id, sub) && eq(&w.resource_group, rg));
     Err(if !sub_known {
-        Resp::arm_error(404, "SubscriptionNotFound", format!("The subscription '{sub}' could not be found."))
+        Resp::arm_error(
+            404,
+            "SubscriptionNotFound",
+            format!("The subscription '{sub}' could not be found."),
+        )
     } else if !rg_known {
-        Resp::arm_error(404, "ResourceGroupNotFound", format!("Resource group '{rg}' could not be found."))
+        Resp::arm_error(
+            404,
+            "ResourceGroupNotFound",
+            format!("Resource group '{rg}' could not be found."),
+        )
     } else {
         Resp::arm_error(
             404,
             "ResourceNotFound",
-            format!("The Resource 'Microsoft.OperationalInsights/workspaces/{ws}' under resource group '{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+            format!(
+                "The Resource 'Microsoft.OperationalInsights/workspaces/{ws}' under resource group '{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
+            ),
         )
     })
 }
@@ -693,7 +854,13 @@ fn dfc_alert_json(p: &Platform, a: usize) -> Json {
 }
 
 /// One page of a list, with `nextLink` when more remain.
-fn page(shared: &Shared, req: &Req, items: Vec<Json>, default_top: usize, top: Option<usize>) -> Resp {
+fn page(
+    shared: &Shared,
+    req: &Req,
+    items: Vec<Json>,
+    default_top: usize,
+    top: Option<usize>,
+) -> Resp {
     let top = top.unwrap_or(default_top).max(1);
     let skip = match req.q("$skipToken") {
         None => 0,
@@ -726,8 +893,14 @@ fn encode_skip(n: usize) -> String {
 
 fn decode_skip(t: &str) -> Option<usize> {
     use base64::Engine;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).ok()?;
-    String::from_utf8(raw).ok()?.strip_prefix("skip:")?.parse().ok()
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()?;
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("skip:")?
+        .parse()
+        .ok()
 }
 
 fn list_incidents(shared: &Shared, st: &State, req: &Req, w: usize, api_version: &str) -> Resp {
@@ -736,7 +909,13 @@ fn list_incidents(shared: &Shared, st: &State, req: &Req, w: usize, api_version:
         Some(t) => match t.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => Some(n),
             _ => {
-                return Resp::arm_error(400, "BadRequest", format!("The value '{t}' of $top is invalid: it must be an integer between 1 and 1000."));
+                return Resp::arm_error(
+                    400,
+                    "BadRequest",
+                    format!(
+                        "The value '{t}' of $top is invalid: it must be an integer between 1 and 1000."
+                    ),
+                );
             }
         },
     };
@@ -744,14 +923,26 @@ fn list_incidents(shared: &Shared, st: &State, req: &Req, w: usize, api_version:
         None => None,
         Some(f) => match odata::parse_filter(f) {
             Ok(e) => Some(e),
-            Err(e) => return Resp::arm_error(400, "BadRequest", format!("The $filter '{f}' is invalid: {e}.")),
+            Err(e) => {
+                return Resp::arm_error(
+                    400,
+                    "BadRequest",
+                    format!("The $filter '{f}' is invalid: {e}."),
+                );
+            }
         },
     };
     let order = match req.q("$orderby").filter(|f| !f.trim().is_empty()) {
         None => vec![],
         Some(o) => match odata::parse_orderby(o) {
             Ok(v) => v,
-            Err(e) => return Resp::arm_error(400, "BadRequest", format!("The $orderby '{o}' is invalid: {e}.")),
+            Err(e) => {
+                return Resp::arm_error(
+                    400,
+                    "BadRequest",
+                    format!("The $orderby '{o}' is invalid: {e}."),
+                );
+            }
         },
     };
     let p = &st.platform;
@@ -766,7 +957,8 @@ fn list_incidents(shared: &Shared, st: &State, req: &Req, w: usize, api_version:
     // Default order: incident number (stable under inserts, so paging does not skip).
     items.sort_by(|(na, a), (nb, b)| {
         for (path, desc) in &order {
-            let o = odata::compare(odata::lookup(a, path), odata::lookup(b, path)).unwrap_or(std::cmp::Ordering::Equal);
+            let o = odata::compare(odata::lookup(a, path), odata::lookup(b, path))
+                .unwrap_or(std::cmp::Ordering::Equal);
             let o = if *desc { o.reverse() } else { o };
             if o != std::cmp::Ordering::Equal {
                 return o;
@@ -783,12 +975,29 @@ fn parse_time_field(props: &Json, key: &str) -> Result<Option<DateTime<Utc>>, Re
         None | Some(Json::Null) => Ok(None),
         Some(Json::String(s)) => DateTime::parse_from_rfc3339(s)
             .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| Resp::arm_error(400, "BadRequest", format!("The value '{s}' of '{key}' is not a valid date-time."))),
-        Some(_) => Err(Resp::arm_error(400, "BadRequest", format!("'{key}' must be a date-time string."))),
+            .map_err(|_| {
+                Resp::arm_error(
+                    400,
+                    "BadRequest",
+                    format!("The value '{s}' of '{key}' is not a valid date-time."),
+                )
+            }),
+        Some(_) => Err(Resp::arm_error(
+            400,
+            "BadRequest",
+            format!("'{key}' must be a date-time string."),
+        )),
     }
 }
 
-fn put_incident(st: &mut State, req: &Req, caller: &Caller, w: usize, id: &str, api_version: &str) -> Resp {
+fn put_incident(
+    st: &mut State,
+    req: &Req,
+    caller: &Caller,
+    w: usize,
+    id: &str,
+    api_version: &str,
+) -> Resp {
     let body = match json_body(req) {
         Ok(b) => b,
         Err(e) => return invalid_content(&e),
@@ -800,7 +1009,11 @@ fn put_incident(st: &mut State, req: &Req, caller: &Caller, w: usize, id: &str, 
         match props.get(k) {
             None | Some(Json::Null) => Ok(None),
             Some(Json::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(Resp::arm_error(400, "BadRequest", format!("'{k}' must be a string."))),
+            Some(_) => Err(Resp::arm_error(
+                400,
+                "BadRequest",
+                format!("'{k}' must be a string."),
+            )),
         }
     };
     let labels = match props.get("labels") {
@@ -810,7 +1023,13 @@ fn put_incident(st: &mut State, req: &Req, caller: &Caller, w: usize, id: &str, 
             for l in a {
                 match l.get("labelName").and_then(Json::as_str) {
                     Some(n) => out.push(n.to_string()),
-                    None => return Resp::arm_error(400, "BadRequest", "Each label needs a 'labelName'."),
+                    None => {
+                        return Resp::arm_error(
+                            400,
+                            "BadRequest",
+                            "Each label needs a 'labelName'.",
+                        );
+                    }
                 }
             }
             out
@@ -866,7 +1085,10 @@ fn put_incident(st: &mut State, req: &Req, caller: &Caller, w: usize, id: &str, 
     }
     let actor = Actor::of(&st.platform.principals[caller.principal]);
     match st.platform.put_incident(w, id, write, &actor, now) {
-        Ok((i, created)) => Resp::json(if created { 201 } else { 200 }, incident_json(&st.platform, i, api_version)),
+        Ok((i, created)) => Resp::json(
+            if created { 201 } else { 200 },
+            incident_json(&st.platform, i, api_version),
+        ),
         Err(e) => api_err(e),
     }
 }

@@ -26,7 +26,10 @@ fn scenario_error(e: ScenarioError) -> Resp {
 
 /// Handles a control request.
 pub fn handle(shared: &Shared, req: &Req) -> Resp {
-    let sub = req.path.trim_end_matches('/').trim_start_matches("/_emulator");
+    let sub = req
+        .path
+        .trim_end_matches('/')
+        .trim_start_matches("/_emulator");
     match (req.method.as_str(), sub) {
         ("POST", "/events") => events(shared, req),
         ("GET", "/endpoints") => Resp::json(200, endpoints_json(shared)),
@@ -49,7 +52,10 @@ pub fn handle(shared: &Shared, req: &Req) -> Resp {
         }
         ("GET", "/clock") => {
             let st = shared.lock();
-            Resp::json(200, json!({"now": crate::table::format_time(st.clock.now())}))
+            Resp::json(
+                200,
+                json!({"now": crate::table::format_time(st.clock.now())}),
+            )
         }
         ("POST", "/clock") => clock(shared, req),
         ("POST", "/reset") => {
@@ -59,10 +65,17 @@ pub fn handle(shared: &Shared, req: &Req) -> Resp {
             st.faults.clear();
             st.throttles.clear();
             st.log.clear();
-            Resp::json(200, json!({"now": crate::table::format_time(st.clock.now())}))
+            Resp::json(
+                200,
+                json!({"now": crate::table::format_time(st.clock.now())}),
+            )
         }
         ("POST", "/token") => token(shared, req),
-        _ => Resp::arm_error(404, "NotFound", format!("No control API at {} {}", req.method, req.path)),
+        _ => Resp::arm_error(
+            404,
+            "NotFound",
+            format!("No control API at {} {}", req.method, req.path),
+        ),
     }
 }
 
@@ -107,7 +120,10 @@ fn events(shared: &Shared, req: &Req) -> Resp {
         }
         applied += 1;
     }
-    Resp::json(200, json!({"applied": applied, "now": crate::table::format_time(now)}))
+    Resp::json(
+        200,
+        json!({"applied": applied, "now": crate::table::format_time(now)}),
+    )
 }
 
 fn faults(shared: &Shared, req: &Req) -> Resp {
@@ -125,7 +141,11 @@ fn faults(shared: &Shared, req: &Req) -> Resp {
     };
     let mut compiled = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        let path = if prefix.is_empty() { format!("[{i}]") } else { format!("{prefix}[{i}]") };
+        let path = if prefix.is_empty() {
+            format!("[{i}]")
+        } else {
+            format!("{prefix}[{i}]")
+        };
         let spec: FaultSpec = match crate::scenario::from_value_at(&path, item) {
             Ok(s) => s,
             Err(e) => return scenario_error(e),
@@ -164,7 +184,10 @@ fn clock(shared: &Shared, req: &Req) -> Resp {
     } else {
         return bad("expected {\"advance\": \"1h\"} or {\"now\": \"…\"}", None);
     }
-    Resp::json(200, json!({"now": crate::table::format_time(st.clock.now())}))
+    Resp::json(
+        200,
+        json!({"now": crate::table::format_time(st.clock.now())}),
+    )
 }
 
 fn token(shared: &Shared, req: &Req) -> Resp {
@@ -185,13 +208,19 @@ fn token(shared: &Shared, req: &Req) -> Resp {
     };
     let mut st = shared.lock();
     let Some(p) = st.platform.principal(who) else {
-        return bad(format!("principal: no principal {who:?}"), Some("principal"));
+        return bad(
+            format!("principal: no principal {who:?}"),
+            Some("principal"),
+        );
     };
     let pr = st.platform.principals[p].clone();
     let now = st.clock.wall_now();
     let uti = st.rng.guid();
     let user = pr.kind == crate::scenario::PrincipalKind::User;
-    let lifetime = body.get("lifetime_secs").and_then(Json::as_i64).unwrap_or(3599);
+    let lifetime = body
+        .get("lifetime_secs")
+        .and_then(Json::as_i64)
+        .unwrap_or(3599);
     let t = shared.issuer.issue(
         &aud,
         &pr.object_id,
@@ -202,5 +231,8 @@ fn token(shared: &Shared, req: &Req) -> Resp {
         lifetime,
         &uti,
     );
-    Resp::json(200, json!({"access_token": t, "token_type": "Bearer", "expires_in": lifetime}))
+    Resp::json(
+        200,
+        json!({"access_token": t, "token_type": "Bearer", "expires_in": lifetime}),
+    )
 }

@@ -26,11 +26,17 @@ enum Select<'a> {
 
 fn pick(identities: &[Principal], sel: Select<'_>) -> Result<Principal, String> {
     let found = match sel {
-        Select::ClientId(id) => identities.iter().find(|p| p.client_id.eq_ignore_ascii_case(id)),
-        Select::ObjectId(id) => identities.iter().find(|p| p.object_id.eq_ignore_ascii_case(id)),
-        Select::ResourceId(id) => identities
+        Select::ClientId(id) => identities
             .iter()
-            .find(|p| p.resource_id.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(id))),
+            .find(|p| p.client_id.eq_ignore_ascii_case(id)),
+        Select::ObjectId(id) => identities
+            .iter()
+            .find(|p| p.object_id.eq_ignore_ascii_case(id)),
+        Select::ResourceId(id) => identities.iter().find(|p| {
+            p.resource_id
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(id))
+        }),
         Select::System => match identities.iter().find(|p| p.resource_id.is_none()) {
             Some(p) => Some(p),
             None if identities.len() == 1 => identities.first(),
@@ -64,25 +70,72 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         return (err(405, "invalid_request", "Only GET is supported."), None);
     }
     if imds {
-        if !req.header("Metadata").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            return (err(400, "invalid_request", "Required metadata header not specified"), None);
+        if !req
+            .header("Metadata")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            return (
+                err(
+                    400,
+                    "invalid_request",
+                    "Required metadata header not specified",
+                ),
+                None,
+            );
         }
         if req.q("api-version").is_none() {
-            return (err(400, "invalid_request", "Required query variable 'api-version' is missing"), None);
+            return (
+                err(
+                    400,
+                    "invalid_request",
+                    "Required query variable 'api-version' is missing",
+                ),
+                None,
+            );
         }
     } else {
         if req.header("X-IDENTITY-HEADER") != Some(shared.identity_header.as_str()) {
-            return (err(401, "invalid_request", "The X-IDENTITY-HEADER header is missing or does not match IDENTITY_HEADER."), None);
+            return (
+                err(
+                    401,
+                    "invalid_request",
+                    "The X-IDENTITY-HEADER header is missing or does not match IDENTITY_HEADER.",
+                ),
+                None,
+            );
         }
         if req.q("api-version") != Some("2019-08-01") {
-            return (err(400, "invalid_request", "The api-version must be 2019-08-01."), None);
+            return (
+                err(
+                    400,
+                    "invalid_request",
+                    "The api-version must be 2019-08-01.",
+                ),
+                None,
+            );
         }
     }
     let Some(resource) = req.q("resource") else {
-        return (err(400, "invalid_request", "Required query variable 'resource' is missing"), None);
+        return (
+            err(
+                400,
+                "invalid_request",
+                "Required query variable 'resource' is missing",
+            ),
+            None,
+        );
     };
     let Some(aud) = audience_for(resource) else {
-        return (err(400, "invalid_resource", &format!("AADSTS500011: The resource principal named {resource} was not found in the tenant.")), None);
+        return (
+            err(
+                400,
+                "invalid_resource",
+                &format!(
+                    "AADSTS500011: The resource principal named {resource} was not found in the tenant."
+                ),
+            ),
+            None,
+        );
     };
     let sel = if let Some(c) = req.q("client_id") {
         Select::ClientId(c)

@@ -3,7 +3,7 @@
 //! the emulator's now, with `timespan`, the service's response and error formats, the row
 //! limit (`PartialError`), and the per-principal rate limit.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value as Json, json};
 
 use super::{Req, Resp, Shared};
@@ -30,11 +30,20 @@ fn bad_argument(message: &str, inner: &str, corr: &str) -> Resp {
 
 /// Parses a `timespan`: an ISO-8601 duration (ending now), `start/end`, `start/duration` or
 /// `duration/end`.
-pub fn parse_timespan(text: &str, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
-    let time = |s: &str| DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).ok();
+pub fn parse_timespan(
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+    let time = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .ok()
+    };
     let dur = |s: &str| crate::duration::parse_iso8601(s).ok();
     match text.split_once('/') {
-        None => dur(text).map(|d| (now - d, now)).ok_or_else(|| format!("invalid timespan '{text}'")),
+        None => dur(text)
+            .map(|d| (now - d, now))
+            .ok_or_else(|| format!("invalid timespan '{text}'")),
         Some((a, b)) => match (time(a), time(b), dur(a), dur(b)) {
             (Some(s), Some(e), _, _) => Ok((s, e)),
             (Some(s), None, _, Some(d)) => Ok((s, s + d)),
@@ -51,12 +60,27 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
     let wall = st.clock.wall_now();
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     let customer_id = match segs.as_slice() {
-        ["v1", w, id, q] if w.eq_ignore_ascii_case("workspaces") && q.eq_ignore_ascii_case("query") => *id,
+        ["v1", w, id, q]
+            if w.eq_ignore_ascii_case("workspaces") && q.eq_ignore_ascii_case("query") =>
+        {
+            *id
+        }
         _ => {
-            return (la_error(404, "PathNotFoundError", &format!("The requested path does not exist: {}", req.path), &corr), None);
+            return (
+                la_error(
+                    404,
+                    "PathNotFoundError",
+                    &format!("The requested path does not exist: {}", req.path),
+                    &corr,
+                ),
+                None,
+            );
         }
     };
-    let claims = match shared.issuer.check(req.header("Authorization"), LA_AUDIENCES, wall) {
+    let claims = match shared
+        .issuer
+        .check(req.header("Authorization"), LA_AUDIENCES, wall)
+    {
         Ok(c) => c,
         Err(TokenError::Missing) => {
             return (
@@ -66,17 +90,35 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
             );
         }
         Err(TokenError::Malformed) => {
-            return (la_error(403, "InvalidAuthenticationToken", "Valid authentication was not provided", &corr), None);
+            return (
+                la_error(
+                    403,
+                    "InvalidAuthenticationToken",
+                    "Valid authentication was not provided",
+                    &corr,
+                ),
+                None,
+            );
         }
         Err(TokenError::Expired { .. }) => {
-            return (la_error(403, "InvalidAuthenticationToken", "The provided authentication token has expired", &corr), None);
+            return (
+                la_error(
+                    403,
+                    "InvalidAuthenticationToken",
+                    "The provided authentication token has expired",
+                    &corr,
+                ),
+                None,
+            );
         }
         Err(TokenError::WrongAudience(aud)) => {
             return (
                 la_error(
                     403,
                     "InvalidAuthenticationTokenAudience",
-                    &format!("The provided authentication is not valid for this resource: the token audience '{aud}' is not 'https://api.loganalytics.io'"),
+                    &format!(
+                        "The provided authentication is not valid for this resource: the token audience '{aud}' is not 'https://api.loganalytics.io'"
+                    ),
                     &corr,
                 ),
                 None,
@@ -84,7 +126,15 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         }
     };
     let Some(principal) = st.platform.principal(&claims.oid) else {
-        return (la_error(403, "InvalidAuthenticationToken", "Valid authentication was not provided", &corr), None);
+        return (
+            la_error(
+                403,
+                "InvalidAuthenticationToken",
+                "Valid authentication was not provided",
+                &corr,
+            ),
+            None,
+        );
     };
     let name = Some(st.platform.principals[principal].name.clone());
     let limits = st.platform.limits.clone();
@@ -99,21 +149,47 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         return (r, name);
     }
     if req.method != "GET" && req.method != "POST" {
-        return (la_error(405, "MethodNotAllowed", "Only GET and POST are supported.", &corr), name);
+        return (
+            la_error(
+                405,
+                "MethodNotAllowed",
+                "Only GET and POST are supported.",
+                &corr,
+            ),
+            name,
+        );
     }
     let Some(ws) = st.platform.workspace_by_customer_id(customer_id) else {
         return (
-            la_error(404, "WorkspaceNotFoundError", &format!("Workspace {customer_id} could not be found"), &corr),
+            la_error(
+                404,
+                "WorkspaceNotFoundError",
+                &format!("Workspace {customer_id} could not be found"),
+                &corr,
+            ),
             name,
         );
     };
     let now = st.clock.now();
     let ws_id = st.platform.workspaces[ws].arm_id();
-    let allowed = st.platform.authorized(principal, "Microsoft.OperationalInsights/workspaces/query/read", &ws_id, now)
-        || st.platform.authorized(principal, "Microsoft.OperationalInsights/workspaces/analytics/query/action", &ws_id, now);
+    let allowed = st.platform.authorized(
+        principal,
+        "Microsoft.OperationalInsights/workspaces/query/read",
+        &ws_id,
+        now,
+    ) || st.platform.authorized(
+        principal,
+        "Microsoft.OperationalInsights/workspaces/analytics/query/action",
+        &ws_id,
+        now,
+    );
     if !allowed {
         let p = &st.platform.principals[principal];
-        let who = if p.kind == crate::scenario::PrincipalKind::User { "user" } else { "service principal" };
+        let who = if p.kind == crate::scenario::PrincipalKind::User {
+            "user"
+        } else {
+            "service principal"
+        };
         let r = Resp::json(
             403,
             json!({"error": {
@@ -130,11 +206,23 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
     }
     // The request's query and timespan.
     let (query, timespan_text) = if req.method == "GET" {
-        (req.q("query").map(str::to_string), req.q("timespan").map(str::to_string))
+        (
+            req.q("query").map(str::to_string),
+            req.q("timespan").map(str::to_string),
+        )
     } else {
         let body: Json = match serde_json::from_slice(&req.body) {
             Ok(b) => b,
-            Err(e) => return (bad_argument(&format!("The request body is not valid JSON: {e}"), "InvalidRequestBody", &corr), name),
+            Err(e) => {
+                return (
+                    bad_argument(
+                        &format!("The request body is not valid JSON: {e}"),
+                        "InvalidRequestBody",
+                        &corr,
+                    ),
+                    name,
+                );
+            }
         };
         let q = body.get("query").and_then(Json::as_str).map(str::to_string);
         let t = body
@@ -145,7 +233,14 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         (q, t)
     };
     let Some(query) = query.filter(|q| !q.trim().is_empty()) else {
-        return (bad_argument("The 'query' parameter is required.", "MissingParameter", &corr), name);
+        return (
+            bad_argument(
+                "The 'query' parameter is required.",
+                "MissingParameter",
+                &corr,
+            ),
+            name,
+        );
     };
     let timespan = match timespan_text.as_deref().map(|t| parse_timespan(t, now)) {
         None => None,
@@ -206,9 +301,10 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
     if prefer.contains("include-render=true") {
         body["render"] = json!({});
     }
-    let _ = Duration::zero();
     (
-        Resp::json(200, body).with("x-ms-correlation-request-id", corr.clone()).with("x-ms-request-id", corr),
+        Resp::json(200, body)
+            .with("x-ms-correlation-request-id", corr.clone())
+            .with("x-ms-request-id", corr),
         name,
     )
 }
@@ -219,7 +315,9 @@ mod tests {
 
     #[test]
     fn timespans() {
-        let now = DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let (s, e) = parse_timespan("PT1H", now).unwrap();
         assert_eq!((e - s).num_hours(), 1);
         assert_eq!(e, now);

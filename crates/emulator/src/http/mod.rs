@@ -199,7 +199,11 @@ async fn dispatch(shared: &Arc<Shared>, req: Req) -> Resp {
     let service = classify(&req.path);
     if service == Service::Control {
         if !req.remote.ip().is_loopback() {
-            return Resp::arm_error(403, "Forbidden", "The control API is served on loopback only.");
+            return Resp::arm_error(
+                403,
+                "Forbidden",
+                "The control API is served on loopback only.",
+            );
         }
         return control::handle(shared, &req);
     }
@@ -244,7 +248,10 @@ async fn dispatch(shared: &Arc<Shared>, req: Req) -> Resp {
                 Resp::arm_error(
                     404,
                     "NotFound",
-                    format!("No HTTP resource was found that matches the request URI '{}'.", req.path),
+                    format!(
+                        "No HTTP resource was found that matches the request URI '{}'.",
+                        req.path
+                    ),
                 ),
                 None,
             ),
@@ -274,11 +281,26 @@ fn fault_response(service: Service, status: u16) -> Resp {
             "TooManyRequests",
             "The request is being throttled as the limit has been reached for operation type. (injected fault)",
         ),
-        500 => ("InternalServerError", "An internal server error occurred. (injected fault)"),
-        502 => ("BadGateway", "The gateway did not receive a response. (injected fault)"),
-        503 => ("ServiceUnavailable", "The service is unavailable. (injected fault)"),
-        504 => ("GatewayTimeout", "The gateway did not receive a response within the specified time. (injected fault)"),
-        409 => ("Conflict", "The request conflicts with the current state. (injected fault)"),
+        500 => (
+            "InternalServerError",
+            "An internal server error occurred. (injected fault)",
+        ),
+        502 => (
+            "BadGateway",
+            "The gateway did not receive a response. (injected fault)",
+        ),
+        503 => (
+            "ServiceUnavailable",
+            "The service is unavailable. (injected fault)",
+        ),
+        504 => (
+            "GatewayTimeout",
+            "The gateway did not receive a response within the specified time. (injected fault)",
+        ),
+        409 => (
+            "Conflict",
+            "The request conflicts with the current state. (injected fault)",
+        ),
         _ => ("InjectedFault", "An injected fault."),
     };
     match service {

@@ -12,7 +12,13 @@ struct AlertRef {
 
 fn alert_ref(env: &Env, key: &str) -> AlertRef {
     let st = env.state();
-    let a = st["alerts"].as_array().unwrap().iter().find(|a| a["key"] == key).unwrap().clone();
+    let a = st["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == key)
+        .unwrap()
+        .clone();
     let name = a["name"].as_str().unwrap().to_string();
     let url = format!(
         "{}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Security/locations/{}/alerts/{}",
@@ -22,7 +28,11 @@ fn alert_ref(env: &Env, key: &str) -> AlertRef {
         a["location"].as_str().unwrap(),
         name
     );
-    AlertRef { name, system_alert_id: a["system_alert_id"].as_str().unwrap().to_string(), url }
+    AlertRef {
+        name,
+        system_alert_id: a["system_alert_id"].as_str().unwrap().to_string(),
+        url,
+    }
 }
 
 async fn incident_of(env: &Env, token: &str, sysid: &str) -> Value {
@@ -31,27 +41,50 @@ async fn incident_of(env: &Env, token: &str, sysid: &str) -> Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|i| i["alert_ids"].as_array().unwrap().iter().any(|a| a == sysid))
+        .find(|i| {
+            i["alert_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == sysid)
+        })
         .unwrap()
         .clone();
-    let url = format!("{}/{}?api-version={SI_VERSION}", env.incidents_url(), inc["name"].as_str().unwrap());
+    let url = format!(
+        "{}/{}?api-version={SI_VERSION}",
+        env.incidents_url(),
+        inc["name"].as_str().unwrap()
+    );
     let (s, _, v) = env.call("GET", &url, token, None).await;
     assert_eq!(s, 200);
     v
 }
 
 async fn dfc_status(env: &Env, token: &str, a: &AlertRef) -> String {
-    let (s, _, v) = env.call("GET", &format!("{}?api-version=2022-01-01", a.url), token, None).await;
+    let (s, _, v) = env
+        .call(
+            "GET",
+            &format!("{}?api-version=2022-01-01", a.url),
+            token,
+            None,
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     v["properties"]["status"].as_str().unwrap().to_string()
 }
 
 fn alert_rows(env: &Env, sysid: &str) -> Vec<Value> {
-    rows(&env.state(), "SecurityAlert", "SystemAlertId", sysid).into_iter().cloned().collect()
+    rows(&env.state(), "SecurityAlert", "SystemAlertId", sysid)
+        .into_iter()
+        .cloned()
+        .collect()
 }
 
 fn incident_rows(env: &Env, name: &str) -> Vec<Value> {
-    rows(&env.state(), "SecurityIncident", "IncidentName", name).into_iter().cloned().collect()
+    rows(&env.state(), "SecurityIncident", "IncidentName", name)
+        .into_iter()
+        .cloned()
+        .collect()
 }
 
 #[tokio::test]
@@ -61,8 +94,10 @@ async fn new_alert_creates_active_alert_new_row_and_new_incident() {
     env.control(
         "POST",
         "events",
-        Some(json!({"events": [{"do": "new_alert", "workspace": "law-sentinel", "alert": "N1",
-            "subscription_id": DFC_SUB, "display_name": "Fresh alert", "severity": "Low"}]})),
+        Some(
+            json!({"events": [{"do": "new_alert", "workspace": "law-sentinel", "alert": "N1",
+            "subscription_id": DFC_SUB, "display_name": "Fresh alert", "severity": "Low"}]}),
+        ),
     )
     .await;
     let a = alert_ref(&env, "N1");
@@ -88,7 +123,14 @@ async fn dfc_action_leaves_incident(action: &str, dfc: &str, table: &str) {
     let a = alert_ref(&env, "B1");
     let before = incident_of(&env, &t, &a.system_alert_id).await;
     let inc_rows_before = incident_rows(&env, before["name"].as_str().unwrap()).len();
-    let (s, _, _) = env.call("POST", &format!("{}/{action}?api-version=2022-01-01", a.url), &t, None).await;
+    let (s, _, _) = env
+        .call(
+            "POST",
+            &format!("{}/{action}?api-version=2022-01-01", a.url),
+            &t,
+            None,
+        )
+        .await;
     assert_eq!(s, 204);
     assert_eq!(dfc_status(&env, &t, &a).await, dfc);
     let r = alert_rows(&env, &a.system_alert_id);
@@ -97,7 +139,10 @@ async fn dfc_action_leaves_incident(action: &str, dfc: &str, table: &str) {
     let after = incident_of(&env, &t, &a.system_alert_id).await;
     assert_eq!(after["properties"]["status"], "New");
     assert_eq!(after["etag"], before["etag"]);
-    assert_eq!(incident_rows(&env, before["name"].as_str().unwrap()).len(), inc_rows_before);
+    assert_eq!(
+        incident_rows(&env, before["name"].as_str().unwrap()).len(),
+        inc_rows_before
+    );
 }
 
 #[tokio::test]
@@ -122,7 +167,11 @@ async fn put_status(env: &Env, t: &str, inc: &Value, status: &str, extra: Value)
         props[k] = v.clone();
     }
     let body = json!({"etag": inc["etag"], "properties": props});
-    let url = format!("{}/{}?api-version={SI_VERSION}", env.incidents_url(), inc["name"].as_str().unwrap());
+    let url = format!(
+        "{}/{}?api-version={SI_VERSION}",
+        env.incidents_url(),
+        inc["name"].as_str().unwrap()
+    );
     let (s, _, v) = env.call("PUT", &url, t, Some(body)).await;
     (s, v)
 }
@@ -169,10 +218,20 @@ async fn closing_incident_resolves_alert_everywhere() {
 #[tokio::test]
 async fn closing_with_dismissed_alerts_follows_echo_keeps_dismissed() {
     for keep in [false, true] {
-        let env = start(demo_with(|v| v["workspaces"][0]["echo_keeps_dismissed"] = json!(keep))).await;
+        let env = start(demo_with(|v| {
+            v["workspaces"][0]["echo_keeps_dismissed"] = json!(keep)
+        }))
+        .await;
         let t = env.token(ARM_SCOPE).await;
         let a = alert_ref(&env, "B1");
-        let (s, _, _) = env.call("POST", &format!("{}/dismiss?api-version=2022-01-01", a.url), &t, None).await;
+        let (s, _, _) = env
+            .call(
+                "POST",
+                &format!("{}/dismiss?api-version=2022-01-01", a.url),
+                &t,
+                None,
+            )
+            .await;
         assert_eq!(s, 204);
         let inc = incident_of(&env, &t, &a.system_alert_id).await;
         let extra = json!({"classification": "BenignPositive", "classificationReason": "SuspiciousButExpected"});
@@ -180,14 +239,23 @@ async fn closing_with_dismissed_alerts_follows_echo_keeps_dismissed() {
         assert_eq!(s, 200);
         let expect = if keep { "Dismissed" } else { "Resolved" };
         assert_eq!(dfc_status(&env, &t, &a).await, expect);
-        assert_eq!(alert_rows(&env, &a.system_alert_id).last().unwrap()["Status"], expect);
-        assert_eq!(alert_rows(&env, &a.system_alert_id).len(), if keep { 2 } else { 3 });
+        assert_eq!(
+            alert_rows(&env, &a.system_alert_id).last().unwrap()["Status"],
+            expect
+        );
+        assert_eq!(
+            alert_rows(&env, &a.system_alert_id).len(),
+            if keep { 2 } else { 3 }
+        );
     }
 }
 
 #[tokio::test]
 async fn without_bidirectional_sync_closing_leaves_alerts() {
-    let env = start(demo_with(|v| v["workspaces"][0]["bidirectional_sync"] = json!(false))).await;
+    let env = start(demo_with(|v| {
+        v["workspaces"][0]["bidirectional_sync"] = json!(false)
+    }))
+    .await;
     let t = env.token(ARM_SCOPE).await;
     let a = alert_ref(&env, "B1");
     let inc = incident_of(&env, &t, &a.system_alert_id).await;
@@ -201,11 +269,16 @@ async fn without_bidirectional_sync_closing_leaves_alerts() {
 async fn incident_creation_off_and_reingestion() {
     let env = start(demo_with(|v| {
         v["workspaces"][0]["incident_creation"] = json!(false);
+        let b1 = v["events"][6].clone();
+        v["events"] = json!([v["events"][0].clone(), v["events"][1].clone(), b1]);
     }))
     .await;
     assert!(env.state()["incidents"].as_array().unwrap().is_empty());
 
-    let env = start(demo_with(|v| v["workspaces"][0]["reingest_alerts"] = json!(true))).await;
+    let env = start(demo_with(|v| {
+        v["workspaces"][0]["reingest_alerts"] = json!(true)
+    }))
+    .await;
     let t = env.token(ARM_SCOPE).await;
     let a = alert_ref(&env, "B1");
     let inc = incident_of(&env, &t, &a.system_alert_id).await;
@@ -218,7 +291,10 @@ async fn incident_creation_off_and_reingestion() {
 
 #[tokio::test]
 async fn defender_portal_incidents_are_microsoft_xdr() {
-    let env = start(demo_with(|v| v["workspaces"][0]["defender_portal"] = json!(true))).await;
+    let env = start(demo_with(|v| {
+        v["workspaces"][0]["defender_portal"] = json!(true)
+    }))
+    .await;
     let t = env.token(ARM_SCOPE).await;
     let a = alert_ref(&env, "B1");
     let inc = incident_of(&env, &t, &a.system_alert_id).await;

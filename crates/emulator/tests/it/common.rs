@@ -52,7 +52,11 @@ impl Env {
     }
 
     pub fn incidents_url(&self) -> String {
-        format!("{}{}/providers/Microsoft.SecurityInsights/incidents", self.base, self.ws_path())
+        format!(
+            "{}{}/providers/Microsoft.SecurityInsights/incidents",
+            self.base,
+            self.ws_path()
+        )
     }
 
     /// A client-credentials token for the dfcsync principal.
@@ -77,7 +81,11 @@ impl Env {
     /// A token for any principal, through the control API.
     pub async fn token_for(&self, principal: &str, scope: &str) -> String {
         let v = self
-            .control("POST", "token", Some(json!({"principal": principal, "scope": scope})))
+            .control(
+                "POST",
+                "token",
+                Some(json!({"principal": principal, "scope": scope})),
+            )
             .await;
         v["access_token"].as_str().unwrap().to_string()
     }
@@ -100,7 +108,13 @@ impl Env {
         v
     }
 
-    pub async fn call(&self, method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, reqwest::header::HeaderMap, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        url: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.http.request(m, url).bearer_auth(token);
         if let Some(b) = body {
@@ -112,7 +126,11 @@ impl Env {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
         (status, headers, v)
     }
 

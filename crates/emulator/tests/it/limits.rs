@@ -9,7 +9,13 @@ use crate::common::*;
 async fn missing_role_is_authorization_failed() {
     let env = start_demo().await;
     let st = env.state();
-    let b1 = st["alerts"].as_array().unwrap().iter().find(|a| a["key"] == "B1").unwrap().clone();
+    let b1 = st["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "B1")
+        .unwrap()
+        .clone();
     let url = format!(
         "{}/subscriptions/{DFC_SUB}/resourceGroups/rg-app/providers/Microsoft.Security/locations/westeurope/alerts/{}/resolve?api-version=2022-01-01",
         env.base,
@@ -20,11 +26,23 @@ async fn missing_role_is_authorization_failed() {
     let (s, _, v) = env.call("POST", &url, &analyst, None).await;
     assert_eq!(s, 403);
     assert_eq!(v["error"]["code"], "AuthorizationFailed");
-    assert!(v["error"]["message"].as_str().unwrap().contains("Microsoft.Security/locations/alerts/resolve/action"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Microsoft.Security/locations/alerts/resolve/action")
+    );
     // The managed identity's Responder role is scoped to the workspace: other workspaces'
     // resource groups are out of reach, the workspace itself is not.
     let mi = env.token_for("mi-dfcsync", ARM_SCOPE).await;
-    let (s, _, _) = env.call("GET", &format!("{}?api-version={SI_VERSION}", env.incidents_url()), &mi, None).await;
+    let (s, _, _) = env
+        .call(
+            "GET",
+            &format!("{}?api-version={SI_VERSION}", env.incidents_url()),
+            &mi,
+            None,
+        )
+        .await;
     assert_eq!(s, 200);
     let other = format!(
         "{}/subscriptions/{SUB}/resourceGroups/rg-other/providers/Microsoft.OperationalInsights/workspaces/x?api-version=2022-10-01",
@@ -33,15 +51,38 @@ async fn missing_role_is_authorization_failed() {
     let (s, _, v) = env.call("GET", &other, &mi, None).await;
     assert_eq!(s, 403, "{v}");
     // A user's incident change is recorded with the UPN.
-    let (_, _, list) = env.call("GET", &format!("{}?api-version={SI_VERSION}", env.incidents_url()), &analyst, None).await;
+    let (_, _, list) = env
+        .call(
+            "GET",
+            &format!("{}?api-version={SI_VERSION}", env.incidents_url()),
+            &analyst,
+            None,
+        )
+        .await;
     let inc = list["value"][0].clone();
-    let url = format!("{}/{}?api-version={SI_VERSION}", env.incidents_url(), inc["name"].as_str().unwrap());
+    let url = format!(
+        "{}/{}?api-version={SI_VERSION}",
+        env.incidents_url(),
+        inc["name"].as_str().unwrap()
+    );
     let mut props = inc["properties"].clone();
     props["status"] = json!("Active");
-    let (s, _, _) = env.call("PUT", &url, &analyst, Some(json!({"etag": inc["etag"], "properties": props}))).await;
+    let (s, _, _) = env
+        .call(
+            "PUT",
+            &url,
+            &analyst,
+            Some(json!({"etag": inc["etag"], "properties": props})),
+        )
+        .await;
     assert_eq!(s, 200);
     let st = env.state();
-    let rows = rows(&st, "SecurityIncident", "IncidentName", inc["name"].as_str().unwrap());
+    let rows = rows(
+        &st,
+        "SecurityIncident",
+        "IncidentName",
+        inc["name"].as_str().unwrap(),
+    );
     assert_eq!(rows.last().unwrap()["ModifiedBy"], "analyst@contoso.com");
 }
 
@@ -57,7 +98,13 @@ async fn arm_throttling_counts_down_and_answers_429() {
     for _ in 0..5 {
         let (s, h, _) = env.call("GET", &url, &t, None).await;
         assert_eq!(s, 200);
-        remaining.push(h["x-ms-ratelimit-remaining-subscription-reads"].to_str().unwrap().parse::<u32>().unwrap());
+        remaining.push(
+            h["x-ms-ratelimit-remaining-subscription-reads"]
+                .to_str()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
+        );
     }
     assert_eq!(remaining, vec![4, 3, 2, 1, 0]);
     let (s, h, v) = env.call("GET", &url, &t, None).await;
@@ -67,8 +114,16 @@ async fn arm_throttling_counts_down_and_answers_429() {
     assert!((1..=2).contains(&retry));
     // Writes have their own bucket.
     let (s, _, _) = env
-        .call("PUT", &format!("{}/{}?api-version={SI_VERSION}", env.incidents_url(), "73e01a99-5cd7-4139-a149-9f2736ff2ab5"), &t,
-            Some(json!({"properties": {"title": "t", "severity": "Low", "status": "New"}})))
+        .call(
+            "PUT",
+            &format!(
+                "{}/{}?api-version={SI_VERSION}",
+                env.incidents_url(),
+                "73e01a99-5cd7-4139-a149-9f2736ff2ab5"
+            ),
+            &t,
+            Some(json!({"properties": {"title": "t", "severity": "Low", "status": "New"}})),
+        )
         .await;
     assert_eq!(s, 201);
 }
@@ -85,7 +140,10 @@ async fn la_row_limit_gives_partial_error() {
 
 #[tokio::test]
 async fn la_rate_limit() {
-    let env = start(demo_with(|v| v["limits"] = json!({"la_requests_per_30s": 3}))).await;
+    let env = start(demo_with(|v| {
+        v["limits"] = json!({"la_requests_per_30s": 3})
+    }))
+    .await;
     let t = env.token(LA_SCOPE).await;
     for _ in 0..3 {
         let (s, _) = env.query(&t, "SecurityIncident | count").await;
@@ -105,17 +163,28 @@ async fn la_rate_limit() {
 
 #[tokio::test]
 async fn role_propagation_window() {
-    let env = start(demo_with(|v| v["principals"][0]["propagation_delay"] = json!("2m"))).await;
+    let env = start(demo_with(|v| {
+        v["principals"][0]["propagation_delay"] = json!("2m")
+    }))
+    .await;
     let t = env.token(LA_SCOPE).await;
     let (s, v) = env.query(&t, "SecurityIncident | count").await;
     assert_eq!(s, 403);
     assert_eq!(v["error"]["code"], "InsufficientAccessError");
     assert_eq!(v["error"]["innererror"]["code"], "UnauthorizedClient");
     let arm = env.token(ARM_SCOPE).await;
-    let (s, _, v) = env.call("GET", &format!("{}?api-version={SI_VERSION}", env.incidents_url()), &arm, None).await;
+    let (s, _, v) = env
+        .call(
+            "GET",
+            &format!("{}?api-version={SI_VERSION}", env.incidents_url()),
+            &arm,
+            None,
+        )
+        .await;
     assert_eq!(s, 403);
     assert_eq!(v["error"]["code"], "AuthorizationFailed");
-    env.control("POST", "clock", Some(json!({"advance": "3m"}))).await;
+    env.control("POST", "clock", Some(json!({"advance": "3m"})))
+        .await;
     let t = env.token(LA_SCOPE).await;
     let (s, _) = env.query(&t, "SecurityIncident | count").await;
     assert_eq!(s, 200);
@@ -140,7 +209,8 @@ async fn ingestion_delay_hides_fresh_rows() {
     .await;
     let (_, v) = env.query(&t, "SecurityAlert | count").await;
     assert_eq!(count(&v), before, "the new row is not visible yet");
-    env.control("POST", "clock", Some(json!({"advance": "5m"}))).await;
+    env.control("POST", "clock", Some(json!({"advance": "5m"})))
+        .await;
     let (_, v) = env.query(&t, "SecurityAlert | count").await;
     assert_eq!(count(&v), before + 1);
 }
@@ -155,7 +225,12 @@ async fn la_query_returns_dynamic_as_json_strings_and_errors() {
     assert_eq!(s, 200, "{v}");
     let table = &v["tables"][0];
     assert_eq!(table["name"], "PrimaryResult");
-    let cols: Vec<&str> = table["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let cols: Vec<&str> = table["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(cols, ["IncidentName", "Status", "AlertIds", "Comments"]);
     assert_eq!(table["columns"][2]["type"], "dynamic");
     let row = &table["rows"][0];

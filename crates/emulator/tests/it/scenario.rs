@@ -16,32 +16,84 @@ fn err_path(f: impl FnOnce(&mut Value)) -> String {
 
 #[test]
 fn unknown_fields_are_refused_with_their_path() {
-    assert_eq!(err_path(|v| v["colour"] = json!(1)), "$");
-    assert_eq!(err_path(|v| v["workspaces"][0]["colour"] = json!(1)), "workspaces[0]");
-    assert_eq!(err_path(|v| v["principals"][1]["roles"][0]["colour"] = json!(1)), "principals[1].roles[0]");
-    assert_eq!(err_path(|v| v["events"][2]["colour"] = json!(1)), "events[2]");
-    assert_eq!(err_path(|v| v["limits"] = json!({"arm_reads": {"bucket": 1, "rate": 2}})), "limits.arm_reads");
+    assert_eq!(err_path(|v| v["colour"] = json!(1)), "colour");
+    assert_eq!(
+        err_path(|v| v["workspaces"][0]["colour"] = json!(1)),
+        "workspaces[0].colour"
+    );
+    assert_eq!(
+        err_path(|v| v["principals"][1]["roles"][0]["colour"] = json!(1)),
+        "principals[1].roles[0].colour"
+    );
+    assert_eq!(
+        err_path(|v| v["events"][2]["colour"] = json!(1)),
+        "events[2].colour"
+    );
+    assert_eq!(
+        err_path(|v| v["limits"] = json!({"arm_reads": {"bucket": 1, "rate": 2}})),
+        "limits.arm_reads.rate"
+    );
+    assert_eq!(
+        err_path(|v| v["workspaces"][0]["incident_creation"] = json!("yes")),
+        "workspaces[0].incident_creation"
+    );
 }
 
 #[test]
 fn bad_times_are_refused() {
     assert_eq!(err_path(|v| v["now"] = json!("yesterday")), "now");
-    assert_eq!(err_path(|v| v["events"][1]["at"] = json!("-3 hours")), "events[1].at");
-    assert_eq!(err_path(|v| v["workspaces"][0]["ingestion_delay"] = json!("soon")), "workspaces[0].ingestion_delay");
-    assert_eq!(err_path(|v| v["principals"][0]["propagation_delay"] = json!("2")), "principals[0].propagation_delay");
+    assert_eq!(
+        err_path(|v| v["events"][1]["at"] = json!("-3 hours")),
+        "events[1].at"
+    );
+    assert_eq!(
+        err_path(|v| v["workspaces"][0]["ingestion_delay"] = json!("soon")),
+        "workspaces[0].ingestion_delay"
+    );
+    assert_eq!(
+        err_path(|v| v["principals"][0]["propagation_delay"] = json!("2")),
+        "principals[0].propagation_delay"
+    );
 }
 
 #[test]
 fn dangling_references_are_refused() {
-    assert_eq!(err_path(|v| v["events"][0]["workspace"] = json!("nope")), "events[0].workspace");
-    assert_eq!(err_path(|v| v["events"][1]["alert"] = json!("nope")), "events[1].alert");
-    assert_eq!(err_path(|v| v["events"][1]["by"] = json!("nobody@contoso.com")), "events[1].by");
-    assert_eq!(err_path(|v| v["events"][3]["incident"] = json!("nope")), "events[3].incident");
-    assert_eq!(err_path(|v| v["events"][3]["incident"] = json!(99)), "events[3].incident");
-    assert_eq!(err_path(|v| v["principals"][0]["roles"][0]["role"] = json!("Wizard")), "principals[0].roles[0].role");
-    assert_eq!(err_path(|v| v["events"][1]["status"] = json!("Gone")), "events[1].status");
-    assert_eq!(err_path(|v| v["events"][0]["do"] = json!("explode")), "events[0].do");
-    assert_eq!(err_path(|v| v["events"][3]["status"] = json!("Closed")), "events[3].status");
+    assert_eq!(
+        err_path(|v| v["events"][0]["workspace"] = json!("nope")),
+        "events[0].workspace"
+    );
+    assert_eq!(
+        err_path(|v| v["events"][1]["alert"] = json!("nope")),
+        "events[1].alert"
+    );
+    assert_eq!(
+        err_path(|v| v["events"][1]["by"] = json!("nobody@contoso.com")),
+        "events[1].by"
+    );
+    assert_eq!(
+        err_path(|v| v["events"][3]["incident"] = json!("nope")),
+        "events[3].incident"
+    );
+    assert_eq!(
+        err_path(|v| v["events"][3]["incident"] = json!(99)),
+        "events[3].incident"
+    );
+    assert_eq!(
+        err_path(|v| v["principals"][0]["roles"][0]["role"] = json!("Wizard")),
+        "principals[0].roles[0].role"
+    );
+    assert_eq!(
+        err_path(|v| v["events"][1]["status"] = json!("Gone")),
+        "events[1].status"
+    );
+    assert_eq!(
+        err_path(|v| v["events"][0]["do"] = json!("explode")),
+        "events[0].do"
+    );
+    assert_eq!(
+        err_path(|v| v["events"][3]["status"] = json!("Closed")),
+        "events[3].status"
+    );
 }
 
 #[test]
@@ -49,8 +101,14 @@ fn incidents_are_named_by_handle_number_or_guid() {
     let s = Scenario::from_json_str(DEMO).unwrap();
     let name = s.platform().incidents[0].name.clone();
     let mut v: Value = serde_json::from_str(DEMO).unwrap();
-    v["events"].as_array_mut().unwrap().push(json!({"do": "incident_owner", "incident": 1, "owner": "analyst@contoso.com"}));
-    v["events"].as_array_mut().unwrap().push(json!({"do": "incident_comment", "incident": name, "text": "by guid"}));
+    v["events"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"do": "incident_owner", "incident": 1, "owner": "analyst@contoso.com"}));
+    v["events"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"do": "incident_comment", "incident": name, "text": "by guid"}));
     let s = Scenario::from_json_value(v).unwrap();
     let inc = &s.platform().incidents[0];
     assert_eq!(inc.owner["userPrincipalName"], "analyst@contoso.com");
@@ -80,7 +138,10 @@ fn rows_import_builds_the_model() {
     assert_eq!(p.alerts[0].status.as_str(), "Dismissed");
     assert_eq!(p.alerts[0].dfc.as_ref().unwrap().location, "centralus");
     assert_eq!(p.incidents[0].number, 42);
-    assert_eq!(p.incidents[0].alert_ids, vec!["fac479ec-3566-dce6-0ae3-a90c4af39175"]);
+    assert_eq!(
+        p.incidents[0].alert_ids,
+        vec!["fac479ec-3566-dce6-0ae3-a90c4af39175"]
+    );
     assert_eq!(p.workspaces[0].next_incident_number, 43);
     v["events"][0]["rows"][1]["Colour"] = json!("x");
     let e = Scenario::from_json_value(v.clone()).unwrap_err();
