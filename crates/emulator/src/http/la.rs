@@ -10,10 +10,40 @@ use super::{Req, Resp, Shared};
 use crate::tokens::{LA_AUDIENCES, TokenError};
 
 fn la_error(status: u16, code: &str, message: &str, corr: &str) -> Resp {
-    Resp::json(
-        status,
-        json!({"error": {"message": message, "code": code, "correlationId": corr}}),
-    )
+    Resp::json(status, json!({"error": {"message": message, "code": code}}))
+        .with("x-ms-correlation-request-id", corr)
+}
+
+/// Keeps an error body within the specification's `errorInfo` model: fields the model does
+/// not name (the engine's `line`, `pos`) move into its `additionalProperties` bag.
+fn conform_error(info: &mut Json) {
+    let Some(obj) = info.as_object_mut() else {
+        return;
+    };
+    let known = [
+        "code",
+        "message",
+        "details",
+        "innererror",
+        "additionalProperties",
+    ];
+    let extra: Vec<String> = obj
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    if !extra.is_empty() {
+        let mut bag = serde_json::Map::new();
+        for k in extra {
+            if let Some(v) = obj.remove(&k) {
+                bag.insert(k, v);
+            }
+        }
+        obj.insert("additionalProperties".into(), Json::Object(bag));
+    }
+    if let Some(inner) = obj.get_mut("innererror") {
+        conform_error(inner);
+    }
 }
 
 fn bad_argument(message: &str, inner: &str, corr: &str) -> Resp {
@@ -22,10 +52,10 @@ fn bad_argument(message: &str, inner: &str, corr: &str) -> Resp {
         json!({"error": {
             "message": "The request had some invalid properties",
             "code": "BadArgumentError",
-            "correlationId": corr,
             "innererror": {"code": inner, "message": message}
         }}),
     )
+    .with("x-ms-correlation-request-id", corr)
 }
 
 /// Parses a `timespan`: an ISO-8601 duration (ending now), `start/end`, `start/duration` or
@@ -53,17 +83,30 @@ pub fn parse_timespan(
     }
 }
 
+/// What a query reads: a workspace by customer id, or a resource (resource-centric query).
+enum Target {
+    Workspace(String),
+    Resource(String),
+}
+
 /// Handles a query request; returns the response and the caller's name.
 pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
     let mut st = shared.lock();
     let corr = st.rng.guid();
     let wall = st.clock.wall_now();
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-    let customer_id = match segs.as_slice() {
+    let target = match segs.as_slice() {
         ["v1", w, id, q]
             if w.eq_ignore_ascii_case("workspaces") && q.eq_ignore_ascii_case("query") =>
         {
-            *id
+            Target::Workspace(id.to_string())
+        }
+        ["v1", s, rest @ .., q]
+            if s.eq_ignore_ascii_case("subscriptions")
+                && q.eq_ignore_ascii_case("query")
+                && !rest.is_empty() =>
+        {
+            Target::Resource(format!("/{}/{}", s, rest.join("/")))
         }
         _ => {
             return (
@@ -159,30 +202,47 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
             name,
         );
     }
-    let Some(ws) = st.platform.workspace_by_customer_id(customer_id) else {
-        return (
-            la_error(
-                404,
-                "WorkspaceNotFoundError",
-                &format!("Workspace {customer_id} could not be found"),
-                &corr,
-            ),
-            name,
-        );
+    let (ws, resource_id, customer_id) = match &target {
+        Target::Workspace(id) => match st.platform.workspace_by_customer_id(id) {
+            Some(w) => (Some(w), st.platform.workspaces[w].arm_id(), id.clone()),
+            None => {
+                return (
+                    la_error(
+                        404,
+                        "WorkspaceNotFoundError",
+                        &format!("Workspace {id} could not be found"),
+                        &corr,
+                    ),
+                    name,
+                );
+            }
+        },
+        Target::Resource(rid) => {
+            let w = st
+                .platform
+                .workspaces
+                .iter()
+                .position(|w| w.arm_id().eq_ignore_ascii_case(rid));
+            (w, rid.clone(), rid.clone())
+        }
     };
     let now = st.clock.now();
-    let ws_id = st.platform.workspaces[ws].arm_id();
-    let allowed = st.platform.authorized(
-        principal,
-        "Microsoft.OperationalInsights/workspaces/query/read",
-        &ws_id,
-        now,
-    ) || st.platform.authorized(
-        principal,
-        "Microsoft.OperationalInsights/workspaces/analytics/query/action",
-        &ws_id,
-        now,
-    );
+    let p = &st.platform;
+    let allowed = if ws.is_some() {
+        p.authorized(
+            principal,
+            "Microsoft.OperationalInsights/workspaces/query/read",
+            &resource_id,
+            now,
+        ) || p.authorized(
+            principal,
+            "Microsoft.OperationalInsights/workspaces/analytics/query/action",
+            &resource_id,
+            now,
+        )
+    } else {
+        p.authorized(principal, "Microsoft.Insights/logs/read", &resource_id, now)
+    };
     if !allowed {
         let p = &st.platform.principals[principal];
         let who = if p.kind == crate::scenario::PrincipalKind::User {
@@ -195,13 +255,13 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
             json!({"error": {
                 "message": "The provided credentials have insufficient access to perform the requested operation",
                 "code": "InsufficientAccessError",
-                "correlationId": corr,
                 "innererror": {
                     "code": "UnauthorizedClient",
                     "message": format!("The {who} does not have sufficient permissions to access this resource: {customer_id}")
                 }
             }}),
-        );
+        )
+        .with("x-ms-correlation-request-id", corr);
         return (r, name);
     }
     // The request's query and timespan.
@@ -248,21 +308,32 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         Some(Err(e)) => return (bad_argument(&e, "InvalidTimespan", &corr), name),
     };
     let opts = kql::QueryOptions { now, timespan };
-    let tables = &st.platform.tables[ws];
     let started = std::time::Instant::now();
-    let result = if tables.all_visible(now) {
-        kql::run(&query, &tables.db, &opts)
-    } else {
-        let db = tables.visible_db(now);
-        kql::run(&query, &db, &opts)
+    let result = match ws {
+        // A resource that is not a workspace holds none of the emulated tables.
+        None => kql::run(&query, &kql::Database::new(), &opts),
+        Some(ws) => {
+            let tables = &st.platform.tables[ws];
+            if tables.all_visible(now) {
+                kql::run(&query, &tables.db, &opts)
+            } else {
+                let db = tables.visible_db(now);
+                kql::run(&query, &db, &opts)
+            }
+        }
     };
     let elapsed = started.elapsed().as_secs_f64();
     let mut table = match result {
         Ok(t) => t,
         Err(e) => {
             let mut body = e.to_log_analytics_error();
-            body["error"]["correlationId"] = json!(corr);
-            return (Resp::json(400, body), name);
+            if let Some(err) = body.get_mut("error") {
+                conform_error(err);
+            }
+            return (
+                Resp::json(400, body).with("x-ms-correlation-request-id", corr),
+                name,
+            );
         }
     };
     let max = limits.la_max_rows;
@@ -272,19 +343,21 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
     }
     let mut body = kql::response_json(std::slice::from_ref(&table));
     if truncated {
+        let limit_message = format!(
+            "Query result set has exceeded the internal record count limit {max} (E_QUERY_RESULT_SET_TOO_LARGE; see https://aka.ms/kustoquerylimits)"
+        );
         body["error"] = json!({
             "code": "PartialError",
             "message": "There were some errors when processing your query.",
             "details": [{
                 "code": "EngineError",
-                "message": "Something went wrong processing your query on the server.",
-                "innererror": {
-                    "code": "-2133196794",
-                    "message": format!("Query result set has exceeded the internal record count limit {max} (E_QUERY_RESULT_SET_TOO_LARGE; see https://aka.ms/kustoquerylimits)"),
-                    "severity": 2,
-                    "severityName": "Error"
-                }
-            }]
+                "message": limit_message,
+            }],
+            "innererror": {
+                "code": "E_QUERY_RESULT_SET_TOO_LARGE",
+                "message": limit_message,
+                "additionalProperties": {"severity": 2, "severityName": "Error"}
+            }
         });
     }
     let prefer = req

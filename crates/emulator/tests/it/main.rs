@@ -5,3 +5,4 @@ mod behaviour;
 mod common;
 mod limits;
 mod scenario;
+mod spec_examples;
