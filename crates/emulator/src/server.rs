@@ -112,7 +112,7 @@ impl Emulator {
         let base_url = format!("https://{host}:{}", addr.port());
 
         let initial = scenario.initial.clone();
-        let platform = (*initial).clone();
+        let platform = initial.clone();
         let rng = IdGen::from_seed(format!("run:{}:{}", platform.tenant_id, base_url).as_bytes());
         // The per-run secrets: the token signing key and the identity header.
         let mut key = Vec::new();

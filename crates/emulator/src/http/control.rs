@@ -2,6 +2,8 @@
 //! loopback without a token: events, endpoints, state, request log, faults, clock, reset,
 //! and (an addition) tokens for any principal, users included.
 
+use std::sync::Arc;
+
 use serde_json::{Value as Json, json};
 
 use super::{Req, Resp, Shared, json_body};
@@ -60,7 +62,7 @@ pub fn handle(shared: &Shared, req: &Req) -> Resp {
         ("POST", "/clock") => clock(shared, req),
         ("POST", "/reset") => {
             let mut st = shared.lock();
-            st.platform = (*shared.initial).clone();
+            st.platform = shared.initial.clone();
             st.clock = crate::clock::Clock::new(st.platform.start, st.platform.frozen_clock);
             st.faults.clear();
             st.throttles.clear();
@@ -111,7 +113,7 @@ fn events(shared: &Shared, req: &Req) -> Resp {
     let now = st.clock.now();
     let mut applied = 0;
     for ev in &events {
-        if let Err(e) = st.platform.apply(ev, now) {
+        if let Err(e) = Arc::make_mut(&mut st.platform).apply(ev, now) {
             let mut r = scenario_error(e);
             if let Some(b) = r.body.as_mut() {
                 b["applied"] = json!(applied);

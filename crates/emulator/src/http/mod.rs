@@ -28,7 +28,8 @@ use crate::tokens::TokenIssuer;
 
 /// The mutable state of a running emulator.
 pub struct State {
-    pub platform: Platform,
+    /// Shared with the scenario's initial state until the first write (copy on write).
+    pub platform: Arc<Platform>,
     pub clock: Clock,
     pub faults: Faults,
     pub log: RequestLog,

@@ -2,6 +2,7 @@
 
 mod api;
 mod behaviour;
+mod cli;
 mod common;
 mod limits;
 mod scenario;
