@@ -18,10 +18,18 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
+fn status_mib(key: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|k| k.parse::<f64>().ok())
         .map(|k| k / 1024.0)
@@ -178,6 +186,10 @@ async fn main() {
             times[1], times[0], times[2]
         );
     }
-    println!("peak RSS {:.0} MiB", peak_rss_mib());
+    println!(
+        "peak RSS {:.0} MiB, RSS now {:.0} MiB",
+        peak_rss_mib(),
+        rss_mib()
+    );
     emu.shutdown().await;
 }
