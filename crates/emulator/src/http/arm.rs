@@ -730,12 +730,11 @@ pub fn incident_json(p: &Platform, i: usize, api_version: &str) -> Json {
         "relatedAnalyticRuleIds": inc.related_rule_ids,
         "additionalData": additional,
     });
-    let obj = props.as_object_mut().expect("object");
     if let Some(t) = inc.first_activity {
-        obj.insert("firstActivityTimeUtc".into(), json!(format_time(t)));
+        props["firstActivityTimeUtc"] = json!(format_time(t));
     }
     if let Some(t) = inc.last_activity {
-        obj.insert("lastActivityTimeUtc".into(), json!(format_time(t)));
+        props["lastActivityTimeUtc"] = json!(format_time(t));
     }
     for (k, v) in [
         ("classification", &inc.classification),
@@ -743,7 +742,7 @@ pub fn incident_json(p: &Platform, i: usize, api_version: &str) -> Json {
         ("classificationComment", &inc.classification_comment),
     ] {
         if let Some(v) = v {
-            obj.insert(k.into(), json!(v));
+            props[k] = json!(v);
         }
     }
     json!({
@@ -811,7 +810,9 @@ fn alert_entity_json(p: &Platform, a: usize) -> Json {
 
 fn dfc_alert_json(p: &Platform, a: usize) -> Json {
     let al = &p.alerts[a];
-    let d = al.dfc.as_ref().expect("a DfC alert");
+    let Some(d) = al.dfc.as_ref() else {
+        return Json::Null;
+    };
     let w = &p.workspaces[al.workspace];
     let id = format!(
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Security/locations/{}/alerts/{}",
