@@ -6,4 +6,5 @@ mod cli;
 mod common;
 mod limits;
 mod scenario;
+mod seed;
 mod spec_examples;
