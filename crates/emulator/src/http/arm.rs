@@ -465,13 +465,19 @@ fn dispatch(
                 .iter()
                 .map(|c| comment_json(&st.platform, i, c))
                 .collect();
-            page(
-                shared,
-                req,
-                items,
-                st.platform.limits.default_page_size,
-                None,
-            )
+            {
+                let top = match parse_top(req) {
+                    Ok(t) => t,
+                    Err(r) => return r,
+                };
+                page(
+                    shared,
+                    req,
+                    items,
+                    st.platform.limits.default_page_size,
+                    top,
+                )
+            }
         }
         Route::Comment {
             sub,
@@ -919,21 +925,27 @@ fn decode_skip(t: &str) -> Option<usize> {
         .ok()
 }
 
-fn list_incidents(shared: &Shared, st: &State, req: &Req, w: usize, api_version: &str) -> Resp {
-    let top = match req.q("$top") {
-        None => None,
+/// `$top`: 1 to 1000.
+fn parse_top(req: &Req) -> Result<Option<usize>, Resp> {
+    match req.q("$top") {
+        None => Ok(None),
         Some(t) => match t.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => Some(n),
-            _ => {
-                return Resp::arm_error(
-                    400,
-                    "BadRequest",
-                    format!(
-                        "The value '{t}' of $top is invalid: it must be an integer between 1 and 1000."
-                    ),
-                );
-            }
+            Ok(n) if (1..=1000).contains(&n) => Ok(Some(n)),
+            _ => Err(Resp::arm_error(
+                400,
+                "BadRequest",
+                format!(
+                    "The value '{t}' of $top is invalid: it must be an integer between 1 and 1000."
+                ),
+            )),
         },
+    }
+}
+
+fn list_incidents(shared: &Shared, st: &State, req: &Req, w: usize, api_version: &str) -> Resp {
+    let top = match parse_top(req) {
+        Ok(t) => t,
+        Err(r) => return r,
     };
     let filter = match req.q("$filter").filter(|f| !f.trim().is_empty()) {
         None => None,
