@@ -1,0 +1,10 @@
+//! Integration tests of the emulator, through its HTTP APIs.
+
+mod api;
+mod behaviour;
+mod cli;
+mod common;
+mod limits;
+mod scenario;
+mod seed;
+mod spec_examples;
