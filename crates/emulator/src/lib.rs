@@ -1,0 +1,26 @@
+//! A local stand-in for the Azure services `dfcsync` talks to: Entra ID (client credentials
+//! and managed identity), ARM (workspaces, Microsoft Sentinel incidents and comments,
+//! Defender for Cloud alerts) and the Log Analytics query API, on 127.0.0.1 over HTTPS.
+//!
+//! Its contract is `shared/design/emulator.md`: the scenario format ([`Scenario`]), the control
+//! API under `/_emulator/`, and how it starts ([`Emulator::start`], [`cli::run`]).
+
+pub mod cli;
+pub mod clock;
+pub mod duration;
+pub mod faults;
+pub mod http;
+pub mod ids;
+pub mod odata;
+pub mod platform;
+pub mod rbac;
+pub mod reqlog;
+pub mod scenario;
+pub mod server;
+pub mod table;
+pub mod throttle;
+pub mod tls;
+pub mod tokens;
+
+pub use scenario::{Scenario, ScenarioError};
+pub use server::{Emulator, EmulatorHandle, Endpoints, Error, StartOptions};

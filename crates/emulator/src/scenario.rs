@@ -1,0 +1,493 @@
+//! The scenario file (contract: `shared/design/emulator.md`): tenant, workspaces, principals,
+//! limits and the events that build the platform's history. Loading is strict: an unknown
+//! field, a bad time or a dangling reference is refused with the JSON path of the bad field.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value as Json};
+
+use crate::platform::Platform;
+
+/// A scenario that failed to load: the JSON path of the bad field and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl ScenarioError {
+    /// An invalid-field error at `path`.
+    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ScenarioError::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The JSON path of the bad field (`events[3].at`), empty for I/O errors.
+    pub fn path(&self) -> &str {
+        match self {
+            ScenarioError::Io { .. } => "",
+            ScenarioError::Invalid { path, .. } => path,
+        }
+    }
+}
+
+/// A loaded scenario: its parsed text and the platform state it describes.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub spec: ScenarioSpec,
+    pub(crate) initial: Arc<Platform>,
+}
+
+impl Scenario {
+    /// Parses and checks a scenario, and builds the platform it describes.
+    pub fn from_json_str(text: &str) -> Result<Scenario, ScenarioError> {
+        let value: Json = serde_json::from_str(text)
+            .map_err(|e| ScenarioError::at("$", format!("not valid JSON: {e}")))?;
+        Self::from_json_value(value)
+    }
+
+    /// Reads a scenario file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json_str(&text)
+    }
+
+    /// Checks a scenario given as a JSON value.
+    pub fn from_json_value(mut value: Json) -> Result<Scenario, ScenarioError> {
+        let events = match value.as_object_mut() {
+            Some(obj) => obj.remove("events").unwrap_or(Json::Array(vec![])),
+            None => return Err(ScenarioError::at("$", "a scenario is a JSON object")),
+        };
+        let mut spec: ScenarioSpec = from_value_at("", value)?;
+        spec.events = parse_events(events, "events")?;
+        let initial = Platform::from_spec(&spec)?;
+        Ok(Scenario {
+            spec,
+            initial: Arc::new(initial),
+        })
+    }
+
+    /// The platform state the scenario describes.
+    pub fn platform(&self) -> &Platform {
+        &self.initial
+    }
+
+    /// The scenario's tenant.
+    pub fn tenant_id(&self) -> &str {
+        &self.spec.tenant_id
+    }
+}
+
+/// Deserializes `value` into `T`, reporting the path of the bad field under `prefix`.
+pub(crate) fn from_value_at<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+    value: Json,
+) -> Result<T, ScenarioError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = join_path(prefix, if inner == "." { "" } else { &inner });
+        ScenarioError::at(path, e.into_inner().to_string())
+    })
+}
+
+fn join_path(prefix: &str, inner: &str) -> String {
+    match (prefix.is_empty(), inner.is_empty()) {
+        (true, true) => "$".into(),
+        (true, false) => inner.to_string(),
+        (false, true) => prefix.to_string(),
+        (false, false) if inner.starts_with('[') => format!("{prefix}{inner}"),
+        (false, false) => format!("{prefix}.{inner}"),
+    }
+}
+
+/// The scenario file, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSpec {
+    /// The emulator's clock at start (RFC 3339).
+    pub now: String,
+    pub tenant_id: String,
+    #[serde(default)]
+    pub workspaces: Vec<WorkspaceSpec>,
+    #[serde(default)]
+    pub principals: Vec<PrincipalSpec>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Seed of the deterministic ids (default: the tenant id).
+    #[serde(default)]
+    pub seed: Option<String>,
+    /// `"running"` (default: the clock moves with real time from `now`) or `"frozen"`
+    /// (it moves only through the control API).
+    #[serde(default)]
+    pub clock: Option<String>,
+    #[serde(skip)]
+    pub events: Vec<EventSpec>,
+}
+
+/// A workspace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceSpec {
+    pub name: String,
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub customer_id: String,
+    #[serde(default = "default_location")]
+    pub location: String,
+    #[serde(default = "yes")]
+    pub incident_creation: bool,
+    #[serde(default = "yes")]
+    pub bidirectional_sync: bool,
+    /// Time between a row's creation and its visibility to queries (`"0s"`).
+    #[serde(default)]
+    pub ingestion_delay: Option<String>,
+    /// Closing an incident leaves its Dismissed alerts Dismissed (default: they are resolved).
+    #[serde(default)]
+    pub echo_keeps_dismissed: bool,
+    /// Onboarded to the Defender portal: incidents carry `ProviderName` `Microsoft XDR`.
+    #[serde(default)]
+    pub defender_portal: bool,
+    /// Re-ingest the alert rows of an incident (same status, new `TimeGenerated`) whenever the
+    /// incident changes, as the platform does.
+    #[serde(default)]
+    pub reingest_alerts: bool,
+}
+
+fn default_location() -> String {
+    "westeurope".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The kind of a principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    ServicePrincipal,
+    User,
+    ManagedIdentity,
+}
+
+/// A principal: an application, a user or a managed identity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalSpec {
+    pub name: String,
+    pub kind: PrincipalKind,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub object_id: Option<String>,
+    /// A user-assigned managed identity's ARM id (none: system-assigned).
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<RoleSpec>,
+    /// Role assignments take effect only this long after the emulator starts.
+    #[serde(default)]
+    pub propagation_delay: Option<String>,
+    /// Override of the `ModifiedBy` value written for this principal's changes.
+    #[serde(default)]
+    pub modified_by: Option<String>,
+    /// A user's display name (owner `assignedTo`, comment author `name`).
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// A role assignment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    /// A built-in role's name or id.
+    pub role: String,
+    /// `/subscriptions/…[/resourceGroups/…[/providers/…]]`.
+    pub scope: String,
+}
+
+/// Limits (defaults from the reference).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_reads")]
+    pub arm_reads: Bucket,
+    #[serde(default = "default_writes")]
+    pub arm_writes: Bucket,
+    #[serde(default = "default_writes")]
+    pub arm_deletes: Bucket,
+    #[serde(default = "default_la_rate")]
+    pub la_requests_per_30s: u32,
+    #[serde(default = "default_la_rows")]
+    pub la_max_rows: usize,
+    /// Default page size of incident and comment lists when `$top` is absent.
+    #[serde(default = "default_page")]
+    pub default_page_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            arm_reads: default_reads(),
+            arm_writes: default_writes(),
+            arm_deletes: default_writes(),
+            la_requests_per_30s: default_la_rate(),
+            la_max_rows: default_la_rows(),
+            default_page_size: default_page(),
+        }
+    }
+}
+
+/// A token bucket: its size and its refill rate.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bucket {
+    pub bucket: u32,
+    pub per_second: f64,
+}
+
+fn default_reads() -> Bucket {
+    Bucket {
+        bucket: 250,
+        per_second: 25.0,
+    }
+}
+fn default_writes() -> Bucket {
+    Bucket {
+        bucket: 200,
+        per_second: 10.0,
+    }
+}
+fn default_la_rate() -> u32 {
+    200
+}
+fn default_la_rows() -> usize {
+    500_000
+}
+fn default_page() -> usize {
+    1000
+}
+
+/// One event with its JSON path (for errors found when it is applied).
+#[derive(Debug, Clone)]
+pub struct EventSpec {
+    pub path: String,
+    pub at: Option<String>,
+    pub event: Event,
+}
+
+/// The `do` of an event.
+#[derive(Debug, Clone)]
+pub enum Event {
+    NewAlert(NewAlert),
+    AlertStatus(AlertStatus),
+    IncidentStatus(IncidentStatus),
+    IncidentOwner(IncidentOwner),
+    IncidentAddAlert(IncidentAddAlert),
+    IncidentComment(IncidentComment),
+    Rows(RowsImport),
+}
+
+/// `new_alert`: DfC raises an alert.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAlert {
+    pub workspace: String,
+    pub alert: String,
+    pub subscription_id: String,
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub alert_type: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `false`: the alert creates no incident.
+    #[serde(default)]
+    pub incident: Option<bool>,
+    /// Overrides "Azure Security Center".
+    #[serde(default)]
+    pub product: Option<String>,
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    #[serde(default)]
+    pub compromised_entity: Option<String>,
+}
+
+/// `alert_status`: the DfC side changes an alert's status.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertStatus {
+    pub alert: String,
+    pub status: String,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// `incident_status`: the Sentinel side changes an incident's status.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentStatus {
+    pub incident: Json,
+    pub status: String,
+    #[serde(default)]
+    pub classification: Option<String>,
+    #[serde(default)]
+    pub classification_reason: Option<String>,
+    #[serde(default)]
+    pub classification_comment: Option<String>,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// `incident_owner`: assigns (or, with `null`, unassigns) an incident.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentOwner {
+    pub incident: Json,
+    /// A principal's name (a user's UPN) or object id; `null` unassigns.
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// `incident_add_alert`: adds an alert to an incident.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentAddAlert {
+    pub incident: Json,
+    pub alert: String,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// `incident_comment`: a comment on an incident.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentComment {
+    pub incident: Json,
+    pub text: String,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// `rows`: imports exported rows as they are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowsImport {
+    pub table: String,
+    /// Default: the scenario's only (or first) workspace.
+    #[serde(default)]
+    pub workspace: Option<String>,
+    pub rows: Vec<Map<String, Json>>,
+}
+
+/// Parses the `events` array (also the body of `POST /_emulator/events`).
+pub fn parse_events(value: Json, prefix: &str) -> Result<Vec<EventSpec>, ScenarioError> {
+    let Json::Array(items) = value else {
+        return Err(ScenarioError::at(prefix, "expected an array of events"));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let path = format!("{prefix}[{i}]");
+        out.push(parse_event(item, &path)?);
+    }
+    Ok(out)
+}
+
+fn parse_event(item: Json, path: &str) -> Result<EventSpec, ScenarioError> {
+    let Json::Object(mut obj) = item else {
+        return Err(ScenarioError::at(path, "an event is a JSON object"));
+    };
+    let kind = match obj.remove("do") {
+        Some(Json::String(s)) => s,
+        Some(_) => return Err(ScenarioError::at(format!("{path}.do"), "expected a string")),
+        None => {
+            return Err(ScenarioError::at(
+                format!("{path}.do"),
+                "missing field `do`",
+            ));
+        }
+    };
+    let at = match obj.remove("at") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(s)) => Some(s),
+        Some(_) => {
+            return Err(ScenarioError::at(
+                format!("{path}.at"),
+                "expected a string (RFC 3339 or relative like -3h)",
+            ));
+        }
+    };
+    if let Some(at) = &at {
+        check_time(at, &format!("{path}.at"))?;
+    }
+    let value = Json::Object(obj);
+    let event = match kind.as_str() {
+        "new_alert" => Event::NewAlert(from_value_at(path, value)?),
+        "alert_status" => Event::AlertStatus(from_value_at(path, value)?),
+        "incident_status" => Event::IncidentStatus(from_value_at(path, value)?),
+        "incident_owner" => Event::IncidentOwner(from_value_at(path, value)?),
+        "incident_add_alert" => Event::IncidentAddAlert(from_value_at(path, value)?),
+        "incident_comment" => Event::IncidentComment(from_value_at(path, value)?),
+        "rows" => Event::Rows(from_value_at(path, value)?),
+        other => {
+            return Err(ScenarioError::at(
+                format!("{path}.do"),
+                format!(
+                    "unknown event {other:?} (expected new_alert, alert_status, incident_status, \
+                     incident_owner, incident_add_alert, incident_comment or rows)"
+                ),
+            ));
+        }
+    };
+    Ok(EventSpec {
+        path: path.to_string(),
+        at,
+        event,
+    })
+}
+
+/// Checks the syntax of a time (RFC 3339 or a relative duration).
+fn check_time(text: &str, path: &str) -> Result<(), ScenarioError> {
+    if DateTime::parse_from_rfc3339(text).is_ok() || crate::duration::parse(text).is_ok() {
+        Ok(())
+    } else {
+        Err(ScenarioError::at(
+            path,
+            format!("bad time {text:?}: expected RFC 3339 or relative to now (-90s, -3h, -2d)"),
+        ))
+    }
+}
+
+/// Resolves an event time against `now`.
+pub fn resolve_time(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    crate::duration::parse(text).ok().map(|d| now + d)
+}

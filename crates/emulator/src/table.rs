@@ -1,0 +1,378 @@
+//! The two Log Analytics tables the emulator keeps, `SecurityIncident` and `SecurityAlert`:
+//! their schemas (every column of the real tables, reference §7), typed cells, and the
+//! append-only row store of one workspace. Rows carry the instant they become visible to
+//! queries (their ingestion time), so a workspace's ingestion delay is honoured.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value as Json};
+
+pub use kql::ColumnType as ColType;
+pub use kql::Value as Cell;
+
+/// A string cell.
+pub fn string(s: impl AsRef<str>) -> Cell {
+    Cell::string(s)
+}
+
+/// A time cell.
+pub fn time(t: DateTime<Utc>) -> Cell {
+    Cell::DateTime(t)
+}
+
+/// The cell as plain JSON (dynamic values inline, times as RFC 3339 with 7 digits).
+pub fn cell_json(c: &Cell) -> Json {
+    match c {
+        Cell::Null => Json::Null,
+        Cell::Bool(b) => Json::Bool(*b),
+        Cell::Int(i) => Json::from(*i),
+        Cell::Long(i) => Json::from(*i),
+        Cell::Real(r) => serde_json::Number::from_f64(*r)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        Cell::String(s) => Json::String(s.to_string()),
+        Cell::DateTime(t) => Json::String(format_time(*t)),
+        Cell::Dynamic(v) => v.clone(),
+        other => Json::String(other.to_kql_string()),
+    }
+}
+
+/// The cell as a time, when it is one.
+pub fn cell_time(c: &Cell) -> Option<DateTime<Utc>> {
+    match c {
+        Cell::DateTime(t) => Some(*t),
+        _ => None,
+    }
+}
+
+/// Times as Log Analytics writes them: RFC 3339, UTC, `Z`, 7 fractional digits when not whole.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    if t.timestamp_subsec_nanos() == 0 {
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        format!(
+            "{}.{:07}Z",
+            t.format("%Y-%m-%dT%H:%M:%S"),
+            t.timestamp_subsec_nanos() / 100
+        )
+    }
+}
+
+/// The tables the emulator serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    SecurityIncident,
+    SecurityAlert,
+}
+
+impl TableKind {
+    /// The table's name in queries.
+    pub fn name(self) -> &'static str {
+        match self {
+            TableKind::SecurityIncident => "SecurityIncident",
+            TableKind::SecurityAlert => "SecurityAlert",
+        }
+    }
+
+    /// Parses a table name (exact, as KQL is case-sensitive).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "SecurityIncident" => Some(TableKind::SecurityIncident),
+            "SecurityAlert" => Some(TableKind::SecurityAlert),
+            _ => None,
+        }
+    }
+
+    /// The table's columns, in the service's order.
+    pub fn schema(self) -> &'static [(&'static str, ColType)] {
+        match self {
+            TableKind::SecurityIncident => INCIDENT_SCHEMA,
+            TableKind::SecurityAlert => ALERT_SCHEMA,
+        }
+    }
+
+    /// The index of a column by name.
+    pub fn col(self, name: &str) -> Option<usize> {
+        self.schema().iter().position(|(n, _)| *n == name)
+    }
+}
+
+use ColType as T;
+
+/// `SecurityIncident` (reference §7.1), every column.
+pub const INCIDENT_SCHEMA: &[(&str, ColType)] = &[
+    ("TenantId", T::String),
+    ("TimeGenerated", T::DateTime),
+    ("IncidentName", T::String),
+    ("Title", T::String),
+    ("Description", T::String),
+    ("Severity", T::String),
+    ("Status", T::String),
+    ("Classification", T::String),
+    ("ClassificationComment", T::String),
+    ("ClassificationReason", T::String),
+    ("Owner", T::Dynamic),
+    ("ProviderName", T::String),
+    ("ProviderIncidentId", T::String),
+    ("FirstActivityTime", T::DateTime),
+    ("LastActivityTime", T::DateTime),
+    ("FirstModifiedTime", T::DateTime),
+    ("LastModifiedTime", T::DateTime),
+    ("CreatedTime", T::DateTime),
+    ("ClosedTime", T::DateTime),
+    ("IncidentNumber", T::Int),
+    ("RelatedAnalyticRuleIds", T::Dynamic),
+    ("AlertIds", T::Dynamic),
+    ("BookmarkIds", T::Dynamic),
+    ("Comments", T::Dynamic),
+    ("Tasks", T::Dynamic),
+    ("Labels", T::Dynamic),
+    ("IncidentUrl", T::String),
+    ("AdditionalData", T::Dynamic),
+    ("ModifiedBy", T::String),
+    ("SourceSystem", T::String),
+    ("Type", T::String),
+];
+
+/// `SecurityAlert` (reference §7.2), every column, in the order of a real response.
+pub const ALERT_SCHEMA: &[(&str, ColType)] = &[
+    ("TenantId", T::String),
+    ("TimeGenerated", T::DateTime),
+    ("DisplayName", T::String),
+    ("AlertName", T::String),
+    ("AlertSeverity", T::String),
+    ("Description", T::String),
+    ("ProviderName", T::String),
+    ("VendorName", T::String),
+    ("VendorOriginalId", T::String),
+    ("SystemAlertId", T::String),
+    ("ResourceId", T::String),
+    ("SourceComputerId", T::String),
+    ("AlertType", T::String),
+    ("ConfidenceLevel", T::String),
+    ("ConfidenceScore", T::Real),
+    ("IsIncident", T::Bool),
+    ("StartTime", T::DateTime),
+    ("EndTime", T::DateTime),
+    ("ProcessingEndTime", T::DateTime),
+    ("RemediationSteps", T::String),
+    ("ExtendedProperties", T::String),
+    ("Entities", T::String),
+    ("SourceSystem", T::String),
+    ("WorkspaceSubscriptionId", T::String),
+    ("WorkspaceResourceGroup", T::String),
+    ("ExtendedLinks", T::String),
+    ("ProductName", T::String),
+    ("ProductComponentName", T::String),
+    ("AlertLink", T::String),
+    ("Status", T::String),
+    ("CompromisedEntity", T::String),
+    ("Tactics", T::String),
+    ("Techniques", T::String),
+    ("SubTechniques", T::String),
+    ("Type", T::String),
+];
+
+/// One row and the instant it becomes visible to queries.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub visible_at: DateTime<Utc>,
+    pub cells: Vec<Cell>,
+}
+
+impl Row {
+    /// A row of `kind` with every cell set from `values` by column name (missing: null).
+    pub fn build(kind: TableKind, visible_at: DateTime<Utc>, values: Vec<(&str, Cell)>) -> Row {
+        let schema = kind.schema();
+        let mut cells = vec![Cell::Null; schema.len()];
+        for (name, cell) in values {
+            if let Some(i) = kind.col(name) {
+                cells[i] = cell;
+            } else {
+                debug_assert!(false, "unknown column {name}");
+            }
+        }
+        Row { visible_at, cells }
+    }
+
+    /// The cell of a column by name.
+    pub fn get(&self, kind: TableKind, name: &str) -> &Cell {
+        static NULL: Cell = Cell::Null;
+        kind.col(name)
+            .and_then(|i| self.cells.get(i))
+            .unwrap_or(&NULL)
+    }
+
+    /// The row as a JSON object keyed by column name (dynamic values inline).
+    pub fn to_json(&self, kind: TableKind) -> Json {
+        let mut map = Map::new();
+        for ((name, _), cell) in kind.schema().iter().zip(&self.cells) {
+            map.insert((*name).to_string(), cell_json(cell));
+        }
+        Json::Object(map)
+    }
+}
+
+/// Converts an imported JSON value into a cell of the given type; `Err` says what is wrong.
+pub fn cell_from_json(ty: ColType, v: &Json) -> Result<Cell, String> {
+    if v.is_null() {
+        return Ok(Cell::Null);
+    }
+    match ty {
+        ColType::String => match v {
+            Json::String(s) => Ok(string(s)),
+            other => Ok(string(other.to_string())),
+        },
+        ColType::DateTime => {
+            let s = v.as_str().ok_or("expected an RFC 3339 time string")?;
+            if s.is_empty() {
+                return Ok(Cell::Null);
+            }
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| Cell::DateTime(t.with_timezone(&Utc)))
+                .map_err(|e| format!("bad time {s:?}: {e}"))
+        }
+        ColType::Int => match v {
+            Json::Number(n) => n
+                .as_i64()
+                .and_then(|i| i32::try_from(i).ok())
+                .map(Cell::Int)
+                .ok_or_else(|| "expected a 32-bit integer".into()),
+            Json::String(s) => s
+                .parse::<i32>()
+                .map(Cell::Int)
+                .map_err(|_| format!("expected an integer, got {s:?}")),
+            _ => Err("expected an integer".into()),
+        },
+        ColType::Real => match v {
+            Json::Number(n) => n
+                .as_f64()
+                .map(Cell::Real)
+                .ok_or_else(|| "expected a number".into()),
+            Json::String(s) if s.is_empty() => Ok(Cell::Null),
+            Json::String(s) => s
+                .parse()
+                .map(Cell::Real)
+                .map_err(|_| format!("expected a number, got {s:?}")),
+            _ => Err("expected a number".into()),
+        },
+        ColType::Bool => match v {
+            Json::Bool(b) => Ok(Cell::Bool(*b)),
+            Json::String(s) => match s.to_ascii_lowercase().as_str() {
+                "true" => Ok(Cell::Bool(true)),
+                "false" => Ok(Cell::Bool(false)),
+                "" => Ok(Cell::Null),
+                _ => Err(format!("expected a boolean, got {s:?}")),
+            },
+            _ => Err("expected a boolean".into()),
+        },
+        other @ (ColType::Long | ColType::Decimal | ColType::TimeSpan | ColType::Guid) => {
+            kql::la_json::wire_to_value(v, other)
+        }
+        ColType::Dynamic => match v {
+            // Exported dynamic values often arrive as JSON text: decode it when it parses.
+            Json::String(s) => Ok(Cell::Dynamic(
+                serde_json::from_str(s).unwrap_or_else(|_| Json::String(s.clone())),
+            )),
+            other => Ok(Cell::Dynamic(other.clone())),
+        },
+    }
+}
+
+/// The append-only tables of one workspace, kept as the `kql` database queries read, with
+/// the instant each row becomes visible.
+#[derive(Debug, Clone)]
+pub struct WorkspaceTables {
+    pub db: kql::Database,
+    incident_visible: Vec<DateTime<Utc>>,
+    alert_visible: Vec<DateTime<Utc>>,
+}
+
+impl Default for WorkspaceTables {
+    fn default() -> Self {
+        let mut db = kql::Database::new();
+        for kind in [TableKind::SecurityIncident, TableKind::SecurityAlert] {
+            let cols = kind
+                .schema()
+                .iter()
+                .map(|(n, t)| kql::Column::new(*n, *t))
+                .collect();
+            db.insert(kind.name(), kql::Table::new(kind.name(), cols));
+        }
+        WorkspaceTables {
+            db,
+            incident_visible: Vec::new(),
+            alert_visible: Vec::new(),
+        }
+    }
+}
+
+impl WorkspaceTables {
+    /// The rows of a table.
+    pub fn rows(&self, kind: TableKind) -> &[Vec<Cell>] {
+        self.db
+            .get(kind.name())
+            .map(|t| t.rows.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// When each row of a table becomes visible.
+    pub fn visible_at(&self, kind: TableKind) -> &[DateTime<Utc>] {
+        match kind {
+            TableKind::SecurityIncident => &self.incident_visible,
+            TableKind::SecurityAlert => &self.alert_visible,
+        }
+    }
+
+    /// Appends rows.
+    pub fn push(&mut self, kind: TableKind, rows: Vec<Row>) {
+        let (vis, cells): (Vec<_>, Vec<_>) =
+            rows.into_iter().map(|r| (r.visible_at, r.cells)).unzip();
+        match kind {
+            TableKind::SecurityIncident => self.incident_visible.extend(vis),
+            TableKind::SecurityAlert => self.alert_visible.extend(vis),
+        }
+        if let Some(t) = self.db.get_mut(kind.name()) {
+            t.rows.extend(cells);
+        }
+    }
+
+    /// Whether every row is visible at `now`.
+    pub fn all_visible(&self, now: DateTime<Utc>) -> bool {
+        self.incident_visible.iter().all(|t| *t <= now)
+            && self.alert_visible.iter().all(|t| *t <= now)
+    }
+
+    /// A copy of the database holding only the rows visible at `now`.
+    pub fn visible_db(&self, now: DateTime<Utc>) -> kql::Database {
+        let mut db = kql::Database::new();
+        for kind in [TableKind::SecurityIncident, TableKind::SecurityAlert] {
+            if let Some(t) = self.db.get(kind.name()) {
+                let rows = t
+                    .rows
+                    .iter()
+                    .zip(self.visible_at(kind))
+                    .filter(|(_, v)| **v <= now)
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                db.insert(
+                    kind.name(),
+                    kql::Table {
+                        name: kind.name().into(),
+                        columns: t.columns.clone(),
+                        rows,
+                    },
+                );
+            }
+        }
+        db
+    }
+}
+
+/// A row's JSON object (dynamic values inline), from its cells.
+pub fn row_json(kind: TableKind, cells: &[Cell]) -> Json {
+    let mut map = Map::new();
+    for ((name, _), cell) in kind.schema().iter().zip(cells) {
+        map.insert((*name).to_string(), cell_json(cell));
+    }
+    Json::Object(map)
+}

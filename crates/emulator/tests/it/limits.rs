@@ -1,0 +1,265 @@
+//! RBAC, throttling, the Log Analytics row limit and rate limit, the role propagation window
+//! and the ingestion delay: one test each.
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn missing_role_is_authorization_failed() {
+    let env = start_demo().await;
+    let st = env.state();
+    let b1 = st["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "B1")
+        .unwrap()
+        .clone();
+    let url = format!(
+        "{}/subscriptions/{DFC_SUB}/resourceGroups/rg-app/providers/Microsoft.Security/locations/westeurope/alerts/{}/resolve?api-version=2022-01-01",
+        env.base,
+        b1["name"].as_str().unwrap()
+    );
+    // The analyst is a Sentinel Responder, not a Security Admin.
+    let analyst = env.token_for("analyst@contoso.com", ARM_SCOPE).await;
+    let (s, _, v) = env.call("POST", &url, &analyst, None).await;
+    assert_eq!(s, 403);
+    assert_eq!(v["error"]["code"], "AuthorizationFailed");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Microsoft.Security/locations/alerts/resolve/action")
+    );
+    // The managed identity's Responder role is scoped to the workspace: other workspaces'
+    // resource groups are out of reach, the workspace itself is not.
+    let mi = env.token_for("mi-dfcsync", ARM_SCOPE).await;
+    let (s, _, _) = env
+        .call(
+            "GET",
+            &format!("{}?api-version={SI_VERSION}", env.incidents_url()),
+            &mi,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let other = format!(
+        "{}/subscriptions/{SUB}/resourceGroups/rg-other/providers/Microsoft.OperationalInsights/workspaces/x?api-version=2022-10-01",
+        env.base
+    );
+    let (s, _, v) = env.call("GET", &other, &mi, None).await;
+    assert_eq!(s, 403, "{v}");
+    // A user's incident change is recorded with the UPN.
+    let (_, _, list) = env
+        .call(
+            "GET",
+            &format!("{}?api-version={SI_VERSION}", env.incidents_url()),
+            &analyst,
+            None,
+        )
+        .await;
+    let inc = list["value"][0].clone();
+    let url = format!(
+        "{}/{}?api-version={SI_VERSION}",
+        env.incidents_url(),
+        inc["name"].as_str().unwrap()
+    );
+    let mut props = inc["properties"].clone();
+    props["status"] = json!("Active");
+    let (s, _, _) = env
+        .call(
+            "PUT",
+            &url,
+            &analyst,
+            Some(json!({"etag": inc["etag"], "properties": props})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let st = env.state();
+    let rows = rows(
+        &st,
+        "SecurityIncident",
+        "IncidentName",
+        inc["name"].as_str().unwrap(),
+    );
+    assert_eq!(rows.last().unwrap()["ModifiedBy"], "analyst@contoso.com");
+}
+
+#[tokio::test]
+async fn arm_throttling_counts_down_and_answers_429() {
+    let env = start(demo_with(|v| {
+        v["limits"] = json!({"arm_reads": {"bucket": 5, "per_second": 0.5}});
+    }))
+    .await;
+    let t = env.token(ARM_SCOPE).await;
+    let url = format!("{}?api-version={SI_VERSION}", env.incidents_url());
+    let mut remaining = vec![];
+    for _ in 0..5 {
+        let (s, h, _) = env.call("GET", &url, &t, None).await;
+        assert_eq!(s, 200);
+        remaining.push(
+            h["x-ms-ratelimit-remaining-subscription-reads"]
+                .to_str()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
+        );
+    }
+    assert_eq!(remaining, vec![4, 3, 2, 1, 0]);
+    let (s, h, v) = env.call("GET", &url, &t, None).await;
+    assert_eq!(s, 429);
+    assert_eq!(v["error"]["code"], "TooManyRequests");
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry));
+    // Writes have their own bucket.
+    let (s, _, _) = env
+        .call(
+            "PUT",
+            &format!(
+                "{}/{}?api-version={SI_VERSION}",
+                env.incidents_url(),
+                "73e01a99-5cd7-4139-a149-9f2736ff2ab5"
+            ),
+            &t,
+            Some(json!({"properties": {"title": "t", "severity": "Low", "status": "New"}})),
+        )
+        .await;
+    assert_eq!(s, 201);
+}
+
+#[tokio::test]
+async fn la_row_limit_gives_partial_error() {
+    let env = start(demo_with(|v| v["limits"] = json!({"la_max_rows": 2}))).await;
+    let t = env.token(LA_SCOPE).await;
+    let (s, v) = env.query(&t, "SecurityAlert").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["tables"][0]["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(v["error"]["code"], "PartialError");
+}
+
+#[tokio::test]
+async fn la_rate_limit() {
+    let env = start(demo_with(|v| {
+        v["limits"] = json!({"la_requests_per_30s": 3})
+    }))
+    .await;
+    let t = env.token(LA_SCOPE).await;
+    for _ in 0..3 {
+        let (s, _) = env.query(&t, "SecurityIncident | count").await;
+        assert_eq!(s, 200);
+    }
+    let r = env
+        .http
+        .post(format!("{}/v1/workspaces/{CUSTOMER_ID}/query", env.base))
+        .bearer_auth(&t)
+        .json(&json!({"query": "SecurityIncident | count"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn role_propagation_window() {
+    let env = start(demo_with(|v| {
+        v["principals"][0]["propagation_delay"] = json!("2m")
+    }))
+    .await;
+    let t = env.token(LA_SCOPE).await;
+    let (s, v) = env.query(&t, "SecurityIncident | count").await;
+    assert_eq!(s, 403);
+    assert_eq!(v["error"]["code"], "InsufficientAccessError");
+    assert_eq!(v["error"]["innererror"]["code"], "UnauthorizedClient");
+    let arm = env.token(ARM_SCOPE).await;
+    let (s, _, v) = env
+        .call(
+            "GET",
+            &format!("{}?api-version={SI_VERSION}", env.incidents_url()),
+            &arm,
+            None,
+        )
+        .await;
+    assert_eq!(s, 403);
+    assert_eq!(v["error"]["code"], "AuthorizationFailed");
+    env.control("POST", "clock", Some(json!({"advance": "3m"})))
+        .await;
+    let t = env.token(LA_SCOPE).await;
+    let (s, _) = env.query(&t, "SecurityIncident | count").await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn ingestion_delay_hides_fresh_rows() {
+    let env = start(demo_with(|v| {
+        v["workspaces"][0]["ingestion_delay"] = json!("5m");
+        v["clock"] = json!("frozen");
+    }))
+    .await;
+    let t = env.token(LA_SCOPE).await;
+    let count = |v: &serde_json::Value| v["tables"][0]["rows"][0][0].as_i64().unwrap();
+    let (_, v) = env.query(&t, "SecurityAlert | count").await;
+    let before = count(&v);
+    env.control(
+        "POST",
+        "events",
+        Some(json!({"events": [{"do": "new_alert", "workspace": "law-sentinel", "alert": "D1", "subscription_id": DFC_SUB}]})),
+    )
+    .await;
+    let (_, v) = env.query(&t, "SecurityAlert | count").await;
+    assert_eq!(count(&v), before, "the new row is not visible yet");
+    env.control("POST", "clock", Some(json!({"advance": "5m"})))
+        .await;
+    let (_, v) = env.query(&t, "SecurityAlert | count").await;
+    assert_eq!(count(&v), before + 1);
+}
+
+#[tokio::test]
+async fn la_query_returns_dynamic_as_json_strings_and_errors() {
+    let env = start_demo().await;
+    let t = env.token(LA_SCOPE).await;
+    let (s, v) = env
+        .query(&t, "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentName | project IncidentName, Status, AlertIds, Comments")
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let table = &v["tables"][0];
+    assert_eq!(table["name"], "PrimaryResult");
+    let cols: Vec<&str> = table["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cols, ["IncidentName", "Status", "AlertIds", "Comments"]);
+    assert_eq!(table["columns"][2]["type"], "dynamic");
+    let row = &table["rows"][0];
+    let ids: serde_json::Value = serde_json::from_str(row[2].as_str().unwrap()).unwrap();
+    assert!(ids.is_array());
+    let (s, v) = env.query(&t, "SecurityIncident | where").await;
+    assert_eq!(s, 400);
+    assert_eq!(v["error"]["code"], "BadArgumentError");
+    // timespan applies in addition to the query.
+    let r = env
+        .http
+        .post(format!("{}/v1/workspaces/{CUSTOMER_ID}/query", env.base))
+        .bearer_auth(&t)
+        .json(&json!({"query": "SecurityAlert | count", "timespan": "PT90M"}))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    let in_window = v["tables"][0]["rows"][0][0].as_i64().unwrap();
+    let (_, all) = env.query(&t, "SecurityAlert | count").await;
+    assert!(in_window < all["tables"][0]["rows"][0][0].as_i64().unwrap());
+    // GET works too.
+    let r = env
+        .http
+        .get(format!("{}/v1/workspaces/{CUSTOMER_ID}/query", env.base))
+        .query(&[("query", "SecurityIncident | count"), ("timespan", "P1D")])
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -1,0 +1,199 @@
+//! The evaluator's intermediate table: a set of lazily gathered columns. A column is a store
+//! (a column of a borrowed input table, or owned computed values) seen through an optional
+//! selection vector of row indices, so `where`, `summarize arg_max`, `join`, `sort` and
+//! `mv-expand` move indices instead of copying cells, and input tables are never cloned.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::table::{Column, Table};
+use crate::value::{ColumnType, Value};
+
+/// A selection index that reads as the column type's null (outer-join padding).
+pub const NULL_ROW: u32 = u32::MAX;
+
+/// Where a column's cells live.
+#[derive(Clone)]
+pub enum Store<'a> {
+    /// Column `.1` of the borrowed table `.0`.
+    Base(&'a Table, usize),
+    /// Computed values.
+    Owned(Arc<Vec<Value>>),
+}
+
+/// One column: a store, a selection over it, and the null to show for `NULL_ROW`.
+#[derive(Clone)]
+pub struct Col<'a> {
+    pub store: Store<'a>,
+    pub sel: Option<Arc<Vec<u32>>>,
+    pub null: Value,
+}
+
+impl<'a> Col<'a> {
+    #[inline]
+    pub fn get(&self, row: usize) -> &Value {
+        let i = match &self.sel {
+            Some(s) => {
+                let i = s[row];
+                if i == NULL_ROW {
+                    return &self.null;
+                }
+                i as usize
+            }
+            None => row,
+        };
+        match &self.store {
+            Store::Base(t, c) => &t.rows[i][*c],
+            Store::Owned(v) => &v[i],
+        }
+    }
+}
+
+/// A column's name and type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub name: String,
+    pub ty: ColumnType,
+}
+
+/// An intermediate result.
+#[derive(Clone)]
+pub struct Frame<'a> {
+    pub meta: Vec<Meta>,
+    pub cols: Vec<Col<'a>>,
+    pub len: usize,
+    /// The name given by `as` or the table's name (for `union withsource`).
+    pub label: Option<String>,
+}
+
+impl<'a> Frame<'a> {
+    /// A view of a whole input table, optionally restricted to the rows in `sel`.
+    pub fn from_table(t: &'a Table, sel: Option<Vec<u32>>) -> Frame<'a> {
+        let len = sel.as_ref().map_or(t.rows.len(), Vec::len);
+        let sel = sel.map(Arc::new);
+        Frame {
+            meta: t
+                .columns
+                .iter()
+                .map(|c| Meta {
+                    name: c.name.clone(),
+                    ty: c.ty,
+                })
+                .collect(),
+            cols: t
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Col {
+                    store: Store::Base(t, i),
+                    sel: sel.clone(),
+                    null: c.ty.null_value(),
+                })
+                .collect(),
+            len,
+            label: Some(t.name.clone()),
+        }
+    }
+
+    /// A frame of owned columns (column-major).
+    pub fn from_columns(meta: Vec<Meta>, data: Vec<Vec<Value>>, len: usize) -> Frame<'a> {
+        let cols = meta
+            .iter()
+            .zip(data)
+            .map(|(m, d)| Col {
+                store: Store::Owned(Arc::new(d)),
+                sel: None,
+                null: m.ty.null_value(),
+            })
+            .collect();
+        Frame {
+            meta,
+            cols,
+            len,
+            label: None,
+        }
+    }
+
+    /// An owned column of `len` values.
+    pub fn owned_col(ty: ColumnType, data: Vec<Value>) -> Col<'a> {
+        Col {
+            store: Store::Owned(Arc::new(data)),
+            sel: None,
+            null: ty.null_value(),
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, col: usize, row: usize) -> &Value {
+        self.cols[col].get(row)
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.meta.iter().position(|m| m.name == name)
+    }
+
+    /// The rows `idx` (in that order; `NULL_ROW` gives a row of nulls), without copying cells.
+    pub fn gather(&self, idx: &[u32]) -> Frame<'a> {
+        let cols = gather_cols(&self.cols, idx);
+        Frame {
+            meta: self.meta.clone(),
+            cols,
+            len: idx.len(),
+            label: self.label.clone(),
+        }
+    }
+
+    /// Copies the cells out into a `Table`.
+    pub fn to_table(&self, name: &str) -> Table {
+        let columns = self
+            .meta
+            .iter()
+            .map(|m| Column::new(m.name.clone(), m.ty))
+            .collect();
+        let rows = (0..self.len)
+            .map(|r| self.cols.iter().map(|c| c.get(r).clone()).collect())
+            .collect();
+        Table {
+            name: name.to_string(),
+            columns,
+            rows,
+        }
+    }
+}
+
+/// Composes each column's selection with `idx`, sharing the work between columns that share a
+/// selection.
+pub fn gather_cols<'a>(cols: &[Col<'a>], idx: &[u32]) -> Vec<Col<'a>> {
+    let mut cache: HashMap<usize, Arc<Vec<u32>>> = HashMap::new();
+    let mut identity: Option<Arc<Vec<u32>>> = None;
+    cols.iter()
+        .map(|c| {
+            let sel = match &c.sel {
+                None => identity
+                    .get_or_insert_with(|| Arc::new(idx.to_vec()))
+                    .clone(),
+                Some(s) => cache
+                    .entry(Arc::as_ptr(s) as usize)
+                    .or_insert_with(|| {
+                        Arc::new(
+                            idx.iter()
+                                .map(|&i| {
+                                    if i == NULL_ROW {
+                                        NULL_ROW
+                                    } else {
+                                        s[i as usize]
+                                    }
+                                })
+                                .collect(),
+                        )
+                    })
+                    .clone(),
+            };
+            Col {
+                store: c.store.clone(),
+                sel: Some(sel),
+                null: c.null.clone(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,65 @@
+//! `kql`: a Kusto Query Language engine for the queries dfcsync sends, over in-memory tables.
+//!
+//! A query is lexed, parsed, bound against the tables of a [`Database`] and evaluated, with
+//! Kusto semantics as Microsoft documents them (see `shared/reference/kql-semantics.md`).
+//! Results and errors come in the Log Analytics query API's formats.
+//!
+//! ```
+//! use kql::{Database, QueryOptions, Table, run};
+//! let db = Database::new();
+//! let opts = QueryOptions::new(chrono::Utc::now());
+//! let t: Table = run("print x = 1 + 2", &db, &opts).unwrap();
+//! assert_eq!(t.rows[0][0], kql::Value::Long(3));
+//! ```
+
+mod aggregates;
+mod ast;
+mod engine;
+pub mod error;
+mod frame;
+mod functions;
+mod grouping;
+pub mod la_json;
+mod lexer;
+mod names;
+mod operators;
+mod parser;
+mod scalar;
+mod strops;
+pub mod table;
+pub mod value;
+
+pub use error::{KqlError, KqlErrorKind, LoadError};
+pub use la_json::response_json;
+pub use table::{Column, Database, Table};
+pub use uuid::Uuid;
+pub use value::{ColumnType, Value};
+
+use chrono::{DateTime, Utc};
+
+/// The inputs of an evaluation besides the query and the data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryOptions {
+    /// The instant `now()` and `ago()` use: one instant for the whole query
+    /// [kql-semantics.md §1.5].
+    pub now: DateTime<Utc>,
+    /// Log Analytics' `timespan`: when set, every table read is first filtered to rows whose
+    /// `TimeGenerated` lies in `[start, end)` (tables without that column are not filtered).
+    pub timespan: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl QueryOptions {
+    /// Options with the given clock and no timespan.
+    pub fn new(now: DateTime<Utc>) -> QueryOptions {
+        QueryOptions {
+            now,
+            timespan: None,
+        }
+    }
+}
+
+/// Runs `query` over `db` and returns the result of its last tabular statement (named
+/// `PrimaryResult`). Input tables are borrowed, never copied whole.
+pub fn run(query: &str, db: &Database, opts: &QueryOptions) -> Result<Table, KqlError> {
+    engine::run_query(query, db, opts)
+}

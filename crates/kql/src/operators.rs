@@ -1,0 +1,790 @@
+//! Tabular operators: `where`, `project` (and `-away`, `-keep`, `-rename`, `-reorder`),
+//! `extend`, `summarize`, `mv-expand`, `join`, `union`, `sort`, `top`, `take`, `distinct`,
+//! `count`, `as`, with the semantics of kql-semantics.md §2.
+
+use std::cmp::Ordering;
+
+use crate::aggregates::{self, OutSrc};
+use crate::ast::{JoinCond, JoinKind, MvExpandItem, NamedExpr, Operator, SortKey};
+use crate::engine::{Engine, coerce};
+use crate::error::{KqlError, KqlErrorKind};
+use crate::frame::{Col, Frame, Meta, NULL_ROW, gather_cols};
+use crate::grouping::{Groups, group_rows};
+use crate::lexer::Pos;
+use crate::names::{ColumnNamer, make_unique};
+use crate::scalar::{Bound, CExpr, err_at, eval, semantic};
+use crate::value::{ColumnType, Value, compare_values, parse_datetime, parse_timespan_c};
+
+/// Applies one operator to `f`.
+pub fn apply<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<'a>, KqlError> {
+    match op {
+        Operator::Where(e) => {
+            let b = eng.with_scope(&f.meta, |s| s.bind(e))?;
+            if !matches!(b.ty, ColumnType::Bool | ColumnType::Dynamic) {
+                return Err(semantic(
+                    e.pos,
+                    format!("the 'where' predicate must be bool, found {}", b.ty),
+                ));
+            }
+            // Rows where the predicate is false or null are dropped [§2.1].
+            let keep: Vec<u32> = (0..f.len)
+                .filter(|&r| {
+                    matches!(
+                        &*eval(&b.expr, &f, r),
+                        Value::Bool(true) | Value::Dynamic(serde_json::Value::Bool(true))
+                    )
+                })
+                .map(|r| r as u32)
+                .collect();
+            if keep.len() == f.len {
+                return Ok(f);
+            }
+            Ok(f.gather(&keep))
+        }
+        Operator::Project(items, pos) => project(eng, &f, items, *pos, false),
+        Operator::Extend(items) => extend(eng, f, items),
+        Operator::ProjectAway(pats) => {
+            let keep = select_patterns(&f, pats, true)?;
+            Ok(pick(&f, &keep))
+        }
+        Operator::ProjectKeep(pats) => {
+            let keep = select_patterns(&f, pats, false)?;
+            Ok(pick(&f, &keep))
+        }
+        Operator::ProjectReorder(pats) => {
+            let mut first: Vec<usize> = Vec::new();
+            for (p, pos) in pats {
+                let m = matching(&f, p);
+                if m.is_empty() && !p.contains('*') {
+                    return Err(no_column(*pos, p));
+                }
+                for c in m {
+                    if !first.contains(&c) {
+                        first.push(c);
+                    }
+                }
+            }
+            let rest: Vec<usize> = (0..f.meta.len()).filter(|c| !first.contains(c)).collect();
+            first.extend(rest);
+            Ok(pick(&f, &first))
+        }
+        Operator::ProjectRename(pairs) => {
+            let mut f = f;
+            for (new, old, pos) in pairs {
+                let c = f.index_of(old).ok_or_else(|| no_column(*pos, old))?;
+                f.meta[c].name = new.clone();
+            }
+            check_duplicates(&f.meta, pairs.first().map_or(Pos::default(), |p| p.2))?;
+            Ok(f)
+        }
+        Operator::Summarize { aggs, by, pos } => summarize(eng, &f, aggs, by, *pos),
+        Operator::MvExpand {
+            kind_array,
+            item_index,
+            items,
+            limit,
+            pos,
+        } => mv_expand(
+            eng,
+            &f,
+            *kind_array,
+            item_index.as_deref(),
+            items,
+            limit.as_ref(),
+            *pos,
+        ),
+        Operator::Join {
+            kind,
+            right,
+            on,
+            pos,
+        } => {
+            let r = eng.pipeline(right)?;
+            join(&f, &r, *kind, on, *pos)
+        }
+        Operator::Union(u) => eng.union(Some(f), u),
+        Operator::Sort(keys) => sort(eng, &f, keys, None),
+        Operator::Top { n, key } => {
+            let n = count_arg(eng, n)?;
+            sort(eng, &f, std::slice::from_ref(key), Some(n))
+        }
+        Operator::Take(n) => {
+            let n = count_arg(eng, n)?;
+            if n >= f.len {
+                return Ok(f);
+            }
+            let idx: Vec<u32> = (0..n as u32).collect();
+            Ok(f.gather(&idx))
+        }
+        Operator::Distinct(items, pos) => {
+            let items: Vec<NamedExpr> = match items {
+                Some(v) => v.clone(),
+                None => f
+                    .meta
+                    .iter()
+                    .map(|m| NamedExpr {
+                        name: None,
+                        expr: crate::ast::Expr::new(
+                            crate::ast::ExprKind::Name(m.name.clone()),
+                            *pos,
+                        ),
+                    })
+                    .collect(),
+            };
+            summarize(eng, &f, &[], &items, *pos)
+        }
+        Operator::Count => {
+            // One row, one long column `Count` [§2.14].
+            Ok(Frame::from_columns(
+                vec![Meta {
+                    name: "Count".into(),
+                    ty: ColumnType::Long,
+                }],
+                vec![vec![Value::Long(f.len as i64)]],
+                1,
+            ))
+        }
+        Operator::As(name) => {
+            let mut f = f;
+            f.label = Some(name.clone());
+            Ok(f)
+        }
+        Operator::Serialize => Ok(f),
+    }
+}
+
+fn no_column(pos: Pos, name: &str) -> KqlError {
+    semantic(pos, format!("failed to resolve column named '{name}'"))
+}
+
+fn count_arg(eng: &Engine<'_>, n: &crate::ast::Expr) -> Result<usize, KqlError> {
+    match eng.const_expr(n)? {
+        (Value::Long(v), _) if v >= 0 => Ok(v as usize),
+        (Value::Int(v), _) if v >= 0 => Ok(v as usize),
+        _ => Err(semantic(n.pos, "expected a non-negative integer constant")),
+    }
+}
+
+fn pick<'a>(f: &Frame<'a>, cols: &[usize]) -> Frame<'a> {
+    Frame {
+        meta: cols.iter().map(|&c| f.meta[c].clone()).collect(),
+        cols: cols.iter().map(|&c| f.cols[c].clone()).collect(),
+        len: f.len,
+        label: f.label.clone(),
+    }
+}
+
+fn wildcard_match(pat: &str, name: &str) -> bool {
+    if !pat.contains('*') {
+        return pat == name;
+    }
+    let parts: Vec<&str> = pat.split('*').collect();
+    let mut rest = name;
+    for (i, p) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(p) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(p);
+        } else {
+            match rest.find(p) {
+                Some(k) => rest = &rest[k + p.len()..],
+                None => return false,
+            }
+        }
+    }
+    rest.is_empty()
+}
+
+fn matching(f: &Frame<'_>, pat: &str) -> Vec<usize> {
+    (0..f.meta.len())
+        .filter(|&c| wildcard_match(pat, &f.meta[c].name))
+        .collect()
+}
+
+/// Columns kept by `project-away` (`away`) or `project-keep`, in their original order.
+fn select_patterns(
+    f: &Frame<'_>,
+    pats: &[(String, Pos)],
+    away: bool,
+) -> Result<Vec<usize>, KqlError> {
+    let mut hit = vec![false; f.meta.len()];
+    for (p, pos) in pats {
+        let m = matching(f, p);
+        if m.is_empty() && !p.contains('*') {
+            return Err(no_column(*pos, p));
+        }
+        for c in m {
+            hit[c] = true;
+        }
+    }
+    Ok((0..f.meta.len()).filter(|&c| hit[c] != away).collect())
+}
+
+fn check_duplicates(meta: &[Meta], pos: Pos) -> Result<(), KqlError> {
+    for (i, m) in meta.iter().enumerate() {
+        if meta[..i].iter().any(|o| o.name == m.name) {
+            return Err(semantic(
+                pos,
+                format!("a column named '{}' already exists", m.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates a bound expression into a column (a plain column reference is shared).
+fn compute_col<'a>(f: &Frame<'a>, b: &Bound) -> Col<'a> {
+    if let CExpr::Col(c) = b.expr {
+        return f.cols[c].clone();
+    }
+    let string = b.ty == ColumnType::String;
+    let data = (0..f.len)
+        .map(|r| {
+            let v = eval(&b.expr, f, r).into_owned();
+            if string && v.is_null() {
+                ColumnType::String.null_value()
+            } else {
+                v
+            }
+        })
+        .collect();
+    Frame::owned_col(b.ty, data)
+}
+
+/// `project` (and `print` when `print` is set: unnamed columns are `print_<i>`) [§2.2, §2.14].
+pub fn project<'a>(
+    eng: &Engine<'a>,
+    f: &Frame<'a>,
+    items: &[NamedExpr],
+    pos: Pos,
+    print: bool,
+) -> Result<Frame<'a>, KqlError> {
+    let mut meta = Vec::new();
+    let mut cols = Vec::new();
+    let mut namer = ColumnNamer::default();
+    let bound: Vec<Bound> = items
+        .iter()
+        .map(|it| eng.with_scope(&f.meta, |s| s.bind(&it.expr)))
+        .collect::<Result<_, _>>()?;
+    let explicit: Vec<Option<String>> = items
+        .iter()
+        .zip(&bound)
+        .map(|(it, b)| it.name.clone().or_else(|| b.name.clone()))
+        .collect();
+    for (i, (it, b)) in items.iter().zip(&bound).enumerate() {
+        let name = match &explicit[i] {
+            Some(n) => n.clone(),
+            None if print => format!("print_{i}"),
+            None => namer.next_name(|c| {
+                explicit.iter().flatten().any(|n| n == c) || f.index_of(c).is_some()
+            }),
+        };
+        let _ = it;
+        cols.push(compute_col(f, b));
+        meta.push(Meta { name, ty: b.ty });
+    }
+    check_duplicates(&meta, pos)?;
+    Ok(Frame {
+        meta,
+        cols,
+        len: f.len,
+        label: f.label.clone(),
+    })
+}
+
+/// `extend`: computed columns appended, or replaced in place when the name exists (the
+/// official binder's behaviour, §2.4); later items see earlier ones.
+fn extend<'a>(
+    eng: &Engine<'a>,
+    mut f: Frame<'a>,
+    items: &[NamedExpr],
+) -> Result<Frame<'a>, KqlError> {
+    let mut namer = ColumnNamer::default();
+    for it in items {
+        let b = eng.with_scope(&f.meta, |s| s.bind(&it.expr))?;
+        let name = match it.name.clone().or_else(|| b.name.clone()) {
+            Some(n) => n,
+            None => namer.next_name(|c| f.index_of(c).is_some()),
+        };
+        let col = compute_col(&f, &b);
+        match f.index_of(&name) {
+            Some(c) => {
+                f.cols[c] = col;
+                f.meta[c].ty = b.ty;
+            }
+            None => {
+                f.cols.push(col);
+                f.meta.push(Meta { name, ty: b.ty });
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// `summarize` [§2.5–2.9]: by-columns first, then aggregate columns in order.
+fn summarize<'a>(
+    eng: &Engine<'a>,
+    f: &Frame<'a>,
+    aggs: &[NamedExpr],
+    by: &[NamedExpr],
+    pos: Pos,
+) -> Result<Frame<'a>, KqlError> {
+    let mut namer = ColumnNamer::default();
+    let mut keys: Vec<Bound> = Vec::new();
+    let mut key_names: Vec<String> = Vec::new();
+    for it in by {
+        let b = eng.with_scope(&f.meta, |s| s.bind(&it.expr))?;
+        if b.ty == ColumnType::Dynamic {
+            return Err(semantic(
+                it.expr.pos,
+                "a group key of type dynamic is not allowed; cast it first (e.g. tostring(…))",
+            ));
+        }
+        let name = match it.name.clone().or_else(|| b.name.clone()) {
+            Some(n) => n,
+            None => namer.next_name(|c| key_names.iter().any(|k| k == c)),
+        };
+        key_names.push(name);
+        keys.push(b);
+    }
+    let bound_aggs = aggs
+        .iter()
+        .map(|a| eng.with_scope(&f.meta, |s| aggregates::bind_aggregate(s, a, &key_names)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key_exprs: Vec<CExpr> = keys.iter().map(|b| b.expr.clone()).collect();
+    let groups: Groups = group_rows(f, &key_exprs, false);
+    let (of_row, first_row): (Vec<u32>, Vec<u32>) = if keys.is_empty() && f.len == 0 {
+        // No `by` on empty input: one row of defaults [§2.5].
+        (vec![], vec![NULL_ROW])
+    } else if keys.is_empty() {
+        (vec![0; f.len], vec![0])
+    } else {
+        (groups.of_row.clone(), groups.first_row.clone())
+    };
+    let mut meta = Vec::new();
+    let mut cols: Vec<Col<'a>> = Vec::new();
+    // By-columns: plain columns are gathered at each group's first row.
+    let plain: Vec<Col<'a>> = key_exprs
+        .iter()
+        .filter_map(|k| match k {
+            CExpr::Col(c) => Some(f.cols[*c].clone()),
+            _ => None,
+        })
+        .collect();
+    let mut gathered = gather_cols(&plain, &first_row).into_iter();
+    let mut ci = 0;
+    for (k, b) in keys.iter().enumerate() {
+        let col = match &b.expr {
+            CExpr::Col(_) => gathered.next(),
+            _ => {
+                let data = groups.computed.iter().map(|g| g[ci].clone()).collect();
+                ci += 1;
+                Some(Frame::owned_col(b.ty, data))
+            }
+        };
+        let Some(col) = col else {
+            return Err(err_at(
+                KqlErrorKind::Runtime,
+                pos,
+                "internal error: missing group key column",
+            ));
+        };
+        cols.push(col);
+        meta.push(Meta {
+            name: key_names[k].clone(),
+            ty: b.ty,
+        });
+    }
+    for a in &bound_aggs {
+        let out = aggregates::compute(a, f, &of_row, &first_row);
+        for (o, c) in a.outs.iter().zip(out) {
+            let _ = matches!(o.src, OutSrc::Value);
+            meta.push(Meta {
+                name: o.name.clone(),
+                ty: o.ty,
+            });
+            cols.push(c);
+        }
+    }
+    let mut names: Vec<String> = meta.iter().map(|m| m.name.clone()).collect();
+    make_unique(&mut names);
+    for (m, n) in meta.iter_mut().zip(names) {
+        m.name = n;
+    }
+    Ok(Frame {
+        meta,
+        cols,
+        len: first_row.len(),
+        label: f.label.clone(),
+    })
+}
+
+/// Converts an expanded element to `to typeof(T)`: elements of another type become null
+/// (no parsing of numbers from strings) [§2.10].
+fn typed_element(j: &serde_json::Value, ty: ColumnType) -> Value {
+    use serde_json::Value as J;
+    match (ty, j) {
+        (ColumnType::Dynamic, j) => {
+            if j.is_null() {
+                Value::Null
+            } else {
+                Value::Dynamic(j.clone())
+            }
+        }
+        (ColumnType::String, J::String(s)) => Value::string(s),
+        (ColumnType::String, _) => ColumnType::String.null_value(),
+        (ColumnType::Long, J::Number(n)) => n.as_i64().map_or(Value::Null, Value::Long),
+        (ColumnType::Int, J::Number(n)) => n
+            .as_i64()
+            .and_then(|i| i32::try_from(i).ok())
+            .map_or(Value::Null, Value::Int),
+        (ColumnType::Real | ColumnType::Decimal, J::Number(n)) => {
+            n.as_f64().map_or(Value::Null, Value::Real)
+        }
+        (ColumnType::Bool, J::Bool(b)) => Value::Bool(*b),
+        // JSON has no datetime/timespan/guid: their text form is what a typed dynamic holds.
+        (ColumnType::DateTime, J::String(s)) => {
+            parse_datetime(s).map_or(Value::Null, Value::DateTime)
+        }
+        (ColumnType::TimeSpan, J::String(s)) => {
+            parse_timespan_c(s).map_or(Value::Null, Value::TimeSpan)
+        }
+        (ColumnType::Guid, J::String(s)) => {
+            uuid::Uuid::parse_str(s).map_or(Value::Null, Value::Guid)
+        }
+        _ => Value::Null,
+    }
+}
+
+/// `mv-expand` [§2.10].
+fn mv_expand<'a>(
+    eng: &Engine<'a>,
+    f: &Frame<'a>,
+    kind_array: bool,
+    item_index: Option<&str>,
+    items: &[MvExpandItem],
+    limit: Option<&crate::ast::Expr>,
+    pos: Pos,
+) -> Result<Frame<'a>, KqlError> {
+    let limit = match limit {
+        Some(e) => count_arg(eng, e)?,
+        None => i32::MAX as usize,
+    };
+    let mut bound = Vec::new();
+    let mut namer = ColumnNamer::default();
+    let mut out_names = Vec::new();
+    for it in items {
+        let b = eng.with_scope(&f.meta, |s| s.bind(&it.expr))?;
+        if b.ty != ColumnType::Dynamic {
+            return Err(semantic(
+                it.expr.pos,
+                format!("mv-expand needs a dynamic array or bag, found {}", b.ty),
+            ));
+        }
+        let name = match it.name.clone().or_else(|| b.name.clone()) {
+            Some(n) => n,
+            None => namer.next_name(|c| f.index_of(c).is_some()),
+        };
+        out_names.push(name);
+        bound.push(b);
+    }
+    let mut rows: Vec<u32> = Vec::new();
+    let mut data: Vec<Vec<Value>> = vec![Vec::new(); items.len()];
+    let mut index: Vec<Value> = Vec::new();
+    let mut elems: Vec<Vec<serde_json::Value>> = vec![Vec::new(); items.len()];
+    for r in 0..f.len {
+        let mut n = 0usize;
+        for (k, b) in bound.iter().enumerate() {
+            let v = eval(&b.expr, f, r);
+            let e = &mut elems[k];
+            e.clear();
+            match &*v {
+                Value::Dynamic(serde_json::Value::Array(a)) => e.extend(a.iter().cloned()),
+                Value::Dynamic(serde_json::Value::Object(m)) => {
+                    for (key, val) in m {
+                        e.push(if kind_array {
+                            serde_json::json!([key, val])
+                        } else {
+                            let mut one = serde_json::Map::new();
+                            one.insert(key.clone(), val.clone());
+                            serde_json::Value::Object(one)
+                        });
+                    }
+                }
+                // Null → one row with null; another scalar → one row, unchanged.
+                Value::Dynamic(j) => e.push(j.clone()),
+                _ => e.push(serde_json::Value::Null),
+            }
+            n = n.max(e.len());
+        }
+        let n = n.min(limit);
+        for i in 0..n {
+            rows.push(r as u32);
+            for (k, it) in items.iter().enumerate() {
+                let ty = it.to_type.unwrap_or(ColumnType::Dynamic);
+                data[k].push(match elems[k].get(i) {
+                    Some(j) => typed_element(j, ty),
+                    None => ty.null_value(),
+                });
+            }
+            if item_index.is_some() {
+                index.push(Value::Long(i as i64));
+            }
+        }
+    }
+    let mut out = f.gather(&rows);
+    for (k, it) in items.iter().enumerate() {
+        let ty = it.to_type.unwrap_or(ColumnType::Dynamic);
+        let col = Frame::owned_col(ty, std::mem::take(&mut data[k]));
+        match out.index_of(&out_names[k]) {
+            Some(c) => {
+                out.cols[c] = col;
+                out.meta[c].ty = ty;
+            }
+            None => {
+                out.cols.push(col);
+                out.meta.push(Meta {
+                    name: out_names[k].clone(),
+                    ty,
+                });
+            }
+        }
+    }
+    if let Some(name) = item_index {
+        if out.index_of(name).is_some() {
+            return Err(semantic(
+                pos,
+                format!("a column named '{name}' already exists"),
+            ));
+        }
+        out.cols.push(Frame::owned_col(ColumnType::Long, index));
+        out.meta.push(Meta {
+            name: name.to_string(),
+            ty: ColumnType::Long,
+        });
+    }
+    Ok(out)
+}
+
+/// `join` [§2.11]. Null keys never match; the right side's clashing names get suffixes.
+fn join<'a>(
+    l: &Frame<'a>,
+    r: &Frame<'a>,
+    kind: JoinKind,
+    on: &[JoinCond],
+    pos: Pos,
+) -> Result<Frame<'a>, KqlError> {
+    let mut lk = Vec::new();
+    let mut rk = Vec::new();
+    for c in on {
+        let li = l
+            .index_of(&c.left)
+            .ok_or_else(|| no_column(c.pos, &c.left))?;
+        let ri = r
+            .index_of(&c.right)
+            .ok_or_else(|| no_column(c.pos, &c.right))?;
+        let (lt, rt) = (l.meta[li].ty, r.meta[ri].ty);
+        if lt == ColumnType::Dynamic || rt == ColumnType::Dynamic {
+            return Err(semantic(
+                c.pos,
+                "a join key cannot be dynamic; cast it first (e.g. tostring(…))",
+            ));
+        }
+        if lt != rt && !(lt.is_numeric() && rt.is_numeric()) {
+            return Err(semantic(
+                c.pos,
+                format!(
+                    "join keys '{}' ({lt}) and '{}' ({rt}) must have the same type",
+                    c.left, c.right
+                ),
+            ));
+        }
+        lk.push(li);
+        rk.push(ri);
+    }
+    let rkeys: Vec<CExpr> = rk.iter().map(|&c| CExpr::Col(c)).collect();
+    let rgroups = group_rows(r, &rkeys, true);
+    // Rows of each right group, in order.
+    let ng = rgroups.len();
+    let mut start = vec![0u32; ng + 1];
+    for &g in &rgroups.of_row {
+        if g != u32::MAX {
+            start[g as usize + 1] += 1;
+        }
+    }
+    for g in 0..ng {
+        start[g + 1] += start[g];
+    }
+    let mut members = vec![0u32; start[ng] as usize];
+    let mut fill = start.clone();
+    for (row, &g) in rgroups.of_row.iter().enumerate() {
+        if g != u32::MAX {
+            members[fill[g as usize] as usize] = row as u32;
+            fill[g as usize] += 1;
+        }
+    }
+    let group_rows_of =
+        |g: u32| &members[start[g as usize] as usize..start[g as usize + 1] as usize];
+    // Probe: the right group of each left row.
+    let mut vals: Vec<&Value> = Vec::with_capacity(lk.len());
+    let mut lmatch: Vec<Option<u32>> = Vec::with_capacity(l.len);
+    for row in 0..l.len {
+        vals.clear();
+        vals.extend(lk.iter().map(|&c| l.get(c, row)));
+        lmatch.push(if vals.iter().any(|v| v.is_null()) {
+            None
+        } else {
+            rgroups.lookup(r, &rk, &vals)
+        });
+    }
+    let mut li: Vec<u32> = Vec::new();
+    let mut ri: Vec<u32> = Vec::new();
+    let mut right_hit = vec![false; ng];
+    match kind {
+        JoinKind::LeftSemi | JoinKind::LeftAnti => {
+            let want = kind == JoinKind::LeftSemi;
+            let idx: Vec<u32> = (0..l.len)
+                .filter(|&row| lmatch[row].is_some() == want)
+                .map(|row| row as u32)
+                .collect();
+            return Ok(l.gather(&idx));
+        }
+        JoinKind::RightSemi | JoinKind::RightAnti => {
+            for g in lmatch.iter().flatten() {
+                right_hit[*g as usize] = true;
+            }
+            let want = kind == JoinKind::RightSemi;
+            let idx: Vec<u32> = (0..r.len)
+                .filter(|&row| {
+                    let g = rgroups.of_row[row];
+                    (g != u32::MAX && right_hit[g as usize]) == want
+                })
+                .map(|row| row as u32)
+                .collect();
+            return Ok(r.gather(&idx));
+        }
+        _ => {}
+    }
+    // innerunique keeps one left row per key: the first [§2.11].
+    let left_rows: Vec<usize> = if kind == JoinKind::InnerUnique {
+        let lkeys: Vec<CExpr> = lk.iter().map(|&c| CExpr::Col(c)).collect();
+        let lg = group_rows(l, &lkeys, true);
+        lg.first_row.iter().map(|&x| x as usize).collect::<Vec<_>>()
+    } else {
+        (0..l.len).collect()
+    };
+    for row in left_rows {
+        match lmatch[row] {
+            Some(g) => {
+                right_hit[g as usize] = true;
+                for &rr in group_rows_of(g) {
+                    li.push(row as u32);
+                    ri.push(rr);
+                }
+            }
+            None => {
+                if matches!(kind, JoinKind::LeftOuter | JoinKind::FullOuter) {
+                    li.push(row as u32);
+                    ri.push(NULL_ROW);
+                }
+            }
+        }
+    }
+    if matches!(kind, JoinKind::RightOuter | JoinKind::FullOuter) {
+        for row in 0..r.len {
+            let g = rgroups.of_row[row];
+            if g == u32::MAX || !right_hit[g as usize] {
+                li.push(NULL_ROW);
+                ri.push(row as u32);
+            }
+        }
+    }
+    let lcols = gather_cols(&l.cols, &li);
+    let rcols = gather_cols(&r.cols, &ri);
+    let mut meta: Vec<Meta> = l.meta.iter().chain(r.meta.iter()).cloned().collect();
+    let mut names: Vec<String> = meta.iter().map(|m| m.name.clone()).collect();
+    make_unique(&mut names);
+    for (m, n) in meta.iter_mut().zip(names) {
+        m.name = n;
+    }
+    let _ = pos;
+    Ok(Frame {
+        meta,
+        cols: lcols.into_iter().chain(rcols).collect(),
+        len: li.len(),
+        label: l.label.clone(),
+    })
+}
+
+fn is_nullish(v: &Value) -> bool {
+    v.is_null() || matches!(v, Value::Real(f) if f.is_nan())
+}
+
+/// `sort` / `top` [§2.13]: per-key direction, nulls (and NaN) first for asc and last for
+/// desc unless told otherwise; stable.
+fn sort<'a>(
+    eng: &Engine<'a>,
+    f: &Frame<'a>,
+    keys: &[SortKey],
+    top: Option<usize>,
+) -> Result<Frame<'a>, KqlError> {
+    let mut bound = Vec::new();
+    for k in keys {
+        let b = eng.with_scope(&f.meta, |s| s.bind(&k.expr))?;
+        bound.push(b);
+    }
+    let key_vals: Vec<Vec<Value>> = bound
+        .iter()
+        .map(|b| {
+            (0..f.len)
+                .map(|r| eval(&b.expr, f, r).into_owned())
+                .collect()
+        })
+        .collect();
+    let mut idx: Vec<u32> = (0..f.len as u32).collect();
+    idx.sort_by(|&a, &b| {
+        for (k, vals) in keys.iter().zip(&key_vals) {
+            let (x, y) = (&vals[a as usize], &vals[b as usize]);
+            let (xn, yn) = (is_nullish(x), is_nullish(y));
+            let o = match (xn, yn) {
+                (true, true) => {
+                    // null before NaN at the nulls end (asc: null, NaN, …; desc: …, NaN, null).
+                    let rank = |v: &Value| u8::from(!v.is_null());
+                    let o = rank(x).cmp(&rank(y));
+                    if k.nulls_first { o } else { o.reverse() }
+                }
+                (true, false) => {
+                    if k.nulls_first {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    }
+                }
+                (false, true) => {
+                    if k.nulls_first {
+                        Ordering::Greater
+                    } else {
+                        Ordering::Less
+                    }
+                }
+                (false, false) => {
+                    let o = compare_values(&crate::scalar::undyn(x), &crate::scalar::undyn(y))
+                        .unwrap_or(Ordering::Equal);
+                    if k.asc { o } else { o.reverse() }
+                }
+            };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    });
+    if let Some(n) = top {
+        idx.truncate(n);
+    }
+    let _ = coerce;
+    Ok(f.gather(&idx))
+}
