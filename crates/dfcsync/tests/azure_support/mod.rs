@@ -86,6 +86,8 @@ pub struct Env {
     pub base: AzureHttp,
     /// The policy with the configured (client secret) credential.
     pub http: AzureHttp,
+    /// That credential (its cache holds the tokens `http` sends).
+    pub cred: Arc<Credential>,
     pub ctl: reqwest::Client,
 }
 
@@ -110,7 +112,8 @@ pub async fn start_with(scenario: Value, opts: HttpOptions) -> Env {
     )
     .await
     .expect("credential");
-    let http = base.with_credential(Arc::new(cred));
+    let cred = Arc::new(cred);
+    let http = base.with_credential(cred.clone());
     let ctl = reqwest::Client::builder()
         .tls_backend_preconfigured(ctl_tls(emu.ca_pem()))
         .build()
@@ -121,6 +124,7 @@ pub async fn start_with(scenario: Value, opts: HttpOptions) -> Env {
         cloud,
         base,
         http,
+        cred,
         ctl,
     }
 }
