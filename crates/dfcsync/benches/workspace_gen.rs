@@ -18,7 +18,7 @@ pub fn generate(incidents: usize) -> (String, String) {
     for n in 0..incidents {
         // A cheap deterministic mix of states.
         let h = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-        let n_alerts = if h % 4 == 0 { 2 } else { 1 };
+        let n_alerts = if h.is_multiple_of(4) { 2 } else { 1 };
         let day = 1 + (h % 27);
         let created = format!("2026-11-{day:02}T08:00:00Z");
         let ids: Vec<String> = (0..n_alerts)

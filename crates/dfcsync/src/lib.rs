@@ -6,6 +6,7 @@
 //! [`decide::Plan`], and the shell around it acts on the plan and reports. See
 //! `docs/` and the design pages for the contract each module keeps.
 
+pub mod azure;
 pub mod config;
 pub mod decide;
 pub mod model;

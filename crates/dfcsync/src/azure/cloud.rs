@@ -1,0 +1,185 @@
+//! Azure clouds: where Entra ID, ARM and Log Analytics live, and the token scope of each
+//! service (reference §5.5 and §2.1). `public`, `usgov` and `china` are built in; `custom`
+//! takes every endpoint from `[azure.endpoints]` (private clouds, the emulator).
+//!
+//! Azure endpoints are `https` only: [`Cloud::from_config`] refuses anything else. (A
+//! `Cloud` built in code is not checked, so tests can point a client at a plain-HTTP mock.)
+
+use crate::config::AzureSection;
+
+use super::error::AzureError;
+
+/// The endpoints of one Azure cloud.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cloud {
+    /// `public`, `usgov`, `china` or `custom`.
+    pub name: String,
+    /// Entra ID authority host; tokens come from `{authority}/{tenant}/oauth2/v2.0/token`.
+    pub authority: String,
+    /// Azure Resource Manager.
+    pub arm: String,
+    /// The scope of ARM tokens (`…/.default`).
+    pub arm_scope: String,
+    /// The Log Analytics query API.
+    pub log_analytics: String,
+    /// The scope of Log Analytics tokens (`…/.default`).
+    pub log_analytics_scope: String,
+}
+
+impl Cloud {
+    /// Azure (public).
+    pub fn public() -> Cloud {
+        Cloud {
+            name: "public".into(),
+            authority: "https://login.microsoftonline.com".into(),
+            arm: "https://management.azure.com".into(),
+            arm_scope: "https://management.azure.com/.default".into(),
+            // The newer host; the token audience stays api.loganalytics.io (reference §2.1).
+            log_analytics: "https://api.loganalytics.azure.com".into(),
+            log_analytics_scope: "https://api.loganalytics.io/.default".into(),
+        }
+    }
+
+    /// Azure US Government.
+    pub fn usgov() -> Cloud {
+        Cloud {
+            name: "usgov".into(),
+            authority: "https://login.microsoftonline.us".into(),
+            arm: "https://management.usgovcloudapi.net".into(),
+            arm_scope: "https://management.usgovcloudapi.net/.default".into(),
+            log_analytics: "https://api.loganalytics.us".into(),
+            log_analytics_scope: "https://api.loganalytics.us/.default".into(),
+        }
+    }
+
+    /// Azure operated by 21Vianet (China).
+    pub fn china() -> Cloud {
+        Cloud {
+            name: "china".into(),
+            authority: "https://login.chinacloudapi.cn".into(),
+            arm: "https://management.chinacloudapi.cn".into(),
+            arm_scope: "https://management.chinacloudapi.cn/.default".into(),
+            log_analytics: "https://api.loganalytics.azure.cn".into(),
+            log_analytics_scope: "https://api.loganalytics.azure.cn/.default".into(),
+        }
+    }
+
+    /// The cloud of an `[azure]` section. Endpoints must be `https` URLs; trailing slashes
+    /// are dropped.
+    pub fn from_config(azure: &AzureSection) -> Result<Cloud, AzureError> {
+        let name = azure.cloud.as_deref().unwrap_or("public");
+        let cloud = match (name, &azure.endpoints) {
+            ("public", None) => Cloud::public(),
+            ("usgov", None) => Cloud::usgov(),
+            ("china", None) => Cloud::china(),
+            ("custom", Some(e)) => Cloud {
+                name: "custom".into(),
+                authority: e.authority.clone(),
+                arm: e.arm.clone(),
+                arm_scope: e.arm_scope.clone(),
+                log_analytics: e.log_analytics.clone(),
+                log_analytics_scope: e.log_analytics_scope.clone(),
+            },
+            ("custom", None) => {
+                return Err(AzureError::Config(
+                    "cloud = \"custom\" needs [azure.endpoints]".into(),
+                ));
+            }
+            (other, Some(_)) if other != "custom" => {
+                return Err(AzureError::Config(format!(
+                    "[azure.endpoints] is given only with cloud = \"custom\" (cloud is {other:?})"
+                )));
+            }
+            (other, _) => {
+                return Err(AzureError::Config(format!(
+                    "{other:?} is not a cloud (public, usgov, china or custom)"
+                )));
+            }
+        };
+        cloud.normalized()
+    }
+
+    /// Checks the endpoints (https, parseable) and drops trailing slashes.
+    fn normalized(mut self) -> Result<Cloud, AzureError> {
+        for (key, v) in [
+            ("authority", &mut self.authority),
+            ("arm", &mut self.arm),
+            ("log_analytics", &mut self.log_analytics),
+        ] {
+            let url = url::Url::parse(v)
+                .map_err(|e| AzureError::Config(format!("azure.endpoints.{key}: {v:?}: {e}")))?;
+            if url.scheme() != "https" {
+                return Err(AzureError::Config(format!(
+                    "azure.endpoints.{key}: {v:?} must be an https:// URL (Azure endpoints are never plain http)"
+                )));
+            }
+            while v.ends_with('/') {
+                v.pop();
+            }
+        }
+        for (key, v) in [
+            ("arm_scope", &self.arm_scope),
+            ("log_analytics_scope", &self.log_analytics_scope),
+        ] {
+            if !v.ends_with("/.default") {
+                return Err(AzureError::Config(format!(
+                    "azure.endpoints.{key}: {v:?} must end in /.default (a resource's default scope)"
+                )));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The cloud for the SDK's credentials: the authority host is all they use.
+    pub(crate) fn sdk_cloud(&self) -> azure_core::cloud::CloudConfiguration {
+        let mut custom = azure_core::cloud::CustomConfiguration::default();
+        custom.authority_host = self.authority.clone();
+        azure_core::cloud::CloudConfiguration::Custom(custom)
+    }
+}
+
+/// The resource (audience) of a `…/.default` scope, as managed identity endpoints want it.
+pub fn resource_of_scope(scope: &str) -> &str {
+    scope.strip_suffix("/.default").unwrap_or(scope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EndpointsSection;
+
+    #[test]
+    fn builtin_and_custom() {
+        let a = AzureSection {
+            cloud: Some("usgov".into()),
+            ..Default::default()
+        };
+        assert_eq!(Cloud::from_config(&a).unwrap(), Cloud::usgov());
+        assert_eq!(
+            Cloud::from_config(&AzureSection::default()).unwrap(),
+            Cloud::public()
+        );
+        let mut a = AzureSection {
+            cloud: Some("custom".into()),
+            endpoints: Some(EndpointsSection {
+                authority: "https://127.0.0.1:8443/".into(),
+                arm: "https://127.0.0.1:8443".into(),
+                arm_scope: "https://management.azure.com/.default".into(),
+                log_analytics: "https://127.0.0.1:8443".into(),
+                log_analytics_scope: "https://api.loganalytics.io/.default".into(),
+            }),
+            ..Default::default()
+        };
+        let c = Cloud::from_config(&a).unwrap();
+        assert_eq!(c.authority, "https://127.0.0.1:8443");
+        if let Some(e) = a.endpoints.as_mut() {
+            e.arm = "http://127.0.0.1:8443".into();
+        }
+        let err = Cloud::from_config(&a).unwrap_err().to_string();
+        assert!(err.contains("must be an https:// URL"), "{err}");
+        assert_eq!(
+            resource_of_scope("https://management.azure.com/.default"),
+            "https://management.azure.com"
+        );
+    }
+}
