@@ -53,7 +53,18 @@ fn the_sync_query_parses_and_projects_only_what_the_engine_reads() {
     want.extend(dfcsync::observe::query::ALERT_COLUMNS);
     want.insert("Table");
     assert_eq!(cols, want);
-    assert_eq!(t.rows.len(), 2, "one incident row, one alert row");
+    assert_eq!(
+        t.rows.len(),
+        3,
+        "one incident row, one alert row, the clock"
+    );
+    let body = kql::response_json(&[t]).to_string();
+    let snap = build_snapshot_combined(body.as_bytes()).unwrap();
+    assert_eq!(
+        snap.server_now,
+        Some(w.now),
+        "the service's now() comes back"
+    );
 }
 
 #[test]
@@ -91,9 +102,10 @@ fn the_sync_query_leaves_out_what_is_out_of_scope() {
             kql::Value::String(s) if &**s == "SecurityIncident" => {
                 incidents.insert(format!("{:?}", row[name]));
             }
-            _ => {
+            kql::Value::String(s) if &**s == "SecurityAlert" => {
                 alerts.insert(format!("{:?}", row[alert]));
             }
+            _ => {}
         }
     }
     let names: BTreeSet<String> = [0usize, 3]
@@ -123,8 +135,8 @@ fn the_sync_query_reads_alert_rows_no_older_than_max_age_and_a_day() {
     let t = run(&sync_query(&w.policy), &w);
     assert_eq!(
         t.rows.len(),
-        2,
-        "the incident row and the newer alert row only"
+        3,
+        "the incident row, the newer alert row, and the clock"
     );
 }
 

@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub alerts: AlertMap,
     /// Rows that name no incident or alert at all (they cannot hold anything), for the report.
     pub warnings: Vec<String>,
+    /// The service's clock when it answered the query, when the answer says.
+    pub server_now: Option<DateTime<Utc>>,
 }
 
 /// An incident that cannot be decided because its input is unreadable.

@@ -53,12 +53,19 @@ pub fn build_snapshot(incidents: impl Read, alerts: impl Read) -> Result<Snapsho
 /// Reads the answer to [`sync_query`](super::query::sync_query): one table whose `Table`
 /// column says which rows are incidents and which are alerts.
 pub fn build_snapshot_combined(response: impl Read) -> Result<Snapshot, SnapshotError> {
-    use super::query::{ALERT_TABLE, INCIDENT_TABLE};
+    use super::query::{ALERT_TABLE, CLOCK_TABLE, INCIDENT_TABLE};
     let mut builder = SnapshotBuilder::default();
     let mut unknown = 0usize;
+    let mut server_now = None;
     read_rows(
         response,
         &mut |r| match r.get("Table").and_then(|v| v.as_str()) {
+            Some(CLOCK_TABLE) => {
+                server_now = r
+                    .get("TimeGenerated")
+                    .and_then(|v| v.as_str())
+                    .and_then(super::records::parse_time);
+            }
             Some(INCIDENT_TABLE) => {
                 builder.add_incident_row(r);
             }
@@ -73,6 +80,7 @@ pub fn build_snapshot_combined(response: impl Read) -> Result<Snapshot, Snapshot
         source,
     })?;
     let mut snapshot = builder.finish();
+    snapshot.server_now = server_now;
     if unknown > 0 {
         snapshot.warnings.push(format!(
             "{unknown} rows of the query result have no Table column saying SecurityIncident or SecurityAlert"

@@ -4,7 +4,8 @@
 //! within `max_age`, holding an alert of a configured product by the alert's `ProductName`
 //! or the incident's `alertProductNames`) and every `SecurityAlert` row of those incidents'
 //! alerts (of whatever product: an incident closes only when all its alerts are finished),
-//! with only the columns the engine reads. A `Table` column says which table a row is from.
+//! with only the columns the engine reads. A `Table` column says which table a row is from;
+//! one more row (`Table` = `Clock`) carries the service's clock.
 //!
 //! One query rather than two: one round trip, one consistent point in time for both tables,
 //! and one request against the 200-per-30-seconds query limit.
@@ -20,6 +21,9 @@ use crate::policy::Policy;
 pub const INCIDENT_TABLE: &str = "SecurityIncident";
 /// The `Table` value of alert rows.
 pub const ALERT_TABLE: &str = "SecurityAlert";
+/// The `Table` value of the one row that carries the service's `now()` in `TimeGenerated`:
+/// the engine decides at the service's time, not at a local clock that may be skewed.
+pub const CLOCK_TABLE: &str = "Clock";
 
 /// The incident columns the engine reads.
 pub const INCIDENT_COLUMNS: &[&str] = &[
@@ -94,7 +98,8 @@ union
         | project Table = "{INCIDENT_TABLE}", {incident_cols}),
     (alert_rows
         | join kind=inner (scoped_alerts) on $left.SystemAlertId == $right.AlertId
-        | project Table = "{ALERT_TABLE}", {alert_cols})
+        | project Table = "{ALERT_TABLE}", {alert_cols}),
+    (print Table = "{CLOCK_TABLE}", TimeGenerated = now())
 "#
     )
 }
