@@ -42,7 +42,73 @@ pub struct ConfigFile {
     pub workspaces: Vec<WorkspaceSection>,
     #[serde(default)]
     pub policy: PolicySection,
+    #[serde(default)]
+    pub sync: SyncSection,
 }
+
+/// `[sync]`: how cycles run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSection {
+    /// Time between cycles of `dfcsync run` (`60s`).
+    pub interval: Option<String>,
+    /// Up to this much is added at random to each interval (`10s`), so replicas and
+    /// workspaces do not hit Azure in step.
+    pub jitter: Option<String>,
+    /// Incidents updated at once (8).
+    pub concurrency: Option<usize>,
+    /// How often one incident is re-read and re-decided after a 409 Conflict (3).
+    pub conflict_retries: Option<u32>,
+    /// Where `dfcsync run` serves /healthz, /readyz and /metrics (`127.0.0.1:9464`).
+    pub listen: Option<String>,
+}
+
+/// The `[sync]` settings, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncSettings {
+    pub interval: std::time::Duration,
+    pub jitter: std::time::Duration,
+    pub concurrency: usize,
+    pub conflict_retries: u32,
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            interval: std::time::Duration::from_secs(60),
+            jitter: std::time::Duration::from_secs(10),
+            concurrency: 8,
+            conflict_retries: 3,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// The environment variables that override keys of the file, with the key each sets.
+/// (`DFCSYNC_CONFIG` names the file itself.)
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("DFCSYNC_CLOUD", "azure.cloud"),
+    ("DFCSYNC_TENANT_ID", "azure.tenant_id"),
+    ("DFCSYNC_TLS_CA_FILE", "azure.tls_ca_file"),
+    ("DFCSYNC_AUTH_METHOD", "auth.method"),
+    ("DFCSYNC_CLIENT_ID", "auth.client_id"),
+    ("DFCSYNC_OBJECT_ID", "auth.object_id"),
+    ("DFCSYNC_RESOURCE_ID", "auth.resource_id"),
+    ("DFCSYNC_CLIENT_SECRET_FILE", "auth.client_secret_file"),
+    ("DFCSYNC_CLIENT_SECRET_ENV", "auth.client_secret_env"),
+    ("DFCSYNC_WORKSPACES", "workspaces"),
+    ("DFCSYNC_MAX_AGE", "policy.max_age"),
+    ("DFCSYNC_REOPEN", "policy.reopen"),
+    (
+        "DFCSYNC_RESPECT_MANUAL_CHANGES",
+        "policy.respect_manual_changes",
+    ),
+    ("DFCSYNC_WRITEBACK", "policy.writeback"),
+    ("DFCSYNC_INTERVAL", "sync.interval"),
+    ("DFCSYNC_CONCURRENCY", "sync.concurrency"),
+    ("DFCSYNC_LISTEN", "sync.listen"),
+];
 
 /// `[azure]`: which cloud, and extra trust.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -133,6 +199,7 @@ pub struct TemplatesSection {
 pub struct Config {
     pub file: ConfigFile,
     pub policy: Policy,
+    pub sync: SyncSettings,
     /// Where it came from, for messages (`<defaults>` when there was no file).
     pub origin: String,
 }
@@ -143,24 +210,44 @@ impl Config {
         Self {
             file: ConfigFile::default(),
             policy: Policy::default(),
+            sync: SyncSettings::default(),
             origin: "<defaults>".into(),
         }
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: origin.clone(),
-            source,
-        })?;
+        let text = Self::read(path)?;
         Self::parse(&text, &origin)
     }
 
+    fn read(path: &Path) -> Result<String, ConfigError> {
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// The configuration of a run: the file (if any), then the `DFCSYNC_*` variables of
+    /// [`ENV_OVERRIDES`] from `env`, checked together.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (Self::read(p)?, p.display().to_string()),
+            None => (String::new(), "<defaults>".to_owned()),
+        };
+        let mut file = parse_file(&text, &origin)?;
+        apply_env(&mut file, env)?;
+        Self::check(file, &origin)
+    }
+
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        Self::check(parse_file(text, origin)?, origin)
+    }
+
+    fn check(file: ConfigFile, origin: &str) -> Result<Self, ConfigError> {
         let invalid = |key: &str, reason: String| ConfigError::Invalid {
             file: origin.to_owned(),
             key: key.to_owned(),
@@ -168,12 +255,180 @@ impl Config {
         };
         let policy = build_policy(&file.policy, &invalid)?;
         check_azure(&file, &invalid)?;
+        let sync = build_sync(&file.sync, &invalid)?;
         Ok(Self {
             file,
             policy,
+            sync,
             origin: origin.to_owned(),
         })
     }
+}
+
+fn parse_file(text: &str, origin: &str) -> Result<ConfigFile, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        file: origin.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })
+}
+
+/// Applies the `DFCSYNC_*` overrides. `DFCSYNC_WORKSPACES` is a comma-separated list of
+/// `subscription/resourceGroup/name` triples or workspace ARM ids.
+fn apply_env(
+    file: &mut ConfigFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let bad = |var: &str, reason: String| ConfigError::Invalid {
+        file: format!("environment variable {var}"),
+        key: ENV_OVERRIDES
+            .iter()
+            .find(|(v, _)| *v == var)
+            .map_or(String::new(), |(_, k)| (*k).to_owned()),
+        reason,
+    };
+    let get = |var: &str| env(var).filter(|v| !v.trim().is_empty());
+    let parse_bool = |var: &str, v: &str| match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(bad(var, format!("{other:?} is not true or false"))),
+    };
+    if let Some(v) = get("DFCSYNC_CLOUD") {
+        file.azure.cloud = Some(v);
+    }
+    if let Some(v) = get("DFCSYNC_TENANT_ID") {
+        file.azure.tenant_id = Some(v);
+    }
+    if let Some(v) = get("DFCSYNC_TLS_CA_FILE") {
+        file.azure.tls_ca_file = Some(PathBuf::from(v));
+    }
+    if let Some(v) = get("DFCSYNC_AUTH_METHOD") {
+        file.auth.method = Some(v);
+    }
+    if let Some(v) = get("DFCSYNC_CLIENT_ID") {
+        file.auth.client_id = Some(v);
+    }
+    if let Some(v) = get("DFCSYNC_OBJECT_ID") {
+        file.auth.object_id = Some(v);
+    }
+    if let Some(v) = get("DFCSYNC_RESOURCE_ID") {
+        file.auth.resource_id = Some(v);
+    }
+    if let Some(v) = get("DFCSYNC_CLIENT_SECRET_FILE") {
+        file.auth.client_secret_file = Some(PathBuf::from(v));
+    }
+    if let Some(v) = get("DFCSYNC_CLIENT_SECRET_ENV") {
+        file.auth.client_secret_env = Some(v);
+    }
+    if let Some(v) = get("DFCSYNC_WORKSPACES") {
+        file.workspaces = v
+            .split(',')
+            .map(|w| parse_workspace_ref(w.trim()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad("DFCSYNC_WORKSPACES", e))?;
+    }
+    if let Some(v) = get("DFCSYNC_MAX_AGE") {
+        file.policy.max_age = Some(v);
+    }
+    if let Some(v) = get("DFCSYNC_REOPEN") {
+        file.policy.reopen = Some(match v.trim() {
+            "own" => ReopenPolicy::Own,
+            "never" => ReopenPolicy::Never,
+            "always" => ReopenPolicy::Always,
+            other => {
+                return Err(bad(
+                    "DFCSYNC_REOPEN",
+                    format!("{other:?} is not own, never or always"),
+                ));
+            }
+        });
+    }
+    if let Some(v) = get("DFCSYNC_RESPECT_MANUAL_CHANGES") {
+        file.policy.respect_manual_changes =
+            Some(parse_bool("DFCSYNC_RESPECT_MANUAL_CHANGES", &v)?);
+    }
+    if let Some(v) = get("DFCSYNC_WRITEBACK") {
+        file.policy.writeback = Some(parse_bool("DFCSYNC_WRITEBACK", &v)?);
+    }
+    if let Some(v) = get("DFCSYNC_INTERVAL") {
+        file.sync.interval = Some(v);
+    }
+    if let Some(v) = get("DFCSYNC_CONCURRENCY") {
+        file.sync.concurrency = Some(
+            v.trim()
+                .parse()
+                .map_err(|_| bad("DFCSYNC_CONCURRENCY", format!("{v:?} is not a number")))?,
+        );
+    }
+    if let Some(v) = get("DFCSYNC_LISTEN") {
+        file.sync.listen = Some(v);
+    }
+    Ok(())
+}
+
+/// `subscription/resourceGroup/name`, or a workspace's ARM id.
+pub fn parse_workspace_ref(s: &str) -> Result<WorkspaceSection, String> {
+    let parts: Vec<&str> = s.trim_matches('/').split('/').collect();
+    let ws = match parts.as_slice() {
+        [sub, rg, name] => (sub, rg, name),
+        [
+            "subscriptions",
+            sub,
+            "resourceGroups",
+            rg,
+            "providers",
+            p,
+            "workspaces",
+            name,
+        ] if p.eq_ignore_ascii_case("Microsoft.OperationalInsights") => (sub, rg, name),
+        _ => {
+            return Err(format!(
+                "{s:?} is neither subscription/resourceGroup/name nor a workspace resource id"
+            ));
+        }
+    };
+    Ok(WorkspaceSection {
+        subscription_id: (*ws.0).to_owned(),
+        resource_group: (*ws.1).to_owned(),
+        name: (*ws.2).to_owned(),
+    })
+}
+
+fn build_sync(
+    s: &SyncSection,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<SyncSettings, ConfigError> {
+    let mut out = SyncSettings::default();
+    let duration = |key: &str, v: &str| {
+        humantime::parse_duration(v)
+            .map_err(|e| invalid(key, format!("{v:?} is not a duration: {e}")))
+    };
+    if let Some(v) = &s.interval {
+        out.interval = duration("sync.interval", v)?;
+        if out.interval < std::time::Duration::from_secs(1) {
+            return Err(invalid("sync.interval", "must be at least 1s".into()));
+        }
+    }
+    if let Some(v) = &s.jitter {
+        out.jitter = duration("sync.jitter", v)?;
+    }
+    if let Some(n) = s.concurrency {
+        if !(1..=64).contains(&n) {
+            return Err(invalid(
+                "sync.concurrency",
+                format!("{n} is not between 1 and 64"),
+            ));
+        }
+        out.concurrency = n;
+    }
+    if let Some(n) = s.conflict_retries {
+        out.conflict_retries = n;
+    }
+    if let Some(v) = &s.listen {
+        out.listen = v
+            .parse()
+            .map_err(|_| invalid("sync.listen", format!("{v:?} is not an address:port")))?;
+    }
+    Ok(out)
 }
 
 fn build_policy(
@@ -431,6 +686,83 @@ mod tests {
             .to_string();
         assert!(err.contains("x.toml") && err.contains("bogus"), "{err}");
         assert!(err.contains("line 2"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[policy]\nwriteback = false\n[sync]\ninterval = \"60s\"\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(
+            Some(&path),
+            &env(&[
+                ("DFCSYNC_WRITEBACK", "true"),
+                ("DFCSYNC_INTERVAL", "5m"),
+                ("DFCSYNC_WORKSPACES", "sub1/rg1/ws1, /subscriptions/sub2/resourceGroups/rg2/providers/Microsoft.OperationalInsights/workspaces/ws2"),
+                ("DFCSYNC_AUTH_METHOD", "managed_identity"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.policy.writeback);
+        assert_eq!(c.sync.interval, std::time::Duration::from_secs(300));
+        assert_eq!(c.file.workspaces.len(), 2);
+        assert_eq!(c.file.workspaces[1].name, "ws2");
+        assert_eq!(c.file.workspaces[1].resource_group, "rg2");
+        assert_eq!(c.file.auth.method.as_deref(), Some("managed_identity"));
+    }
+
+    #[test]
+    fn environment_errors_name_the_variable() {
+        let err = Config::load_with_env(None, &env(&[("DFCSYNC_WRITEBACK", "maybe")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "environment variable DFCSYNC_WRITEBACK: key policy.writeback: \"maybe\" is not true or false"
+        );
+        let err = Config::load_with_env(None, &env(&[("DFCSYNC_WORKSPACES", "just-a-name")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("environment variable DFCSYNC_WORKSPACES: key workspaces:"),
+            "{err}"
+        );
+        let err = Config::load_with_env(None, &env(&[("DFCSYNC_AUTH_METHOD", "password")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.method"), "{err}");
+    }
+
+    #[test]
+    fn sync_settings_are_checked() {
+        let err = Config::parse("[sync]\nconcurrency = 0", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("x.toml: key sync.concurrency: 0 is not between 1 and 64"),
+            "{err}"
+        );
+        let err = Config::parse("[sync]\nlisten = \"here\"", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.toml: key sync.listen:"), "{err}");
     }
 }
 
