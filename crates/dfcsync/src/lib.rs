@@ -6,8 +6,11 @@
 //! [`decide::Plan`], and the shell around it acts on the plan and reports. See
 //! `docs/` and the design pages for the contract each module keeps.
 
+pub mod act;
 pub mod azure;
 pub mod config;
+pub mod connect;
+pub mod cycle;
 pub mod decide;
 pub mod model;
 pub mod observe;

@@ -1,0 +1,461 @@
+//! Act: carry out a plan against Sentinel and Defender for Cloud.
+//!
+//! Per incident, in order: read the incident (ETags in bulk from list pages when many
+//! incidents are due, one GET otherwise); if it changed since the rows the plan came from,
+//! read its comments and decide again from the fresh state; write the change as a
+//! conditional PUT with the etag; then the audit comment with its deterministic id (so a
+//! repeated write never duplicates it). A 409 Conflict re-reads the incident, re-decides and
+//! tries again, a bounded number of times; a held or failed incident never stops the others.
+//! Incidents are worked on concurrently, up to a bound.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+use crate::azure::AzureError;
+use crate::azure::defender::DfcAction;
+use crate::azure::sentinel::{Incident, IncidentComment, Workspace, comment_id};
+use crate::connect::Connection;
+use crate::decide::{Decision, PlannedAction, decide_incident};
+use crate::model::{
+    ActionKind, IncidentState, IncidentStatus, Mark, MarkSource, ObservedMark, Snapshot,
+};
+use crate::observe::records::parse_time;
+use crate::policy::Policy;
+
+/// Above this many incidents to update, their ETags are read from list pages rather than
+/// one GET each.
+const BULK_READ_THRESHOLD: usize = 25;
+
+/// How the act step runs.
+#[derive(Debug, Clone)]
+pub struct ActOptions {
+    pub concurrency: usize,
+    pub conflict_retries: u32,
+}
+
+/// What became of one planned action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionOutcome {
+    pub incident: String,
+    pub incident_number: i64,
+    pub kind: ActionKind,
+    pub fingerprint: String,
+    pub result: ActionResult,
+    /// 409s met on the way.
+    pub conflicts: u32,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionResult {
+    Applied,
+    /// Not done, on purpose (the fresh state needs nothing, or something else).
+    Skipped(String),
+    Failed(String),
+}
+
+impl ActionResult {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Skipped(_) => "skipped",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// What the act step did in one workspace.
+#[derive(Debug, Clone, Default)]
+pub struct ActReport {
+    pub outcomes: Vec<ActionOutcome>,
+    /// Roles found missing (reported once per run each).
+    pub missing_roles: Vec<String>,
+}
+
+struct Ctx<'a> {
+    conn: &'a Connection,
+    ws: &'a Workspace,
+    snapshot: &'a Snapshot,
+    policy: &'a Policy,
+    now: DateTime<Utc>,
+    opts: &'a ActOptions,
+    writeback_forbidden: AtomicBool,
+    missing_roles: Mutex<Vec<String>>,
+}
+
+/// Carries out `actions` (a plan's, for the incidents of `snapshot`). `on_done` is called
+/// after each incident (for progress bars).
+pub async fn act(
+    conn: &Connection,
+    ws: &Workspace,
+    snapshot: &Snapshot,
+    actions: &[PlannedAction],
+    policy: &Policy,
+    now: DateTime<Utc>,
+    opts: &ActOptions,
+    on_done: &(dyn Fn(usize) + Sync),
+) -> ActReport {
+    let ctx = Ctx {
+        conn,
+        ws,
+        snapshot,
+        policy,
+        now,
+        opts,
+        writeback_forbidden: AtomicBool::new(false),
+        missing_roles: Mutex::new(Vec::new()),
+    };
+    // The actions of each incident, in plan order.
+    let mut order: Vec<&str> = Vec::new();
+    let mut by_incident: HashMap<&str, Vec<&PlannedAction>> = HashMap::new();
+    for a in actions {
+        let entry = by_incident.entry(a.incident.as_str()).or_default();
+        if entry.is_empty() {
+            order.push(a.incident.as_str());
+        }
+        entry.push(a);
+    }
+    let states: HashMap<&str, &IncidentState> = snapshot
+        .incidents
+        .iter()
+        .map(|i| (i.name.as_str(), i))
+        .collect();
+    let mut prefetched = if order.len() > BULK_READ_THRESHOLD {
+        bulk_read(&ctx, &order, &states).await
+    } else {
+        HashMap::new()
+    };
+
+    let work: Vec<_> = order
+        .iter()
+        .map(|name| {
+            let planned: Vec<PlannedAction> =
+                by_incident[name].iter().map(|a| (*a).clone()).collect();
+            (states.get(name).copied(), planned, prefetched.remove(*name))
+        })
+        .collect();
+    let outcomes: Vec<Vec<ActionOutcome>> = futures::stream::iter(work)
+        .map(|(state, planned, pre)| {
+            let ctx = &ctx;
+            async move {
+                let n = planned.len();
+                let out = match state {
+                    Some(state) => act_incident(ctx, state, planned, pre).await,
+                    None => planned
+                        .iter()
+                        .map(|a| outcome(a, ActionResult::Failed("incident not in the snapshot".into()), 0))
+                        .collect(),
+                };
+                on_done(n);
+                out
+            }
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let mut outcomes: Vec<ActionOutcome> = outcomes.into_iter().flatten().collect();
+    outcomes.sort_by(|a, b| (a.incident_number, &a.incident).cmp(&(b.incident_number, &b.incident)));
+    ActReport {
+        outcomes,
+        missing_roles: ctx
+            .missing_roles
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner()),
+    }
+}
+
+/// Reads the incidents to update from list pages (up to 1000 a page), from the oldest
+/// creation among them on. What a list does not return is read one by one later.
+async fn bulk_read(
+    ctx: &Ctx<'_>,
+    names: &[&str],
+    states: &HashMap<&str, &IncidentState>,
+) -> HashMap<String, Incident> {
+    let Some(oldest) = names.iter().filter_map(|n| states.get(n)).map(|s| s.created).min() else {
+        return HashMap::new();
+    };
+    let since = (oldest - chrono::TimeDelta::seconds(1)).format("%Y-%m-%dT%H:%M:%SZ");
+    let filter = format!("properties/createdTimeUtc ge {since}");
+    match ctx
+        .conn
+        .sentinel
+        .list_incidents(ctx.ws, Some(&filter), Some(1000))
+        .await
+    {
+        Ok(list) => {
+            let wanted: std::collections::HashSet<&str> = names.iter().copied().collect();
+            list.into_iter()
+                .filter(|i| wanted.contains(i.name.as_str()))
+                .map(|i| (i.name.clone(), i))
+                .collect()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "listing incidents for their etags failed; reading them one by one");
+            HashMap::new()
+        }
+    }
+}
+
+fn outcome(a: &PlannedAction, result: ActionResult, conflicts: u32) -> ActionOutcome {
+    ActionOutcome {
+        incident: a.incident.clone(),
+        incident_number: a.incident_number,
+        kind: a.kind,
+        fingerprint: a.fingerprint.to_string(),
+        result,
+        conflicts,
+        why: a.why.clone(),
+    }
+}
+
+/// Carries out the actions of one incident.
+async fn act_incident(
+    ctx: &Ctx<'_>,
+    state: &IncidentState,
+    planned: Vec<PlannedAction>,
+    prefetched: Option<Incident>,
+) -> Vec<ActionOutcome> {
+    let name = state.name.as_str();
+    let mut incident = match prefetched {
+        Some(i) => i,
+        None => match ctx.conn.sentinel.get_incident(ctx.ws, name).await {
+            Ok(i) => i,
+            Err(e) => return fail_all(&planned, &e, 0),
+        },
+    };
+    let mut planned = planned;
+    let mut conflicts = 0u32;
+    let mut results = Vec::new();
+    // Re-decide when the incident moved since the rows were read.
+    if changed_since_read(state, &incident) {
+        match redecide(ctx, state, &incident).await {
+            Ok(Some(fresh)) => planned = fresh,
+            Ok(None) => {
+                return planned
+                    .iter()
+                    .map(|a| outcome(a, ActionResult::Skipped("the incident changed since it was read; decided again: nothing to do".into()), 0))
+                    .collect();
+            }
+            Err(e) => return fail_all(&planned, &e, 0),
+        }
+    }
+    let mut i = 0;
+    while i < planned.len() {
+        let a = planned[i].clone();
+        let result = match a.kind {
+            ActionKind::Notice => comment(ctx, &a).await,
+            ActionKind::Writeback => writeback(ctx, &a).await,
+            ActionKind::Close | ActionKind::Activate | ActionKind::Reopen => {
+                let mut changed = incident.clone();
+                apply_to(&mut changed, &a);
+                match ctx.conn.sentinel.update_incident(ctx.ws, &changed).await {
+                    Ok(written) => {
+                        incident = written;
+                        tracing::info!(incident = a.incident_number, action = %a.kind, fingerprint = %a.fingerprint, "incident updated");
+                        comment(ctx, &a).await
+                    }
+                    Err(AzureError::Conflict { .. }) if conflicts < ctx.opts.conflict_retries => {
+                        conflicts += 1;
+                        tracing::info!(incident = a.incident_number, attempt = conflicts, "409 Conflict: reading the incident again and deciding again");
+                        let fresh = match ctx.conn.sentinel.get_incident(ctx.ws, &a.incident).await {
+                            Ok(f) => f,
+                            Err(e) => {
+                                results.extend(fail_all(&planned[i..], &e, conflicts));
+                                return results;
+                            }
+                        };
+                        incident = fresh;
+                        match redecide(ctx, state, &incident).await {
+                            Ok(Some(fresh_plan)) => {
+                                planned = fresh_plan;
+                                i = 0;
+                                continue;
+                            }
+                            Ok(None) => {
+                                results.push(outcome(&a, ActionResult::Skipped("changed concurrently (409); decided again: nothing to do".into()), conflicts));
+                                return results;
+                            }
+                            Err(e) => {
+                                results.extend(fail_all(&planned[i..], &e, conflicts));
+                                return results;
+                            }
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        results.push(match result {
+            Ok(()) => outcome(&a, ActionResult::Applied, conflicts),
+            Err(e) => {
+                tracing::warn!(incident = a.incident_number, action = %a.kind, error = %e, request_id = e.request_id().unwrap_or(""), "action failed");
+                outcome(&a, ActionResult::Failed(e.to_string()), conflicts)
+            }
+        });
+        i += 1;
+    }
+    results
+}
+
+fn fail_all(planned: &[PlannedAction], e: &AzureError, conflicts: u32) -> Vec<ActionOutcome> {
+    tracing::warn!(error = %e, request_id = e.request_id().unwrap_or(""), "incident could not be updated");
+    planned
+        .iter()
+        .map(|a| outcome(a, ActionResult::Failed(e.to_string()), conflicts))
+        .collect()
+}
+
+/// Whether the incident as the API shows it is newer than the rows the plan came from.
+fn changed_since_read(state: &IncidentState, incident: &Incident) -> bool {
+    let status = IncidentStatus::parse(&incident.properties.status);
+    let modified = incident
+        .properties
+        .last_modified_time_utc
+        .as_deref()
+        .and_then(parse_time);
+    status != state.status || modified.is_some_and(|m| m > state.last_modified)
+}
+
+/// Decides again for one incident from its state in the API: status, classification
+/// comment, owner, and the marks in its comments. `None` when nothing is needed any more.
+async fn redecide(
+    ctx: &Ctx<'_>,
+    state: &IncidentState,
+    incident: &Incident,
+) -> Result<Option<Vec<PlannedAction>>, AzureError> {
+    let comments = ctx
+        .conn
+        .sentinel
+        .list_comments(ctx.ws, &incident.name)
+        .await?;
+    let fresh = overlay(state, incident, &comments);
+    Ok(match decide_incident(&fresh, &ctx.snapshot.alerts, ctx.policy, ctx.now) {
+        Decision::Act(list) => Some(list),
+        Decision::Nothing | Decision::Held(_) => None,
+    })
+}
+
+/// The incident's state with what the API says now laid over the rows.
+pub fn overlay(
+    state: &IncidentState,
+    incident: &Incident,
+    comments: &[IncidentComment],
+) -> IncidentState {
+    let mut s = state.clone();
+    let p = &incident.properties;
+    let modified = p.last_modified_time_utc.as_deref().and_then(parse_time);
+    let status = IncidentStatus::parse(&p.status);
+    if status != s.status {
+        s.status = status;
+        s.status_since = modified.unwrap_or(s.status_since);
+        s.status_set_by = "someone (seen in the Sentinel API)".into();
+    }
+    if let Some(m) = modified {
+        s.last_modified = s.last_modified.max(m);
+    }
+    s.classification = p.classification.clone();
+    s.classification_reason = p.classification_reason.clone();
+    s.classification_comment = p.classification_comment.clone().unwrap_or_default();
+    s.owner = p.owner.as_ref().and_then(|o| {
+        [&o.object_id, &o.user_principal_name, &o.email, &o.assigned_to]
+            .into_iter()
+            .flatten()
+            .find(|v| !v.is_empty())
+            .cloned()
+    });
+    let mut marks: Vec<ObservedMark> = Mark::find_all(&s.classification_comment)
+        .into_iter()
+        .map(|mark| ObservedMark {
+            mark,
+            source: MarkSource::ClassificationComment { current: true },
+        })
+        .collect();
+    for c in comments {
+        let Some(created) = c.properties.created_time_utc.as_deref().and_then(parse_time) else {
+            continue;
+        };
+        for mark in Mark::find_all(&c.properties.message) {
+            marks.push(ObservedMark {
+                mark,
+                source: MarkSource::Comment { created },
+            });
+        }
+    }
+    // Marks the rows showed but the API no longer does (a deleted comment) are kept: the
+    // action they record was taken.
+    for m in &state.marks {
+        if !marks.iter().any(|x| x.mark == m.mark)
+            && !matches!(m.source, MarkSource::ClassificationComment { current: true })
+        {
+            marks.push(*m);
+        }
+    }
+    s.marks = marks;
+    s.comments_known = true;
+    s
+}
+
+/// The change an action makes to the incident (every other property stays as read).
+fn apply_to(incident: &mut Incident, a: &PlannedAction) {
+    match a.kind {
+        ActionKind::Close => {
+            let (class, reason) = a.closure.map_or(("Undetermined", None), |c| {
+                (c.classification().as_str(), c.reason().map(|r| r.as_str()))
+            });
+            incident.close(class, reason, a.classification_comment.as_deref());
+        }
+        ActionKind::Activate | ActionKind::Reopen => {
+            // An Active incident carries no closing classification.
+            incident.set_active().clear_classification();
+        }
+        ActionKind::Notice | ActionKind::Writeback => {}
+    }
+}
+
+/// The audit (or notice) comment, under its deterministic id.
+async fn comment(ctx: &Ctx<'_>, a: &PlannedAction) -> Result<(), AzureError> {
+    let id = comment_id(&a.incident, a.kind.as_str(), &a.fingerprint.to_string());
+    ctx.conn
+        .sentinel
+        .put_comment(ctx.ws, &a.incident, id, &a.comment)
+        .await
+        .map(|_| ())
+}
+
+/// Sets the alerts InProgress in DfC, then comments. A missing Security Admin role is
+/// reported once per run, and the incident is left for the next run.
+async fn writeback(ctx: &Ctx<'_>, a: &PlannedAction) -> Result<(), AzureError> {
+    if ctx.writeback_forbidden.load(Ordering::Relaxed) {
+        return Err(AzureError::Config(
+            "writeback skipped: Security Admin is missing (reported above)".into(),
+        ));
+    }
+    for target in &a.alerts_to_set_in_progress {
+        match ctx
+            .conn
+            .defender
+            .set_status(target, DfcAction::InProgress)
+            .await
+        {
+            Ok(()) => {}
+            Err(e @ AzureError::Forbidden { .. }) => {
+                if !ctx.writeback_forbidden.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "writeback needs Security Admin on the alerts' subscriptions; skipping writeback for this run");
+                    if let Ok(mut roles) = ctx.missing_roles.lock() {
+                        roles.push(format!(
+                            "Security Admin on subscription {} (writeback)",
+                            target.subscription_id
+                        ));
+                    }
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    comment(ctx, a).await
+}

@@ -1,0 +1,64 @@
+//! Connecting to Azure: from a checked configuration to the three service clients, sharing
+//! one HTTP policy and one credential.
+
+use std::sync::Arc;
+
+use crate::azure::auth::{AuthOptions, Credential};
+use crate::azure::cloud::Cloud;
+use crate::azure::defender::DefenderClient;
+use crate::azure::http::{AzureHttp, HttpOptions, Stats};
+use crate::azure::log_analytics::LogAnalyticsClient;
+use crate::azure::sentinel::SentinelClient;
+use crate::azure::AzureError;
+use crate::config::Config;
+
+/// The clients of one run.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub cloud: Cloud,
+    pub log_analytics: Arc<LogAnalyticsClient>,
+    pub sentinel: SentinelClient,
+    pub defender: DefenderClient,
+    /// Which credential is used, and why (for `doctor` and the start-up log).
+    pub credential: String,
+    /// Requests by service and status, retries and throttling waits.
+    pub stats: Arc<Stats>,
+}
+
+impl Connection {
+    /// Builds the clients `config` describes, taking managed-identity and workload-identity
+    /// settings from the process environment.
+    pub async fn open(config: &Config) -> Result<Connection, AzureError> {
+        Self::open_with(config, AuthOptions::from_process(), HttpOptions::default()).await
+    }
+
+    pub async fn open_with(
+        config: &Config,
+        auth: AuthOptions,
+        http: HttpOptions,
+    ) -> Result<Connection, AzureError> {
+        let cloud = Cloud::from_config(&config.file.azure)?;
+        let http = AzureHttp::builder(&cloud)
+            .ca_file(config.file.azure.tls_ca_file.as_deref())
+            .options(http)
+            .build()?;
+        let credential = Credential::from_config(
+            &config.file.auth,
+            &cloud,
+            config.file.azure.tenant_id.as_deref(),
+            &http,
+            auth,
+        )
+        .await?;
+        let description = credential.describe();
+        let http = http.with_credential(Arc::new(credential));
+        Ok(Connection {
+            log_analytics: Arc::new(LogAnalyticsClient::new(http.clone(), &cloud)),
+            sentinel: SentinelClient::new(http.clone(), &cloud),
+            defender: DefenderClient::new(http.clone(), &cloud),
+            stats: http.stats(),
+            credential: description,
+            cloud,
+        })
+    }
+}
