@@ -101,6 +101,36 @@ async fn tokens_are_checked_for_audience_and_expiry() {
 async fn managed_identity_endpoints() {
     let env = start_demo().await;
     let ep = env.emu.endpoints();
+    // Plain HTTP on loopback, as on an Azure host; nothing else is served there.
+    assert!(
+        ep.identity_endpoint.starts_with("http://127.0.0.1:"),
+        "{}",
+        ep.identity_endpoint
+    );
+    let plain_base = ep
+        .identity_endpoint
+        .trim_end_matches("/msi/token")
+        .to_string();
+    let r = env
+        .http
+        .get(format!("{plain_base}/_emulator/state"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // The same path answers over HTTPS too.
+    let r = env
+        .http
+        .get(format!("{}/msi/token", env.base))
+        .query(&[
+            ("resource", "https://management.azure.com"),
+            ("api-version", "2019-08-01"),
+        ])
+        .header("X-IDENTITY-HEADER", &ep.identity_header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // App Service style.
     let r = env
         .http
