@@ -174,7 +174,9 @@ fn clock(shared: &Shared, req: &Req) -> Resp {
         let Some(d) = a.as_str().and_then(|s| crate::duration::parse(s).ok()) else {
             return bad("advance: expected a duration like \"1h\"", Some("advance"));
         };
-        st.clock.advance(d);
+        if !st.clock.advance(d) {
+            return bad("advance: out of range", Some("advance"));
+        }
     } else if let Some(n) = body.get("now") {
         let Some(t) = n
             .as_str()
@@ -182,7 +184,9 @@ fn clock(shared: &Shared, req: &Req) -> Resp {
         else {
             return bad("now: expected an RFC 3339 time", Some("now"));
         };
-        st.clock.set(t.with_timezone(&chrono::Utc));
+        if !st.clock.set(t.with_timezone(&chrono::Utc)) {
+            return bad("now: out of range", Some("now"));
+        }
     } else {
         return bad("expected {\"advance\": \"1h\"} or {\"now\": \"…\"}", None);
     }
