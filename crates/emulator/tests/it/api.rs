@@ -570,3 +570,43 @@ async fn ready_config_points_at_the_emulator() {
             .contains("BEGIN CERTIFICATE")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_served() {
+    let env = std::sync::Arc::new(start_demo().await);
+    let arm = env.token(ARM_SCOPE).await;
+    let la = env.token(LA_SCOPE).await;
+    let mut tasks = vec![];
+    for n in 0..24 {
+        let env = env.clone();
+        let (arm, la) = (arm.clone(), la.clone());
+        tasks.push(tokio::spawn(async move {
+            if n % 2 == 0 {
+                let (s, _, _) = env
+                    .call(
+                        "GET",
+                        &format!("{}?api-version={SI_VERSION}", env.incidents_url()),
+                        &arm,
+                        None,
+                    )
+                    .await;
+                s
+            } else {
+                env.query(
+                    &la,
+                    "SecurityAlert | summarize arg_max(TimeGenerated, *) by SystemAlertId | count",
+                )
+                .await
+                .0
+            }
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let log = env.control("GET", "requests", None).await;
+    assert!(log.as_array().unwrap().len() >= 26);
+    let lean = env.control("GET", "state?tables=false", None).await;
+    assert!(lean.get("tables").is_none());
+    assert_eq!(lean["incidents"].as_array().unwrap().len(), 2);
+}
