@@ -50,7 +50,7 @@ pub enum Error {
 }
 
 /// Where each service is served (also `GET /_emulator/endpoints`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Endpoints {
     pub tenant_id: String,
     /// The base under which `/{tenant}/oauth2/v2.0/token` lives.
@@ -384,6 +384,15 @@ impl EmulatorHandle {
             t.abort();
             let _ = t.await;
         }
+    }
+}
+
+impl std::fmt::Debug for EmulatorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorHandle")
+            .field("base_url", &self.base_url)
+            .field("ca_path", &self.ca_path)
+            .finish_non_exhaustive()
     }
 }
 

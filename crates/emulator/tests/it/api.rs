@@ -610,3 +610,36 @@ async fn concurrent_requests_are_served() {
     assert!(lean.get("tables").is_none());
     assert_eq!(lean["incidents"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn control_api_refuses_bad_input_with_a_path() {
+    let env = start_demo().await;
+    let post = |path: &str, body: Value| {
+        let req = env
+            .http
+            .post(format!("{}/_emulator/{path}", env.base))
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, v) = post(
+        "events",
+        json!({"events": [{"do": "alert_status", "alert": "A1", "status": "Gone"}]}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(v["error"]["path"], "events[0].status");
+    let (s, v) = post("events", json!({"events": [{"do": "new_alert", "workspace": "law-sentinel", "alert": "Z", "subscription_id": DFC_SUB, "colour": 1}]})).await;
+    assert_eq!(s, 400);
+    assert_eq!(v["error"]["path"], "events[0].colour");
+    let (s, v) = post("faults", json!({"path": "(", "status": 500})).await;
+    assert_eq!(s, 400);
+    assert_eq!(v["error"]["path"], "[0]");
+    let (s, _) = post("clock", json!({"advance": "soon"})).await;
+    assert_eq!(s, 400);
+    let ep: emulator::Endpoints =
+        serde_json::from_value(env.control("GET", "endpoints", None).await).unwrap();
+    assert_eq!(ep, env.emu.endpoints());
+}
