@@ -7,6 +7,7 @@ mod data;
 fn main() {
     let q = std::env::args()
         .nth(1)
+        .filter(|s| s != "seed")
         .unwrap_or_else(|| data::SEED_QUERY.to_string());
     let n: usize = std::env::args()
         .nth(2)

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value as Json, json};
 
 use super::{Req, Resp, Shared};
+use crate::table::TableKind;
 use crate::tokens::{LA_AUDIENCES, TokenError};
 
 fn la_error(status: u16, code: &str, message: &str, corr: &str) -> Resp {
@@ -265,10 +266,11 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         return (r, name);
     }
     // The request's query and timespan.
-    let (query, timespan_text) = if req.method == "GET" {
+    let (query, timespan_text, extra) = if req.method == "GET" {
         (
             req.q("query").map(str::to_string),
             req.q("timespan").map(str::to_string),
+            vec![],
         )
     } else {
         let body: Json = match serde_json::from_slice(&req.body) {
@@ -290,8 +292,60 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
             .and_then(Json::as_str)
             .map(str::to_string)
             .or_else(|| req.q("timespan").map(str::to_string));
-        (q, t)
+        let extra: Vec<String> = body
+            .get("workspaces")
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|w| w.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (q, t, extra)
     };
+    // `workspaces`: more workspaces (customer id, name or ARM id) whose rows the query reads too.
+    let mut others = vec![];
+    for w in &extra {
+        let p = &st.platform;
+        let found = p
+            .workspace_by_customer_id(w)
+            .or_else(|| p.workspace_by_name(w))
+            .or_else(|| {
+                p.workspaces
+                    .iter()
+                    .position(|x| x.arm_id().eq_ignore_ascii_case(w))
+            });
+        let Some(found) = found else {
+            return (
+                bad_argument(
+                    &format!("Workspace '{w}' could not be resolved."),
+                    "WorkspaceNotFoundError",
+                    &corr,
+                ),
+                name,
+            );
+        };
+        let id = p.workspaces[found].arm_id();
+        if !p.authorized(
+            principal,
+            "Microsoft.OperationalInsights/workspaces/query/read",
+            &id,
+            now,
+        ) {
+            return (
+                la_error(
+                    403,
+                    "InsufficientAccessError",
+                    "The provided credentials have insufficient access to perform the requested operation",
+                    &corr,
+                ),
+                name,
+            );
+        }
+        if Some(found) != ws && !others.contains(&found) {
+            others.push(found);
+        }
+    }
     let Some(query) = query.filter(|q| !q.trim().is_empty()) else {
         return (
             bad_argument(
@@ -312,6 +366,18 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
     let result = match ws {
         // A resource that is not a workspace holds none of the emulated tables.
         None => kql::run(&query, &kql::Database::new(), &opts),
+        Some(ws) if !others.is_empty() => {
+            let mut db = st.platform.tables[ws].visible_db(now);
+            for o in &others {
+                let more = st.platform.tables[*o].visible_db(now);
+                for kind in [TableKind::SecurityIncident, TableKind::SecurityAlert] {
+                    if let (Some(t), Some(m)) = (db.get_mut(kind.name()), more.get(kind.name())) {
+                        t.rows.extend(m.rows.iter().cloned());
+                    }
+                }
+            }
+            kql::run(&query, &db, &opts)
+        }
         Some(ws) => {
             let tables = &st.platform.tables[ws];
             if tables.all_visible(now) {

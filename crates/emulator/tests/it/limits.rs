@@ -263,3 +263,37 @@ async fn la_query_returns_dynamic_as_json_strings_and_errors() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn la_workspaces_parameter_reads_more_workspaces() {
+    let env = start(demo_with(|v| {
+        v["workspaces"].as_array_mut().unwrap().push(json!({"name": "law-two", "subscription_id": SUB,
+            "resource_group": "rg-sentinel", "customer_id": "22222222-2222-3333-4444-555555555555"}));
+        v["events"].as_array_mut().unwrap().push(json!({"at": "-5m", "do": "new_alert", "workspace": "law-two",
+            "alert": "W2", "subscription_id": DFC_SUB}));
+    }))
+    .await;
+    let t = env.token(LA_SCOPE).await;
+    let count = |v: &serde_json::Value| v["tables"][0]["rows"][0][0].as_i64().unwrap();
+    let (_, one) = env.query(&t, "SecurityIncident | count").await;
+    let r = env
+        .http
+        .post(format!("{}/v1/workspaces/{CUSTOMER_ID}/query", env.base))
+        .bearer_auth(&t)
+        .json(&json!({"query": "SecurityIncident | count", "workspaces": ["law-two"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let both: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(count(&both), count(&one) + 1);
+    let r = env
+        .http
+        .post(format!("{}/v1/workspaces/{CUSTOMER_ID}/query", env.base))
+        .bearer_auth(&t)
+        .json(&json!({"query": "SecurityIncident | count", "workspaces": ["nowhere"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
