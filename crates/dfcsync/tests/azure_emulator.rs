@@ -158,9 +158,16 @@ async fn stale_etag_is_a_typed_conflict_and_a_fresh_read_succeeds() {
     // A conflict is not retried blindly.
     assert_eq!(env.requests_since(since).await.len(), 1);
     let mut fresh = s.get_incident(&ws, &name).await.unwrap();
+    let stale = fresh.clone();
     fresh.set_active();
     let w = s.update_incident(&ws, &fresh).await.unwrap();
     assert_eq!(w.properties.status, "Active");
+    // A real stale etag: the copy read before that write.
+    let mut stale = stale;
+    stale.close("TruePositive", Some("SuspiciousActivity"), None);
+    let e = s.update_incident(&ws, &stale).await.unwrap_err();
+    assert!(matches!(e, AzureError::Conflict { .. }), "{e:?}");
+    assert_eq!(env.incident_of("A1")["status"], "Active", "nothing written");
 }
 
 #[tokio::test]
