@@ -473,3 +473,68 @@ async fn credentials_never_leak_into_errors_or_debug() {
     );
     assert!(!text.contains("wrong-secret-value-123"), "{text}");
 }
+
+/// Gives a token the emulator minted already expired, until told to forget it.
+struct ExpiredFirst {
+    base: String,
+    http: reqwest::Client,
+    renewed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl TokenSource for ExpiredFirst {
+    async fn token(&self, scope: &str) -> Result<dfcsync::azure::auth::AccessToken, AzureError> {
+        let lifetime = if self.renewed.load(std::sync::atomic::Ordering::SeqCst) {
+            3599
+        } else {
+            -600
+        };
+        let r = self
+            .http
+            .post(format!("{}/_emulator/token", self.base))
+            .header("Content-Type", "application/json")
+            .body(
+                json!({"principal": "dfcsync", "scope": scope, "lifetime_secs": lifetime})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .map_err(|e| AzureError::Config(e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap_or_default())
+            .map_err(|e| AzureError::Config(e.to_string()))?;
+        Ok(dfcsync::azure::auth::AccessToken::new(
+            v["access_token"].as_str().unwrap_or_default().to_owned(),
+            std::time::SystemTime::now() + Duration::from_secs(3600),
+        ))
+    }
+    async fn invalidate(&self, _scope: &str) {
+        self.renewed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn describe(&self) -> String {
+        "expired first".into()
+    }
+}
+
+#[tokio::test]
+async fn a_refused_token_is_renewed_once() {
+    let env = start().await;
+    let src = Arc::new(ExpiredFirst {
+        base: env.emu.base_url().to_owned(),
+        http: env.ctl.clone(),
+        renewed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let s = SentinelClient::new(env.with(src), &env.cloud);
+    let since = env.last_seq().await;
+    s.workspace(SUB, "rg-sentinel", "law-sentinel")
+        .await
+        .unwrap();
+    let statuses: Vec<u64> = env
+        .requests_since(since)
+        .await
+        .iter()
+        .filter(|e| e["service"] == "arm")
+        .filter_map(|e| e["status"].as_u64())
+        .collect();
+    assert_eq!(statuses, vec![401, 200]);
+}

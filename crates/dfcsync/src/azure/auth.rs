@@ -89,6 +89,9 @@ impl std::fmt::Debug for AccessToken {
 pub trait TokenSource: Send + Sync {
     /// A token for `scope` (`https://…/.default`).
     async fn token(&self, scope: &str) -> Result<AccessToken, AzureError>;
+    /// Forgets a cached token that a service refused (expired early, revoked): the next
+    /// [`TokenSource::token`] gets a new one.
+    async fn invalidate(&self, _scope: &str) {}
     /// Which credential this is and why it was chosen.
     fn describe(&self) -> String;
 }
@@ -617,6 +620,10 @@ impl TokenSource for Credential {
         tracing::debug!(method = self.method.name(), scope, "new token");
         cache.insert(scope.to_owned(), t.clone());
         Ok(t)
+    }
+
+    async fn invalidate(&self, scope: &str) {
+        self.cache.lock().await.remove(scope);
     }
 
     fn describe(&self) -> String {
