@@ -44,14 +44,20 @@ impl Clock {
         Utc::now() + self.offset
     }
 
-    /// Moves the clock forward (or back, with a negative duration).
-    pub fn advance(&mut self, by: Duration) {
-        self.offset += by;
+    /// Moves the clock forward (or back, with a negative duration); `false` (and no change)
+    /// when that would leave the representable range.
+    pub fn advance(&mut self, by: Duration) -> bool {
+        let ok = self.now().checked_add_signed(by).is_some()
+            && Utc::now().checked_add_signed(self.offset + by).is_some();
+        if ok {
+            self.offset += by;
+        }
+        ok
     }
 
     /// Sets the platform's time.
-    pub fn set(&mut self, now: DateTime<Utc>) {
+    pub fn set(&mut self, now: DateTime<Utc>) -> bool {
         let delta = now - self.now();
-        self.offset += delta;
+        self.advance(delta)
     }
 }

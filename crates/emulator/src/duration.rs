@@ -47,7 +47,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
                 ));
             }
         };
-        total += Duration::milliseconds((number * millis_per).round() as i64);
+        let ms = (number * millis_per).round();
+        total = Duration::try_milliseconds(ms as i64)
+            .filter(|_| ms.abs() < 1e15)
+            .and_then(|d| total.checked_add(&d))
+            .ok_or_else(|| format!("invalid duration {text:?}: too large"))?;
     }
     Ok(if neg { -total } else { total })
 }
@@ -85,7 +89,11 @@ pub fn parse_iso8601(text: &str) -> Result<Duration, String> {
                     ('S', true) => n,
                     _ => return Err(err()),
                 };
-                total += Duration::milliseconds((secs * 1000.0).round() as i64);
+                let ms = (secs * 1000.0).round();
+                total = Duration::try_milliseconds(ms as i64)
+                    .filter(|_| ms.abs() < 1e15)
+                    .and_then(|d| total.checked_add(&d))
+                    .ok_or_else(err)?;
                 any = true;
             }
         }
@@ -109,6 +117,23 @@ pub fn format(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_and_round_trips(text in ".{0,12}", secs in -1_000_000i64..1_000_000) {
+            let _ = parse(&text);
+            let _ = parse_iso8601(&text);
+            prop_assert_eq!(parse(&format(Duration::seconds(secs))).unwrap(), Duration::seconds(secs));
+        }
+
+        #[test]
+        fn huge_numbers_are_errors_not_panics(n in "[0-9]{10,30}", unit in "(ms|s|m|h|d|w)") {
+            let _ = parse(&format!("{n}{unit}"));
+            let _ = parse(&format!("{n}{unit}{n}{unit}"));
+            let _ = parse_iso8601(&format!("P{n}DT{n}H"));
+        }
+    }
 
     #[test]
     fn simple_units() {

@@ -24,3 +24,8 @@ pub mod tokens;
 
 pub use scenario::{Scenario, ScenarioError};
 pub use server::{Emulator, EmulatorHandle, Endpoints, Error, StartOptions};
+
+/// The demo scenario (`scenarios/demo.json`): one workspace, the `dfcsync` principal (Sentinel
+/// Responder on the workspace's resource group, Security Admin on the alerts' subscription),
+/// an analyst, a subscription owner, a user-assigned managed identity, and a short history.
+pub const DEMO_SCENARIO: &str = include_str!("../scenarios/demo.json");

@@ -338,7 +338,18 @@ pub fn parse_orderby(text: &str) -> Result<Vec<(Vec<String>, bool)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    proptest! {
+        #[test]
+        fn filters_never_panic(text in ".{0,60}") {
+            if let Ok(e) = parse_filter(&text) {
+                let _ = eval(&e, &json!({"properties": {"status": "New"}}));
+            }
+            let _ = parse_orderby(&text);
+        }
+    }
 
     #[test]
     fn filters() {

@@ -1882,3 +1882,99 @@ pub fn incident_url(w: &Workspace, name: &str) -> String {
         name
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Scenario;
+
+    fn platform() -> Platform {
+        let text = r#"{"now": "2026-11-27T12:00:00Z", "tenant_id": "72f988bf-0000-0000-0000-000000000001",
+            "workspaces": [{"name": "w", "subscription_id": "00000000-0000-0000-0000-000000000001",
+                "resource_group": "rg", "customer_id": "11111111-2222-3333-4444-555555555555"}],
+            "principals": [{"name": "analyst@contoso.com", "kind": "user"}],
+            "events": [{"at": "-1h", "do": "new_alert", "workspace": "w", "alert": "A",
+                "subscription_id": "00000000-0000-0000-0000-000000000002"}]}"#;
+        Scenario::from_json_str(text).unwrap().platform().clone()
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn statuses(p: &Platform, kind: TableKind) -> Vec<String> {
+        p.tables[0]
+            .rows(kind)
+            .iter()
+            .map(|r| {
+                r[kind.col("Status").unwrap()]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn behaviour_table_at_the_model() {
+        let mut p = platform();
+        assert_eq!(p.alerts[0].status, DfcStatus::Active);
+        assert_eq!(statuses(&p, TableKind::SecurityAlert), ["New"]);
+        assert_eq!(statuses(&p, TableKind::SecurityIncident), ["New"]);
+        // DfC status changes: alert rows only.
+        for s in [
+            DfcStatus::InProgress,
+            DfcStatus::Dismissed,
+            DfcStatus::Resolved,
+        ] {
+            assert!(p.set_alert_status(0, s, now()));
+        }
+        assert!(
+            !p.set_alert_status(0, DfcStatus::Resolved, now()),
+            "no change, no row"
+        );
+        assert_eq!(
+            statuses(&p, TableKind::SecurityAlert),
+            ["New", "InProgress", "Dismissed", "Resolved"]
+        );
+        assert_eq!(statuses(&p, TableKind::SecurityIncident), ["New"]);
+        // Sentinel: Active, then Closed (which resolves the alert again: a new row).
+        let actor = Actor::of(&p.principals[0]);
+        let mut w = IncidentWrite {
+            etag: Some(p.incidents[0].etag.clone()),
+            title: "t".into(),
+            severity: "High".into(),
+            status: "Active".into(),
+            ..Default::default()
+        };
+        let name = p.incidents[0].name.clone();
+        p.put_incident(0, &name, w.clone(), &actor, now()).unwrap();
+        assert_eq!(statuses(&p, TableKind::SecurityAlert).len(), 4);
+        let stale = w.etag.clone();
+        w.etag = Some(p.incidents[0].etag.clone());
+        w.status = "Closed".into();
+        w.classification = Some("TruePositive".into());
+        w.classification_reason = Some("SuspiciousActivity".into());
+        p.put_incident(0, &name, w.clone(), &actor, now()).unwrap();
+        assert_eq!(
+            statuses(&p, TableKind::SecurityIncident),
+            ["New", "Active", "Closed"]
+        );
+        assert_eq!(
+            statuses(&p, TableKind::SecurityAlert).last().unwrap(),
+            "Resolved"
+        );
+        assert_eq!(statuses(&p, TableKind::SecurityAlert).len(), 5);
+        // A stale etag is a conflict.
+        w.etag = stale;
+        let e = p.put_incident(0, &name, w, &actor, now()).unwrap_err();
+        assert_eq!(e.status, 409);
+        // Comments are idempotent by id.
+        let (_, created) = p.put_comment(0, "c1", "hello", &actor, now());
+        let (_, again) = p.put_comment(0, "c1", "hello", &actor, now());
+        assert!(created && !again);
+        assert_eq!(p.incidents[0].comments.len(), 1);
+    }
+}

@@ -76,6 +76,12 @@ impl Scenario {
         let mut spec: ScenarioSpec = from_value_at("", value)?;
         spec.events = parse_events(events, "events")?;
         let initial = Platform::from_spec(&spec)?;
+        // Imported rows now live in the platform's tables; do not keep a second copy.
+        for ev in &mut spec.events {
+            if let Event::Rows(r) = &mut ev.event {
+                r.rows = Vec::new();
+            }
+        }
         Ok(Scenario {
             spec,
             initial: Arc::new(initial),
@@ -135,6 +141,7 @@ pub struct ScenarioSpec {
     /// (it moves only through the control API).
     #[serde(default)]
     pub clock: Option<String>,
+    /// The events (the rows of `rows` events are not kept once loaded: they are in the tables).
     #[serde(skip)]
     pub events: Vec<EventSpec>,
 }

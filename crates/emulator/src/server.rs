@@ -57,11 +57,14 @@ pub struct Endpoints {
     pub authority: String,
     pub arm: String,
     pub log_analytics: String,
-    /// The App Service style managed identity endpoint (`IDENTITY_ENDPOINT`).
+    /// The App Service style managed identity endpoint (`IDENTITY_ENDPOINT`), over plain HTTP
+    /// on loopback as Azure serves it on the host (the same path also answers over HTTPS on
+    /// the main port).
     pub identity_endpoint: String,
     /// The secret to send as `X-IDENTITY-HEADER` (`IDENTITY_HEADER`).
     pub identity_header: String,
-    /// The IMDS style endpoint (`/metadata/identity/oauth2/token`, `Metadata: true`).
+    /// The IMDS style endpoint (`/metadata/identity/oauth2/token`, `Metadata: true`), plain
+    /// HTTP on loopback like `identity_endpoint`.
     pub imds_endpoint: String,
     /// The CA's PEM file.
     pub ca: String,
@@ -102,6 +105,18 @@ impl Emulator {
         std::fs::write(&ca_path, &tls.ca_pem)?;
         let listener = TcpListener::bind(opts.listen).await?;
         let addr = listener.local_addr()?;
+        // The managed identity endpoints, over plain HTTP as on an Azure host: loopback only.
+        let plain_ip = if addr.ip().is_loopback() {
+            addr.ip()
+        } else {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        };
+        let plain = TcpListener::bind(SocketAddr::new(plain_ip, 0)).await?;
+        let plain_addr = plain.local_addr()?;
+        let identity_base_url = match plain_addr {
+            SocketAddr::V4(a) => format!("http://{}:{}", a.ip(), a.port()),
+            SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
+        };
         let host = if addr.ip().is_unspecified() {
             "127.0.0.1".to_string()
         } else if addr.is_ipv6() {
@@ -112,7 +127,7 @@ impl Emulator {
         let base_url = format!("https://{host}:{}", addr.port());
 
         let initial = scenario.initial.clone();
-        let platform = (*initial).clone();
+        let platform = initial.clone();
         let rng = IdGen::from_seed(format!("run:{}:{}", platform.tenant_id, base_url).as_bytes());
         // The per-run secrets: the token signing key and the identity header.
         let mut key = Vec::new();
@@ -157,6 +172,7 @@ impl Emulator {
                 throttles: Throttles::default(),
                 rng,
             }),
+            identity_base_url: identity_base_url.clone(),
             issuer: TokenIssuer::new(&tenant_id, &key),
             base_url: base_url.clone(),
             identity_header,
@@ -182,6 +198,19 @@ impl Emulator {
                             });
                             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                                 .serve_connection(TokioIo::new(tls), svc)
+                                .await;
+                        });
+                    }
+                    accepted = plain.accept() => {
+                        let Ok((tcp, remote)) = accepted else { continue };
+                        let shared = serve_shared.clone();
+                        conns.spawn(async move {
+                            let svc = service_fn(move |req| {
+                                let shared = shared.clone();
+                                async move { Ok::<_, std::convert::Infallible>(crate::http::serve_plain(shared, remote, req).await) }
+                            });
+                            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                .serve_connection(TokioIo::new(tcp), svc)
                                 .await;
                         });
                     }
@@ -258,9 +287,17 @@ impl EmulatorHandle {
             authority: b.clone(),
             arm: b.clone(),
             log_analytics: b.clone(),
-            identity_endpoint: format!("{b}{}", crate::http::identity::APP_SERVICE_PATH),
+            identity_endpoint: format!(
+                "{}{}",
+                self.shared.identity_base_url,
+                crate::http::identity::APP_SERVICE_PATH
+            ),
             identity_header: self.shared.identity_header.clone(),
-            imds_endpoint: format!("{b}{}", crate::http::identity::IMDS_PATH),
+            imds_endpoint: format!(
+                "{}{}",
+                self.shared.identity_base_url,
+                crate::http::identity::IMDS_PATH
+            ),
             ca: self.ca_path.display().to_string(),
         }
     }

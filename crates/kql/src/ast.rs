@@ -28,7 +28,7 @@ pub enum Statement {
 pub enum LetValue {
     /// A bare name: a table, a tabular let or a scalar let, decided when bound.
     Name(String, Pos),
-    Tabular(Pipeline),
+    Tabular(Box<Pipeline>),
     Scalar(Expr),
 }
 
@@ -204,6 +204,8 @@ pub enum StrOpKind {
 pub struct Expr {
     pub kind: ExprKind,
     pub pos: Pos,
+    /// Depth of the tree rooted here (1 for a leaf).
+    pub depth: usize,
 }
 
 /// The list on the right of `in`, `has_any`, …: scalars or a tabular expression.
@@ -251,7 +253,27 @@ pub enum ExprKind {
 }
 
 impl Expr {
+    /// A node; its depth is one more than its deepest child's.
     pub fn new(kind: ExprKind, pos: Pos) -> Expr {
-        Expr { kind, pos }
+        let d = |e: &Expr| e.depth;
+        let list = |l: &ListArg| match l {
+            ListArg::Scalars(v) => v.iter().map(d).max().unwrap_or(0),
+            ListArg::Tabular(_) => 0,
+        };
+        let child = match &kind {
+            ExprKind::Member(b, _) | ExprKind::Neg(b) => d(b),
+            ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => d(a).max(d(b)),
+            ExprKind::Call(_, args) => args.iter().map(d).max().unwrap_or(0),
+            ExprKind::In { lhs, list: l, .. } | ExprKind::HasAny { lhs, list: l, .. } => {
+                d(lhs).max(list(l))
+            }
+            ExprKind::Between { lhs, lo, hi, .. } => d(lhs).max(d(lo)).max(d(hi)),
+            _ => 0,
+        };
+        Expr {
+            kind,
+            pos,
+            depth: child + 1,
+        }
     }
 }

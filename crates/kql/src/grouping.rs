@@ -2,7 +2,6 @@
 //! are assigned group ids in order of first appearance, and keys are hashed and compared in
 //! place (no key is allocated per row; computed keys are stored once per group).
 
-use std::borrow::Cow;
 use std::hash::Hasher;
 
 use hashbrown::HashTable;
@@ -74,13 +73,14 @@ pub fn group_eq(a: &Value, b: &Value) -> bool {
 
 /// Rows grouped by key.
 pub struct Groups {
-    /// The group of each row.
+    /// The group of each row (`u32::MAX` for a skipped row).
     pub of_row: Vec<u32>,
     /// The first row of each group.
     pub first_row: Vec<u32>,
-    /// Per group, the values of the keys that are not plain columns (in key order, only
-    /// for those keys).
-    pub computed: Vec<Vec<Value>>,
+    /// The key values of each group, `nkeys` per group.
+    pub keys: Vec<Value>,
+    nkeys: usize,
+    hashes: Vec<u64>,
     table: HashTable<u32>,
 }
 
@@ -89,55 +89,96 @@ impl Groups {
         self.first_row.len()
     }
 
-    /// The group whose keys (plain columns `keys` of `frame`) equal `vals`.
-    pub fn lookup(&self, frame: &Frame<'_>, keys: &[usize], vals: &[&Value]) -> Option<u32> {
+    /// The value of key `k` of group `g`.
+    pub fn key(&self, g: usize, k: usize) -> &Value {
+        &self.keys[g * self.nkeys + k]
+    }
+
+    /// The group whose keys equal `vals`.
+    pub fn lookup(&self, vals: &[&Value]) -> Option<u32> {
         let mut h = FxHasher::default();
         for v in vals {
             hash_value(v, &mut h);
         }
+        let hash = h.finish();
+        let n = self.nkeys;
         self.table
-            .find(h.finish(), |&g| {
-                keys.iter()
-                    .zip(vals)
-                    .all(|(&c, v)| group_eq(frame.get(c, self.first_row[g as usize] as usize), v))
+            .find(hash, |&g| {
+                let g = g as usize;
+                self.hashes[g] == hash
+                    && self.keys[g * n..(g + 1) * n]
+                        .iter()
+                        .zip(vals)
+                        .all(|(a, b)| group_eq(a, b))
             })
             .copied()
     }
 }
 
-/// Groups the rows of `frame` by `keys`. With `skip_nulls`, rows with a null key (e.g. a
-/// join key, which never matches) get the group `u32::MAX`.
+/// Groups the rows of `frame` by `keys`, numbering groups in order of first appearance.
+/// With `skip_nulls`, rows with a null key (e.g. a join key, which never matches) get the
+/// group `u32::MAX`.
+///
+/// Two passes: first every row's hash (independent iterations, so cache misses on the
+/// row data overlap), then the hash-table probes.
 pub fn group_rows(frame: &Frame<'_>, keys: &[CExpr], skip_nulls: bool) -> Groups {
+    let n = frame.len;
+    let nk = keys.len();
+    let cols: Option<Vec<usize>> = keys
+        .iter()
+        .map(|k| match k {
+            CExpr::Col(c) => Some(*c),
+            _ => None,
+        })
+        .collect();
+    // Computed keys are evaluated once, into `owned` (n × nk).
+    let owned: Vec<Value> = if cols.is_none() {
+        let mut v = Vec::with_capacity(n * nk);
+        for row in 0..n {
+            for k in keys {
+                v.push(eval(k, frame, row).into_owned());
+            }
+        }
+        v
+    } else {
+        Vec::new()
+    };
+    let key_at = |row: usize, k: usize| -> &Value {
+        match &cols {
+            Some(c) => frame.get(c[k], row),
+            None => &owned[row * nk + k],
+        }
+    };
+    const SKIP: u64 = 0;
+    let mut row_hash: Vec<u64> = Vec::with_capacity(n);
+    for row in 0..n {
+        let mut h = FxHasher::default();
+        let mut null = false;
+        for k in 0..nk {
+            let v = key_at(row, k);
+            null |= v.is_null();
+            hash_value(v, &mut h);
+        }
+        // A real hash of 0 is moved to 1 so that 0 can mark a skipped row.
+        row_hash.push(if skip_nulls && null {
+            SKIP
+        } else {
+            h.finish().max(1)
+        });
+    }
     let mut table: HashTable<u32> = HashTable::new();
     let mut hashes: Vec<u64> = Vec::new();
-    let mut of_row = Vec::with_capacity(frame.len);
+    let mut group_keys: Vec<Value> = Vec::new();
+    let mut of_row = Vec::with_capacity(n);
     let mut first_row: Vec<u32> = Vec::new();
-    let mut computed: Vec<Vec<Value>> = Vec::new();
-    let any_computed = keys.iter().any(|k| !matches!(k, CExpr::Col(_)));
-    let mut vals: Vec<Cow<'_, Value>> = Vec::with_capacity(keys.len());
-    for row in 0..frame.len {
-        vals.clear();
-        vals.extend(keys.iter().map(|k| eval(k, frame, row)));
-        if skip_nulls && vals.iter().any(|v| v.is_null()) {
+    for (row, &hash) in row_hash.iter().enumerate() {
+        if hash == SKIP {
             of_row.push(u32::MAX);
             continue;
         }
-        let mut h = FxHasher::default();
-        for v in &vals {
-            hash_value(v, &mut h);
-        }
-        let hash = h.finish();
         let found = table.find(hash, |&g| {
             let g = g as usize;
-            let mut ci = 0;
-            keys.iter().zip(&vals).all(|(k, v)| match k {
-                CExpr::Col(c) => group_eq(frame.get(*c, first_row[g] as usize), v),
-                _ => {
-                    let r = group_eq(&computed[g][ci], v);
-                    ci += 1;
-                    r
-                }
-            })
+            hashes[g] == hash && (0..nk).all(|k| group_eq(&group_keys[g * nk + k], key_at(row, k)))
         });
         let g = match found {
             Some(&g) => g,
@@ -145,14 +186,8 @@ pub fn group_rows(frame: &Frame<'_>, keys: &[CExpr], skip_nulls: bool) -> Groups
                 let g = first_row.len() as u32;
                 first_row.push(row as u32);
                 hashes.push(hash);
-                if any_computed {
-                    computed.push(
-                        keys.iter()
-                            .zip(&vals)
-                            .filter(|(k, _)| !matches!(k, CExpr::Col(_)))
-                            .map(|(_, v)| v.as_ref().clone())
-                            .collect(),
-                    );
+                for k in 0..nk {
+                    group_keys.push(key_at(row, k).clone());
                 }
                 table.insert_unique(hash, g, |&x| hashes[x as usize]);
                 g
@@ -163,7 +198,9 @@ pub fn group_rows(frame: &Frame<'_>, keys: &[CExpr], skip_nulls: bool) -> Groups
     Groups {
         of_row,
         first_row,
-        computed,
+        keys: group_keys,
+        nkeys: nk,
+        hashes,
         table,
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Number, Value as J, json};
+use serde_json::{Number, Value as J, json};
 
 use crate::error::LoadError;
 use crate::table::{Column, Table};
@@ -156,59 +156,150 @@ impl Table {
         })
     }
 
-    /// Reads a JSON array of row objects. Columns appear in order of first appearance; a
-    /// column's type is inferred from its non-null values: all bools → bool, all integers →
-    /// long, all numbers → real, all strings that are ISO 8601 datetimes → datetime, all
-    /// strings → string, anything else (objects, arrays, mixtures, all null) → dynamic.
+    /// Reads a JSON array of row objects (a `serde_json::Value`, whose objects have their keys
+    /// sorted, so columns come out in name order; use `from_json_objects_str` to keep the
+    /// order of the text). A column's type is inferred from its non-null values: all bools →
+    /// bool, all integers → long, all numbers → real, all strings that are ISO 8601
+    /// datetimes → datetime, all strings → string, anything else (objects, arrays,
+    /// mixtures, all null) → dynamic.
     pub fn from_json_objects(v: &J) -> Result<Table, LoadError> {
         let arr = v
             .as_array()
             .ok_or_else(|| LoadError::Shape("expected a JSON array of objects".into()))?;
-        let mut names: Vec<String> = Vec::new();
-        let mut index: std::collections::HashMap<String, usize> = Default::default();
+        let mut rows = Vec::with_capacity(arr.len());
         for (ri, r) in arr.iter().enumerate() {
-            let obj = r.as_object().ok_or_else(|| LoadError::Cell {
-                row: ri,
-                column: String::new(),
-                message: "row is not a JSON object".into(),
-            })?;
-            for k in obj.keys() {
-                if !index.contains_key(k) {
-                    index.insert(k.clone(), names.len());
-                    names.push(k.clone());
-                }
-            }
+            let obj = r.as_object().ok_or_else(|| not_object(ri))?;
+            rows.push(obj.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         }
-        let objs: Vec<&Map<String, J>> = arr.iter().filter_map(J::as_object).collect();
-        let mut columns = Vec::with_capacity(names.len());
-        for name in &names {
-            let ty = infer_type(objs.iter().filter_map(|o| o.get(name)));
-            columns.push(Column::new(name.clone(), ty));
-        }
-        let mut rows = Vec::with_capacity(objs.len());
-        for (ri, o) in objs.iter().enumerate() {
-            let mut row = Vec::with_capacity(columns.len());
-            for col in &columns {
-                let cell = o.get(&col.name).unwrap_or(&J::Null);
-                let v = if col.ty == ColumnType::Dynamic {
-                    Value::Dynamic(cell.clone())
-                } else {
-                    wire_to_value(cell, col.ty).map_err(|message| LoadError::Cell {
-                        row: ri,
-                        column: col.name.clone(),
-                        message,
-                    })?
-                };
-                row.push(v);
-            }
-            rows.push(row);
-        }
-        Ok(Table {
-            name: String::new(),
-            columns,
-            rows,
-        })
+        from_object_rows(rows)
     }
+
+    /// Like `from_json_objects`, from JSON text, with columns in order of first appearance.
+    pub fn from_json_objects_str(text: &str) -> Result<Table, LoadError> {
+        let ordered: Vec<OrderedRow> = serde_json::from_str(text)
+            .map_err(|e| LoadError::Shape(format!("expected a JSON array of objects: {e}")))?;
+        let mut out = Vec::with_capacity(ordered.len());
+        for (ri, r) in ordered.into_iter().enumerate() {
+            out.push(r.0.ok_or_else(|| not_object(ri))?);
+        }
+        from_object_rows(out)
+    }
+}
+
+fn not_object(row: usize) -> LoadError {
+    LoadError::Cell {
+        row,
+        column: String::new(),
+        message: "row is not a JSON object".into(),
+    }
+}
+
+/// One array element: an object's entries in text order, or None when it is not an object.
+struct OrderedRow(Option<Vec<(String, J)>>);
+
+impl<'de> serde::Deserialize<'de> for OrderedRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OrderedRow;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<OrderedRow, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, x)) = m.next_entry::<String, J>()? {
+                    v.push((k, x));
+                }
+                Ok(OrderedRow(Some(v)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<OrderedRow, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(OrderedRow(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<OrderedRow, E> {
+                Ok(OrderedRow(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<OrderedRow, E> {
+                Ok(OrderedRow(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<OrderedRow, E> {
+                Ok(OrderedRow(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<OrderedRow, E> {
+                Ok(OrderedRow(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<OrderedRow, E> {
+                Ok(OrderedRow(None))
+            }
+            fn visit_unit<E>(self) -> Result<OrderedRow, E> {
+                Ok(OrderedRow(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Builds a table from rows of (key, value) entries.
+fn from_object_rows(objs: Vec<Vec<(String, J)>>) -> Result<Table, LoadError> {
+    let mut names: Vec<String> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    for o in &objs {
+        for (k, _) in o {
+            if !index.contains_key(k) {
+                index.insert(k.clone(), names.len());
+                names.push(k.clone());
+            }
+        }
+    }
+    // Each row's values by column index.
+    let mut cells: Vec<Vec<Option<J>>> = Vec::with_capacity(objs.len());
+    for o in objs {
+        let mut row = vec![None; names.len()];
+        for (k, v) in o {
+            if let Some(&i) = index.get(&k) {
+                row[i] = Some(v);
+            }
+        }
+        cells.push(row);
+    }
+    let mut columns = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let ty = infer_type(cells.iter().filter_map(|r| r[i].as_ref()));
+        columns.push(Column::new(name.clone(), ty));
+    }
+    let mut rows = Vec::with_capacity(cells.len());
+    for (ri, r) in cells.into_iter().enumerate() {
+        let mut row = Vec::with_capacity(columns.len());
+        for (cell, col) in r.into_iter().zip(&columns) {
+            let cell = cell.unwrap_or(J::Null);
+            let v = if col.ty == ColumnType::Dynamic {
+                if cell.is_null() {
+                    Value::Null
+                } else {
+                    Value::Dynamic(cell)
+                }
+            } else {
+                wire_to_value(&cell, col.ty).map_err(|message| LoadError::Cell {
+                    row: ri,
+                    column: col.name.clone(),
+                    message,
+                })?
+            };
+            row.push(v);
+        }
+        rows.push(row);
+    }
+    Ok(Table {
+        name: String::new(),
+        columns,
+        rows,
+    })
 }
 
 fn infer_type<'a>(values: impl Iterator<Item = &'a J>) -> ColumnType {

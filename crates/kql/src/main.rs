@@ -82,7 +82,7 @@ fn load(cli: &Cli) -> anyhow::Result<(kql::Database, kql::QueryOptions, String)>
         let json: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{file} is not valid JSON"))?;
         let table = if json.is_array() {
-            kql::Table::from_json_objects(&json)
+            kql::Table::from_json_objects_str(&text)
         } else {
             kql::Table::from_log_analytics_json(&json)
         }

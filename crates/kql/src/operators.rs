@@ -375,13 +375,13 @@ fn summarize<'a>(
         })
         .collect();
     let mut gathered = gather_cols(&plain, &first_row).into_iter();
-    let mut ci = 0;
     for (k, b) in keys.iter().enumerate() {
         let col = match &b.expr {
             CExpr::Col(_) => gathered.next(),
             _ => {
-                let data = groups.computed.iter().map(|g| g[ci].clone()).collect();
-                ci += 1;
+                let data = (0..groups.len())
+                    .map(|g| groups.key(g, k).clone())
+                    .collect();
                 Some(Frame::owned_col(b.ty, data))
             }
         };
@@ -637,7 +637,7 @@ fn join<'a>(
         lmatch.push(if vals.iter().any(|v| v.is_null()) {
             None
         } else {
-            rgroups.lookup(r, &rk, &vals)
+            rgroups.lookup(&vals)
         });
     }
     let mut li: Vec<u32> = Vec::new();

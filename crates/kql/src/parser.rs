@@ -9,7 +9,7 @@ use crate::lexer::{Pos, Tok, Token, timespan_from, tokenize};
 use crate::value::{ColumnType, Value, parse_datetime, parse_timespan_c};
 
 /// Nesting deeper than this is refused (keeps the recursive parser off the stack's end).
-const MAX_DEPTH: usize = 150;
+const MAX_DEPTH: usize = 64;
 
 /// Parses a whole query.
 pub fn parse_query(src: &str) -> Result<Query, KqlError> {
@@ -27,6 +27,10 @@ struct Parser {
     i: usize,
     depth: usize,
 }
+
+/// Expression trees deeper than this are refused (binding, evaluation and dropping
+/// recurse on them).
+const MAX_EXPR_DEPTH: usize = 128;
 
 fn syntax(pos: Pos, msg: impl Into<String>) -> KqlError {
     KqlError::new(KqlErrorKind::Syntax, msg, pos.line, pos.column)
@@ -291,7 +295,7 @@ impl Parser {
                 {
                     return Ok(LetValue::Name(n.clone(), *pos));
                 }
-                return Ok(LetValue::Tabular(p));
+                return Ok(LetValue::Tabular(Box::new(p)));
             }
             Ok(_) => self.expected("';'"),
             Err(e) => e,
@@ -887,13 +891,25 @@ impl Parser {
         r
     }
 
+    /// A new expression node, refused when the tree gets too deep.
+    fn node(&self, kind: ExprKind, pos: Pos) -> Result<Expr, KqlError> {
+        let e = Expr::new(kind, pos);
+        if e.depth > MAX_EXPR_DEPTH {
+            return Err(syntax(
+                pos,
+                format!("the expression is nested more than {MAX_EXPR_DEPTH} levels deep"),
+            ));
+        }
+        Ok(e)
+    }
+
     fn or_expr(&mut self) -> Result<Expr, KqlError> {
         let mut l = self.and_expr()?;
         while self.is_word("or") {
             let pos = self.pos();
             self.advance();
             let r = self.and_expr()?;
-            l = Expr::new(ExprKind::Binary(BinOp::Or, Box::new(l), Box::new(r)), pos);
+            l = self.node(ExprKind::Binary(BinOp::Or, Box::new(l), Box::new(r)), pos)?;
         }
         Ok(l)
     }
@@ -904,7 +920,7 @@ impl Parser {
             let pos = self.pos();
             self.advance();
             let r = self.eq_expr()?;
-            l = Expr::new(ExprKind::Binary(BinOp::And, Box::new(l), Box::new(r)), pos);
+            l = self.node(ExprKind::Binary(BinOp::And, Box::new(l), Box::new(r)), pos)?;
         }
         Ok(l)
     }
@@ -921,7 +937,7 @@ impl Parser {
             if let Some(op) = op {
                 self.advance();
                 let r = self.rel_expr()?;
-                l = Expr::new(ExprKind::Binary(op, Box::new(l), Box::new(r)), pos);
+                l = self.node(ExprKind::Binary(op, Box::new(l), Box::new(r)), pos)?;
                 continue;
             }
             let word = match &self.peek().tok {
@@ -932,7 +948,7 @@ impl Parser {
                 "in" | "!in" | "in~" | "!in~" => {
                     self.advance();
                     let list = self.list_arg()?;
-                    l = Expr::new(
+                    l = self.node(
                         ExprKind::In {
                             lhs: Box::new(l),
                             list,
@@ -940,19 +956,19 @@ impl Parser {
                             case_insensitive: word.ends_with('~'),
                         },
                         pos,
-                    );
+                    )?;
                 }
                 "has_any" | "has_all" => {
                     self.advance();
                     let list = self.list_arg()?;
-                    l = Expr::new(
+                    l = self.node(
                         ExprKind::HasAny {
                             lhs: Box::new(l),
                             list,
                             all: word == "has_all",
                         },
                         pos,
-                    );
+                    )?;
                 }
                 "between" | "!between" => {
                     self.advance();
@@ -961,7 +977,7 @@ impl Parser {
                     self.expect_sym("..")?;
                     let hi = self.expr()?;
                     self.expect_sym(")")?;
-                    l = Expr::new(
+                    l = self.node(
                         ExprKind::Between {
                             lhs: Box::new(l),
                             lo: Box::new(lo),
@@ -969,7 +985,7 @@ impl Parser {
                             negated: word.starts_with('!'),
                         },
                         pos,
-                    );
+                    )?;
                 }
                 "!has_any" | "!has_all" | "has_any_cs" | "in_cs" | "!in_cs" | "has_all_cs" => {
                     return Err(unsupported(
@@ -1030,10 +1046,7 @@ impl Parser {
         };
         self.advance();
         let r = self.add_expr()?;
-        Ok(Expr::new(
-            ExprKind::Binary(op, Box::new(l), Box::new(r)),
-            pos,
-        ))
+        self.node(ExprKind::Binary(op, Box::new(l), Box::new(r)), pos)
     }
 
     fn add_expr(&mut self) -> Result<Expr, KqlError> {
@@ -1047,7 +1060,7 @@ impl Parser {
             };
             self.advance();
             let r = self.mul_expr()?;
-            l = Expr::new(ExprKind::Binary(op, Box::new(l), Box::new(r)), pos);
+            l = self.node(ExprKind::Binary(op, Box::new(l), Box::new(r)), pos)?;
         }
     }
 
@@ -1063,7 +1076,7 @@ impl Parser {
             };
             self.advance();
             let r = self.str_expr()?;
-            l = Expr::new(ExprKind::Binary(op, Box::new(l), Box::new(r)), pos);
+            l = self.node(ExprKind::Binary(op, Box::new(l), Box::new(r)), pos)?;
         }
     }
 
@@ -1109,10 +1122,10 @@ impl Parser {
                 self.expect_word("regex")?;
             }
             let r = self.unary_expr()?;
-            l = Expr::new(
+            l = self.node(
                 ExprKind::Binary(BinOp::Str(op), Box::new(l), Box::new(r)),
                 pos,
-            );
+            )?;
         }
     }
 
@@ -1134,7 +1147,7 @@ impl Parser {
                 ExprKind::Literal(Value::TimeSpan(v)) => {
                     Expr::new(ExprKind::Literal(Value::TimeSpan(-v)), pos)
                 }
-                _ => Expr::new(ExprKind::Neg(Box::new(e)), pos),
+                _ => self.node(ExprKind::Neg(Box::new(e)), pos)?,
             });
         }
         if self.eat_sym("+") {
@@ -1159,12 +1172,12 @@ impl Parser {
                     Tok::Sym("[") => self.name("a member name")?,
                     _ => return Err(self.expected("a member name after '.'")),
                 };
-                e = Expr::new(ExprKind::Member(Box::new(e), name), pos);
+                e = self.node(ExprKind::Member(Box::new(e), name), pos)?;
             } else if self.is_sym("[") {
                 self.advance();
                 let idx = self.expr()?;
                 self.expect_sym("]")?;
-                e = Expr::new(ExprKind::Index(Box::new(e), Box::new(idx)), pos);
+                e = self.node(ExprKind::Index(Box::new(e), Box::new(idx)), pos)?;
             } else {
                 return Ok(e);
             }
@@ -1258,7 +1271,7 @@ impl Parser {
             }
         }
         self.expect_sym(")")?;
-        Ok(Expr::new(ExprKind::Call(name, args), pos))
+        self.node(ExprKind::Call(name, args), pos)
     }
 
     fn typed_literal(&mut self, name: &str, pos: Pos) -> Result<Expr, KqlError> {

@@ -102,9 +102,44 @@ pub fn semantic(pos: Pos, msg: impl Into<String>) -> KqlError {
     err_at(KqlErrorKind::Semantic, pos, msg)
 }
 
+/// True when `e` is an operation whose operands are all constants (so it can be computed
+/// once at bind time; every operation and function here is pure).
+fn foldable(e: &CExpr) -> bool {
+    let c = |x: &CExpr| matches!(x, CExpr::Const(_));
+    match e {
+        CExpr::Const(_) | CExpr::Col(_) => false,
+        CExpr::Member(b, _) | CExpr::Neg(b) => c(b),
+        CExpr::Index(a, b)
+        | CExpr::Arith(_, a, b, _)
+        | CExpr::Cmp(_, a, b)
+        | CExpr::And(a, b)
+        | CExpr::Or(a, b) => c(a) && c(b),
+        CExpr::Str { l, r, .. } => c(l) && c(r),
+        CExpr::In { lhs, items, .. } => c(lhs) && items.iter().all(c),
+        CExpr::HasAny { lhs, .. } => c(lhs),
+        CExpr::Between { lhs, lo, hi, .. } => c(lhs) && c(lo) && c(hi),
+        CExpr::Call(_, args) => args.iter().all(c),
+    }
+}
+
 impl Scope<'_> {
-    /// Binds an expression.
+    /// Binds an expression, computing constant sub-expressions once.
     pub fn bind(&self, e: &Expr) -> Result<Bound, KqlError> {
+        let mut b = self.bind_inner(e)?;
+        if foldable(&b.expr) {
+            let unit = Frame {
+                meta: vec![],
+                cols: vec![],
+                len: 1,
+                label: None,
+            };
+            let v = eval(&b.expr, &unit, 0).into_owned();
+            b.expr = CExpr::Const(v);
+        }
+        Ok(b)
+    }
+
+    fn bind_inner(&self, e: &Expr) -> Result<Bound, KqlError> {
         let pos = e.pos;
         Ok(match &e.kind {
             ExprKind::Literal(v) => Bound {
@@ -560,6 +595,11 @@ pub fn eval<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> Cow<'x, Value> {
         CExpr::Const(v) => Cow::Borrowed(v),
         CExpr::Col(i) => Cow::Borrowed(f.get(*i, row)),
         CExpr::Member(base, key) => {
+            match path_ref(e, f, row) {
+                PathRef::Json(j) => return Cow::Owned(Value::Dynamic(j.clone())),
+                PathRef::Null => return Cow::Owned(Value::Null),
+                PathRef::NotPath => {}
+            }
             let b = eval(base, f, row);
             Cow::Owned(match &*b {
                 Value::Dynamic(serde_json::Value::Object(m)) => m
@@ -618,7 +658,7 @@ pub fn eval<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> Cow<'x, Value> {
             }))
         }
         CExpr::Str { op, l, r, regex } => {
-            let a = eval(l, f, row);
+            let a = operand(l, f, row);
             let b = eval(r, f, row);
             Cow::Owned(Value::Bool(string_op(*op, &a, &b, regex.as_ref())))
         }
@@ -641,7 +681,7 @@ pub fn eval<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> Cow<'x, Value> {
             Cow::Owned(Value::Bool(found != *negated))
         }
         CExpr::HasAny { lhs, terms, all } => {
-            let a = eval(lhs, f, row);
+            let a = operand(lhs, f, row);
             Cow::Owned(Value::Bool(has_any(&a, terms, *all)))
         }
         CExpr::Between {
@@ -707,37 +747,126 @@ pub fn compare(op: CmpOp, a: &Value, b: &Value) -> Option<bool> {
     }
 }
 
-fn string_op(op: StrOp, a: &Value, b: &Value, regex: Option<&regex::Regex>) -> bool {
+/// A dynamic sub-value reached by a path of `.key` / `[const]` steps from a column,
+/// borrowed instead of cloned.
+enum PathRef<'x> {
+    NotPath,
+    Null,
+    Json(&'x serde_json::Value),
+}
+
+fn path_ref<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> PathRef<'x> {
+    use serde_json::Value as J;
+    match e {
+        CExpr::Col(c) => match f.get(*c, row) {
+            Value::Dynamic(j) => PathRef::Json(j),
+            v if v.is_null() => PathRef::Null,
+            _ => PathRef::NotPath,
+        },
+        CExpr::Member(b, key) => match path_ref(b, f, row) {
+            PathRef::Json(J::Object(m)) => m.get(key).map_or(PathRef::Null, PathRef::Json),
+            PathRef::Json(_) | PathRef::Null => PathRef::Null,
+            PathRef::NotPath => PathRef::NotPath,
+        },
+        CExpr::Index(b, idx) => {
+            let CExpr::Const(i) = &**idx else {
+                return PathRef::NotPath;
+            };
+            match path_ref(b, f, row) {
+                PathRef::Json(j) => match (j, i) {
+                    (J::Object(m), Value::String(k)) => {
+                        m.get(k.as_ref()).map_or(PathRef::Null, PathRef::Json)
+                    }
+                    (J::Array(a), Value::Long(k)) => {
+                        let k = if *k < 0 { a.len() as i64 + k } else { *k };
+                        if k < 0 {
+                            PathRef::Null
+                        } else {
+                            a.get(k as usize).map_or(PathRef::Null, PathRef::Json)
+                        }
+                    }
+                    _ => PathRef::Null,
+                },
+                PathRef::Null => PathRef::Null,
+                PathRef::NotPath => PathRef::NotPath,
+            }
+        }
+        _ => PathRef::NotPath,
+    }
+}
+
+/// The left operand of a string operator: a value, or a borrowed dynamic sub-value.
+enum Operand<'x> {
+    V(Cow<'x, Value>),
+    J(&'x serde_json::Value),
+}
+
+fn operand<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> Operand<'x> {
+    match e {
+        CExpr::Member(..) | CExpr::Index(..) => match path_ref(e, f, row) {
+            PathRef::Json(j) => Operand::J(j),
+            PathRef::Null => Operand::V(Cow::Owned(Value::Null)),
+            PathRef::NotPath => Operand::V(eval(e, f, row)),
+        },
+        _ => Operand::V(eval(e, f, row)),
+    }
+}
+
+impl Operand<'_> {
+    /// The array or bag inside, if any.
+    fn container(&self) -> Option<&serde_json::Value> {
+        use serde_json::Value as J;
+        match self {
+            Operand::V(v) => match &**v {
+                Value::Dynamic(j @ (J::Array(_) | J::Object(_))) => Some(j),
+                _ => None,
+            },
+            Operand::J(j @ (J::Array(_) | J::Object(_))) => Some(j),
+            Operand::J(_) => None,
+        }
+    }
+
+    fn text(&self) -> Cow<'_, str> {
+        match self {
+            Operand::V(v) => text_of(v),
+            Operand::J(serde_json::Value::String(s)) => Cow::Borrowed(s),
+            Operand::J(j) => Cow::Owned(crate::value::json_to_kql_string(j)),
+        }
+    }
+}
+
+fn string_op(op: StrOp, a: &Operand<'_>, b: &Value, regex: Option<&regex::Regex>) -> bool {
     let cs = op.case_sensitive;
     let r = match op.kind {
         StrOpKind::MatchesRegex => {
-            let t = text_of(a);
+            let t = a.text();
             regex.is_some_and(|re| re.is_match(&t))
         }
-        StrOpKind::Has | StrOpKind::HasPrefix | StrOpKind::HasSuffix
-            if matches!(
-                a,
-                Value::Dynamic(serde_json::Value::Array(_) | serde_json::Value::Object(_))
-            ) =>
-        {
-            let Value::Dynamic(j) = a else { return false };
+        StrOpKind::Has | StrOpKind::HasPrefix | StrOpKind::HasSuffix if a.container().is_some() => {
             let needle = text_of(b);
-            strops::any_atom(j, &mut |s| strops::apply(op.kind, s, &needle, cs))
+            a.container().is_some_and(|j| {
+                strops::any_atom(j, &mut |s| strops::apply(op.kind, s, &needle, cs))
+            })
         }
         kind => {
-            let (x, y) = (text_of(a), text_of(b));
+            let (x, y) = (a.text(), text_of(b));
             strops::apply(kind, &x, &y, cs)
         }
     };
     r != op.negated
 }
 
-fn has_any(a: &Value, terms: &[String], all: bool) -> bool {
-    let test = |t: &str| match a {
-        Value::Dynamic(j @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
-            strops::any_atom(j, &mut |s| strops::has(s, t, false))
-        }
-        other => strops::has(&text_of(other), t, false),
+fn has_any(a: &Operand<'_>, terms: &[String], all: bool) -> bool {
+    let container = a.container();
+    let text = if container.is_none() {
+        Some(a.text())
+    } else {
+        None
+    };
+    let test = |t: &str| match (container, &text) {
+        (Some(j), _) => strops::any_atom(j, &mut |s| strops::has(s, t, false)),
+        (None, Some(x)) => strops::has(x, t, false),
+        (None, None) => false,
     };
     if all {
         !terms.is_empty() && terms.iter().all(|t| test(t))

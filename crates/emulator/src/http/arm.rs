@@ -3,6 +3,8 @@
 //! workspace, `Microsoft.SecurityInsights` incidents, their comments and alerts, and
 //! `Microsoft.Security` (DfC) alerts with their status actions.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Value as Json, json};
 
@@ -463,13 +465,19 @@ fn dispatch(
                 .iter()
                 .map(|c| comment_json(&st.platform, i, c))
                 .collect();
-            page(
-                shared,
-                req,
-                items,
-                st.platform.limits.default_page_size,
-                None,
-            )
+            {
+                let top = match parse_top(req) {
+                    Ok(t) => t,
+                    Err(r) => return r,
+                };
+                page(
+                    shared,
+                    req,
+                    items,
+                    st.platform.limits.default_page_size,
+                    top,
+                )
+            }
         }
         Route::Comment {
             sub,
@@ -521,7 +529,8 @@ fn dispatch(
             }
             let actor = Actor::of(&st.platform.principals[caller.principal]);
             let now = st.clock.now();
-            let (comment, created) = st.platform.put_comment(i, cid, message, &actor, now);
+            let (comment, created) =
+                Arc::make_mut(&mut st.platform).put_comment(i, cid, message, &actor, now);
             Resp::json(
                 if created { 201 } else { 200 },
                 comment_json(&st.platform, i, &comment),
@@ -584,7 +593,7 @@ fn dispatch(
                     match found {
                         Some(a) => {
                             let now = st.clock.now();
-                            st.platform.set_alert_status(a, status, now);
+                            Arc::make_mut(&mut st.platform).set_alert_status(a, status, now);
                             Resp::empty(204)
                         }
                         None => dfc_not_found(name),
@@ -727,12 +736,11 @@ pub fn incident_json(p: &Platform, i: usize, api_version: &str) -> Json {
         "relatedAnalyticRuleIds": inc.related_rule_ids,
         "additionalData": additional,
     });
-    let obj = props.as_object_mut().expect("object");
     if let Some(t) = inc.first_activity {
-        obj.insert("firstActivityTimeUtc".into(), json!(format_time(t)));
+        props["firstActivityTimeUtc"] = json!(format_time(t));
     }
     if let Some(t) = inc.last_activity {
-        obj.insert("lastActivityTimeUtc".into(), json!(format_time(t)));
+        props["lastActivityTimeUtc"] = json!(format_time(t));
     }
     for (k, v) in [
         ("classification", &inc.classification),
@@ -740,7 +748,7 @@ pub fn incident_json(p: &Platform, i: usize, api_version: &str) -> Json {
         ("classificationComment", &inc.classification_comment),
     ] {
         if let Some(v) = v {
-            obj.insert(k.into(), json!(v));
+            props[k] = json!(v);
         }
     }
     json!({
@@ -808,7 +816,9 @@ fn alert_entity_json(p: &Platform, a: usize) -> Json {
 
 fn dfc_alert_json(p: &Platform, a: usize) -> Json {
     let al = &p.alerts[a];
-    let d = al.dfc.as_ref().expect("a DfC alert");
+    let Some(d) = al.dfc.as_ref() else {
+        return Json::Null;
+    };
     let w = &p.workspaces[al.workspace];
     let id = format!(
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Security/locations/{}/alerts/{}",
@@ -871,6 +881,18 @@ fn page(
     };
     let total = items.len();
     let value: Vec<Json> = items.into_iter().skip(skip).take(top).collect();
+    page_of(shared, req, value, skip, top, total)
+}
+
+/// A page already cut: `value` holds the items from `skip`, at most `top`, of `total`.
+fn page_of(
+    shared: &Shared,
+    req: &Req,
+    value: Vec<Json>,
+    skip: usize,
+    top: usize,
+    total: usize,
+) -> Resp {
     let mut body = json!({ "value": value });
     if skip + top < total {
         let mut q: Vec<(String, String)> = req
@@ -903,21 +925,27 @@ fn decode_skip(t: &str) -> Option<usize> {
         .ok()
 }
 
-fn list_incidents(shared: &Shared, st: &State, req: &Req, w: usize, api_version: &str) -> Resp {
-    let top = match req.q("$top") {
-        None => None,
+/// `$top`: 1 to 1000.
+fn parse_top(req: &Req) -> Result<Option<usize>, Resp> {
+    match req.q("$top") {
+        None => Ok(None),
         Some(t) => match t.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => Some(n),
-            _ => {
-                return Resp::arm_error(
-                    400,
-                    "BadRequest",
-                    format!(
-                        "The value '{t}' of $top is invalid: it must be an integer between 1 and 1000."
-                    ),
-                );
-            }
+            Ok(n) if (1..=1000).contains(&n) => Ok(Some(n)),
+            _ => Err(Resp::arm_error(
+                400,
+                "BadRequest",
+                format!(
+                    "The value '{t}' of $top is invalid: it must be an integer between 1 and 1000."
+                ),
+            )),
         },
+    }
+}
+
+fn list_incidents(shared: &Shared, st: &State, req: &Req, w: usize, api_version: &str) -> Resp {
+    let top = match parse_top(req) {
+        Ok(t) => t,
+        Err(r) => return r,
     };
     let filter = match req.q("$filter").filter(|f| !f.trim().is_empty()) {
         None => None,
@@ -946,6 +974,25 @@ fn list_incidents(shared: &Shared, st: &State, req: &Req, w: usize, api_version:
         },
     };
     let p = &st.platform;
+    if filter.is_none() && order.is_empty() {
+        // The default order needs no JSON of the incidents outside the page.
+        let mut idx: Vec<usize> = (0..p.incidents.len())
+            .filter(|&i| p.incidents[i].workspace == w)
+            .collect();
+        idx.sort_by_key(|&i| p.incidents[i].number);
+        let top = top.unwrap_or(p.limits.default_page_size).max(1);
+        let skip = match req.q("$skipToken").map(decode_skip) {
+            None => 0,
+            Some(Some(n)) => n,
+            Some(None) => return Resp::arm_error(400, "BadRequest", "The $skipToken is invalid."),
+        };
+        let window: Vec<usize> = idx.iter().skip(skip).take(top).copied().collect();
+        let items: Vec<Json> = window
+            .iter()
+            .map(|&i| incident_json(p, i, api_version))
+            .collect();
+        return page_of(shared, req, items, skip, top, idx.len());
+    }
     let mut items: Vec<(i64, Json)> = p
         .incidents
         .iter()
@@ -1081,10 +1128,10 @@ fn put_incident(
             .find(|p| p.kind == crate::scenario::PrincipalKind::User)
             .map(Actor::of)
             .unwrap_or_else(|| Actor::system("analyst@contoso.com"));
-        st.platform.touch_incident(existing, &analyst, now);
+        Arc::make_mut(&mut st.platform).touch_incident(existing, &analyst, now);
     }
     let actor = Actor::of(&st.platform.principals[caller.principal]);
-    match st.platform.put_incident(w, id, write, &actor, now) {
+    match Arc::make_mut(&mut st.platform).put_incident(w, id, write, &actor, now) {
         Ok((i, created)) => Resp::json(
             if created { 201 } else { 200 },
             incident_json(&st.platform, i, api_version),

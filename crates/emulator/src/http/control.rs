@@ -2,6 +2,8 @@
 //! loopback without a token: events, endpoints, state, request log, faults, clock, reset,
 //! and (an addition) tokens for any principal, users included.
 
+use std::sync::Arc;
+
 use serde_json::{Value as Json, json};
 
 use super::{Req, Resp, Shared, json_body};
@@ -60,7 +62,7 @@ pub fn handle(shared: &Shared, req: &Req) -> Resp {
         ("POST", "/clock") => clock(shared, req),
         ("POST", "/reset") => {
             let mut st = shared.lock();
-            st.platform = (*shared.initial).clone();
+            st.platform = shared.initial.clone();
             st.clock = crate::clock::Clock::new(st.platform.start, st.platform.frozen_clock);
             st.faults.clear();
             st.throttles.clear();
@@ -86,9 +88,9 @@ pub fn endpoints_json(shared: &Shared) -> Json {
         "authority": shared.base_url,
         "arm": shared.base_url,
         "log_analytics": shared.base_url,
-        "identity_endpoint": format!("{}{}", shared.base_url, super::identity::APP_SERVICE_PATH),
+        "identity_endpoint": format!("{}{}", shared.identity_base_url, super::identity::APP_SERVICE_PATH),
         "identity_header": shared.identity_header,
-        "imds_endpoint": format!("{}{}", shared.base_url, super::identity::IMDS_PATH),
+        "imds_endpoint": format!("{}{}", shared.identity_base_url, super::identity::IMDS_PATH),
         "ca": shared.ca_path.display().to_string(),
         "arm_scope": "https://management.azure.com/.default",
         "log_analytics_scope": "https://api.loganalytics.io/.default",
@@ -111,7 +113,7 @@ fn events(shared: &Shared, req: &Req) -> Resp {
     let now = st.clock.now();
     let mut applied = 0;
     for ev in &events {
-        if let Err(e) = st.platform.apply(ev, now) {
+        if let Err(e) = Arc::make_mut(&mut st.platform).apply(ev, now) {
             let mut r = scenario_error(e);
             if let Some(b) = r.body.as_mut() {
                 b["applied"] = json!(applied);
@@ -172,7 +174,9 @@ fn clock(shared: &Shared, req: &Req) -> Resp {
         let Some(d) = a.as_str().and_then(|s| crate::duration::parse(s).ok()) else {
             return bad("advance: expected a duration like \"1h\"", Some("advance"));
         };
-        st.clock.advance(d);
+        if !st.clock.advance(d) {
+            return bad("advance: out of range", Some("advance"));
+        }
     } else if let Some(n) = body.get("now") {
         let Some(t) = n
             .as_str()
@@ -180,7 +184,9 @@ fn clock(shared: &Shared, req: &Req) -> Resp {
         else {
             return bad("now: expected an RFC 3339 time", Some("now"));
         };
-        st.clock.set(t.with_timezone(&chrono::Utc));
+        if !st.clock.set(t.with_timezone(&chrono::Utc)) {
+            return bad("now: out of range", Some("now"));
+        }
     } else {
         return bad("expected {\"advance\": \"1h\"} or {\"now\": \"…\"}", None);
     }

@@ -28,7 +28,8 @@ use crate::tokens::TokenIssuer;
 
 /// The mutable state of a running emulator.
 pub struct State {
-    pub platform: Platform,
+    /// Shared with the scenario's initial state until the first write (copy on write).
+    pub platform: Arc<Platform>,
     pub clock: Clock,
     pub faults: Faults,
     pub log: RequestLog,
@@ -39,6 +40,8 @@ pub struct State {
 /// Everything the handlers share.
 pub struct Shared {
     pub state: Mutex<State>,
+    /// `http://127.0.0.1:PORT`: the plain-HTTP listener of the managed identity endpoints.
+    pub identity_base_url: String,
     pub issuer: TokenIssuer,
     pub base_url: String,
     pub identity_header: String,
@@ -171,6 +174,25 @@ pub async fn serve(
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    serve_on(shared, remote, req, true).await
+}
+
+/// Serves one request of the plain-HTTP listener, which (as on an Azure host) serves the
+/// managed identity endpoints only.
+pub async fn serve_plain(
+    shared: Arc<Shared>,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    serve_on(shared, remote, req, false).await
+}
+
+async fn serve_on(
+    shared: Arc<Shared>,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+    tls: bool,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
@@ -190,6 +212,13 @@ pub async fn serve(
         body,
         remote,
     };
+    if !tls && classify(&req.path) != Service::Identity {
+        return to_hyper(Resp::arm_error(
+            404,
+            "NotFound",
+            "Only the managed identity endpoints are served over plain HTTP; use HTTPS.",
+        ));
+    }
     let resp = dispatch(&shared, req).await;
     to_hyper(resp)
 }

@@ -101,6 +101,36 @@ async fn tokens_are_checked_for_audience_and_expiry() {
 async fn managed_identity_endpoints() {
     let env = start_demo().await;
     let ep = env.emu.endpoints();
+    // Plain HTTP on loopback, as on an Azure host; nothing else is served there.
+    assert!(
+        ep.identity_endpoint.starts_with("http://127.0.0.1:"),
+        "{}",
+        ep.identity_endpoint
+    );
+    let plain_base = ep
+        .identity_endpoint
+        .trim_end_matches("/msi/token")
+        .to_string();
+    let r = env
+        .http
+        .get(format!("{plain_base}/_emulator/state"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // The same path answers over HTTPS too.
+    let r = env
+        .http
+        .get(format!("{}/msi/token", env.base))
+        .query(&[
+            ("resource", "https://management.azure.com"),
+            ("api-version", "2019-08-01"),
+        ])
+        .header("X-IDENTITY-HEADER", &ep.identity_header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // App Service style.
     let r = env
         .http
@@ -539,4 +569,44 @@ async fn ready_config_points_at_the_emulator() {
             .unwrap()
             .contains("BEGIN CERTIFICATE")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_served() {
+    let env = std::sync::Arc::new(start_demo().await);
+    let arm = env.token(ARM_SCOPE).await;
+    let la = env.token(LA_SCOPE).await;
+    let mut tasks = vec![];
+    for n in 0..24 {
+        let env = env.clone();
+        let (arm, la) = (arm.clone(), la.clone());
+        tasks.push(tokio::spawn(async move {
+            if n % 2 == 0 {
+                let (s, _, _) = env
+                    .call(
+                        "GET",
+                        &format!("{}?api-version={SI_VERSION}", env.incidents_url()),
+                        &arm,
+                        None,
+                    )
+                    .await;
+                s
+            } else {
+                env.query(
+                    &la,
+                    "SecurityAlert | summarize arg_max(TimeGenerated, *) by SystemAlertId | count",
+                )
+                .await
+                .0
+            }
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let log = env.control("GET", "requests", None).await;
+    assert!(log.as_array().unwrap().len() >= 26);
+    let lean = env.control("GET", "state?tables=false", None).await;
+    assert!(lean.get("tables").is_none());
+    assert_eq!(lean["incidents"].as_array().unwrap().len(), 2);
 }

@@ -4,7 +4,7 @@
 use emulator::{Emulator, EmulatorHandle, Scenario, StartOptions};
 use serde_json::{Value, json};
 
-pub const DEMO: &str = include_str!("../../scenarios/demo.json");
+pub const DEMO: &str = emulator::DEMO_SCENARIO;
 pub const SUB: &str = "00000000-0000-0000-0000-000000000001";
 pub const DFC_SUB: &str = "00000000-0000-0000-0000-000000000002";
 pub const TENANT: &str = "72f988bf-0000-0000-0000-000000000001";

@@ -2,7 +2,9 @@
 
 mod api;
 mod behaviour;
+mod cli;
 mod common;
 mod limits;
 mod scenario;
+mod seed;
 mod spec_examples;
