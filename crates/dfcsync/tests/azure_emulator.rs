@@ -422,6 +422,20 @@ async fn arm_limiter_slows_down_before_arm_says_no() {
         stats.throttled.load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+
+    // Concurrent callers share the pace.
+    let since = env.last_seq().await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (s, ws, name) = (s.clone(), ws.clone(), name.clone());
+        set.spawn(async move { s.get_incident(&ws, &name).await.map(|_| ()) });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap().unwrap();
+    }
+    let log = env.requests_since(since).await;
+    assert_eq!(log.len(), 16);
+    assert!(log.iter().all(|e| e["status"] != 429), "{log:?}");
 }
 
 #[tokio::test]
