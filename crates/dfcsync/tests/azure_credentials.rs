@@ -47,6 +47,12 @@ async fn call_each_service(env: &Env, http: &AzureHttp) -> Result<(), AzureError
 
 fn mi_options(env: &Env) -> AuthOptions {
     let e = env.emu.endpoints();
+    // The one endpoint that is plain http, as on an Azure host.
+    assert!(
+        e.identity_endpoint.starts_with("http://"),
+        "{}",
+        e.identity_endpoint
+    );
     let mut o = AuthOptions::isolated();
     o.env
         .insert("IDENTITY_ENDPOINT".into(), e.identity_endpoint);
@@ -80,6 +86,9 @@ async fn managed_identity_every_selector_calls_every_service() {
             .unwrap();
         assert_eq!(cred.method(), Method::ManagedIdentity);
         assert!(cred.describe().contains("App Service endpoint"));
+        let header = env.emu.endpoints().identity_header;
+        let dbg = format!("{cred:?} {:?} {}", mi_options(&env), cred.describe());
+        assert!(!dbg.contains(&header), "the identity header leaked: {dbg}");
         let http = env.with(Arc::new(cred));
         call_each_service(&env, &http).await.unwrap();
         let log = env.requests_since(since).await;

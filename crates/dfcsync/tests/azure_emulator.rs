@@ -158,9 +158,16 @@ async fn stale_etag_is_a_typed_conflict_and_a_fresh_read_succeeds() {
     // A conflict is not retried blindly.
     assert_eq!(env.requests_since(since).await.len(), 1);
     let mut fresh = s.get_incident(&ws, &name).await.unwrap();
+    let stale = fresh.clone();
     fresh.set_active();
     let w = s.update_incident(&ws, &fresh).await.unwrap();
     assert_eq!(w.properties.status, "Active");
+    // A real stale etag: the copy read before that write.
+    let mut stale = stale;
+    stale.close("TruePositive", Some("SuspiciousActivity"), None);
+    let e = s.update_incident(&ws, &stale).await.unwrap_err();
+    assert!(matches!(e, AzureError::Conflict { .. }), "{e:?}");
+    assert_eq!(env.incident_of("A1")["status"], "Active", "nothing written");
 }
 
 #[tokio::test]
@@ -415,6 +422,20 @@ async fn arm_limiter_slows_down_before_arm_says_no() {
         stats.throttled.load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+
+    // Concurrent callers share the pace.
+    let since = env.last_seq().await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (s, ws, name) = (s.clone(), ws.clone(), name.clone());
+        set.spawn(async move { s.get_incident(&ws, &name).await.map(|_| ()) });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap().unwrap();
+    }
+    let log = env.requests_since(since).await;
+    assert_eq!(log.len(), 16);
+    assert!(log.iter().all(|e| e["status"] != 429), "{log:?}");
 }
 
 #[tokio::test]
@@ -465,4 +486,69 @@ async fn credentials_never_leak_into_errors_or_debug() {
         "{text}"
     );
     assert!(!text.contains("wrong-secret-value-123"), "{text}");
+}
+
+/// Gives a token the emulator minted already expired, until told to forget it.
+struct ExpiredFirst {
+    base: String,
+    http: reqwest::Client,
+    renewed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl TokenSource for ExpiredFirst {
+    async fn token(&self, scope: &str) -> Result<dfcsync::azure::auth::AccessToken, AzureError> {
+        let lifetime = if self.renewed.load(std::sync::atomic::Ordering::SeqCst) {
+            3599
+        } else {
+            -600
+        };
+        let r = self
+            .http
+            .post(format!("{}/_emulator/token", self.base))
+            .header("Content-Type", "application/json")
+            .body(
+                json!({"principal": "dfcsync", "scope": scope, "lifetime_secs": lifetime})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .map_err(|e| AzureError::Config(e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap_or_default())
+            .map_err(|e| AzureError::Config(e.to_string()))?;
+        Ok(dfcsync::azure::auth::AccessToken::new(
+            v["access_token"].as_str().unwrap_or_default().to_owned(),
+            std::time::SystemTime::now() + Duration::from_secs(3600),
+        ))
+    }
+    async fn invalidate(&self, _scope: &str) {
+        self.renewed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn describe(&self) -> String {
+        "expired first".into()
+    }
+}
+
+#[tokio::test]
+async fn a_refused_token_is_renewed_once() {
+    let env = start().await;
+    let src = Arc::new(ExpiredFirst {
+        base: env.emu.base_url().to_owned(),
+        http: env.ctl.clone(),
+        renewed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let s = SentinelClient::new(env.with(src), &env.cloud);
+    let since = env.last_seq().await;
+    s.workspace(SUB, "rg-sentinel", "law-sentinel")
+        .await
+        .unwrap();
+    let statuses: Vec<u64> = env
+        .requests_since(since)
+        .await
+        .iter()
+        .filter(|e| e["service"] == "arm")
+        .filter_map(|e| e["status"].as_u64())
+        .collect();
+    assert_eq!(statuses, vec![401, 200]);
 }

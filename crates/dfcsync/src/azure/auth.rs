@@ -46,6 +46,16 @@ use super::error::AzureError;
 use super::http::AzureHttp;
 use crate::config::AuthSection;
 
+/// The order in which `auth.method = "auto"` picks a credential (for `dfcsync doctor` and
+/// the docs).
+pub const AUTO_ORDER: &str = "auth.method = \"auto\" takes the first that applies: \
+1. client_secret, when [auth] client_secret_file or client_secret_env is set; \
+2. workload_identity, when AZURE_FEDERATED_TOKEN_FILE is set (AKS workload identity); \
+3. managed_identity, when IDENTITY_ENDPOINT and IDENTITY_HEADER are set (App Service, Functions, Container Apps); \
+4. managed_identity through IMDS, when [auth] names client_id, object_id or resource_id (a user-assigned identity); \
+5. managed_identity through IMDS, when IMDS answers a one-second probe (system-assigned); \
+6. azure_cli, when az is on PATH.";
+
 /// A bearer token. Its value is never printed.
 #[derive(Clone)]
 pub struct AccessToken {
@@ -79,6 +89,9 @@ impl std::fmt::Debug for AccessToken {
 pub trait TokenSource: Send + Sync {
     /// A token for `scope` (`https://…/.default`).
     async fn token(&self, scope: &str) -> Result<AccessToken, AzureError>;
+    /// Forgets a cached token that a service refused (expired early, revoked): the next
+    /// [`TokenSource::token`] gets a new one.
+    async fn invalidate(&self, _scope: &str) {}
     /// Which credential this is and why it was chosen.
     fn describe(&self) -> String;
 }
@@ -609,6 +622,10 @@ impl TokenSource for Credential {
         Ok(t)
     }
 
+    async fn invalidate(&self, scope: &str) {
+        self.cache.lock().await.remove(scope);
+    }
+
     fn describe(&self) -> String {
         self.description.clone()
     }
@@ -768,6 +785,47 @@ mod tests {
         );
         let e = choose(&none, &opts(&[], false), false).unwrap_err();
         assert!(e.contains("found no credential"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn imds_is_the_sdk_and_says_so() {
+        // Only without an App Service endpoint in the process environment (CI has none).
+        if std::env::var_os("IDENTITY_ENDPOINT").is_some() {
+            return;
+        }
+        let http = AzureHttp::builder(&Cloud::public()).build().unwrap();
+        let auth = AuthSection {
+            method: Some("managed_identity".into()),
+            resource_id: Some("/subscriptions/s/resourceGroups/r/providers/Microsoft.ManagedIdentity/userAssignedIdentities/mi".into()),
+            ..Default::default()
+        };
+        let c = Credential::from_config(
+            &auth,
+            &Cloud::public(),
+            None,
+            &http,
+            AuthOptions::isolated(),
+        )
+        .await
+        .unwrap();
+        let d = c.describe();
+        assert!(d.contains("IMDS") && d.contains("resource id"), "{d}");
+        let both = AuthSection {
+            client_id: Some("c".into()),
+            object_id: Some("o".into()),
+            ..auth
+        };
+        let e = Credential::from_config(
+            &both,
+            &Cloud::public(),
+            None,
+            &http,
+            AuthOptions::isolated(),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("not several"), "{e}");
+        assert!(AUTO_ORDER.contains("6. azure_cli"));
     }
 
     #[test]

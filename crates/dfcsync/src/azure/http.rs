@@ -502,6 +502,7 @@ impl AzureHttp {
             .then(|| (subscription_of(&req.url), OpKind::of(&req.method)));
         let path = req.url.path().to_owned();
         let mut attempt: u32 = 0;
+        let mut renewed_token = false;
         loop {
             if let Some(key) = &arm_key {
                 let wait = self.inner.limiter.reserve(key.clone(), opts);
@@ -649,6 +650,20 @@ impl AzureHttp {
                             request_id,
                         });
                     }
+                    if status == 401 && !renewed_token && token_refused(&body) {
+                        // A token the cache thought good was refused (clock skew, early
+                        // expiry): one more try with a new one. The request was not processed.
+                        tracing::warn!(
+                            service = req.service.name(),
+                            client_request_id = %client_request_id,
+                            request_id = request_id.as_deref().unwrap_or(""),
+                            "token refused (401): renewing it once"
+                        );
+                        tokens.invalidate(&req.scope).await;
+                        renewed_token = true;
+                        stats.retries.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     if (status >= 500 || status == 408) && req.idempotent && can_retry {
                         let wait = self.backoff(attempt, opts.base_delay);
                         tracing::warn!(
@@ -679,6 +694,16 @@ impl AzureHttp {
             }
         }
     }
+}
+
+/// Whether a 401 says the token itself is no good (expired or invalid), as opposed to a
+/// missing header or a wrong audience (a new token for the same scope would not help).
+fn token_refused(body: &[u8]) -> bool {
+    let (code, _, _) = super::error::error_parts(body);
+    code.is_some_and(|c| {
+        c.eq_ignore_ascii_case("ExpiredAuthenticationToken")
+            || c.eq_ignore_ascii_case("InvalidAuthenticationToken")
+    })
 }
 
 /// A transport error's message with its causes (reqwest's own message is terse).

@@ -64,10 +64,7 @@ impl LogAnalyticsClient {
             self.endpoint, workspace_customer_id
         ))
         .map_err(|e| AzureError::Config(format!("log_analytics endpoint: {e}")))?;
-        let mut body = json!({ "query": query });
-        if let Some(t) = timespan {
-            body["timespan"] = json!(t);
-        }
+        let body = query_body(query, timespan);
         let mut req =
             ApiRequest::new(Service::LogAnalytics, Method::POST, url, &self.scope).json(&body);
         // A query reads: repeating it is safe.
@@ -104,6 +101,15 @@ impl LogAnalyticsClient {
             }
         }
     }
+}
+
+/// The body of a query request (`queryBody` in the specification).
+pub fn query_body(query: &str, timespan: Option<&str>) -> Value {
+    let mut body = json!({ "query": query });
+    if let Some(t) = timespan {
+        body["timespan"] = json!(t);
+    }
+    body
 }
 
 /// Fails on an answer that carries an `error` (a `PartialError` or any other).
