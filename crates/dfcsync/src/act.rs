@@ -19,7 +19,7 @@ use crate::azure::AzureError;
 use crate::azure::defender::DfcAction;
 use crate::azure::sentinel::{Incident, IncidentComment, Workspace, comment_id};
 use crate::connect::Connection;
-use crate::decide::{Decision, PlannedAction, decide_incident};
+use crate::decide::{Decision, Plan, PlannedAction, decide_incident};
 use crate::model::{
     ActionKind, IncidentState, IncidentStatus, Mark, MarkSource, ObservedMark, Snapshot,
 };
@@ -35,6 +35,9 @@ const BULK_READ_THRESHOLD: usize = 25;
 pub struct ActOptions {
     pub concurrency: usize,
     pub conflict_retries: u32,
+    /// Set on SIGTERM/SIGINT: incidents not yet started are left for the next run; writes in
+    /// flight finish.
+    pub stop: std::sync::Arc<AtomicBool>,
 }
 
 /// What became of one planned action.
@@ -87,18 +90,19 @@ struct Ctx<'a> {
     missing_roles: Mutex<Vec<String>>,
 }
 
-/// Carries out `actions` (a plan's, for the incidents of `snapshot`). `on_done` is called
-/// after each incident (for progress bars).
+/// Carries out `plan`, made from `snapshot`. `on_done` is called after each incident with
+/// its number of actions (for progress bars).
 pub async fn act(
     conn: &Connection,
     ws: &Workspace,
     snapshot: &Snapshot,
-    actions: &[PlannedAction],
+    plan: &Plan,
     policy: &Policy,
-    now: DateTime<Utc>,
     opts: &ActOptions,
     on_done: &(dyn Fn(usize) + Sync),
 ) -> ActReport {
+    let actions = &plan.actions;
+    let now = plan.now;
     let ctx = Ctx {
         conn,
         ws,
@@ -143,11 +147,30 @@ pub async fn act(
             let ctx = &ctx;
             async move {
                 let n = planned.len();
+                if ctx.opts.stop.load(Ordering::Relaxed) {
+                    on_done(n);
+                    return planned
+                        .iter()
+                        .map(|a| {
+                            outcome(
+                                a,
+                                ActionResult::Skipped("stopping: left for the next run".into()),
+                                0,
+                            )
+                        })
+                        .collect();
+                }
                 let out = match state {
                     Some(state) => act_incident(ctx, state, planned, pre).await,
                     None => planned
                         .iter()
-                        .map(|a| outcome(a, ActionResult::Failed("incident not in the snapshot".into()), 0))
+                        .map(|a| {
+                            outcome(
+                                a,
+                                ActionResult::Failed("incident not in the snapshot".into()),
+                                0,
+                            )
+                        })
                         .collect(),
                 };
                 on_done(n);
@@ -158,7 +181,8 @@ pub async fn act(
         .collect()
         .await;
     let mut outcomes: Vec<ActionOutcome> = outcomes.into_iter().flatten().collect();
-    outcomes.sort_by(|a, b| (a.incident_number, &a.incident).cmp(&(b.incident_number, &b.incident)));
+    outcomes
+        .sort_by(|a, b| (a.incident_number, &a.incident).cmp(&(b.incident_number, &b.incident)));
     ActReport {
         outcomes,
         missing_roles: ctx
@@ -175,7 +199,12 @@ async fn bulk_read(
     names: &[&str],
     states: &HashMap<&str, &IncidentState>,
 ) -> HashMap<String, Incident> {
-    let Some(oldest) = names.iter().filter_map(|n| states.get(n)).map(|s| s.created).min() else {
+    let Some(oldest) = names
+        .iter()
+        .filter_map(|n| states.get(n))
+        .map(|s| s.created)
+        .min()
+    else {
         return HashMap::new();
     };
     let since = (oldest - chrono::TimeDelta::seconds(1)).format("%Y-%m-%dT%H:%M:%SZ");
@@ -260,8 +289,13 @@ async fn act_incident(
                     }
                     Err(AzureError::Conflict { .. }) if conflicts < ctx.opts.conflict_retries => {
                         conflicts += 1;
-                        tracing::info!(incident = a.incident_number, attempt = conflicts, "409 Conflict: reading the incident again and deciding again");
-                        let fresh = match ctx.conn.sentinel.get_incident(ctx.ws, &a.incident).await {
+                        tracing::info!(
+                            incident = a.incident_number,
+                            attempt = conflicts,
+                            "409 Conflict: reading the incident again and deciding again"
+                        );
+                        let fresh = match ctx.conn.sentinel.get_incident(ctx.ws, &a.incident).await
+                        {
                             Ok(f) => f,
                             Err(e) => {
                                 results.extend(fail_all(&planned[i..], &e, conflicts));
@@ -276,7 +310,14 @@ async fn act_incident(
                                 continue;
                             }
                             Ok(None) => {
-                                results.push(outcome(&a, ActionResult::Skipped("changed concurrently (409); decided again: nothing to do".into()), conflicts));
+                                results.push(outcome(
+                                    &a,
+                                    ActionResult::Skipped(
+                                        "changed concurrently (409); decided again: nothing to do"
+                                            .into(),
+                                    ),
+                                    conflicts,
+                                ));
                                 return results;
                             }
                             Err(e) => {
@@ -333,10 +374,12 @@ async fn redecide(
         .list_comments(ctx.ws, &incident.name)
         .await?;
     let fresh = overlay(state, incident, &comments);
-    Ok(match decide_incident(&fresh, &ctx.snapshot.alerts, ctx.policy, ctx.now) {
-        Decision::Act(list) => Some(list),
-        Decision::Nothing | Decision::Held(_) => None,
-    })
+    Ok(
+        match decide_incident(&fresh, &ctx.snapshot.alerts, ctx.policy, ctx.now) {
+            Decision::Act(list) => Some(list),
+            Decision::Nothing | Decision::Held(_) => None,
+        },
+    )
 }
 
 /// The incident's state with what the API says now laid over the rows.
@@ -361,11 +404,16 @@ pub fn overlay(
     s.classification_reason = p.classification_reason.clone();
     s.classification_comment = p.classification_comment.clone().unwrap_or_default();
     s.owner = p.owner.as_ref().and_then(|o| {
-        [&o.object_id, &o.user_principal_name, &o.email, &o.assigned_to]
-            .into_iter()
-            .flatten()
-            .find(|v| !v.is_empty())
-            .cloned()
+        [
+            &o.object_id,
+            &o.user_principal_name,
+            &o.email,
+            &o.assigned_to,
+        ]
+        .into_iter()
+        .flatten()
+        .find(|v| !v.is_empty())
+        .cloned()
     });
     let mut marks: Vec<ObservedMark> = Mark::find_all(&s.classification_comment)
         .into_iter()
@@ -375,7 +423,12 @@ pub fn overlay(
         })
         .collect();
     for c in comments {
-        let Some(created) = c.properties.created_time_utc.as_deref().and_then(parse_time) else {
+        let Some(created) = c
+            .properties
+            .created_time_utc
+            .as_deref()
+            .and_then(parse_time)
+        else {
             continue;
         };
         for mark in Mark::find_all(&c.properties.message) {
@@ -389,7 +442,10 @@ pub fn overlay(
     // action they record was taken.
     for m in &state.marks {
         if !marks.iter().any(|x| x.mark == m.mark)
-            && !matches!(m.source, MarkSource::ClassificationComment { current: true })
+            && !matches!(
+                m.source,
+                MarkSource::ClassificationComment { current: true }
+            )
         {
             marks.push(*m);
         }

@@ -2,15 +2,19 @@
 //! library, and prints; this is the only place that turns errors into exit codes.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use dfcsync::config::Config;
+use dfcsync::connect::Connection;
+use dfcsync::cycle::{CycleReport, Mode, run_cycle};
 use dfcsync::decide::decide;
 use dfcsync::observe::build::build_snapshot;
 use dfcsync::report;
@@ -26,10 +30,44 @@ use dfcsync::report;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text for people or as JSON objects for log pipelines (to stderr;
+    /// the level comes from RUST_LOG, default info).
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Observe and decide, and print what a sync would do; changes nothing.
+    ///
+    /// Runs the sync query on each configured workspace, decides, and prints the plan. With
+    /// --detailed-exitcode it exits with 2 when there is something to do (as `terraform plan`).
+    Plan(PlanArgs),
+    /// One sync cycle: observe, decide, and update the incidents that need it.
+    ///
+    /// Exits with 1 when a workspace could not be read or an update failed (the others are
+    /// still done).
+    Sync(SyncArgs),
+    /// Sync every `interval` until SIGTERM or SIGINT, serving /healthz, /readyz and
+    /// /metrics on `[sync] listen`.
+    Run(ConfigArgs),
+    /// Check the configuration, the credential, and every permission dfcsync needs, with a
+    /// fix for each failure. Read-only.
+    Doctor(DoctorArgs),
+    /// Start the built-in emulator of the Azure APIs with a scenario that tells the story,
+    /// and run dfcsync against it: the incidents before, the plan, the incidents after.
+    #[cfg(feature = "emulator")]
+    Demo,
+    /// Serve the built-in emulator of the Azure APIs (Entra ID, ARM, Log Analytics) on
+    /// 127.0.0.1 over HTTPS, for tests and trials; prints a ready dfcsync configuration.
+    #[cfg(feature = "emulator")]
+    Emulator(emulator::cli::EmulatorArgs),
     /// Run the decision engine on exported rows and print the plan; changes nothing anywhere.
     ///
     /// Each FILE is a Log Analytics query response ({"tables":[{"columns":…,"rows":…}]}) or a
@@ -42,6 +80,40 @@ enum Command {
     /// with only the columns the engine reads; `max_age` and the product names come from the
     /// configuration's [policy].
     Query(QueryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// The configuration file (see dfcsync.example.toml); DFCSYNC_* variables override it.
+    #[arg(long, value_name = "FILE", env = "DFCSYNC_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// Exit with 2 when there are actions, 0 when there are none.
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SyncArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Debug, clap::Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,14 +159,187 @@ fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    let quiet = matches!(cli.command, Command::Replay(_) | Command::Query(_))
+        || cfg!(feature = "emulator") && is_demo(&cli.command);
+    init_logs(cli.log_format, if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Replay(args) => replay(args),
+        Command::Plan(args) => runtime()?.block_on(plan(args)),
+        Command::Sync(args) => runtime()?.block_on(sync(args)),
+        Command::Run(args) => runtime()?.block_on(run_daemon(args)),
+        Command::Doctor(args) => runtime()?.block_on(doctor(args)),
+        #[cfg(feature = "emulator")]
+        Command::Demo => runtime()?.block_on(crate::demo::run()),
+        #[cfg(feature = "emulator")]
+        Command::Emulator(args) => {
+            runtime()?.block_on(emulator::cli::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Query(args) => {
             let config = load_config(args.config.as_deref())?;
             print!("{}", dfcsync::observe::query::sync_query(&config.policy));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[allow(unused_variables)]
+fn is_demo(c: &Command) -> bool {
+    #[cfg(feature = "emulator")]
+    if matches!(c, Command::Demo | Command::Emulator(_)) {
+        return true;
+    }
+    false
+}
+
+fn init_logs(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The configuration of a command that talks to Azure: file, then environment.
+fn load_run_config(args: &ConfigArgs) -> Result<Config> {
+    let config = Config::load_with_env(args.config.as_deref(), &|k| std::env::var(k).ok())?;
+    if config.file.workspaces.is_empty() {
+        anyhow::bail!(
+            "{}: no workspace configured: add a [[workspaces]] block or set DFCSYNC_WORKSPACES",
+            config.origin
+        );
+    }
+    Ok(config)
+}
+
+async fn connect(config: &Config) -> Result<Connection> {
+    let conn = Connection::open(config)
+        .await
+        .context("connecting to Azure")?;
+    tracing::info!(credential = %conn.credential, cloud = %conn.cloud.name, "connected");
+    Ok(conn)
+}
+
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} incidents updated {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+fn print_cycle(report: &CycleReport, output: Output) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, &report::cycle_json(report))?;
+            writeln!(out)?;
+        }
+        Output::Table => write!(out, "{}", report::cycle_table(report))?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn plan(args: PlanArgs) -> Result<ExitCode> {
+    let config = load_run_config(&args.config)?;
+    let conn = connect(&config).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let report = run_cycle(&conn, &config, Mode::Plan, &stop, &|_, _| {}).await;
+    print_cycle(&report, args.output)?;
+    Ok(if !report.succeeded() {
+        ExitCode::from(1)
+    } else if args.detailed_exitcode && report.has_actions() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn sync(args: SyncArgs) -> Result<ExitCode> {
+    let config = load_run_config(&args.config)?;
+    let conn = connect(&config).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    dfcsync::daemon::on_signals(stop.clone(), Arc::new(tokio::sync::Notify::new()));
+    let bar = progress_bar();
+    let report = run_cycle(&conn, &config, Mode::Sync, &stop, &|done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        }
+    })
+    .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    report::log_cycle(&report, 1);
+    print_cycle(&report, args.output)?;
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn run_daemon(args: ConfigArgs) -> Result<ExitCode> {
+    use dfcsync::daemon;
+    let config = load_run_config(&args)?;
+    let shared = Arc::new(daemon::Shared::new(config.sync.interval));
+    let (listener, addr) = daemon::bind(config.sync.listen).await?;
+    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    tokio::spawn(daemon::serve(listener, shared.clone()));
+    let conn = connect(&config).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    daemon::on_signals(stop.clone(), wake.clone());
+    daemon::run_loop(&conn, &config, &shared, stop, wake).await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn doctor(args: DoctorArgs) -> Result<ExitCode> {
+    use dfcsync::doctor as d;
+    let config = Config::load_with_env(args.config.config.as_deref(), &|k| std::env::var(k).ok())?;
+    let mut checks = d::config_checks(&config);
+    match Connection::open(&config).await {
+        Ok(conn) => checks.extend(d::azure_checks(&conn, &config).await),
+        Err(e) => checks.push(d::Check {
+            name: "credential".into(),
+            verdict: d::Verdict::Fail,
+            detail: e.to_string(),
+            fix: Some(dfcsync::azure::auth::AUTO_ORDER.to_owned()),
+        }),
+    }
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, &d::json(&checks))?;
+            writeln!(out)?;
+        }
+        Output::Table => write!(out, "{}", d::table(&checks))?,
+    }
+    Ok(if d::passed(&checks) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
+use crate::azure::AzureError;
 use crate::azure::auth::{AuthOptions, Credential};
 use crate::azure::cloud::Cloud;
 use crate::azure::defender::DefenderClient;
 use crate::azure::http::{AzureHttp, HttpOptions, Stats};
 use crate::azure::log_analytics::LogAnalyticsClient;
 use crate::azure::sentinel::SentinelClient;
-use crate::azure::AzureError;
 use crate::config::Config;
 
 /// The clients of one run.
@@ -21,6 +21,8 @@ pub struct Connection {
     pub defender: DefenderClient,
     /// Which credential is used, and why (for `doctor` and the start-up log).
     pub credential: String,
+    /// The credential itself (for `doctor`, which asks for a token per audience).
+    pub tokens: Arc<Credential>,
     /// Requests by service and status, retries and throttling waits.
     pub stats: Arc<Stats>,
 }
@@ -51,13 +53,15 @@ impl Connection {
         )
         .await?;
         let description = credential.describe();
-        let http = http.with_credential(Arc::new(credential));
+        let tokens = Arc::new(credential);
+        let http = http.with_credential(tokens.clone());
         Ok(Connection {
             log_analytics: Arc::new(LogAnalyticsClient::new(http.clone(), &cloud)),
             sentinel: SentinelClient::new(http.clone(), &cloud),
             defender: DefenderClient::new(http.clone(), &cloud),
             stats: http.stats(),
             credential: description,
+            tokens,
             cloud,
         })
     }

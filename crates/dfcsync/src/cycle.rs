@@ -97,6 +97,7 @@ pub async fn run_cycle(
     conn: &Connection,
     config: &Config,
     mode: Mode,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
     on_progress: &(dyn Fn(usize, usize) + Sync),
 ) -> CycleReport {
     let started = Utc::now();
@@ -105,7 +106,7 @@ pub async fn run_cycle(
     let before = snapshot_counters(conn);
     let mut workspaces = Vec::new();
     for w in &config.file.workspaces {
-        workspaces.push(sync_workspace(conn, config, w, mode, on_progress).await);
+        workspaces.push(sync_workspace(conn, config, w, mode, stop, on_progress).await);
     }
     let after = snapshot_counters(conn);
     let requests = conn
@@ -147,6 +148,7 @@ async fn sync_workspace(
     config: &Config,
     w: &WorkspaceSection,
     mode: Mode,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
     on_progress: &(dyn Fn(usize, usize) + Sync),
 ) -> WorkspaceReport {
     let label = format!("{}/{}/{}", w.subscription_id, w.resource_group, w.name);
@@ -188,22 +190,14 @@ async fn sync_workspace(
         let opts = ActOptions {
             concurrency: config.sync.concurrency,
             conflict_retries: config.sync.conflict_retries,
+            stop: stop.clone(),
         };
         let total = plan.actions.len();
         let done = std::sync::atomic::AtomicUsize::new(0);
-        let report_act = act(
-            conn,
-            &ws,
-            &snapshot,
-            &plan.actions,
-            &config.policy,
-            plan.now,
-            &opts,
-            &|n| {
-                let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-                on_progress(d, total);
-            },
-        )
+        let report_act = act(conn, &ws, &snapshot, &plan, &config.policy, &opts, &|n| {
+            let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            on_progress(d, total);
+        })
         .await;
         report.act = Some(report_act);
     }

@@ -2,6 +2,8 @@
 //! Errors are reported here, once, with their chain of causes.
 
 mod cli;
+#[cfg(feature = "emulator")]
+mod demo;
 
 use std::process::ExitCode;
 

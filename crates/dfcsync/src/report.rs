@@ -1,4 +1,5 @@
-//! Reports for people and machines: a plan as a table or as JSON.
+//! Reports for people and machines: a plan, or a whole cycle, as a table or as JSON, and
+//! the structured log lines of a cycle.
 //!
 //! The JSON form of a plan is a contract (the `replay` issue, `plan --output json`): the keys
 //! `now`, `actions[].{incident, incident_number, action, classification,
@@ -8,6 +9,8 @@
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 
+use crate::act::ActionResult;
+use crate::cycle::{CycleReport, Mode};
 use crate::decide::{Plan, rfc3339};
 
 /// The plan as the JSON contract gives it.
@@ -114,4 +117,203 @@ fn new_table(header: &[&str]) -> Table {
         .set_width(120)
         .set_header(header.to_vec());
     t
+}
+
+/// One cycle as JSON: per workspace the plan (as [`plan_json`]), the outcome of each action,
+/// and the errors; then the Azure calls and the duration.
+pub fn cycle_json(report: &CycleReport) -> Value {
+    let workspaces: Vec<Value> = report
+        .workspaces
+        .iter()
+        .map(|w| {
+            let outcomes: Vec<Value> = w
+                .act
+                .iter()
+                .flat_map(|a| a.outcomes.iter())
+                .map(|o| {
+                    let detail = match &o.result {
+                        ActionResult::Applied => None,
+                        ActionResult::Skipped(s) | ActionResult::Failed(s) => Some(s.clone()),
+                    };
+                    json!({
+                        "incident": o.incident,
+                        "incident_number": o.incident_number,
+                        "action": o.kind.as_str(),
+                        "fingerprint": o.fingerprint,
+                        "result": o.result.label(),
+                        "detail": detail,
+                        "conflicts": o.conflicts,
+                    })
+                })
+                .collect();
+            json!({
+                "workspace": w.workspace,
+                "error": w.error,
+                "warnings": w.warnings,
+                "incidents_in_scope_rows": w.incidents_seen,
+                "plan": w.plan.as_ref().map(plan_json),
+                "results": outcomes,
+                "missing_roles": w.act.as_ref().map(|a| a.missing_roles.clone()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let requests: Vec<Value> = report
+        .requests
+        .iter()
+        .map(|(s, st, n)| json!({"service": s, "status": st, "count": n}))
+        .collect();
+    json!({
+        "started": report.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "duration_ms": report.duration.as_millis() as u64,
+        "mode": match report.mode { Mode::Plan => "plan", Mode::Sync => "sync" },
+        "succeeded": report.succeeded(),
+        "workspaces": workspaces,
+        "azure_requests": requests,
+        "retries": report.retries,
+        "throttle_waits": report.throttle_waits,
+        "throttle_wait_ms": report.throttle_wait.as_millis() as u64,
+    })
+}
+
+/// Counts of outcomes by action kind and result: `close applied 3`.
+fn outcome_counts(report: &CycleReport) -> Vec<(String, &'static str, usize)> {
+    let mut counts: std::collections::BTreeMap<(String, &'static str), usize> = Default::default();
+    for w in &report.workspaces {
+        for o in w.act.iter().flat_map(|a| a.outcomes.iter()) {
+            *counts
+                .entry((o.kind.as_str().to_owned(), o.result.label()))
+                .or_default() += 1;
+        }
+    }
+    counts.into_iter().map(|((k, r), n)| (k, r, n)).collect()
+}
+
+/// One cycle for people: each workspace's plan (as [`plan_table`]) or error, what became of
+/// the actions, and a summary line.
+pub fn cycle_table(report: &CycleReport) -> String {
+    let mut out = String::new();
+    for w in &report.workspaces {
+        out.push_str(&format!("Workspace {}\n", w.workspace));
+        if let Some(e) = &w.error {
+            out.push_str(&format!("  error: {e}\n"));
+            continue;
+        }
+        for warning in &w.warnings {
+            out.push_str(&format!("  warning: {warning}\n"));
+        }
+        if let Some(plan) = &w.plan {
+            out.push_str(&plan_table(plan));
+        }
+        if let Some(act) = &w.act {
+            let failed: Vec<_> = act
+                .outcomes
+                .iter()
+                .filter(|o| !matches!(o.result, ActionResult::Applied))
+                .collect();
+            if !failed.is_empty() {
+                let mut t = new_table(&["#", "action", "result", "detail"]);
+                for o in failed {
+                    let detail = match &o.result {
+                        ActionResult::Skipped(s) | ActionResult::Failed(s) => s.clone(),
+                        ActionResult::Applied => String::new(),
+                    };
+                    t.add_row(vec![
+                        o.incident_number.to_string(),
+                        o.kind.to_string(),
+                        o.result.label().to_owned(),
+                        detail,
+                    ]);
+                }
+                out.push_str(&format!("Not applied:\n{t}\n"));
+            }
+            for role in &act.missing_roles {
+                out.push_str(&format!("  missing role: {role}\n"));
+            }
+        }
+    }
+    out.push_str(&summary_line(report));
+    out.push('\n');
+    out
+}
+
+/// `sync: 3 close applied, 1 activate applied; 2 held; 14 Azure requests (2 retries); 1.2s`.
+pub fn summary_line(report: &CycleReport) -> String {
+    let counts = outcome_counts(report);
+    let actions = if report.mode == Mode::Plan {
+        let n: usize = report
+            .workspaces
+            .iter()
+            .filter_map(|w| w.plan.as_ref())
+            .map(|p| p.actions.len())
+            .sum();
+        format!("{n} action(s) planned, none taken (dry run)")
+    } else if counts.is_empty() {
+        "nothing to do".to_owned()
+    } else {
+        counts
+            .iter()
+            .map(|(k, r, n)| format!("{n} {k} {r}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let held: usize = report
+        .workspaces
+        .iter()
+        .filter_map(|w| w.plan.as_ref())
+        .map(|p| p.held.len())
+        .sum();
+    let errors = report
+        .workspaces
+        .iter()
+        .filter(|w| w.error.is_some())
+        .count();
+    let requests: u64 = report.requests.iter().map(|r| r.2).sum();
+    let mut line = format!(
+        "{}: {actions}; {held} held; {requests} Azure request(s) ({} retries",
+        match report.mode {
+            Mode::Plan => "plan",
+            Mode::Sync => "sync",
+        },
+        report.retries
+    );
+    if report.throttle_waits > 0 {
+        line.push_str(&format!(
+            ", {} throttling wait(s) of {:.1}s in all",
+            report.throttle_waits,
+            report.throttle_wait.as_secs_f64()
+        ));
+    }
+    line.push_str(&format!("); {:.1}s", report.duration.as_secs_f64()));
+    if errors > 0 {
+        line.push_str(&format!("; {errors} workspace(s) failed"));
+    }
+    line
+}
+
+/// The structured log of one cycle: a line per action outcome, and the summary.
+pub fn log_cycle(report: &CycleReport, cycle: u64) {
+    for w in &report.workspaces {
+        if let Some(e) = &w.error {
+            tracing::error!(cycle, workspace = %w.workspace, error = %e, "workspace failed");
+        }
+        for o in w.act.iter().flat_map(|a| a.outcomes.iter()) {
+            match &o.result {
+                ActionResult::Applied => {
+                    tracing::info!(cycle, workspace = %w.workspace, incident = o.incident_number, action = %o.kind, fingerprint = %o.fingerprint, result = "applied", why = %o.why, "action")
+                }
+                ActionResult::Skipped(d) => {
+                    tracing::info!(cycle, workspace = %w.workspace, incident = o.incident_number, action = %o.kind, result = "skipped", detail = %d, "action")
+                }
+                ActionResult::Failed(d) => {
+                    tracing::warn!(cycle, workspace = %w.workspace, incident = o.incident_number, action = %o.kind, result = "failed", detail = %d, "action")
+                }
+            }
+        }
+    }
+    tracing::info!(
+        cycle,
+        succeeded = report.succeeded(),
+        "{}",
+        summary_line(report)
+    );
 }

@@ -1,0 +1,178 @@
+//! `dfcsync demo`: the whole job on the built-in emulator, in a few seconds.
+//!
+//! It starts the emulator with a scenario that tells the seed's story (the six rows of the
+//! platform's behaviour, and the cases where dfcsync differs from the original query), shows
+//! the incidents, the plan, the sync, the incidents after; then an analyst reopens an
+//! incident dfcsync closed, and a second cycle leaves it alone (the original query would
+//! close it again every hour). Nothing here exists only for the demo: it is the same
+//! `Connection` and `run_cycle` as `dfcsync sync`, pointed at the emulator by configuration.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use dfcsync::azure::auth::AuthOptions;
+use dfcsync::azure::http::{AzureHttp, HttpOptions};
+use dfcsync::config::Config;
+use dfcsync::connect::Connection;
+use dfcsync::cycle::{Mode, run_cycle};
+use dfcsync::report;
+
+/// The scenario: one workspace, one incident per story.
+pub const SCENARIO: &str = include_str!("../demo/scenario.json");
+
+/// What each alert of the scenario stands for.
+const STORIES: &[(&str, &str)] = &[
+    ("new", "new alert in DfC"),
+    ("progress", "DfC: set in progress"),
+    ("dismissed", "DfC: dismissed"),
+    ("resolved", "DfC: resolved"),
+    ("analyst-active", "Sentinel: analyst set it Active"),
+    ("analyst-closed", "Sentinel: analyst closed it"),
+    ("mixed-1", "DfC: one Resolved, one Dismissed"),
+    ("busy-1", "DfC: one InProgress, one Resolved"),
+    ("old", "created 40 days ago, resolved today"),
+    ("noticed", "DfC resolved, then analyst set Active"),
+];
+
+pub async fn run() -> Result<ExitCode> {
+    let scenario = emulator::Scenario::from_json_str(SCENARIO).context("the demo scenario")?;
+    let emu = emulator::Emulator::start(scenario, emulator::StartOptions::default())
+        .await
+        .context("starting the emulator")?;
+    println!(
+        "dfcsync demo: the built-in emulator of Entra ID, ARM and Log Analytics runs at {}",
+        emu.base_url()
+    );
+    println!("(the same configuration, with a real cloud and credential, runs against Azure)\n");
+    let config = Config::parse(&emu.config_toml(), "<demo configuration>")?;
+    let conn = Connection::open_with(&config, AuthOptions::isolated(), HttpOptions::default())
+        .await
+        .context("connecting to the emulator")?;
+    let stop = Arc::new(AtomicBool::new(false));
+
+    println!("== Incidents before\n{}", incidents_table(&emu.state()));
+
+    let plan = run_cycle(&conn, &config, Mode::Plan, &stop, &|_, _| {}).await;
+    println!("== dfcsync plan\n{}", report::cycle_table(&plan));
+
+    let first = run_cycle(&conn, &config, Mode::Sync, &stop, &|_, _| {}).await;
+    println!("== dfcsync sync\n{}", report::summary_line(&first));
+    println!("\n== Incidents after\n{}", incidents_table(&emu.state()));
+
+    // An analyst reopens the incident dfcsync closed because its alert was resolved.
+    let state = emu.state();
+    let reopened = incident_of(&state, "resolved");
+    let client = AzureHttp::builder(&conn.cloud)
+        .ca_pem(emu.ca_pem().as_bytes())
+        .build()?;
+    client
+        .reqwest_client()
+        .post(format!("{}/_emulator/events", emu.base_url()))
+        .header("content-type", "application/json")
+        .body(json!({"events": [{"do": "incident_status", "incident": "resolved", "status": "Active", "by": "analyst@contoso.com"}]}).to_string())
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .context("reopening an incident in the emulator")?;
+    println!(
+        "== An analyst reopens incident #{} on purpose; its alert is still Resolved.",
+        reopened.map_or_else(|| "?".to_owned(), |n| n.to_string())
+    );
+    let second = run_cycle(&conn, &config, Mode::Sync, &stop, &|_, _| {}).await;
+    println!("== dfcsync sync, again\n{}", report::summary_line(&second));
+    println!(
+        "The original query would close it again, every hour; dfcsync finds its own mark and leaves it.\n"
+    );
+
+    let ok = plan.succeeded() && first.succeeded() && second.succeeded();
+    emu.shutdown().await;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn incident_of(state: &Value, key: &str) -> Option<i64> {
+    let sysid = state["alerts"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)?["system_alert_id"]
+        .as_str()?
+        .to_owned();
+    state["incidents"].as_array()?.iter().find(|i| {
+        i["alert_ids"]
+            .as_array()
+            .is_some_and(|ids| ids.iter().any(|x| x.as_str() == Some(sysid.as_str())))
+    })?["number"]
+        .as_i64()
+}
+
+/// The incidents of the emulator's state, with the DfC status of their alerts.
+fn incidents_table(state: &Value) -> String {
+    let alerts: Vec<&Value> = state["alerts"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_width(120)
+        .set_header(vec![
+            "#",
+            "story",
+            "incident",
+            "classification",
+            "alerts in DfC",
+        ]);
+    let mut incidents: Vec<&Value> = state["incidents"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    incidents.sort_by_key(|i| i["number"].as_i64());
+    for i in incidents {
+        let ids: Vec<&str> = i["alert_ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mine: Vec<&&Value> = ids
+            .iter()
+            .filter_map(|id| {
+                alerts
+                    .iter()
+                    .find(|a| a["system_alert_id"].as_str() == Some(id))
+            })
+            .collect();
+        let story = mine
+            .iter()
+            .find_map(|a| STORIES.iter().find(|(k, _)| a["key"].as_str() == Some(k)))
+            .map_or("an alert missing from SecurityAlert", |(_, s)| s);
+        let mut statuses: Vec<String> = mine
+            .iter()
+            .map(|a| a["status"].as_str().unwrap_or("?").to_owned())
+            .collect();
+        for _ in mine.len()..ids.len() {
+            statuses.push("(no such alert)".into());
+        }
+        let class = match (
+            i["classification"].as_str(),
+            i["classification_reason"].as_str(),
+        ) {
+            (Some(c), Some(r)) if !c.is_empty() => format!("{c} / {r}"),
+            (Some(c), _) => c.to_owned(),
+            _ => String::new(),
+        };
+        t.add_row(vec![
+            i["number"].to_string(),
+            story.to_owned(),
+            i["status"].as_str().unwrap_or("?").to_owned(),
+            class,
+            statuses.join(", "),
+        ]);
+    }
+    format!("{t}\n")
+}

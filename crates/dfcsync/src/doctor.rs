@@ -1,0 +1,426 @@
+//! `dfcsync doctor`: checks a deployment step by step and says, for each check, a verdict
+//! and how to fix what fails: the configuration, the credential and a token per audience,
+//! each workspace's lookup, query permission, incident read and write permission, the Defender
+//! for Cloud permission when writeback is on, and the clock.
+//!
+//! Every check is read-only. Write permission is probed with a conditional write that cannot
+//! succeed (an etag that matches no version): ARM answers 403 when the role is missing and
+//! 409 Conflict when it is there, and nothing is saved either way.
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::azure::AzureError;
+use crate::azure::auth::{AUTO_ORDER, TokenSource};
+use crate::azure::defender::DfcAction;
+use crate::azure::sentinel::Workspace;
+use crate::config::Config;
+use crate::connect::Connection;
+use crate::model::AlertAddress;
+use crate::observe::build_snapshot_combined;
+use crate::observe::query::sync_query;
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+    Skipped,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warn => "warn",
+            Self::Fail => "FAIL",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// One check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub verdict: Verdict,
+    pub detail: String,
+    /// What to do about a failure or a warning.
+    pub fix: Option<String>,
+}
+
+fn check(
+    name: impl Into<String>,
+    verdict: Verdict,
+    detail: impl Into<String>,
+    fix: Option<String>,
+) -> Check {
+    Check {
+        name: name.into(),
+        verdict,
+        detail: detail.into(),
+        fix,
+    }
+}
+
+/// Whether every check passed (warnings and skips allowed).
+pub fn passed(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.verdict != Verdict::Fail)
+}
+
+/// The checks of the configuration alone (before connecting).
+pub fn config_checks(config: &Config) -> Vec<Check> {
+    let mut out = vec![check(
+        "configuration",
+        Verdict::Ok,
+        format!("read from {}", config.origin),
+        None,
+    )];
+    if config.file.workspaces.is_empty() {
+        out.push(check(
+            "workspaces",
+            Verdict::Fail,
+            "no workspace configured",
+            Some("add a [[workspaces]] block (subscription_id, resource_group, name) or set DFCSYNC_WORKSPACES".into()),
+        ));
+    } else {
+        out.push(check(
+            "workspaces",
+            Verdict::Ok,
+            format!("{} configured", config.file.workspaces.len()),
+            None,
+        ));
+    }
+    out
+}
+
+/// The checks that need Azure.
+pub async fn azure_checks(conn: &Connection, config: &Config) -> Vec<Check> {
+    let mut out = vec![check(
+        "credential",
+        Verdict::Ok,
+        conn.credential.clone(),
+        if config.file.auth.method.as_deref().unwrap_or("auto") == "auto" {
+            Some(AUTO_ORDER.to_owned())
+        } else {
+            None
+        },
+    )];
+    let mut tokens_ok = true;
+    for (audience, scope) in [
+        ("ARM", conn.cloud.arm_scope.as_str()),
+        ("Log Analytics", conn.cloud.log_analytics_scope.as_str()),
+    ] {
+        match conn.tokens.token(scope).await {
+            Ok(t) => {
+                let left = t
+                    .expires_at
+                    .duration_since(std::time::SystemTime::now())
+                    .map(|d| d.as_secs() / 60)
+                    .unwrap_or(0);
+                out.push(check(
+                    format!("token for {audience}"),
+                    Verdict::Ok,
+                    format!("scope {scope}, valid for {left} more minutes"),
+                    None,
+                ));
+            }
+            Err(e) => {
+                tokens_ok = false;
+                out.push(check(
+                    format!("token for {audience}"),
+                    Verdict::Fail,
+                    e.to_string(),
+                    Some("check [auth] and [azure] (tenant_id, cloud); for a managed identity, that it is assigned to this resource".into()),
+                ));
+            }
+        }
+    }
+    if !tokens_ok {
+        return out;
+    }
+    for w in &config.file.workspaces {
+        out.extend(workspace_checks(conn, config, w).await);
+    }
+    out
+}
+
+async fn workspace_checks(
+    conn: &Connection,
+    config: &Config,
+    w: &crate::config::WorkspaceSection,
+) -> Vec<Check> {
+    let label = format!("{}/{}/{}", w.subscription_id, w.resource_group, w.name);
+    let scope = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}",
+        w.subscription_id, w.resource_group, w.name
+    );
+    let responder = format!(
+        "assign Microsoft Sentinel Responder (3e150937-b8fe-4cfb-8069-0eaf05ecd056) to the credential's principal on {scope} (a fresh assignment can take several minutes to apply)"
+    );
+    let mut out = Vec::new();
+    let ws = match conn
+        .sentinel
+        .workspace(&w.subscription_id, &w.resource_group, &w.name)
+        .await
+    {
+        Ok(ws) => {
+            out.push(check(
+                format!("workspace {label}"),
+                Verdict::Ok,
+                format!("found; workspace id {}", ws.customer_id),
+                None,
+            ));
+            ws
+        }
+        Err(e) => {
+            let fix = match e.status() {
+                Some(403) => responder.clone(),
+                Some(404) => {
+                    "check subscription_id, resource_group and name of the workspace".into()
+                }
+                _ => "see the error".into(),
+            };
+            out.push(check(
+                format!("workspace {label}"),
+                Verdict::Fail,
+                e.to_string(),
+                Some(fix),
+            ));
+            return out;
+        }
+    };
+    // Query permission, and the service's clock.
+    let mut alert_address: Option<AlertAddress> = None;
+    match conn
+        .log_analytics
+        .query(&ws.customer_id, &sync_query(&config.policy), None)
+        .await
+    {
+        Ok(body) => match build_snapshot_combined(&body[..]) {
+            Ok(snap) => {
+                out.push(check(
+                    format!("query {label}"),
+                    Verdict::Ok,
+                    format!(
+                        "the sync query returned {} incident(s) in scope and {} alert(s)",
+                        snap.incidents.len(),
+                        snap.alerts.len()
+                    ),
+                    None,
+                ));
+                alert_address = snap
+                    .alerts
+                    .values()
+                    .filter_map(|a| a.as_ref().ok())
+                    .find_map(|a| a.address.clone());
+                out.push(clock_check(snap.server_now));
+            }
+            Err(e) => out.push(check(
+                format!("query {label}"),
+                Verdict::Fail,
+                e.to_string(),
+                None,
+            )),
+        },
+        Err(e) => {
+            let fix = match e {
+                AzureError::InsufficientAccess { .. } => Some(responder.clone()),
+                _ => None,
+            };
+            out.push(check(
+                format!("query {label}"),
+                Verdict::Fail,
+                e.to_string(),
+                fix,
+            ));
+        }
+    }
+    // Incident read and write.
+    match conn.sentinel.list_incidents(&ws, None, Some(1)).await {
+        Ok(list) => {
+            out.push(check(
+                format!("incident read {label}"),
+                Verdict::Ok,
+                "incidents can be listed",
+                None,
+            ));
+            out.push(write_probe(conn, &ws, list.into_iter().next(), &label, &responder).await);
+        }
+        Err(e) => {
+            let fix = (e.status() == Some(403)).then(|| responder.clone());
+            out.push(check(
+                format!("incident read {label}"),
+                Verdict::Fail,
+                e.to_string(),
+                fix,
+            ));
+        }
+    }
+    if config.policy.writeback {
+        out.push(dfc_probe(conn, &ws, alert_address).await);
+    }
+    out
+}
+
+async fn write_probe(
+    conn: &Connection,
+    ws: &Workspace,
+    incident: Option<crate::azure::sentinel::Incident>,
+    label: &str,
+    responder: &str,
+) -> Check {
+    let name = format!("incident write {label}");
+    let Some(mut incident) = incident else {
+        return check(name, Verdict::Skipped, "no incident to probe with", None);
+    };
+    // An etag that matches no version: with the right role the answer is 409 and nothing
+    // is saved; without it, 403.
+    incident.etag = Some("\"00000000-0000-0000-0000-000000000000\"".into());
+    match conn.sentinel.update_incident(ws, &incident).await {
+        Err(AzureError::Conflict { .. }) => check(
+            name,
+            Verdict::Ok,
+            "a conditional write is allowed (probed with a stale etag: nothing was saved)",
+            None,
+        ),
+        Err(e @ AzureError::Forbidden { .. }) => check(
+            name,
+            Verdict::Fail,
+            e.to_string(),
+            Some(responder.to_owned()),
+        ),
+        Err(e) => check(
+            name,
+            Verdict::Warn,
+            format!("the probe got an unexpected answer: {e}"),
+            None,
+        ),
+        Ok(_) => check(
+            name,
+            Verdict::Warn,
+            "the probe write with a stale etag was accepted: the service did not check the etag",
+            Some(
+                "report this: conditional writes are what keeps dfcsync from overwriting analysts"
+                    .into(),
+            ),
+        ),
+    }
+}
+
+async fn dfc_probe(conn: &Connection, ws: &Workspace, addr: Option<AlertAddress>) -> Check {
+    let name = "Defender for Cloud writeback";
+    let Some(addr) = addr.or_else(|| {
+        ws.location.clone().map(|location| AlertAddress {
+            name: String::new(),
+            subscription_id: ws.subscription_id.clone(),
+            resource_group: None,
+            location,
+        })
+    }) else {
+        return check(
+            name,
+            Verdict::Skipped,
+            "no alert to learn a subscription and location from",
+            None,
+        );
+    };
+    let probe = AlertAddress {
+        name: "dfcsync-doctor-probe".into(),
+        resource_group: None,
+        ..addr
+    };
+    let fix = format!(
+        "assign Security Admin (fb1c8493-542b-48eb-b624-b4c8fea62acd) on subscription {} to the credential's principal, or turn writeback off",
+        probe.subscription_id
+    );
+    match conn
+        .defender
+        .set_status(&probe, DfcAction::InProgress)
+        .await
+    {
+        Err(e @ AzureError::Forbidden { .. }) => {
+            check(name, Verdict::Fail, e.to_string(), Some(fix))
+        }
+        Err(e) if e.status() == Some(404) => check(
+            name,
+            Verdict::Ok,
+            format!(
+                "alert status changes are allowed on subscription {} (probed with an alert that does not exist)",
+                probe.subscription_id
+            ),
+            None,
+        ),
+        Err(e) => check(
+            name,
+            Verdict::Warn,
+            format!("the probe got an unexpected answer: {e}"),
+            None,
+        ),
+        Ok(()) => check(name, Verdict::Ok, "alert status changes are allowed", None),
+    }
+}
+
+fn clock_check(server_now: Option<chrono::DateTime<Utc>>) -> Check {
+    let Some(server) = server_now else {
+        return check(
+            "clock",
+            Verdict::Skipped,
+            "the query did not return the service's clock",
+            None,
+        );
+    };
+    let skew = (Utc::now() - server).num_seconds();
+    if skew.abs() > 300 {
+        check(
+            "clock",
+            Verdict::Warn,
+            format!("this machine's clock is {skew}s off the service's"),
+            Some("sync the clock (NTP): tokens and the decision window depend on it; dfcsync decides at the service's time".into()),
+        )
+    } else {
+        check(
+            "clock",
+            Verdict::Ok,
+            format!("{skew}s off the service's clock"),
+            None,
+        )
+    }
+}
+
+/// The checks as a table for people.
+pub fn table(checks: &[Check]) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_width(120)
+        .set_header(vec!["check", "verdict", "detail", "fix"]);
+    for c in checks {
+        t.add_row(vec![
+            c.name.clone(),
+            c.verdict.as_str().to_owned(),
+            c.detail.clone(),
+            c.fix.clone().unwrap_or_default(),
+        ]);
+    }
+    format!(
+        "{t}\n{}\n",
+        if passed(checks) {
+            "doctor: everything needed works"
+        } else {
+            "doctor: something needed does not work: see the fixes above"
+        }
+    )
+}
+
+/// The checks as JSON.
+pub fn json(checks: &[Check]) -> Value {
+    json!({
+        "passed": passed(checks),
+        "checks": checks.iter().map(|c| json!({
+            "check": c.name, "verdict": c.verdict.as_str().to_ascii_lowercase(),
+            "detail": c.detail, "fix": c.fix,
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,210 @@
+//! Prometheus metrics of `dfcsync run`: cycles, actions by kind and result, held incidents
+//! by reason, Azure requests by service and status, throttling waits, cycle duration and the
+//! time of the last successful cycle. Fed from each cycle's report, rendered on `/metrics`.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::act::ActionResult;
+use crate::cycle::CycleReport;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    kind: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    service: String,
+    status: String,
+}
+
+/// The metrics of one process.
+pub struct Metrics {
+    registry: Registry,
+    cycles: Family<ResultLabel, Counter>,
+    actions: Family<ActionLabels, Counter>,
+    held: Family<ReasonLabel, Gauge>,
+    requests: Family<RequestLabels, Counter>,
+    throttle_waits: Counter,
+    throttle_wait_seconds: Counter<f64, AtomicU64>,
+    cycle_duration: Histogram,
+    last_success: Gauge<f64, AtomicU64>,
+    held_reasons: Mutex<Vec<String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("dfcsync");
+        let cycles = Family::<ResultLabel, Counter>::default();
+        let actions = Family::<ActionLabels, Counter>::default();
+        let held = Family::<ReasonLabel, Gauge>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let throttle_waits = Counter::default();
+        let throttle_wait_seconds = Counter::<f64, AtomicU64>::default();
+        let cycle_duration = Histogram::new([
+            0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+        ]);
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        registry.register("cycles", "Sync cycles, by result", cycles.clone());
+        registry.register(
+            "actions",
+            "Planned actions, by kind and result (applied, skipped, failed, planned in dry runs)",
+            actions.clone(),
+        );
+        registry.register(
+            "held_incidents",
+            "Incidents held in the last cycle, by reason",
+            held.clone(),
+        );
+        registry.register(
+            "azure_requests",
+            "Azure answers, by service and HTTP status",
+            requests.clone(),
+        );
+        registry.register(
+            "throttle_waits",
+            "Waits for Retry-After or the ARM limiter",
+            throttle_waits.clone(),
+        );
+        registry.register(
+            "throttle_wait_seconds",
+            "Time spent waiting for Retry-After or the ARM limiter",
+            throttle_wait_seconds.clone(),
+        );
+        registry.register(
+            "cycle_duration_seconds",
+            "Duration of sync cycles",
+            cycle_duration.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the end of the last successful cycle",
+            last_success.clone(),
+        );
+        Self {
+            registry,
+            cycles,
+            actions,
+            held,
+            requests,
+            throttle_waits,
+            throttle_wait_seconds,
+            cycle_duration,
+            last_success,
+            held_reasons: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds what one cycle did.
+    pub fn record(&self, report: &CycleReport) {
+        let ok = report.succeeded();
+        self.cycles
+            .get_or_create(&ResultLabel {
+                result: if ok { "success" } else { "failure" }.into(),
+            })
+            .inc();
+        let mut held_now: std::collections::BTreeMap<String, i64> = Default::default();
+        for w in &report.workspaces {
+            if let Some(plan) = &w.plan {
+                for h in &plan.held {
+                    *held_now.entry(h.kind.as_str().to_owned()).or_default() += 1;
+                }
+                if w.act.is_none() {
+                    for a in &plan.actions {
+                        self.actions
+                            .get_or_create(&ActionLabels {
+                                kind: a.kind.as_str().into(),
+                                result: "planned".into(),
+                            })
+                            .inc();
+                    }
+                }
+            }
+            if let Some(act) = &w.act {
+                for o in &act.outcomes {
+                    let result = match o.result {
+                        ActionResult::Applied => "applied",
+                        ActionResult::Skipped(_) => "skipped",
+                        ActionResult::Failed(_) => "failed",
+                    };
+                    self.actions
+                        .get_or_create(&ActionLabels {
+                            kind: o.kind.as_str().into(),
+                            result: result.into(),
+                        })
+                        .inc();
+                }
+            }
+        }
+        // Held is a gauge of the last cycle: reasons that went away go to zero.
+        if let Ok(mut known) = self.held_reasons.lock() {
+            for r in known.iter() {
+                if !held_now.contains_key(r) {
+                    self.held
+                        .get_or_create(&ReasonLabel { reason: r.clone() })
+                        .set(0);
+                }
+            }
+            for (r, n) in &held_now {
+                self.held
+                    .get_or_create(&ReasonLabel { reason: r.clone() })
+                    .set(*n);
+                if !known.contains(r) {
+                    known.push(r.clone());
+                }
+            }
+        }
+        for (service, status, n) in &report.requests {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    service: service.clone(),
+                    status: status.to_string(),
+                })
+                .inc_by(*n);
+        }
+        self.throttle_waits.inc_by(report.throttle_waits);
+        self.throttle_wait_seconds
+            .inc_by(report.throttle_wait.as_secs_f64());
+        self.cycle_duration.observe(report.duration.as_secs_f64());
+        if ok {
+            let end =
+                report.started + chrono::TimeDelta::from_std(report.duration).unwrap_or_default();
+            self.last_success
+                .set(end.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
