@@ -523,3 +523,21 @@ fn the_readme_demo_command_runs() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_the_service_says_expired_is_renewed() {
+    // The emulator's clock moves two hours on: every cached token is expired by the
+    // service's clock, while the local clock says it is fresh.
+    let env = Env::start(DEMO, "").await;
+    assert!(env.cycle(Mode::Plan).await.succeeded());
+    env.control("clock", json!({"advance": "2h"})).await;
+    let r = env.cycle(Mode::Plan).await;
+    assert!(r.succeeded(), "{}", dfcsync::report::cycle_table(&r));
+    let expired = env
+        .requests()
+        .await
+        .iter()
+        .filter(|x| x["status"] == 401)
+        .count();
+    assert!(expired >= 1, "the service refused the old token first");
+}

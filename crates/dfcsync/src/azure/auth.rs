@@ -235,7 +235,7 @@ impl UserAssigned {
 }
 
 enum Inner {
-    Sdk(Arc<dyn TokenCredential>),
+    Sdk(SdkCredential),
     AppService {
         http: reqwest::Client,
         endpoint: url::Url,
@@ -245,6 +245,46 @@ enum Inner {
 }
 
 /// A credential with its token cache.
+/// An SDK credential, and how to make a fresh one: the SDK's credentials cache tokens
+/// with no way to drop one, so a token a service refused (revoked, or expired by the
+/// service's clock) is forgotten by making the credential again.
+struct SdkCredential {
+    make: Box<dyn Fn() -> Result<Arc<dyn TokenCredential>, AzureError> + Send + Sync>,
+    current: std::sync::RwLock<Arc<dyn TokenCredential>>,
+}
+
+impl SdkCredential {
+    fn new(
+        make: impl Fn() -> Result<Arc<dyn TokenCredential>, AzureError> + Send + Sync + 'static,
+    ) -> Result<Self, AzureError> {
+        let current = make()?;
+        Ok(Self {
+            make: Box::new(make),
+            current: std::sync::RwLock::new(current),
+        })
+    }
+
+    fn get(&self) -> Arc<dyn TokenCredential> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn renew(&self) {
+        match (self.make)() {
+            Ok(fresh) => *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh,
+            Err(e) => tracing::warn!(error = %e, "could not renew the credential"),
+        }
+    }
+}
+
+impl std::fmt::Debug for SdkCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SdkCredential(..)")
+    }
+}
+
 pub struct Credential {
     method: Method,
     description: String,
@@ -428,16 +468,21 @@ impl Credential {
                     AzureError::Config("client_secret needs [auth] client_id".into())
                 })?;
                 let (secret, from) = read_secret(auth, &opts)?;
-                let options = azure_identity::ClientSecretCredentialOptions {
-                    client_options: sdk_options(cloud, http),
-                };
-                let c = azure_identity::ClientSecretCredential::new(
-                    tenant,
-                    client_id.clone(),
-                    secret,
-                    Some(options),
-                )
-                .map_err(sdk_err("client_secret"))?;
+                let client_options = sdk_options(cloud, http);
+                let (t, id) = (tenant.to_owned(), client_id.clone());
+                let c = SdkCredential::new(move || {
+                    let options = azure_identity::ClientSecretCredentialOptions {
+                        client_options: client_options.clone(),
+                    };
+                    let c: Arc<dyn TokenCredential> = azure_identity::ClientSecretCredential::new(
+                        &t,
+                        id.clone(),
+                        secret.clone(),
+                        Some(options),
+                    )
+                    .map_err(sdk_err("client_secret"))?;
+                    Ok(c)
+                })?;
                 (
                     Inner::Sdk(c),
                     format!(
@@ -472,13 +517,19 @@ impl Credential {
                             "workload_identity needs AZURE_FEDERATED_TOKEN_FILE (set by the AKS workload identity webhook)".into(),
                         )
                     })?;
-                let mut options = azure_identity::WorkloadIdentityCredentialOptions::default();
-                options.credential_options.client_options = sdk_options(cloud, http);
-                options.client_id = Some(client_id.clone());
-                options.tenant_id = Some(tenant.clone());
-                options.token_file_path = Some(file.clone());
-                let c = azure_identity::WorkloadIdentityCredential::new(Some(options))
-                    .map_err(sdk_err("workload_identity"))?;
+                let client_options = sdk_options(cloud, http);
+                let (id, t, path) = (client_id.clone(), tenant.clone(), file.clone());
+                let c = SdkCredential::new(move || {
+                    let mut options = azure_identity::WorkloadIdentityCredentialOptions::default();
+                    options.credential_options.client_options = client_options.clone();
+                    options.client_id = Some(id.clone());
+                    options.tenant_id = Some(t.clone());
+                    options.token_file_path = Some(path.clone());
+                    let c: Arc<dyn TokenCredential> =
+                        azure_identity::WorkloadIdentityCredential::new(Some(options))
+                            .map_err(sdk_err("workload_identity"))?;
+                    Ok(c)
+                })?;
                 (
                     Inner::Sdk(c),
                     format!(
@@ -518,23 +569,29 @@ impl Credential {
                         )
                     }
                     _ => {
-                        let mut options = azure_identity::ManagedIdentityCredentialOptions {
-                            client_options: sdk_options(cloud, http),
-                            ..Default::default()
-                        };
-                        options.user_assigned_id = id.clone().map(|i| match i {
-                            UserAssigned::ClientId(v) => {
-                                azure_identity::UserAssignedId::ClientId(v)
-                            }
-                            UserAssigned::ObjectId(v) => {
-                                azure_identity::UserAssignedId::ObjectId(v)
-                            }
-                            UserAssigned::ResourceId(v) => {
-                                azure_identity::UserAssignedId::ResourceId(v)
-                            }
-                        });
-                        let c = azure_identity::ManagedIdentityCredential::new(Some(options))
-                            .map_err(sdk_err("managed_identity"))?;
+                        let client_options = sdk_options(cloud, http);
+                        let user_assigned = id.clone();
+                        let c = SdkCredential::new(move || {
+                            let mut options = azure_identity::ManagedIdentityCredentialOptions {
+                                client_options: client_options.clone(),
+                                ..Default::default()
+                            };
+                            options.user_assigned_id = user_assigned.clone().map(|i| match i {
+                                UserAssigned::ClientId(v) => {
+                                    azure_identity::UserAssignedId::ClientId(v)
+                                }
+                                UserAssigned::ObjectId(v) => {
+                                    azure_identity::UserAssignedId::ObjectId(v)
+                                }
+                                UserAssigned::ResourceId(v) => {
+                                    azure_identity::UserAssignedId::ResourceId(v)
+                                }
+                            });
+                            let c: Arc<dyn TokenCredential> =
+                                azure_identity::ManagedIdentityCredential::new(Some(options))
+                                    .map_err(sdk_err("managed_identity"))?;
+                            Ok(c)
+                        })?;
                         (
                             Inner::Sdk(c),
                             format!("managed identity ({who}) from IMDS (169.254.169.254)"),
@@ -543,13 +600,18 @@ impl Credential {
                 }
             }
             Method::AzureCli => {
-                let options = azure_identity::AzureCliCredentialOptions {
-                    tenant_id: tenant_id.map(str::to_owned),
-                    executor: opts.cli_executor.clone(),
-                    ..Default::default()
-                };
-                let c = azure_identity::AzureCliCredential::new(Some(options))
-                    .map_err(sdk_err("azure_cli"))?;
+                let (tenant, executor) = (tenant_id.map(str::to_owned), opts.cli_executor.clone());
+                let c = SdkCredential::new(move || {
+                    let options = azure_identity::AzureCliCredentialOptions {
+                        tenant_id: tenant.clone(),
+                        executor: executor.clone(),
+                        ..Default::default()
+                    };
+                    let c: Arc<dyn TokenCredential> =
+                        azure_identity::AzureCliCredential::new(Some(options))
+                            .map_err(sdk_err("azure_cli"))?;
+                    Ok(c)
+                })?;
                 (
                     Inner::Sdk(c),
                     format!(
@@ -586,6 +648,7 @@ impl Credential {
         match &self.inner {
             Inner::Sdk(c) => {
                 let t = c
+                    .get()
                     .get_token(&[scope], None)
                     .await
                     .map_err(sdk_err(self.method.name()))?;
@@ -624,6 +687,9 @@ impl TokenSource for Credential {
 
     async fn invalidate(&self, scope: &str) {
         self.cache.lock().await.remove(scope);
+        if let Inner::Sdk(c) = &self.inner {
+            c.renew();
+        }
     }
 
     fn describe(&self) -> String {

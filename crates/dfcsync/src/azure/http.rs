@@ -650,7 +650,9 @@ impl AzureHttp {
                             request_id,
                         });
                     }
-                    if status == 401 && !renewed_token && token_refused(&body) {
+                    // ARM answers 401, Log Analytics 403 `InvalidAuthenticationToken`
+                    // (reference §2.5).
+                    if (status == 401 || status == 403) && !renewed_token && token_refused(&body) {
                         // A token the cache thought good was refused (clock skew, early
                         // expiry): one more try with a new one. The request was not processed.
                         tracing::warn!(
@@ -696,7 +698,7 @@ impl AzureHttp {
     }
 }
 
-/// Whether a 401 says the token itself is no good (expired or invalid), as opposed to a
+/// Whether a 401 (or Log Analytics' 403) says the token itself is no good (expired or invalid), as opposed to a
 /// missing header or a wrong audience (a new token for the same scope would not help).
 fn token_refused(body: &[u8]) -> bool {
     let (code, _, _) = super::error::error_parts(body);
