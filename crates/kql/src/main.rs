@@ -72,21 +72,40 @@ fn parse_time(s: &str, what: &str) -> anyhow::Result<chrono::DateTime<chrono::Ut
         .with_timezone(&chrono::Utc))
 }
 
+/// A JSON array of objects, or a Log Analytics response (read as a stream).
+fn load_table(file: &str) -> anyhow::Result<kql::Table> {
+    use std::io::{BufRead, BufReader};
+    let mut r =
+        BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {file}"))?);
+    let first = loop {
+        let buf = r.fill_buf()?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => break Some(buf[i]),
+            None if buf.is_empty() => break None,
+            None => {
+                let n = buf.len();
+                r.consume(n);
+            }
+        }
+    };
+    Ok(match first {
+        Some(b'[') => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut r, &mut text)?;
+            kql::Table::from_json_objects_str(&text)?
+        }
+        Some(_) => kql::Table::from_log_analytics_reader(r)?,
+        None => anyhow::bail!("{file} is empty"),
+    })
+}
+
 fn load(cli: &Cli) -> anyhow::Result<(kql::Database, kql::QueryOptions, String)> {
     let mut db = kql::Database::new();
     for spec in &cli.tables {
         let (name, file) = spec
             .split_once('=')
             .ok_or_else(|| anyhow!("--table expects NAME=FILE, got '{spec}'"))?;
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{file} is not valid JSON"))?;
-        let table = if json.is_array() {
-            kql::Table::from_json_objects_str(&text)
-        } else {
-            kql::Table::from_log_analytics_json(&json)
-        }
-        .with_context(|| format!("loading {file} as table {name}"))?;
+        let table = load_table(file).with_context(|| format!("loading {file} as table {name}"))?;
         db.insert(name, table);
     }
     let now = match &cli.now {

@@ -350,8 +350,11 @@ proptest! {
             Column::new("d", T::DateTime), Column::new("t", T::TimeSpan), Column::new("j", T::Dynamic),
         ];
         let t = Table::from_rows("x", cols, vec![row]).expect("rows");
-        let back = Table::from_log_analytics_json(&kql::response_json(std::slice::from_ref(&t))).expect("loads");
-        prop_assert_eq!(back.rows, t.rows);
+        let wire = kql::response_json(std::slice::from_ref(&t));
+        let back = Table::from_log_analytics_json(&wire).expect("loads");
+        prop_assert_eq!(&back.rows, &t.rows);
+        let streamed = Table::from_log_analytics_reader(wire.to_string().as_bytes()).expect("streams");
+        prop_assert_eq!(streamed.rows, t.rows);
     }
 }
 
