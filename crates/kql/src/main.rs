@@ -64,6 +64,10 @@ struct Cli {
     /// Pretty-print the JSON output.
     #[arg(long)]
     pretty: bool,
+
+    /// Print load and query times on standard error.
+    #[arg(long)]
+    stats: bool,
 }
 
 fn parse_time(s: &str, what: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
@@ -105,7 +109,16 @@ fn load(cli: &Cli) -> anyhow::Result<(kql::Database, kql::QueryOptions, String)>
         let (name, file) = spec
             .split_once('=')
             .ok_or_else(|| anyhow!("--table expects NAME=FILE, got '{spec}'"))?;
+        let t0 = std::time::Instant::now();
         let table = load_table(file).with_context(|| format!("loading {file} as table {name}"))?;
+        if cli.stats {
+            eprintln!(
+                "kql: loaded {name}: {} rows, {} columns in {:.2} s",
+                table.rows.len(),
+                table.columns.len(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
         db.insert(name, table);
     }
     let now = match &cli.now {
@@ -150,7 +163,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match kql::run(&query, &db, &opts) {
+    let t0 = std::time::Instant::now();
+    let result = kql::run(&query, &db, &opts);
+    if cli.stats {
+        eprintln!(
+            "kql: query ran in {:.1} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    match result {
         Ok(t) => {
             print_json(&kql::response_json(&[t]), cli.pretty);
             ExitCode::SUCCESS
