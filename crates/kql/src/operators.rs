@@ -4,9 +4,9 @@
 
 use std::cmp::Ordering;
 
-use crate::aggregates::{self, OutSrc};
+use crate::aggregates;
 use crate::ast::{JoinCond, JoinKind, MvExpandItem, NamedExpr, Operator, SortKey};
-use crate::engine::{Engine, coerce};
+use crate::engine::Engine;
 use crate::error::{KqlError, KqlErrorKind};
 use crate::frame::{Col, Frame, Meta, NULL_ROW, gather_cols};
 use crate::grouping::{Groups, group_rows};
@@ -94,13 +94,10 @@ pub fn apply<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<
             *pos,
         ),
         Operator::Join {
-            kind,
-            right,
-            on,
-            pos,
+            kind, right, on, ..
         } => {
             let r = eng.pipeline(right)?;
-            join(&f, &r, *kind, on, *pos)
+            join(&f, &r, *kind, on)
         }
         Operator::Union(u) => eng.union(Some(f), u),
         Operator::Sort(keys) => sort(eng, &f, keys, None),
@@ -274,7 +271,7 @@ pub fn project<'a>(
         .zip(&bound)
         .map(|(it, b)| it.name.clone().or_else(|| b.name.clone()))
         .collect();
-    for (i, (it, b)) in items.iter().zip(&bound).enumerate() {
+    for (i, b) in bound.iter().enumerate() {
         let name = match &explicit[i] {
             Some(n) => n.clone(),
             None if print => format!("print_{i}"),
@@ -282,7 +279,6 @@ pub fn project<'a>(
                 explicit.iter().flatten().any(|n| n == c) || f.index_of(c).is_some()
             }),
         };
-        let _ = it;
         cols.push(compute_col(f, b));
         meta.push(Meta { name, ty: b.ty });
     }
@@ -401,7 +397,6 @@ fn summarize<'a>(
     for a in &bound_aggs {
         let out = aggregates::compute(a, f, &of_row, &first_row);
         for (o, c) in a.outs.iter().zip(out) {
-            let _ = matches!(o.src, OutSrc::Value);
             meta.push(Meta {
                 name: o.name.clone(),
                 ty: o.ty,
@@ -575,7 +570,6 @@ fn join<'a>(
     r: &Frame<'a>,
     kind: JoinKind,
     on: &[JoinCond],
-    pos: Pos,
 ) -> Result<Frame<'a>, KqlError> {
     let mut lk = Vec::new();
     let mut rk = Vec::new();
@@ -710,7 +704,6 @@ fn join<'a>(
     for (m, n) in meta.iter_mut().zip(names) {
         m.name = n;
     }
-    let _ = pos;
     Ok(Frame {
         meta,
         cols: lcols.into_iter().chain(rcols).collect(),
@@ -785,6 +778,5 @@ fn sort<'a>(
     if let Some(n) = top {
         idx.truncate(n);
     }
-    let _ = coerce;
     Ok(f.gather(&idx))
 }
