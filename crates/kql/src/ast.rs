@@ -14,11 +14,7 @@ pub struct Query {
 #[derive(Debug, Clone)]
 pub enum Statement {
     /// `let name = value`.
-    Let {
-        name: String,
-        value: LetValue,
-        pos: Pos,
-    },
+    Let { name: String, value: LetValue },
     /// A tabular expression whose result is returned.
     Tabular(Pipeline),
 }
@@ -142,7 +138,6 @@ pub enum Operator {
         kind: JoinKind,
         right: Box<Pipeline>,
         on: Vec<JoinCond>,
-        pos: Pos,
     },
     Union(UnionSpec),
     Sort(Vec<SortKey>),

@@ -244,7 +244,7 @@ impl Parser {
             let name = self.name("a name after 'let'")?;
             self.expect_sym("=")?;
             let value = self.let_value()?;
-            return Ok(Statement::Let { name, value, pos });
+            return Ok(Statement::Let { name, value });
         }
         for w in ["set", "declare", "alias", "pattern", "restrict"] {
             if self.is_word(w) {
@@ -553,7 +553,7 @@ impl Parser {
             }
             "summarize" => self.summarize(pos),
             "mv-expand" => self.mv_expand(pos),
-            "join" => self.join(pos),
+            "join" => self.join(),
             "union" => Ok(Operator::Union(self.union_spec(pos)?)),
             "sort" | "order" => {
                 self.expect_word("by")?;
@@ -820,7 +820,7 @@ impl Parser {
         })
     }
 
-    fn join(&mut self, pos: Pos) -> Result<Operator, KqlError> {
+    fn join(&mut self) -> Result<Operator, KqlError> {
         let mut kind = JoinKind::InnerUnique;
         loop {
             if self.is_word("kind") && matches!(self.peek_at(1), Tok::Sym("=")) {
@@ -878,7 +878,6 @@ impl Parser {
             kind,
             right: Box::new(right),
             on,
-            pos,
         })
     }
 
