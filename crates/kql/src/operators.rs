@@ -273,6 +273,16 @@ pub fn project<'a>(
         .collect();
     for (i, b) in bound.iter().enumerate() {
         let name = match &explicit[i] {
+            // A name derived from a function's argument (`tostring(x)` → `x`) that is
+            // already taken gets a numeric suffix; declared names and plain columns may
+            // not repeat (§2.2, §2.17).
+            Some(n) if items[i].name.is_none() && !matches!(b.expr, CExpr::Col(_)) => {
+                let taken = |c: &str| {
+                    meta.iter().any(|m: &Meta| m.name == c)
+                        || explicit[i + 1..].iter().flatten().any(|x| x == c)
+                };
+                unique_suffix(n, taken)
+            }
             Some(n) => n.clone(),
             None if print => format!("print_{i}"),
             None => namer.next_name(|c| {
@@ -291,6 +301,17 @@ pub fn project<'a>(
     })
 }
 
+/// `name`, or `name1`, `name2`, … when taken.
+fn unique_suffix(name: &str, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(name) {
+        return name.to_string();
+    }
+    (1..)
+        .map(|k| format!("{name}{k}"))
+        .find(|c| !taken(c))
+        .unwrap_or_else(|| name.to_string())
+}
+
 /// `extend`: computed columns appended, or replaced in place when the name exists (the
 /// official binder's behaviour, §2.4); later items see earlier ones.
 fn extend<'a>(
@@ -301,9 +322,15 @@ fn extend<'a>(
     let mut namer = ColumnNamer::default();
     for it in items {
         let b = eng.with_scope(&f.meta, |s| s.bind(&it.expr))?;
-        let name = match it.name.clone().or_else(|| b.name.clone()) {
-            Some(n) => n,
-            None => namer.next_name(|c| f.index_of(c).is_some()),
+        let name = match (&it.name, &b.name) {
+            (Some(n), _) => n.clone(),
+            // A derived name (`tostring(x)` → `x`) does not replace an existing column; it
+            // gets a numeric suffix instead.
+            (None, Some(n)) if !matches!(b.expr, CExpr::Col(_)) => {
+                unique_suffix(n, |c| f.index_of(c).is_some())
+            }
+            (None, Some(n)) => n.clone(),
+            (None, None) => namer.next_name(|c| f.index_of(c).is_some()),
         };
         let col = compute_col(&f, &b);
         match f.index_of(&name) {

@@ -521,7 +521,9 @@ fn check_comparable(
         || r == Dynamic
         || (l.is_numeric() && r.is_numeric())
         || (equality && matches!((l, r), (Guid, String) | (String, Guid)));
-    let ordered_ok = equality || !matches!(l, Bool | Guid);
+    // Strings have no `<`/`>` (use strcmp); bools and guids compare only for equality
+    // [kql-semantics.md §3.3].
+    let ordered_ok = equality || !matches!(l, Bool | Guid | String);
     if ok && ordered_ok {
         Ok(())
     } else {
