@@ -143,7 +143,7 @@ pub enum Operator {
     Sort(Vec<SortKey>),
     Top {
         n: Expr,
-        key: SortKey,
+        keys: Vec<SortKey>,
     },
     Take(Expr),
     Distinct(Option<Vec<NamedExpr>>, Pos),

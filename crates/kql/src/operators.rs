@@ -101,9 +101,9 @@ pub fn apply<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<
         }
         Operator::Union(u) => eng.union(Some(f), u),
         Operator::Sort(keys) => sort(eng, &f, keys, None),
-        Operator::Top { n, key } => {
+        Operator::Top { n, keys } => {
             let n = count_arg(eng, n)?;
-            sort(eng, &f, std::slice::from_ref(key), Some(n))
+            sort(eng, &f, keys, Some(n))
         }
         Operator::Take(n) => {
             let n = count_arg(eng, n)?;

@@ -569,14 +569,11 @@ impl Parser {
             "top" => {
                 let n = self.expr()?;
                 self.expect_word("by")?;
-                let key = self.sort_key()?;
-                if self.is_sym(",") {
-                    return Err(unsupported(
-                        self.pos(),
-                        "'top' with several sort keys is not supported",
-                    ));
+                let mut keys = vec![self.sort_key()?];
+                while self.eat_sym(",") {
+                    keys.push(self.sort_key()?);
                 }
-                Ok(Operator::Top { n, key })
+                Ok(Operator::Top { n, keys })
             }
             "take" | "limit" => Ok(Operator::Take(self.expr()?)),
             "distinct" => {

@@ -516,6 +516,11 @@ fn top_and_take() {
         rows(&t),
         vec![vec![json!(10)], vec![json!(9)], vec![json!(8)]]
     );
+    let t = run("range x from 1 to 10 step 1 | extend y = x % 3 | top 2 by y, x asc");
+    assert_eq!(
+        rows(&t),
+        vec![vec![json!(2), json!(2)], vec![json!(5), json!(2)]]
+    );
     let t = run("range x from 1 to 10 step 1 | top 2 by x asc");
     assert_eq!(rows(&t), vec![vec![json!(1)], vec![json!(2)]]);
     assert_eq!(run("range x from 1 to 10 step 1 | take 4").rows.len(), 4);
