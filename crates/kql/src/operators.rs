@@ -9,7 +9,7 @@ use crate::ast::{JoinCond, JoinKind, MvExpandItem, NamedExpr, Operator, SortKey}
 use crate::engine::Engine;
 use crate::error::{KqlError, KqlErrorKind};
 use crate::frame::{Col, Frame, Meta, NULL_ROW, gather_cols};
-use crate::grouping::{Groups, group_rows};
+use crate::grouping::{Groups, group_rows, group_rows_visit};
 use crate::lexer::Pos;
 use crate::names::{ColumnNamer, make_unique};
 use crate::scalar::{Bound, CExpr, err_at, eval, semantic};
@@ -378,7 +378,20 @@ fn summarize<'a>(
         .map(|a| eng.with_scope(&f.meta, |s| aggregates::bind_aggregate(s, a, &key_names)))
         .collect::<Result<Vec<_>, _>>()?;
     let key_exprs: Vec<CExpr> = keys.iter().map(|b| b.expr.clone()).collect();
-    let groups: Groups = group_rows(f, &key_exprs, false);
+    // A lone arg_max/arg_min (`summarize arg_max(T, *) by K`, the latest row per key) is
+    // computed during grouping, saving a pass over the rows.
+    let mut streamed: Option<Vec<Col<'a>>> = None;
+    let groups: Groups = match (bound_aggs.as_slice(), keys.is_empty()) {
+        ([only], false) => match aggregates::ArgStream::new(only) {
+            Some(mut st) => {
+                let g = group_rows_visit(f, &key_exprs, false, |r, g| st.visit(f, r, g));
+                streamed = Some(st.finish(only, f));
+                g
+            }
+            None => group_rows(f, &key_exprs, false),
+        },
+        _ => group_rows(f, &key_exprs, false),
+    };
     let (of_row, first_row): (Vec<u32>, Vec<u32>) = if keys.is_empty() && f.len == 0 {
         // No `by` on empty input: one row of defaults [§2.5].
         (vec![], vec![NULL_ROW])
@@ -422,7 +435,10 @@ fn summarize<'a>(
         });
     }
     for a in &bound_aggs {
-        let out = aggregates::compute(a, f, &of_row, &first_row);
+        let out = match streamed.take() {
+            Some(cols) => cols,
+            None => aggregates::compute(a, f, &of_row, &first_row),
+        };
         for (o, c) in a.outs.iter().zip(out) {
             meta.push(Meta {
                 name: o.name.clone(),
