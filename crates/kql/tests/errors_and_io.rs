@@ -27,6 +27,13 @@ fn semantic_errors_name_what_is_missing() {
     assert_eq!((e.line, e.column), (1, 21));
     let e = run_err("print x = 1 | extend tostrin(x)");
     assert!(e.message.contains("tostrin"));
+    for q in [
+        "print ago(typeof(int))",
+        "print iff(true, typeof(int), 1)",
+        "print extract(typeof(int), 1, 'a')",
+    ] {
+        assert_eq!(run_err(q).kind, KqlErrorKind::Semantic, "{q}");
+    }
     let e = run_err("print x = count()");
     assert!(e.message.contains("summarize"));
 }

@@ -9,7 +9,11 @@ use proptest::prelude::*;
 
 fn cfg() -> ProptestConfig {
     ProptestConfig {
-        cases: 128,
+        // Modest by default (CI budget); PROPTEST_CASES raises it for a longer fuzzing run.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(192),
         ..ProptestConfig::default()
     }
 }
@@ -298,6 +302,13 @@ fn token_soup() -> impl Strategy<Value = String> {
         "typeof",
         "to",
         "int(null)",
+        "typeof(int)",
+        "extract",
+        "strcat",
+        "array_length",
+        "(1)",
+        "(a, *)",
+        "dynamic([1])",
         "x:long",
         ":",
         "<",
