@@ -5,10 +5,6 @@ mod common;
 
 use std::process::Command;
 
-#[path = "seed_query.rs"]
-#[allow(dead_code)]
-mod seed;
-
 fn kql() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kql"))
 }
@@ -22,7 +18,7 @@ fn tmpdir(name: &str) -> std::path::PathBuf {
 #[test]
 fn runs_the_seed_query_over_exported_files() {
     let dir = tmpdir("seed");
-    let db = seed::seed_db();
+    let db = common::seed_data::seed_db();
     let mut args = Vec::new();
     for name in ["SecurityIncident", "SecurityAlert"] {
         let t = db.get(name).expect("table");
