@@ -196,3 +196,13 @@ fn database_append() {
     assert!(db.append("U", vec![]).is_err());
     assert_eq!(rows(&run_db(&db, "T | count")), vec![vec![json!(2)]]);
 }
+
+// The emulator shares one Database between request threads.
+#[test]
+fn types_are_shareable_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<kql::Database>();
+    shareable::<kql::Table>();
+    shareable::<kql::KqlError>();
+    shareable::<kql::QueryOptions>();
+}
