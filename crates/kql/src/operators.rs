@@ -301,6 +301,11 @@ pub fn project<'a>(
     })
 }
 
+/// `extend` of an existing name: replace the column where it is (the official binder), or
+/// remove it and append the new one (the doc's wording). UNCONFIRMED which the service does
+/// (kql-semantics.md §2.4); this is the one switch to flip.
+const EXTEND_REPLACES_IN_PLACE: bool = true;
+
 /// `name`, or `name1`, `name2`, … when taken.
 fn unique_suffix(name: &str, taken: impl Fn(&str) -> bool) -> String {
     if !taken(name) {
@@ -334,9 +339,15 @@ fn extend<'a>(
         };
         let col = compute_col(&f, &b);
         match f.index_of(&name) {
-            Some(c) => {
+            Some(c) if EXTEND_REPLACES_IN_PLACE => {
                 f.cols[c] = col;
                 f.meta[c].ty = b.ty;
+            }
+            Some(c) => {
+                f.cols.remove(c);
+                f.meta.remove(c);
+                f.cols.push(col);
+                f.meta.push(Meta { name, ty: b.ty });
             }
             None => {
                 f.cols.push(col);
