@@ -580,6 +580,60 @@ fn json_key(j: &serde_json::Value) -> Value {
     }
 }
 
+/// `arg_max`/`arg_min` computed while rows are grouped: feed every (row, group) to
+/// `visit`, then take the output columns from `finish`.
+pub struct ArgStream<'e> {
+    key: &'e CExpr,
+    want: std::cmp::Ordering,
+    best: Vec<Option<Value>>,
+    pick: Vec<u32>,
+}
+
+impl<'e> ArgStream<'e> {
+    /// For an `arg_max`/`arg_min` aggregate; None for any other.
+    pub fn new(agg: &'e Agg) -> Option<ArgStream<'e>> {
+        match &agg.f {
+            AggFn::Arg { key, max } => Some(ArgStream {
+                key,
+                want: if *max {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Less
+                },
+                best: Vec::new(),
+                pick: Vec::new(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Row `r` belongs to group `g` (groups are numbered in order of first appearance).
+    #[inline]
+    pub fn visit(&mut self, frame: &Frame<'_>, r: usize, g: u32) {
+        let g = g as usize;
+        if g == self.pick.len() {
+            self.pick.push(r as u32);
+            self.best.push(None);
+        }
+        let v = eval(self.key, frame, r);
+        if v.is_null() || matches!(&*v, Value::Real(f) if f.is_nan()) {
+            return;
+        }
+        let better = match &self.best[g] {
+            None => true,
+            Some(b) => compare_values(&v, b) == Some(self.want),
+        };
+        if better {
+            self.best[g] = Some(v.into_owned());
+            self.pick[g] = r as u32;
+        }
+    }
+
+    pub fn finish<'a>(self, agg: &Agg, frame: &Frame<'a>) -> Vec<Col<'a>> {
+        row_outputs(agg, frame, &self.pick)
+    }
+}
+
 /// Output columns taken from one picked row per group.
 fn row_outputs<'a>(agg: &Agg, frame: &Frame<'a>, pick: &[u32]) -> Vec<Col<'a>> {
     let plain: Vec<Col<'a>> = agg

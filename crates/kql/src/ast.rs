@@ -14,11 +14,7 @@ pub struct Query {
 #[derive(Debug, Clone)]
 pub enum Statement {
     /// `let name = value`.
-    Let {
-        name: String,
-        value: LetValue,
-        pos: Pos,
-    },
+    Let { name: String, value: LetValue },
     /// A tabular expression whose result is returned.
     Tabular(Pipeline),
 }
@@ -142,13 +138,12 @@ pub enum Operator {
         kind: JoinKind,
         right: Box<Pipeline>,
         on: Vec<JoinCond>,
-        pos: Pos,
     },
     Union(UnionSpec),
     Sort(Vec<SortKey>),
     Top {
         n: Expr,
-        key: SortKey,
+        keys: Vec<SortKey>,
     },
     Take(Expr),
     Distinct(Option<Vec<NamedExpr>>, Pos),

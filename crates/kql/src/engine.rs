@@ -47,7 +47,7 @@ pub fn run_query(query: &str, db: &Database, opts: &QueryOptions) -> Result<Tabl
     let mut result: Option<(Frame<'_>, Pos)> = None;
     for st in &q.statements {
         match st {
-            Statement::Let { name, value, pos } => eng.bind_let(name, value, *pos)?,
+            Statement::Let { name, value, .. } => eng.bind_let(name, value)?,
             Statement::Tabular(p) => {
                 let pos = source_pos(&p.source);
                 if let Some((_, first)) = &result {
@@ -85,7 +85,7 @@ fn source_pos(s: &Source) -> Pos {
 }
 
 impl<'a> Engine<'a> {
-    fn bind_let(&mut self, name: &str, value: &LetValue, pos: Pos) -> Result<(), KqlError> {
+    fn bind_let(&mut self, name: &str, value: &LetValue) -> Result<(), KqlError> {
         // An inner let shadows an outer one [kql-semantics.md §2.15].
         self.tabular_lets.remove(name);
         match value {
@@ -111,7 +111,6 @@ impl<'a> Engine<'a> {
                 self.scalar_lets.insert(name.to_string(), (v, ty));
             }
         }
-        let _ = pos;
         Ok(())
     }
 

@@ -255,9 +255,14 @@ pub fn bind_call(s: &Scope<'_>, name: &str, args: &[Expr], pos: Pos) -> Result<B
     };
     // Arguments other than typeof(…) are bound up front.
     let mut b = Vec::with_capacity(args.len());
-    for a in args {
+    for (i, a) in args.iter().enumerate() {
         if type_arg(a).is_none() {
             b.push(s.bind(a)?);
+        } else if !(name == "extract" && i == 3) {
+            return Err(semantic(
+                a.pos,
+                format!("typeof(…) is not an argument of '{name}'"),
+            ));
         }
     }
     let first_name = b.first().and_then(|x| x.name.clone());

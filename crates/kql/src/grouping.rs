@@ -80,8 +80,9 @@ pub struct Groups {
     /// The key values of each group, `nkeys` per group.
     pub keys: Vec<Value>,
     nkeys: usize,
-    hashes: Vec<u64>,
-    table: HashTable<u32>,
+    /// (full hash, group): the full hash sits in the probed bucket, so a mismatch costs no
+    /// extra memory access.
+    table: HashTable<(u64, u32)>,
 }
 
 impl Groups {
@@ -103,15 +104,15 @@ impl Groups {
         let hash = h.finish();
         let n = self.nkeys;
         self.table
-            .find(hash, |&g| {
+            .find(hash, |&(h, g)| {
                 let g = g as usize;
-                self.hashes[g] == hash
+                h == hash
                     && self.keys[g * n..(g + 1) * n]
                         .iter()
                         .zip(vals)
                         .all(|(a, b)| group_eq(a, b))
             })
-            .copied()
+            .map(|&(_, g)| g)
     }
 }
 
@@ -122,6 +123,17 @@ impl Groups {
 /// Two passes: first every row's hash (independent iterations, so cache misses on the
 /// row data overlap), then the hash-table probes.
 pub fn group_rows(frame: &Frame<'_>, keys: &[CExpr], skip_nulls: bool) -> Groups {
+    group_rows_visit(frame, keys, skip_nulls, |_, _| {})
+}
+
+/// `group_rows`, calling `visit(row, group)` for each grouped row during the probe pass (so
+/// an aggregate can be computed without another pass over the rows).
+pub fn group_rows_visit(
+    frame: &Frame<'_>,
+    keys: &[CExpr],
+    skip_nulls: bool,
+    mut visit: impl FnMut(usize, u32),
+) -> Groups {
     let n = frame.len;
     let nk = keys.len();
     let cols: Option<Vec<usize>> = keys
@@ -166,8 +178,7 @@ pub fn group_rows(frame: &Frame<'_>, keys: &[CExpr], skip_nulls: bool) -> Groups
             h.finish().max(1)
         });
     }
-    let mut table: HashTable<u32> = HashTable::new();
-    let mut hashes: Vec<u64> = Vec::new();
+    let mut table: HashTable<(u64, u32)> = HashTable::new();
     let mut group_keys: Vec<Value> = Vec::new();
     let mut of_row = Vec::with_capacity(n);
     let mut first_row: Vec<u32> = Vec::new();
@@ -176,31 +187,30 @@ pub fn group_rows(frame: &Frame<'_>, keys: &[CExpr], skip_nulls: bool) -> Groups
             of_row.push(u32::MAX);
             continue;
         }
-        let found = table.find(hash, |&g| {
+        let found = table.find(hash, |&(h, g)| {
             let g = g as usize;
-            hashes[g] == hash && (0..nk).all(|k| group_eq(&group_keys[g * nk + k], key_at(row, k)))
+            h == hash && (0..nk).all(|k| group_eq(&group_keys[g * nk + k], key_at(row, k)))
         });
         let g = match found {
-            Some(&g) => g,
+            Some(&(_, g)) => g,
             None => {
                 let g = first_row.len() as u32;
                 first_row.push(row as u32);
-                hashes.push(hash);
                 for k in 0..nk {
                     group_keys.push(key_at(row, k).clone());
                 }
-                table.insert_unique(hash, g, |&x| hashes[x as usize]);
+                table.insert_unique(hash, (hash, g), |&(h, _)| h);
                 g
             }
         };
         of_row.push(g);
+        visit(row, g);
     }
     Groups {
         of_row,
         first_row,
         keys: group_keys,
         nkeys: nk,
-        hashes,
         table,
     }
 }

@@ -124,6 +124,7 @@ impl Table {
             .and_then(J::as_array)
             .ok_or_else(|| LoadError::Shape("missing 'rows' array".into()))?;
         let mut rows = Vec::with_capacity(rows_json.len());
+        let mut interners: Vec<Interner> = columns.iter().map(|_| Interner::default()).collect();
         for (ri, r) in rows_json.iter().enumerate() {
             let cells = r.as_array().ok_or_else(|| LoadError::Cell {
                 row: ri,
@@ -138,12 +139,14 @@ impl Table {
                 });
             }
             let mut row = Vec::with_capacity(cells.len());
-            for (cell, col) in cells.iter().zip(&columns) {
+            for ((cell, col), int) in cells.iter().zip(&columns).zip(&mut interners) {
                 row.push(
-                    wire_to_value(cell, col.ty).map_err(|message| LoadError::Cell {
-                        row: ri,
-                        column: col.name.clone(),
-                        message,
+                    wire_to_value_interned(cell, col.ty, int).map_err(|message| {
+                        LoadError::Cell {
+                            row: ri,
+                            column: col.name.clone(),
+                            message,
+                        }
                     })?,
                 );
             }
@@ -154,6 +157,13 @@ impl Table {
             columns,
             rows,
         })
+    }
+
+    /// Reads a Log Analytics response (or one table object) from a reader, cell by cell,
+    /// without building the whole JSON tree (for large exports). Strings are interned per
+    /// column.
+    pub fn from_log_analytics_reader<R: std::io::Read>(r: R) -> Result<Table, LoadError> {
+        crate::la_stream::read_table(r)
     }
 
     /// Reads a JSON array of row objects (a `serde_json::Value`, whose objects have their keys
@@ -335,6 +345,36 @@ fn looks_like_datetime(s: &str) -> bool {
         && (b[10] == b'T' || b[10] == b' ')
         && b[..4].iter().all(u8::is_ascii_digit)
         && parse_datetime(s).is_some()
+}
+
+/// Shares one allocation between equal strings of a column (exports repeat most values:
+/// statuses, product names, tenant ids, and each id on every row of its history).
+#[derive(Default)]
+pub struct Interner {
+    set: hashbrown::HashSet<Arc<str>>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.set.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.set.insert(a.clone());
+        a
+    }
+}
+
+/// Reads one cell of type `ty`, interning strings.
+pub fn wire_to_value_interned(
+    cell: &J,
+    ty: ColumnType,
+    interner: &mut Interner,
+) -> Result<Value, String> {
+    match (ty, cell) {
+        (ColumnType::String, J::String(s)) => Ok(Value::String(interner.intern(s))),
+        _ => wire_to_value(cell, ty),
+    }
 }
 
 /// Reads one cell of type `ty` from its wire form; the error says what is wrong.

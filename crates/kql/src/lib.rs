@@ -20,6 +20,7 @@ mod frame;
 mod functions;
 mod grouping;
 pub mod la_json;
+mod la_stream;
 mod lexer;
 mod names;
 mod operators;

@@ -64,6 +64,10 @@ struct Cli {
     /// Pretty-print the JSON output.
     #[arg(long)]
     pretty: bool,
+
+    /// Print load and query times on standard error.
+    #[arg(long)]
+    stats: bool,
 }
 
 fn parse_time(s: &str, what: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
@@ -72,21 +76,49 @@ fn parse_time(s: &str, what: &str) -> anyhow::Result<chrono::DateTime<chrono::Ut
         .with_timezone(&chrono::Utc))
 }
 
+/// A JSON array of objects, or a Log Analytics response (read as a stream).
+fn load_table(file: &str) -> anyhow::Result<kql::Table> {
+    use std::io::{BufRead, BufReader};
+    let mut r =
+        BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {file}"))?);
+    let first = loop {
+        let buf = r.fill_buf()?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => break Some(buf[i]),
+            None if buf.is_empty() => break None,
+            None => {
+                let n = buf.len();
+                r.consume(n);
+            }
+        }
+    };
+    Ok(match first {
+        Some(b'[') => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut r, &mut text)?;
+            kql::Table::from_json_objects_str(&text)?
+        }
+        Some(_) => kql::Table::from_log_analytics_reader(r)?,
+        None => anyhow::bail!("{file} is empty"),
+    })
+}
+
 fn load(cli: &Cli) -> anyhow::Result<(kql::Database, kql::QueryOptions, String)> {
     let mut db = kql::Database::new();
     for spec in &cli.tables {
         let (name, file) = spec
             .split_once('=')
             .ok_or_else(|| anyhow!("--table expects NAME=FILE, got '{spec}'"))?;
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{file} is not valid JSON"))?;
-        let table = if json.is_array() {
-            kql::Table::from_json_objects_str(&text)
-        } else {
-            kql::Table::from_log_analytics_json(&json)
+        let t0 = std::time::Instant::now();
+        let table = load_table(file).with_context(|| format!("loading {file} as table {name}"))?;
+        if cli.stats {
+            eprintln!(
+                "kql: loaded {name}: {} rows, {} columns in {:.2} s",
+                table.rows.len(),
+                table.columns.len(),
+                t0.elapsed().as_secs_f64()
+            );
         }
-        .with_context(|| format!("loading {file} as table {name}"))?;
         db.insert(name, table);
     }
     let now = match &cli.now {
@@ -131,7 +163,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match kql::run(&query, &db, &opts) {
+    let t0 = std::time::Instant::now();
+    let result = kql::run(&query, &db, &opts);
+    if cli.stats {
+        eprintln!(
+            "kql: query ran in {:.1} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    match result {
         Ok(t) => {
             print_json(&kql::response_json(&[t]), cli.pretty);
             ExitCode::SUCCESS

@@ -4,12 +4,12 @@
 
 use std::cmp::Ordering;
 
-use crate::aggregates::{self, OutSrc};
+use crate::aggregates;
 use crate::ast::{JoinCond, JoinKind, MvExpandItem, NamedExpr, Operator, SortKey};
-use crate::engine::{Engine, coerce};
+use crate::engine::Engine;
 use crate::error::{KqlError, KqlErrorKind};
 use crate::frame::{Col, Frame, Meta, NULL_ROW, gather_cols};
-use crate::grouping::{Groups, group_rows};
+use crate::grouping::{Groups, group_rows, group_rows_visit};
 use crate::lexer::Pos;
 use crate::names::{ColumnNamer, make_unique};
 use crate::scalar::{Bound, CExpr, err_at, eval, semantic};
@@ -94,19 +94,16 @@ pub fn apply<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<
             *pos,
         ),
         Operator::Join {
-            kind,
-            right,
-            on,
-            pos,
+            kind, right, on, ..
         } => {
             let r = eng.pipeline(right)?;
-            join(&f, &r, *kind, on, *pos)
+            join(&f, &r, *kind, on)
         }
         Operator::Union(u) => eng.union(Some(f), u),
         Operator::Sort(keys) => sort(eng, &f, keys, None),
-        Operator::Top { n, key } => {
+        Operator::Top { n, keys } => {
             let n = count_arg(eng, n)?;
-            sort(eng, &f, std::slice::from_ref(key), Some(n))
+            sort(eng, &f, keys, Some(n))
         }
         Operator::Take(n) => {
             let n = count_arg(eng, n)?;
@@ -274,15 +271,24 @@ pub fn project<'a>(
         .zip(&bound)
         .map(|(it, b)| it.name.clone().or_else(|| b.name.clone()))
         .collect();
-    for (i, (it, b)) in items.iter().zip(&bound).enumerate() {
+    for (i, b) in bound.iter().enumerate() {
         let name = match &explicit[i] {
+            // A name derived from a function's argument (`tostring(x)` → `x`) that is
+            // already taken gets a numeric suffix; declared names and plain columns may
+            // not repeat (§2.2, §2.17).
+            Some(n) if items[i].name.is_none() && !matches!(b.expr, CExpr::Col(_)) => {
+                let taken = |c: &str| {
+                    meta.iter().any(|m: &Meta| m.name == c)
+                        || explicit[i + 1..].iter().flatten().any(|x| x == c)
+                };
+                unique_suffix(n, taken)
+            }
             Some(n) => n.clone(),
             None if print => format!("print_{i}"),
             None => namer.next_name(|c| {
                 explicit.iter().flatten().any(|n| n == c) || f.index_of(c).is_some()
             }),
         };
-        let _ = it;
         cols.push(compute_col(f, b));
         meta.push(Meta { name, ty: b.ty });
     }
@@ -295,6 +301,22 @@ pub fn project<'a>(
     })
 }
 
+/// `extend` of an existing name: replace the column where it is (the official binder), or
+/// remove it and append the new one (the doc's wording). UNCONFIRMED which the service does
+/// (kql-semantics.md §2.4); this is the one switch to flip.
+const EXTEND_REPLACES_IN_PLACE: bool = true;
+
+/// `name`, or `name1`, `name2`, … when taken.
+fn unique_suffix(name: &str, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(name) {
+        return name.to_string();
+    }
+    (1..)
+        .map(|k| format!("{name}{k}"))
+        .find(|c| !taken(c))
+        .unwrap_or_else(|| name.to_string())
+}
+
 /// `extend`: computed columns appended, or replaced in place when the name exists (the
 /// official binder's behaviour, §2.4); later items see earlier ones.
 fn extend<'a>(
@@ -305,15 +327,27 @@ fn extend<'a>(
     let mut namer = ColumnNamer::default();
     for it in items {
         let b = eng.with_scope(&f.meta, |s| s.bind(&it.expr))?;
-        let name = match it.name.clone().or_else(|| b.name.clone()) {
-            Some(n) => n,
-            None => namer.next_name(|c| f.index_of(c).is_some()),
+        let name = match (&it.name, &b.name) {
+            (Some(n), _) => n.clone(),
+            // A derived name (`tostring(x)` → `x`) does not replace an existing column; it
+            // gets a numeric suffix instead.
+            (None, Some(n)) if !matches!(b.expr, CExpr::Col(_)) => {
+                unique_suffix(n, |c| f.index_of(c).is_some())
+            }
+            (None, Some(n)) => n.clone(),
+            (None, None) => namer.next_name(|c| f.index_of(c).is_some()),
         };
         let col = compute_col(&f, &b);
         match f.index_of(&name) {
-            Some(c) => {
+            Some(c) if EXTEND_REPLACES_IN_PLACE => {
                 f.cols[c] = col;
                 f.meta[c].ty = b.ty;
+            }
+            Some(c) => {
+                f.cols.remove(c);
+                f.meta.remove(c);
+                f.cols.push(col);
+                f.meta.push(Meta { name, ty: b.ty });
             }
             None => {
                 f.cols.push(col);
@@ -355,7 +389,20 @@ fn summarize<'a>(
         .map(|a| eng.with_scope(&f.meta, |s| aggregates::bind_aggregate(s, a, &key_names)))
         .collect::<Result<Vec<_>, _>>()?;
     let key_exprs: Vec<CExpr> = keys.iter().map(|b| b.expr.clone()).collect();
-    let groups: Groups = group_rows(f, &key_exprs, false);
+    // A lone arg_max/arg_min (`summarize arg_max(T, *) by K`, the latest row per key) is
+    // computed during grouping, saving a pass over the rows.
+    let mut streamed: Option<Vec<Col<'a>>> = None;
+    let groups: Groups = match (bound_aggs.as_slice(), keys.is_empty()) {
+        ([only], false) => match aggregates::ArgStream::new(only) {
+            Some(mut st) => {
+                let g = group_rows_visit(f, &key_exprs, false, |r, g| st.visit(f, r, g));
+                streamed = Some(st.finish(only, f));
+                g
+            }
+            None => group_rows(f, &key_exprs, false),
+        },
+        _ => group_rows(f, &key_exprs, false),
+    };
     let (of_row, first_row): (Vec<u32>, Vec<u32>) = if keys.is_empty() && f.len == 0 {
         // No `by` on empty input: one row of defaults [§2.5].
         (vec![], vec![NULL_ROW])
@@ -399,9 +446,11 @@ fn summarize<'a>(
         });
     }
     for a in &bound_aggs {
-        let out = aggregates::compute(a, f, &of_row, &first_row);
+        let out = match streamed.take() {
+            Some(cols) => cols,
+            None => aggregates::compute(a, f, &of_row, &first_row),
+        };
         for (o, c) in a.outs.iter().zip(out) {
-            let _ = matches!(o.src, OutSrc::Value);
             meta.push(Meta {
                 name: o.name.clone(),
                 ty: o.ty,
@@ -575,7 +624,6 @@ fn join<'a>(
     r: &Frame<'a>,
     kind: JoinKind,
     on: &[JoinCond],
-    pos: Pos,
 ) -> Result<Frame<'a>, KqlError> {
     let mut lk = Vec::new();
     let mut rk = Vec::new();
@@ -710,7 +758,6 @@ fn join<'a>(
     for (m, n) in meta.iter_mut().zip(names) {
         m.name = n;
     }
-    let _ = pos;
     Ok(Frame {
         meta,
         cols: lcols.into_iter().chain(rcols).collect(),
@@ -785,6 +832,5 @@ fn sort<'a>(
     if let Some(n) = top {
         idx.truncate(n);
     }
-    let _ = coerce;
     Ok(f.gather(&idx))
 }

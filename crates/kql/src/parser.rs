@@ -244,7 +244,7 @@ impl Parser {
             let name = self.name("a name after 'let'")?;
             self.expect_sym("=")?;
             let value = self.let_value()?;
-            return Ok(Statement::Let { name, value, pos });
+            return Ok(Statement::Let { name, value });
         }
         for w in ["set", "declare", "alias", "pattern", "restrict"] {
             if self.is_word(w) {
@@ -553,7 +553,7 @@ impl Parser {
             }
             "summarize" => self.summarize(pos),
             "mv-expand" => self.mv_expand(pos),
-            "join" => self.join(pos),
+            "join" => self.join(),
             "union" => Ok(Operator::Union(self.union_spec(pos)?)),
             "sort" | "order" => {
                 self.expect_word("by")?;
@@ -569,14 +569,11 @@ impl Parser {
             "top" => {
                 let n = self.expr()?;
                 self.expect_word("by")?;
-                let key = self.sort_key()?;
-                if self.is_sym(",") {
-                    return Err(unsupported(
-                        self.pos(),
-                        "'top' with several sort keys is not supported",
-                    ));
+                let mut keys = vec![self.sort_key()?];
+                while self.eat_sym(",") {
+                    keys.push(self.sort_key()?);
                 }
-                Ok(Operator::Top { n, key })
+                Ok(Operator::Top { n, keys })
             }
             "take" | "limit" => Ok(Operator::Take(self.expr()?)),
             "distinct" => {
@@ -820,7 +817,7 @@ impl Parser {
         })
     }
 
-    fn join(&mut self, pos: Pos) -> Result<Operator, KqlError> {
+    fn join(&mut self) -> Result<Operator, KqlError> {
         let mut kind = JoinKind::InnerUnique;
         loop {
             if self.is_word("kind") && matches!(self.peek_at(1), Tok::Sym("=")) {
@@ -878,7 +875,6 @@ impl Parser {
             kind,
             right: Box::new(right),
             on,
-            pos,
         })
     }
 

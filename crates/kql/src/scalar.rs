@@ -62,6 +62,13 @@ pub enum CExpr {
         negated: bool,
         ci: bool,
     },
+    /// `in` over many string constants (lowercased for `in~`).
+    InSet {
+        lhs: Box<CExpr>,
+        set: hashbrown::HashSet<String>,
+        negated: bool,
+        ci: bool,
+    },
     HasAny {
         lhs: Box<CExpr>,
         terms: Vec<String>,
@@ -116,6 +123,7 @@ fn foldable(e: &CExpr) -> bool {
         | CExpr::Or(a, b) => c(a) && c(b),
         CExpr::Str { l, r, .. } => c(l) && c(r),
         CExpr::In { lhs, items, .. } => c(lhs) && items.iter().all(c),
+        CExpr::InSet { lhs, .. } => c(lhs),
         CExpr::HasAny { lhs, .. } => c(lhs),
         CExpr::Between { lhs, lo, hi, .. } => c(lhs) && c(lo) && c(hi),
         CExpr::Call(_, args) => args.iter().all(c),
@@ -250,6 +258,32 @@ impl Scope<'_> {
                 let items = self.bind_list(list)?;
                 for it in &items {
                     check_comparable(l.ty, it.ty, true, pos)?;
+                }
+                // A long list of string constants is matched through a hash set.
+                let all_strings = items
+                    .iter()
+                    .all(|b| matches!(b.expr, CExpr::Const(Value::String(_))));
+                if items.len() > 8 && all_strings && l.ty == ColumnType::String {
+                    let set = items
+                        .iter()
+                        .filter_map(|b| match &b.expr {
+                            CExpr::Const(Value::String(x)) if *case_insensitive => {
+                                Some(x.to_lowercase())
+                            }
+                            CExpr::Const(Value::String(x)) => Some(x.to_string()),
+                            _ => None,
+                        })
+                        .collect();
+                    return Ok(Bound {
+                        expr: CExpr::InSet {
+                            lhs: Box::new(l.expr),
+                            set,
+                            negated: *negated,
+                            ci: *case_insensitive,
+                        },
+                        ty: ColumnType::Bool,
+                        name: None,
+                    });
                 }
                 Bound {
                     expr: CExpr::In {
@@ -521,7 +555,9 @@ fn check_comparable(
         || r == Dynamic
         || (l.is_numeric() && r.is_numeric())
         || (equality && matches!((l, r), (Guid, String) | (String, Guid)));
-    let ordered_ok = equality || !matches!(l, Bool | Guid);
+    // Strings have no `<`/`>` (use strcmp); bools and guids compare only for equality
+    // [kql-semantics.md §3.3].
+    let ordered_ok = equality || !matches!(l, Bool | Guid | String);
     if ok && ordered_ok {
         Ok(())
     } else {
@@ -678,6 +714,20 @@ pub fn eval<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> Cow<'x, Value> {
                 }
             }
             // `in` is an OR of `==`, `!in` an AND of `!=` [§3.2]: a null LHS is never in.
+            Cow::Owned(Value::Bool(found != *negated))
+        }
+        CExpr::InSet {
+            lhs,
+            set,
+            negated,
+            ci,
+        } => {
+            let a = eval(lhs, f, row);
+            let found = match &*undyn(&a) {
+                Value::String(x) if *ci => set.contains(&x.to_lowercase()),
+                Value::String(x) => set.contains(x.as_ref()),
+                _ => false,
+            };
             Cow::Owned(Value::Bool(found != *negated))
         }
         CExpr::HasAny { lhs, terms, all } => {

@@ -27,6 +27,13 @@ fn semantic_errors_name_what_is_missing() {
     assert_eq!((e.line, e.column), (1, 21));
     let e = run_err("print x = 1 | extend tostrin(x)");
     assert!(e.message.contains("tostrin"));
+    for q in [
+        "print ago(typeof(int))",
+        "print iff(true, typeof(int), 1)",
+        "print extract(typeof(int), 1, 'a')",
+    ] {
+        assert_eq!(run_err(q).kind, KqlErrorKind::Semantic, "{q}");
+    }
     let e = run_err("print x = count()");
     assert!(e.message.contains("summarize"));
 }
@@ -85,6 +92,9 @@ fn loads_the_recorded_msticpy_response() {
     let c = t.column_index("ConfidenceScore").expect("column");
     assert_eq!(t.columns[c].ty, ColumnType::Real);
     assert_eq!(t.rows[0][c], Value::Null);
+    // The streaming reader gives the same table.
+    let streamed = Table::from_log_analytics_reader(text.as_bytes()).expect("streams");
+    assert_eq!(streamed, t);
     // Round trip: the wire form we write reads back to the same table.
     let back = Table::from_log_analytics_json(&kql::response_json(std::slice::from_ref(&t)))
         .expect("loads");
@@ -113,7 +123,17 @@ fn bad_cells_are_named_by_row_and_column() {
         Err(LoadError::Cell { row, column, .. }) => assert_eq!((row, column.as_str()), (1, "t")),
         other => panic!("expected a cell error, got {other:?}"),
     }
+    match Table::from_log_analytics_reader(v.to_string().as_bytes()) {
+        Err(LoadError::Cell { row, column, .. }) => assert_eq!((row, column.as_str()), (1, "t")),
+        other => panic!("expected a cell error, got {other:?}"),
+    }
     let v = json!({"columns":[{"name":"a","type":"long"}],"rows":[[1, 2]]});
+    assert!(matches!(
+        Table::from_log_analytics_reader(v.to_string().as_bytes()),
+        Err(LoadError::RowWidth { row: 0, .. })
+    ));
+    assert!(Table::from_log_analytics_reader(&b"{\"tables\": 5}"[..]).is_err());
+    assert!(Table::from_log_analytics_reader(&b"{\"tables\": [{\"columns\": []}]} x"[..]).is_err());
     assert!(matches!(
         Table::from_log_analytics_json(&v),
         Err(LoadError::RowWidth { row: 0, .. })
@@ -175,4 +195,14 @@ fn database_append() {
     assert!(db.append("T", vec![vec![]]).is_err());
     assert!(db.append("U", vec![]).is_err());
     assert_eq!(rows(&run_db(&db, "T | count")), vec![vec![json!(2)]]);
+}
+
+// The emulator shares one Database between request threads.
+#[test]
+fn types_are_shareable_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<kql::Database>();
+    shareable::<kql::Table>();
+    shareable::<kql::KqlError>();
+    shareable::<kql::QueryOptions>();
 }

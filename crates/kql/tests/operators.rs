@@ -38,6 +38,8 @@ fn project_orders_and_names_columns() {
             json!("{\"y\":3}")
         ]]
     );
+    let t = run("datatable(a:long)[1] | project a, tostring(a)");
+    assert_eq!(names(&t), ["a", "a1"]);
     let e = run_err("datatable(a:long)[1] | project a, a");
     assert_eq!(e.kind, kql::KqlErrorKind::Semantic);
     let e = run_err("datatable(a:long)[1] | project b");
@@ -78,6 +80,10 @@ fn extend_replaces_in_place_and_chains() {
     );
     let t = run("print x = 1 | extend x + 1, x * 3");
     assert_eq!(names(&t), ["x", "Column1", "Column2"]);
+    // A derived name (§2.17: tostring(x) → x) does not overwrite x; it gets a suffix.
+    let t = run("print x = 1 | extend tostring(x)");
+    assert_eq!(names(&t), ["x", "x1"]);
+    assert_eq!(types(&t), ["long", "string"]);
 }
 
 // §2.5: by-columns first; empty input without `by` → one row of defaults; with `by` → none.
@@ -509,6 +515,11 @@ fn top_and_take() {
     assert_eq!(
         rows(&t),
         vec![vec![json!(10)], vec![json!(9)], vec![json!(8)]]
+    );
+    let t = run("range x from 1 to 10 step 1 | extend y = x % 3 | top 2 by y, x asc");
+    assert_eq!(
+        rows(&t),
+        vec![vec![json!(2), json!(2)], vec![json!(5), json!(2)]]
     );
     let t = run("range x from 1 to 10 step 1 | top 2 by x asc");
     assert_eq!(rows(&t), vec![vec![json!(1)], vec![json!(2)]]);

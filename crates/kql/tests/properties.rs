@@ -9,7 +9,11 @@ use proptest::prelude::*;
 
 fn cfg() -> ProptestConfig {
     ProptestConfig {
-        cases: 128,
+        // Modest by default (CI budget); PROPTEST_CASES raises it for a longer fuzzing run.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(192),
         ..ProptestConfig::default()
     }
 }
@@ -298,6 +302,13 @@ fn token_soup() -> impl Strategy<Value = String> {
         "typeof",
         "to",
         "int(null)",
+        "typeof(int)",
+        "extract",
+        "strcat",
+        "array_length",
+        "(1)",
+        "(a, *)",
+        "dynamic([1])",
         "x:long",
         ":",
         "<",
@@ -350,8 +361,11 @@ proptest! {
             Column::new("d", T::DateTime), Column::new("t", T::TimeSpan), Column::new("j", T::Dynamic),
         ];
         let t = Table::from_rows("x", cols, vec![row]).expect("rows");
-        let back = Table::from_log_analytics_json(&kql::response_json(std::slice::from_ref(&t))).expect("loads");
-        prop_assert_eq!(back.rows, t.rows);
+        let wire = kql::response_json(std::slice::from_ref(&t));
+        let back = Table::from_log_analytics_json(&wire).expect("loads");
+        prop_assert_eq!(&back.rows, &t.rows);
+        let streamed = Table::from_log_analytics_reader(wire.to_string().as_bytes()).expect("streams");
+        prop_assert_eq!(streamed.rows, t.rows);
     }
 }
 

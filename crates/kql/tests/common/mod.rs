@@ -2,6 +2,8 @@
 //! in their Log Analytics wire form for easy comparison.
 #![allow(dead_code)]
 
+pub mod seed_data;
+
 use chrono::{DateTime, Utc};
 use kql::{Database, KqlError, QueryOptions, Table};
 use serde_json::Value as J;
