@@ -655,3 +655,189 @@ fn the_workspace_parameter_is_the_only_required_one() {
         "workspaceName is required"
     );
 }
+
+/// `createUiDefinition.json`: the portal form of the "Deploy to Azure" button.
+mod portal_form {
+    use super::*;
+    use deploy_support::arm::Expr;
+
+    const FUNCTIONS: &[&str] = &[
+        "basics", "steps", "location", "first", "skip", "split", "if", "equals", "parse",
+    ];
+
+    fn form() -> Value {
+        serde_json::from_str(&read("deploy/azure/createUiDefinition.json")).unwrap()
+    }
+
+    /// Every element of the form: (step, name) with step "basics" for the basics blade.
+    fn elements(f: &Value) -> BTreeMap<(String, String), Value> {
+        let p = &f["parameters"];
+        let mut out = BTreeMap::new();
+        for e in p["basics"].as_array().unwrap() {
+            out.insert(
+                ("basics".into(), e["name"].as_str().unwrap().into()),
+                e.clone(),
+            );
+        }
+        for s in p["steps"].as_array().unwrap() {
+            for e in s["elements"].as_array().unwrap() {
+                out.insert(
+                    (
+                        s["name"].as_str().unwrap().into(),
+                        e["name"].as_str().unwrap().into(),
+                    ),
+                    e.clone(),
+                );
+            }
+        }
+        out
+    }
+
+    /// Every element an expression reads (`basics('x')`, `steps('s').x`).
+    fn reads(e: &Expr, out: &mut Vec<(String, String)>, errors: &mut Vec<String>) {
+        match e {
+            Expr::Prop(b, p) => {
+                if let Expr::Call(f, a) = &**b
+                    && f == "steps"
+                    && let Some(Expr::Str(s)) = a.first()
+                {
+                    out.push((s.clone(), p.clone()));
+                    return;
+                }
+                reads(b, out, errors);
+            }
+            Expr::Call(f, a) => {
+                if !FUNCTIONS.contains(&f.as_str()) {
+                    errors.push(format!("unknown function {f}()"));
+                }
+                if f == "basics"
+                    && let Some(Expr::Str(x)) = a.first()
+                {
+                    out.push(("basics".into(), x.clone()));
+                }
+                for x in a {
+                    reads(x, out, errors);
+                }
+            }
+            Expr::Index(b, i) => {
+                reads(b, out, errors);
+                reads(i, out, errors);
+            }
+            Expr::Str(_) | Expr::Int(_) => {}
+        }
+    }
+
+    fn check(f: &Value, t: &Value) -> Vec<String> {
+        let mut errors = Vec::new();
+        let els = elements(f);
+        let params = t["parameters"].as_object().unwrap();
+        let outputs = f["parameters"]["outputs"].as_object().unwrap();
+        for (name, v) in outputs {
+            if !params.contains_key(name) {
+                errors.push(format!("output {name} is not a parameter of the template"));
+            }
+            let text = arm::expression_text(v.as_str().unwrap()).unwrap();
+            let mut used = Vec::new();
+            match arm::parse(text) {
+                Ok(e) => reads(&e, &mut used, &mut errors),
+                Err(e) => errors.push(format!("output {name}: {e}")),
+            }
+            for u in used {
+                if !els.contains_key(&u) {
+                    errors.push(format!(
+                        "output {name} reads {}.{}, which is not in the form",
+                        u.0, u.1
+                    ));
+                }
+            }
+        }
+        for (k, p) in params {
+            if p.get("defaultValue").is_none() && !outputs.contains_key(k) {
+                errors.push(format!("the form does not set the required parameter {k}"));
+            }
+        }
+        // A drop-down feeding a parameter with allowedValues offers only those.
+        for ((step, name), e) in &els {
+            let Some(allowed) = e
+                .pointer("/constraints/allowedValues")
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
+            let target = outputs.iter().find(|(_, v)| {
+                v.as_str() == Some(&format!("[steps('{step}').{name}]"))
+                    || v.as_str() == Some(&format!("[basics('{name}')]"))
+            });
+            let Some((param, _)) = target else { continue };
+            let Some(param_allowed) = params[param]["allowedValues"].as_array() else {
+                continue;
+            };
+            for a in allowed {
+                if !param_allowed.contains(&a["value"]) {
+                    errors.push(format!(
+                        "{step}.{name} offers {}, which {param} does not allow",
+                        a["value"]
+                    ));
+                }
+            }
+            let default_label = e["defaultValue"].as_str().unwrap_or_default();
+            if !allowed.iter().any(|a| a["label"] == default_label) {
+                errors.push(format!(
+                    "{step}.{name}: default {default_label:?} is not one of its labels"
+                ));
+            }
+        }
+        errors
+    }
+
+    #[test]
+    fn the_portal_form_sets_real_parameters_from_real_elements() {
+        let errors = check(&form(), &template());
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
+    }
+
+    #[test]
+    fn a_broken_form_is_refused() {
+        let t = template();
+        type Break = fn(&mut Value);
+        let cases: Vec<(Break, &str)> = vec![
+            (
+                |f| f["parameters"]["outputs"]["workspace"] = json!("[basics('workspace').name]"),
+                "not a parameter",
+            ),
+            (
+                |f| {
+                    f["parameters"]["outputs"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("workspaceName");
+                },
+                "required parameter workspaceName",
+            ),
+            (
+                |f| f["parameters"]["outputs"]["reopen"] = json!("[steps('sync').reopening]"),
+                "not in the form",
+            ),
+            (
+                |f| f["parameters"]["outputs"]["image"] = json!("[basics('img')]"),
+                "not in the form",
+            ),
+            (
+                |f| {
+                    f["parameters"]["steps"][0]["elements"][0]["constraints"]["allowedValues"][1]
+                        ["value"] = json!("UserAssigned")
+                },
+                "does not allow",
+            ),
+        ];
+        for (break_it, expected) in cases {
+            let mut f = form();
+            break_it(&mut f);
+            let errors = check(&f, &t);
+            assert!(
+                errors.iter().any(|e| e.contains(expected)),
+                "{expected}: {errors:#?}"
+            );
+        }
+    }
+}
