@@ -1,0 +1,222 @@
+//! `deploy/kubernetes/*.yaml`: every manifest parses; the containers run real dfcsync
+//! commands with variables dfcsync reads and accepts; the pods use the AKS workload identity
+//! ServiceAccount; the Deployment's probes and port are those `dfcsync run` serves.
+
+mod deploy_support;
+
+use std::collections::BTreeMap;
+
+use deploy_support::{BINARY_PATH, check_env, cli, repo};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Every document of every manifest, as JSON values, with the file it came from.
+fn manifests() -> Vec<(String, Value)> {
+    let dir = repo().join("deploy/kubernetes");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no manifests in {}", dir.display());
+    let mut docs = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        for d in serde_norway::Deserializer::from_str(&text) {
+            let v = Value::deserialize(d).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if v.is_null() {
+                continue;
+            }
+            for key in ["apiVersion", "kind", "metadata"] {
+                assert!(v.get(key).is_some(), "{name}: a document without {key}");
+            }
+            docs.push((name.clone(), v));
+        }
+    }
+    docs
+}
+
+fn find<'a>(docs: &'a [(String, Value)], kind: &str, name: &str) -> Option<&'a Value> {
+    docs.iter()
+        .map(|(_, v)| v)
+        .find(|v| v["kind"] == kind && v["metadata"]["name"] == name)
+}
+
+/// The pod template of a workload.
+fn pod_spec(v: &Value) -> &Value {
+    match v["kind"].as_str().unwrap() {
+        "CronJob" => &v["spec"]["jobTemplate"]["spec"]["template"],
+        "Deployment" | "Job" => &v["spec"]["template"],
+        k => panic!("not a workload: {k}"),
+    }
+}
+
+/// The environment of a container: `env` values and the `envFrom` ConfigMaps' data.
+fn container_env(docs: &[(String, Value)], ns: &str, c: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for from in c["envFrom"].as_array().into_iter().flatten() {
+        let name = from["configMapRef"]["name"]
+            .as_str()
+            .expect("envFrom a configMapRef");
+        let cm = find(docs, "ConfigMap", name).unwrap_or_else(|| {
+            panic!("envFrom names ConfigMap {name}, which is not in the manifests")
+        });
+        assert_eq!(cm["metadata"]["namespace"], ns);
+        for (k, v) in cm["data"].as_object().unwrap() {
+            out.insert(
+                k.clone(),
+                v.as_str().expect("ConfigMap data are strings").to_owned(),
+            );
+        }
+    }
+    for e in c["env"].as_array().into_iter().flatten() {
+        out.insert(
+            e["name"].as_str().unwrap().to_owned(),
+            e["value"]
+                .as_str()
+                .expect("env values are strings")
+                .to_owned(),
+        );
+    }
+    out
+}
+
+#[test]
+fn workloads_run_real_commands_with_the_workload_identity() {
+    let docs = manifests();
+    let cli = cli();
+    let mut commands = BTreeMap::new();
+    for (file, w) in docs
+        .iter()
+        .filter(|(_, v)| matches!(v["kind"].as_str(), Some("CronJob" | "Deployment" | "Job")))
+    {
+        let ns = w["metadata"]["namespace"].as_str().unwrap();
+        assert!(
+            find(&docs, "Namespace", ns).is_some(),
+            "{file}: namespace {ns}"
+        );
+        let pod = pod_spec(w);
+        assert_eq!(
+            pod["metadata"]["labels"]["azure.workload.identity/use"], "true",
+            "{file}: the workload identity webhook acts only on labelled pods"
+        );
+        let spec = &pod["spec"];
+        let sa_name = spec["serviceAccountName"]
+            .as_str()
+            .expect("serviceAccountName");
+        let sa = find(&docs, "ServiceAccount", sa_name)
+            .unwrap_or_else(|| panic!("{file}: ServiceAccount {sa_name} is not in the manifests"));
+        assert_eq!(sa["metadata"]["namespace"], ns);
+        assert!(
+            sa["metadata"]["annotations"]["azure.workload.identity/client-id"].is_string(),
+            "{file}: the ServiceAccount names the identity's client id"
+        );
+        assert_eq!(spec["securityContext"]["runAsNonRoot"], true, "{file}");
+        let containers = spec["containers"].as_array().unwrap();
+        assert_eq!(containers.len(), 1, "{file}");
+        let c = &containers[0];
+        assert_eq!(c["command"], serde_json::json!([BINARY_PATH]), "{file}");
+        assert_eq!(
+            c["securityContext"]["allowPrivilegeEscalation"], false,
+            "{file}"
+        );
+        let args: Vec<String> = serde_json::from_value(c["args"].clone()).unwrap();
+        let command = cli
+            .check_args(&args)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let env = container_env(&docs, ns, c);
+        let config = check_env(&env).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(
+            config.file.auth.method.as_deref(),
+            Some("workload_identity"),
+            "{file}"
+        );
+        commands.insert(w["kind"].as_str().unwrap().to_owned(), (command, config));
+    }
+    assert_eq!(commands["CronJob"].0, "sync");
+    assert_eq!(commands["Deployment"].0, "run");
+    assert_eq!(commands["Job"].0, "doctor");
+    let cron = find(&docs, "CronJob", "dfcsync").unwrap();
+    assert_eq!(cron["spec"]["schedule"], "*/5 * * * *");
+    assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
+}
+
+#[test]
+fn the_deployment_probes_what_dfcsync_run_serves() {
+    let docs = manifests();
+    let d = find(&docs, "Deployment", "dfcsync").expect("the Deployment");
+    let c = &pod_spec(d)["spec"]["containers"][0];
+    let ns = d["metadata"]["namespace"].as_str().unwrap();
+    let env = container_env(&docs, ns, c);
+    let config = check_env(&env).unwrap();
+    // dfcsync listens where the probes and the Service look.
+    let listen = config.sync.listen;
+    assert!(
+        listen.ip().is_unspecified(),
+        "{listen}: not reachable from the kubelet"
+    );
+    let port = &c["ports"][0];
+    assert_eq!(port["containerPort"], listen.port());
+    let port_name = port["name"].as_str().unwrap();
+    let live = &c["livenessProbe"]["httpGet"];
+    let ready = &c["readinessProbe"]["httpGet"];
+    for p in [live, ready] {
+        assert_eq!(p["port"], port_name);
+    }
+    let svc = docs
+        .iter()
+        .map(|(_, v)| v)
+        .find(|v| v["kind"] == "Service")
+        .expect("a Service for the metrics");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], port_name);
+    for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(
+            &pod_spec(d)["metadata"]["labels"][k],
+            v,
+            "the Service selects the pods"
+        );
+    }
+    let annotations = &pod_spec(d)["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/port"], listen.port().to_string());
+
+    // Serve the real endpoints and ask them what the probes ask.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let shared = std::sync::Arc::new(dfcsync::daemon::Shared::new(config.sync.interval));
+    let (listener, addr) = rt
+        .block_on(dfcsync::daemon::bind("127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    rt.spawn(dfcsync::daemon::serve(listener, shared));
+    let get = |path: &str| -> u16 {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).unwrap();
+        buf.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(get(live["path"].as_str().unwrap()), 200, "liveness");
+    // Not ready before a cycle has succeeded: 503, not 404.
+    assert_eq!(
+        get(ready["path"].as_str().unwrap()),
+        503,
+        "readiness before the first cycle"
+    );
+    assert_eq!(
+        get(annotations["prometheus.io/path"].as_str().unwrap()),
+        200,
+        "metrics"
+    );
+    assert_eq!(get("/nothing"), 404);
+}
