@@ -251,7 +251,15 @@ pub struct Credential {
     inner: Inner,
     cache: tokio::sync::Mutex<HashMap<String, AccessToken>>,
     refresh_margin: Duration,
+    /// Makes a new SDK credential, whose own token cache is empty. The SDK caches tokens
+    /// inside the credential, so dropping ours is not enough when a token is refused
+    /// before its expiry: the next `get_token` would return the same refused token.
+    renew: Option<RenewSdk>,
+    /// The credential `renew` made last, used instead of the one in `inner`.
+    renewed: std::sync::Mutex<Option<Arc<dyn TokenCredential>>>,
 }
+
+type RenewSdk = Box<dyn Fn() -> Result<Arc<dyn TokenCredential>, AzureError> + Send + Sync>;
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -419,6 +427,7 @@ impl Credential {
                 )));
             }
         };
+        let mut renew: Option<RenewSdk> = None;
         let (inner, what) = match method {
             Method::ClientSecret => {
                 let tenant = tenant_id.ok_or_else(|| {
@@ -428,16 +437,26 @@ impl Credential {
                     AzureError::Config("client_secret needs [auth] client_id".into())
                 })?;
                 let (secret, from) = read_secret(auth, &opts)?;
-                let options = azure_identity::ClientSecretCredentialOptions {
-                    client_options: sdk_options(cloud, http),
+                let make = {
+                    let (tenant, client_id) = (tenant.to_owned(), client_id.clone());
+                    let client_options = sdk_options(cloud, http);
+                    move || -> Result<Arc<dyn TokenCredential>, AzureError> {
+                        let options = azure_identity::ClientSecretCredentialOptions {
+                            client_options: client_options.clone(),
+                        };
+                        let c: Arc<dyn TokenCredential> =
+                            azure_identity::ClientSecretCredential::new(
+                                &tenant,
+                                client_id.clone(),
+                                secret.clone(),
+                                Some(options),
+                            )
+                            .map_err(sdk_err("client_secret"))?;
+                        Ok(c)
+                    }
                 };
-                let c = azure_identity::ClientSecretCredential::new(
-                    tenant,
-                    client_id.clone(),
-                    secret,
-                    Some(options),
-                )
-                .map_err(sdk_err("client_secret"))?;
+                let c = make()?;
+                renew = Some(Box::new(make) as RenewSdk);
                 (
                     Inner::Sdk(c),
                     format!(
@@ -569,6 +588,8 @@ impl Credential {
             inner,
             cache: tokio::sync::Mutex::new(HashMap::new()),
             refresh_margin: opts.refresh_margin,
+            renew,
+            renewed: std::sync::Mutex::new(None),
         })
     }
 
@@ -585,6 +606,12 @@ impl Credential {
     async fn fetch(&self, scope: &str) -> Result<AccessToken, AzureError> {
         match &self.inner {
             Inner::Sdk(c) => {
+                let c = self
+                    .renewed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .unwrap_or_else(|| c.clone());
                 let t = c
                     .get_token(&[scope], None)
                     .await
@@ -624,6 +651,13 @@ impl TokenSource for Credential {
 
     async fn invalidate(&self, scope: &str) {
         self.cache.lock().await.remove(scope);
+        // A refused token may still be in the SDK credential's own cache: start afresh.
+        if let Some(make) = &self.renew {
+            match make() {
+                Ok(c) => *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(c),
+                Err(e) => tracing::warn!(error = %e, "renewing the credential failed"),
+            }
+        }
     }
 
     fn describe(&self) -> String {

@@ -650,7 +650,8 @@ impl AzureHttp {
                             request_id,
                         });
                     }
-                    if status == 401 && !renewed_token && token_refused(&body) {
+                    // Log Analytics answers an expired token with 403 InvalidAuthenticationToken.
+                    if (status == 401 || status == 403) && !renewed_token && token_refused(&body) {
                         // A token the cache thought good was refused (clock skew, early
                         // expiry): one more try with a new one. The request was not processed.
                         tracing::warn!(
