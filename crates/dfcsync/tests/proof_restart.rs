@@ -84,7 +84,16 @@ async fn killed_at_random_points_converges() {
     for _ in 0..kills {
         let before = puts(&ctl, &emu).await;
         let mut child = run();
-        tokio::time::sleep(Duration::from_millis(rng.u64(50..1500))).await;
+        // Kill at a random point: after a random number of writes have landed (so the
+        // point is inside the act step whatever the machine's speed), or at once (0).
+        let target = rng.usize(0..60);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while puts(&ctl, &emu).await < before + target
+            && child.try_wait().unwrap().is_none()
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         if child.try_wait().unwrap().is_none() {
             mid_run += 1;
         }
