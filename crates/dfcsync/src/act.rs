@@ -3,8 +3,10 @@
 //! Per incident, in order: read the incident (ETags in bulk from list pages when many
 //! incidents are due, one GET otherwise); if it changed since the rows the plan came from,
 //! read its comments and decide again from the fresh state; write the change as a
-//! conditional PUT with the etag; then the audit comment with its deterministic id (so a
-//! repeated write never duplicates it). A 409 Conflict re-reads the incident, re-decides and
+//! conditional PUT with the etag, and the audit comment with its deterministic id (so a
+//! repeated write never duplicates it): after the PUT for a close (whose classification
+//! comment carries the mark), before it for an activate or reopen (whose only mark is the
+//! comment). A 409 Conflict re-reads the incident, re-decides and
 //! tries again, a bounded number of times; a held or failed incident never stops the others.
 //! Incidents are worked on concurrently, up to a bound.
 
@@ -75,6 +77,8 @@ impl ActionResult {
 #[derive(Debug, Clone, Default)]
 pub struct ActReport {
     pub outcomes: Vec<ActionOutcome>,
+    /// Audit comments of earlier closes, posted again (see `Plan::repairs`).
+    pub repairs: Vec<ActionOutcome>,
     /// Roles found missing (reported once per run each).
     pub missing_roles: Vec<String>,
 }
@@ -88,6 +92,39 @@ struct Ctx<'a> {
     opts: &'a ActOptions,
     writeback_forbidden: AtomicBool,
     missing_roles: Mutex<Vec<String>>,
+}
+
+/// Posts the audit comments of [`Plan::repairs`] (comment-only writes under the close's
+/// own comment id).
+pub async fn repair(conn: &Connection, ws: &Workspace, plan: &Plan) -> Vec<ActionOutcome> {
+    let mut out = Vec::new();
+    for a in &plan.repairs {
+        // The rows may lag behind the comments API: look before writing.
+        let mark = a.mark.to_string();
+        let result = match conn.sentinel.list_comments(ws, &a.incident).await {
+            Ok(comments)
+                if comments
+                    .iter()
+                    .any(|c| c.properties.message.contains(&mark)) =>
+            {
+                ActionResult::Skipped("the audit comment is there (the rows lagged)".into())
+            }
+            Ok(_) => {
+                let id = comment_id(&a.incident, a.kind.as_str(), &a.fingerprint.to_string());
+                match conn
+                    .sentinel
+                    .put_comment(ws, &a.incident, id, &a.comment)
+                    .await
+                {
+                    Ok(_) => ActionResult::Applied,
+                    Err(e) => ActionResult::Failed(e.to_string()),
+                }
+            }
+            Err(e) => ActionResult::Failed(e.to_string()),
+        };
+        out.push(outcome(a, result, 0));
+    }
+    out
 }
 
 /// Carries out `plan`, made from `snapshot`. `on_done` is called after each incident with
@@ -185,6 +222,7 @@ pub async fn act(
         .sort_by(|a, b| (a.incident_number, &a.incident).cmp(&(b.incident_number, &b.incident)));
     ActReport {
         outcomes,
+        repairs: Vec::new(),
         missing_roles: ctx
             .missing_roles
             .into_inner()
@@ -279,13 +317,28 @@ async fn act_incident(
             ActionKind::Notice => comment(ctx, &a).await,
             ActionKind::Writeback => writeback(ctx, &a).await,
             ActionKind::Close | ActionKind::Activate | ActionKind::Reopen => {
+                // Where the mark lives decides the order. A close carries it in the
+                // classification comment of the PUT itself, so the audit comment follows (and
+                // is repaired if it never lands). An activate or reopen has it only in the
+                // comment, so the comment goes first: a status change that then never lands is
+                // recognised and taken again (decide, guard 1).
+                let comment_first = a.kind != ActionKind::Close;
+                if comment_first && let Err(e) = comment(ctx, &a).await {
+                    results.push(outcome(&a, ActionResult::Failed(e.to_string()), conflicts));
+                    i += 1;
+                    continue;
+                }
                 let mut changed = incident.clone();
                 apply_to(&mut changed, &a);
                 match ctx.conn.sentinel.update_incident(ctx.ws, &changed).await {
                     Ok(written) => {
                         incident = written;
                         tracing::info!(incident = a.incident_number, action = %a.kind, fingerprint = %a.fingerprint, "incident updated");
-                        comment(ctx, &a).await
+                        if comment_first {
+                            Ok(())
+                        } else {
+                            comment(ctx, &a).await
+                        }
                     }
                     Err(AzureError::Conflict { .. }) if conflicts < ctx.opts.conflict_retries => {
                         conflicts += 1;

@@ -186,6 +186,11 @@ async fn sync_workspace(
     for h in &plan.held {
         tracing::info!(workspace = %label, incident = h.incident_number, reason = %h.reason, "held");
     }
+    let repaired = if mode == Mode::Sync && !plan.repairs.is_empty() {
+        crate::act::repair(conn, &ws, &plan).await
+    } else {
+        Vec::new()
+    };
     if mode == Mode::Sync && !plan.actions.is_empty() {
         let opts = ActOptions {
             concurrency: config.sync.concurrency,
@@ -200,6 +205,9 @@ async fn sync_workspace(
         })
         .await;
         report.act = Some(report_act);
+    }
+    if !repaired.is_empty() {
+        report.act.get_or_insert_with(ActReport::default).repairs = repaired;
     }
     report.plan = Some(plan);
     report

@@ -35,6 +35,10 @@ pub struct Plan {
     pub actions: Vec<PlannedAction>,
     /// In-scope incidents the engine will not touch until their data is certain.
     pub held: Vec<Held>,
+    /// Audit comments of earlier closes that never landed (the close's write did, its
+    /// comment did not: a lost answer, a kill between the two writes). Each is a
+    /// comment-only write under the close's own comment id, so it cannot duplicate.
+    pub repairs: Vec<PlannedAction>,
 }
 
 /// One thing to do to one incident.
@@ -142,7 +146,11 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan 
         })
         .collect();
 
+    let mut repairs = Vec::new();
     for incident in incidents {
+        if let Some(r) = repair_for(incident, &snapshot.alerts, policy, now) {
+            repairs.push(r);
+        }
         match decide_incident(incident, &snapshot.alerts, policy, now) {
             Decision::Nothing => {}
             Decision::Held(h) => held.push(h),
@@ -156,7 +164,70 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan 
             &b.reason,
         ))
     });
-    Plan { now, actions, held }
+    Plan {
+        now,
+        actions,
+        held,
+        repairs,
+    }
+}
+
+/// The audit comment of dfcsync's close, when the incident's classification comment carries
+/// the close mark and no comment does (only known when the rows carry the comments).
+pub fn repair_for(
+    incident: &IncidentState,
+    alerts: &AlertMap,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<PlannedAction> {
+    if incident.status != IncidentStatus::Closed || !incident.comments_known {
+        return None;
+    }
+    let close = incident.marks.iter().find(|m| {
+        m.mark.action == ActionKind::Close
+            && m.source == MarkSource::ClassificationComment { current: true }
+    })?;
+    let commented = incident
+        .marks
+        .iter()
+        .any(|m| m.mark == close.mark && matches!(m.source, MarkSource::Comment { .. }));
+    if commented || !in_window(incident, policy, now) {
+        return None;
+    }
+    let looked = look_up(incident, alerts);
+    let (_, found) = verdict_of(incident, &looked).ok()?;
+    let mut sorted = found;
+    sorted.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+    let last_alert_change = sorted
+        .iter()
+        .map(|a| a.changed_at)
+        .max()
+        .unwrap_or(incident.created);
+    let ctx = Context {
+        incident,
+        alerts: sorted,
+        policy,
+        fingerprint: close.mark.fingerprint,
+        last_alert_change,
+    };
+    let closure = incident
+        .classification
+        .as_deref()
+        .and_then(|c| Closure::parse(c, incident.classification_reason.as_deref()).ok());
+    Some(PlannedAction {
+        incident: incident.name.clone(),
+        incident_number: incident.number,
+        title: incident.title.clone(),
+        kind: ActionKind::Close,
+        fingerprint: close.mark.fingerprint,
+        mark: close.mark,
+        new_status: None,
+        closure: None,
+        classification_comment: None,
+        comment: ctx.render(&policy.templates.close_comment, closure, None, close.mark),
+        alerts_to_set_in_progress: Vec::new(),
+        why: "dfcsync closed this incident but the audit comment of that close never landed: posting it".into(),
+    })
 }
 
 /// What one incident needs.
@@ -274,6 +345,14 @@ fn verdict_of<'a>(
     Ok((v, found))
 }
 
+/// An activate or reopen comment whose status change never landed: the incident is not
+/// Active and its status has not changed since the comment was written.
+fn unfinished_status_change(incident: &IncidentState, m: &crate::model::ObservedMark) -> bool {
+    matches!(m.mark.action, ActionKind::Activate | ActionKind::Reopen)
+        && incident.status != IncidentStatus::Active
+        && matches!(m.source, MarkSource::Comment { created } if created >= incident.status_since)
+}
+
 /// Whether a close mark was left (in a comment) after every alert entered its current run of
 /// finished statuses.
 fn closed_this_episode(incident: &IncidentState, alerts: &[&AlertState]) -> bool {
@@ -359,11 +438,13 @@ pub fn decide_incident(
             .iter()
             .map(|a| (a.id.as_str(), &a.status, a.changed_at)),
     );
-    // Guard 1: already done.
+    // Guard 1: already done. One exception: an activate or reopen writes its comment (the
+    // mark) before the status; a mark with no status change since, on an incident that is not
+    // Active, is a write that never landed (a kill, a lost answer), and is taken again.
     if incident
         .marks
         .iter()
-        .any(|m| m.mark.fingerprint == fingerprint)
+        .any(|m| m.mark.fingerprint == fingerprint && !unfinished_status_change(incident, m))
     {
         return Decision::Nothing;
     }

@@ -53,7 +53,19 @@ pub fn plan_json(plan: &Plan) -> Value {
             })
         })
         .collect();
-    json!({ "now": rfc3339_full(plan), "actions": actions, "held": held })
+    let repairs: Vec<Value> = plan
+        .repairs
+        .iter()
+        .map(|r| {
+            json!({
+                "incident": r.incident,
+                "incident_number": r.incident_number,
+                "mark": r.mark.to_string(),
+                "why": r.why,
+            })
+        })
+        .collect();
+    json!({ "now": rfc3339_full(plan), "actions": actions, "held": held, "repairs": repairs })
 }
 
 fn rfc3339_full(plan: &Plan) -> String {

@@ -644,3 +644,56 @@ fn echo_after_an_analyst_reopen_does_not_close_again() {
     w.alert("a1", "New", -80).alert("a1", "Resolved", -70);
     assert_eq!(only_action(&w.plan()).kind, ActionKind::Close);
 }
+
+// ---- Writes that only half landed ----
+
+#[test]
+fn a_close_whose_audit_comment_never_landed_is_repaired_once() {
+    let mut w = one_alert_world(&[("Resolved", -120)]);
+    w.now = w.t(-100);
+    let close = only_action(&w.plan()).clone();
+    // The PUT landed (the classification comment carries the mark); the comment did not.
+    w.close(
+        0,
+        -100,
+        TOOL,
+        "TruePositive",
+        "SuspiciousActivity",
+        close.classification_comment.as_deref().unwrap(),
+    );
+    w.now = w.t(0);
+    let plan = w.plan();
+    assert_nothing(&plan);
+    assert_eq!(plan.repairs.len(), 1, "{:#?}", plan.repairs);
+    let r = &plan.repairs[0];
+    assert_eq!(r.mark, close.mark, "the same mark, so the same comment id");
+    assert!(
+        r.new_status.is_none() && r.closure.is_none(),
+        "a comment only"
+    );
+    assert!(r.comment.ends_with(&close.mark.to_string()));
+    // Once the comment is there, nothing more.
+    w.comment(0, 5, TOOL, &r.comment);
+    w.now = w.t(10);
+    assert!(w.plan().repairs.is_empty());
+}
+
+#[test]
+fn an_activate_whose_status_change_never_landed_is_taken_again() {
+    let mut w = one_alert_world(&[("InProgress", -120)]);
+    w.now = w.t(-100);
+    let activate = only_action(&w.plan()).clone();
+    // The comment (first) landed; the PUT did not.
+    w.comment(0, -100, TOOL, &activate.comment);
+    w.now = w.t(0);
+    let again = only_action(&w.plan()).clone();
+    assert_eq!(again.kind, ActionKind::Activate);
+    assert_eq!(
+        again.mark, activate.mark,
+        "same mark: the comment write is idempotent"
+    );
+    // But an analyst who set it back to New after the comment is not overruled.
+    w.set_status(0, "Active", -90, ANALYST);
+    w.set_status(0, "New", -80, ANALYST);
+    assert_nothing(&w.plan());
+}
