@@ -226,10 +226,22 @@ async fn azure_cli_with_our_cache() {
 
 #[tokio::test]
 async fn workload_identity_sends_the_federated_token() {
+    use base64::Engine;
     let env = start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("azure-identity-token");
-    std::fs::write(&file, "eyJfederated.token.value").unwrap();
+    // What the AKS webhook mounts: a service-account token for Entra's exchange audience.
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let assertion = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
+        b64(
+            serde_json::json!({"iss": "https://oidc.example", "sub": FEDERATED_SUBJECT, "aud": ["api://AzureADTokenExchange"]})
+        )
+    );
+    std::fs::write(&file, &assertion).unwrap();
     let mut opts = AuthOptions::isolated();
     opts.env.insert(
         "AZURE_FEDERATED_TOKEN_FILE".into(),
@@ -242,19 +254,33 @@ async fn workload_identity_sends_the_federated_token() {
         .unwrap();
     assert_eq!(cred.method(), Method::WorkloadIdentity);
     assert!(cred.describe().contains("AZURE_FEDERATED_TOKEN_FILE"));
-    let since = env.last_seq().await;
-    let e = cred.token(&env.cloud.arm_scope).await.unwrap_err();
-    // The emulator takes no client assertions: the exchange reached its token endpoint
-    // over our TLS with the assertion, and the refusal is an Auth error.
-    assert!(matches!(e, AzureError::Auth { .. }), "{e:?}");
-    assert!(e.to_string().contains("Client assertions"), "{e}");
-    assert!(!e.to_string().contains("eyJfederated"), "{e}");
-    let log = env.requests_since(since).await;
-    assert!(
-        log.iter()
-            .any(|e| e["service"] == "token" && e["status"] == 401),
-        "{log:?}"
+    let http = env.base.with_credential(Arc::new(cred));
+    call_each_service(&env, &http).await.unwrap();
+
+    // A token file for another subject is refused, as an Auth error that does not echo it.
+    std::fs::write(
+        &file,
+        format!(
+            "{}.{}.c2ln",
+            b64(serde_json::json!({"alg": "RS256"})),
+            b64(serde_json::json!({"sub": "system:serviceaccount:other:other", "aud": "api://AzureADTokenExchange"}))
+        ),
+    )
+    .unwrap();
+    let mut opts = AuthOptions::isolated();
+    opts.env.insert(
+        "AZURE_FEDERATED_TOKEN_FILE".into(),
+        file.display().to_string(),
     );
+    opts.env.insert("AZURE_CLIENT_ID".into(), CLIENT_ID.into());
+    opts.env.insert("AZURE_TENANT_ID".into(), TENANT.into());
+    let cred = Credential::from_config(&AuthSection::default(), &env.cloud, None, &env.base, opts)
+        .await
+        .unwrap();
+    let e = cred.token(&env.cloud.arm_scope).await.unwrap_err();
+    assert!(matches!(e, AzureError::Auth { .. }), "{e:?}");
+    assert!(e.to_string().contains("federated identity"), "{e}");
+    assert!(!e.to_string().contains("c2ln"), "{e}");
 }
 
 /// A writer into a shared buffer, for the captured log.

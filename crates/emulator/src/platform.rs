@@ -77,6 +77,8 @@ pub struct Principal {
     pub propagation_delay: Duration,
     pub modified_by: Option<String>,
     pub display_name: Option<String>,
+    /// See `PrincipalSpec::federated_subject`.
+    pub federated_subject: Option<String>,
 }
 
 impl Principal {
@@ -488,6 +490,7 @@ impl Platform {
                 roles,
                 propagation_delay,
                 modified_by: p.modified_by.clone(),
+                federated_subject: p.federated_subject.clone(),
                 display_name: p.display_name.clone(),
             });
         }

@@ -215,6 +215,12 @@ pub struct PrincipalSpec {
     /// Override of the `ModifiedBy` value written for this principal's changes.
     #[serde(default)]
     pub modified_by: Option<String>,
+    /// A federated identity credential (workload identity): a `client_assertion` whose JWT
+    /// payload has this `sub` (and `aud` `api://AzureADTokenExchange`) is accepted instead
+    /// of a secret. The emulator does not check the assertion's signature (it knows no
+    /// issuer keys).
+    #[serde(default)]
+    pub federated_subject: Option<String>,
     /// A user's display name (owner `assignedTo`, comment author `name`).
     #[serde(default)]
     pub display_name: Option<String>,

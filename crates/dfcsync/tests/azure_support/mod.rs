@@ -16,6 +16,9 @@ use dfcsync::config::Config;
 use emulator::{Emulator, EmulatorHandle, Scenario, StartOptions};
 use serde_json::{Value, json};
 
+/// The Kubernetes service account the workload-identity tests federate.
+pub const FEDERATED_SUBJECT: &str = "system:serviceaccount:dfcsync:dfcsync";
+
 pub const SUB: &str = "00000000-0000-0000-0000-000000000001";
 pub const DFC_SUB: &str = "00000000-0000-0000-0000-000000000002";
 pub const TENANT: &str = "72f988bf-0000-0000-0000-000000000001";
@@ -45,7 +48,8 @@ pub fn scenario_json() -> Value {
         ],
         "principals": [
             { "name": "dfcsync", "kind": "service_principal", "client_id": CLIENT_ID, "secret": SECRET,
-              "object_id": "bbbbbbbb-0000-0000-0000-000000000001", "roles": roles },
+              "object_id": "bbbbbbbb-0000-0000-0000-000000000001", "roles": roles,
+              "federated_subject": FEDERATED_SUBJECT },
             { "name": "analyst@contoso.com", "kind": "user", "object_id": "cccccccc-0000-0000-0000-000000000001",
               "roles": [ { "role": "Microsoft Sentinel Responder", "scope": format!("/subscriptions/{SUB}") } ] },
             { "name": "mi-dfcsync", "kind": "managed_identity", "client_id": MI_CLIENT_ID,

@@ -130,30 +130,44 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         );
     };
     let name = Some(principal.name.clone());
-    if get("client_assertion").is_some() {
-        let text = "Client assertions are not supported by the emulator; use a client secret.";
-        return (
-            aad_error(shared, 401, "invalid_client", 700_027, text),
-            name,
-        );
-    }
-    match (get("client_secret"), principal.secret.as_deref()) {
-        (Some(given), Some(expected)) if given == expected => {}
-        (None, _) => {
-            let text = "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.";
-            return (
-                aad_error(shared, 401, "invalid_client", 7_000_218, text),
-                name,
-            );
+    if let Some(assertion) = get("client_assertion") {
+        match assertion_subject(assertion, get("client_assertion_type")) {
+            Ok(sub) if principal.federated_subject.as_deref() == Some(sub.as_str()) => {}
+            Ok(sub) => {
+                let text = format!(
+                    "No matching federated identity record found for presented assertion subject '{sub}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion."
+                );
+                return (
+                    aad_error(shared, 400, "invalid_client", 70_021, &text),
+                    name,
+                );
+            }
+            Err(text) => {
+                return (
+                    aad_error(shared, 401, "invalid_client", 700_027, &text),
+                    name,
+                );
+            }
         }
-        _ => {
-            let text = format!(
-                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
-            );
-            return (
-                aad_error(shared, 401, "invalid_client", 7_000_215, &text),
-                name,
-            );
+    } else {
+        match (get("client_secret"), principal.secret.as_deref()) {
+            (Some(given), Some(expected)) if given == expected => {}
+            (None, _) => {
+                let text = "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.";
+                return (
+                    aad_error(shared, 401, "invalid_client", 7_000_218, text),
+                    name,
+                );
+            }
+            _ => {
+                let text = format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+                );
+                return (
+                    aad_error(shared, 401, "invalid_client", 7_000_215, &text),
+                    name,
+                );
+            }
         }
     }
     let requested = if v2 { get("scope") } else { get("resource") };
@@ -209,4 +223,38 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         Resp::json(200, body).with("Cache-Control", "no-store, no-cache"),
         name,
     )
+}
+
+/// The `sub` of a workload-identity client assertion (a JWT whose `aud` is
+/// `api://AzureADTokenExchange`). The signature is not checked: the emulator knows no
+/// issuer keys.
+fn assertion_subject(assertion: &str, kind: Option<&str>) -> Result<String, String> {
+    use base64::Engine;
+    if kind != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+        return Err(
+            "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+                .into(),
+        );
+    }
+    let payload = assertion
+        .split('.')
+        .nth(1)
+        .ok_or("Client assertion is not a JWT.")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| "Client assertion payload is not base64url.".to_owned())?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|_| "Client assertion payload is not JSON.".to_owned())?;
+    let aud_ok = match &claims["aud"] {
+        serde_json::Value::String(a) => a == "api://AzureADTokenExchange",
+        serde_json::Value::Array(a) => a.iter().any(|x| x == "api://AzureADTokenExchange"),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err("Client assertion audience must be api://AzureADTokenExchange.".into());
+    }
+    claims["sub"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "Client assertion has no sub.".to_owned())
 }
