@@ -21,8 +21,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let snapshot = dfcsync::observe::build_snapshot(incidents, alerts)?;
     let parsed = started.elapsed();
     let now = "2026-11-28T00:00:00Z".parse()?;
-    let started = std::time::Instant::now();
-    let plan = dfcsync::decide::decide(&snapshot, &dfcsync::policy::Policy::default(), now);
+    // DECIDE_REPEAT=n decides n times (for profilers); the last plan is reported.
+    let repeat: usize = std::env::var("DECIDE_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let policy = dfcsync::policy::Policy::default();
+    let mut started = std::time::Instant::now();
+    let mut plan = dfcsync::decide::decide(&snapshot, &policy, now);
+    for _ in 1..repeat {
+        drop(plan);
+        started = std::time::Instant::now();
+        plan = dfcsync::decide::decide(&snapshot, &policy, now);
+    }
     println!(
         "{} incidents, {} alerts: parsed in {:.2?}; {} actions, {} held, decided in {:.2?}",
         snapshot.incidents.len(),
