@@ -22,7 +22,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let parsed = started.elapsed();
     let now = "2026-11-28T00:00:00Z".parse()?;
     // DECIDE_REPEAT=n decides n times (for profilers); the last plan is reported.
-    let repeat: usize = std::env::var("DECIDE_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let repeat: usize = std::env::var("DECIDE_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let policy = dfcsync::policy::Policy::default();
     let mut started = std::time::Instant::now();
     let mut plan = dfcsync::decide::decide(&snapshot, &policy, now);
