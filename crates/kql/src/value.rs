@@ -381,6 +381,11 @@ pub fn compare_values(a: &Value, b: &Value) -> Option<Ordering> {
         (Dynamic(x), other) | (other, Dynamic(x)) if !matches!(other, Dynamic(_)) => {
             let flip = matches!(b, Dynamic(_));
             let xv = crate::value::json_scalar_to_value(x);
+            // An array or a bag stays dynamic: it has no order against a scalar (null), and
+            // comparing it again would recurse without end.
+            if matches!(xv, Dynamic(_)) {
+                return None;
+            }
             let r = compare_values(&xv, other)?;
             Some(if flip { r.reverse() } else { r })
         }

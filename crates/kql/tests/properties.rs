@@ -392,3 +392,25 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let t = kql::run(&format!("print x = 1{}", " + 1".repeat(100)), &db, &opts).expect("runs");
     assert_eq!(t.rows[0][0], Value::Long(101));
 }
+
+/// Found by dfcsync's proptest fuzzing: comparing a dynamic array or bag with a scalar
+/// recursed without end (a stack overflow). [kql-semantics.md §3.2: a comparison without a
+/// defined order is null.]
+#[test]
+fn comparing_a_dynamic_array_or_bag_with_a_scalar_is_null_not_a_crash() {
+    let db = kql::Database::new();
+    let opts = kql::QueryOptions::new(chrono::Utc::now());
+    for q in [
+        "print x = dynamic({}) == 6",
+        "print x = dynamic([1]) < 6",
+        "print x = 6 == dynamic({})",
+        "print x = dynamic([1]) == 'a'",
+    ] {
+        let t = kql::run(q, &db, &opts).unwrap_or_else(|e| panic!("{q}: {e:?}"));
+        assert!(
+            matches!(t.rows[0][0], kql::Value::Null | kql::Value::Bool(false)),
+            "{q}: {:?}",
+            t.rows[0][0]
+        );
+    }
+}
