@@ -46,7 +46,7 @@ fn time(base_min: i64, sec: i64) -> String {
         + chrono::TimeDelta::minutes(base_min)
         + chrono::TimeDelta::seconds(sec);
     t.with_timezone(&chrono::Utc)
-        .format("%Y-%m-%dT%H:%M:%S%.7fZ")
+        .format("%Y-%m-%dT%H:%M:%S.0000000Z")
         .to_string()
 }
 

