@@ -51,7 +51,11 @@ fn time(base_min: i64, sec: i64) -> String {
 }
 
 fn guid(kind: u32, i: u64) -> String {
-    format!("{kind:08x}-{:04x}-4000-8000-{:012x}", (i >> 48) & 0xffff, i & 0xffff_ffff_ffff)
+    format!(
+        "{kind:08x}-{:04x}-4000-8000-{:012x}",
+        (i >> 48) & 0xffff,
+        i & 0xffff_ffff_ffff
+    )
 }
 
 fn incident_rows(i: u64, cols: &[(&str, &str)]) -> Vec<Vec<Value>> {
@@ -79,7 +83,8 @@ fn incident_rows(i: u64, cols: &[(&str, &str)]) -> Vec<Vec<Value>> {
             "tactics": ["Execution", "Persistence"], "techniques": ["T1059", "T1053"],
             "providerIncidentUrl": format!("https://security.microsoft.com/incidents/{i}")
         });
-        let owner = json!({"objectId": null, "email": null, "assignedTo": null, "userPrincipalName": null});
+        let owner =
+            json!({"objectId": null, "email": null, "assignedTo": null, "userPrincipalName": null});
         let mut row = Vec::with_capacity(cols.len());
         for (c, _) in cols {
             row.push(match *c {
@@ -215,10 +220,12 @@ fn report(snap: &dfcsync::model::Snapshot, secs: f64, bytes: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = args.first().map_or("all", String::as_str);
-    let path = args
-        .get(1)
-        .cloned()
-        .unwrap_or_else(|| std::env::temp_dir().join("dfcsync-la64.json").display().to_string());
+    let path = args.get(1).cloned().unwrap_or_else(|| {
+        std::env::temp_dir()
+            .join("dfcsync-la64.json")
+            .display()
+            .to_string()
+    });
     match mode {
         "gen" => {
             let mb = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
@@ -240,9 +247,8 @@ fn main() {
         "stream" => {
             let len = std::fs::metadata(&path).expect("file").len();
             let t = Instant::now();
-            let snap =
-                build_snapshot_combined(BufReader::new(File::open(&path).expect("open")))
-                    .expect("parse");
+            let snap = build_snapshot_combined(BufReader::new(File::open(&path).expect("open")))
+                .expect("parse");
             report(&snap, t.elapsed().as_secs_f64(), len as usize);
         }
         "time" | "all" => {

@@ -51,12 +51,16 @@ fn closing_scenario(n: usize, bucket: u64, rate: f64) -> Value {
     for i in 0..n {
         let t0 = start + TimeDelta::seconds(10 * i as i64);
         let h = format!("T{i}");
-        events.push(json!({"at": at(t0), "do": "new_alert", "workspace": "law-sentinel",
+        events.push(
+            json!({"at": at(t0), "do": "new_alert", "workspace": "law-sentinel",
             "alert": h, "subscription_id": DFC_SUB, "resource_group": "rg-app",
             "location": "westeurope", "display_name": format!("Throughput alert {i}"),
-            "severity": "Medium"}));
-        events.push(json!({"at": at(t0 + TimeDelta::seconds(5)), "do": "alert_status",
-            "alert": h, "status": "Resolved", "by": "owner@contoso.com"}));
+            "severity": "Medium"}),
+        );
+        events.push(
+            json!({"at": at(t0 + TimeDelta::seconds(5)), "do": "alert_status",
+            "alert": h, "status": "Resolved", "by": "owner@contoso.com"}),
+        );
     }
     events.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
     s["events"] = Value::Array(events);
@@ -73,7 +77,10 @@ async fn throughput_against_the_arm_write_bucket() {
 
     let t = Instant::now();
     let emu = start(&closing_scenario(n, bucket, rate)).await;
-    eprintln!("emulator with {n} incidents up in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "emulator with {n} incidents up in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let text = format!(
         "{}\n[sync]\nconcurrency = {concurrency}\n",
         emu.config_toml()
