@@ -11,7 +11,7 @@
 //! with random values of their tree replaced, removed or duplicated (which gets past the JSON
 //! syntax to the checks behind it).
 //!
-//! `FUZZ_CASES` sets the number of cases per property (default 48, so the file runs in a few
+//! `FUZZ_CASES` sets the number of cases per property (default 500, so the file runs in a few
 //! seconds in debug); e.g. `FUZZ_CASES=20000 cargo test -p dfcsync --release --test
 //! fuzz_parsers`.
 
@@ -33,7 +33,7 @@ fn cases() -> u32 {
     std::env::var("FUZZ_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(48)
+        .unwrap_or(500)
 }
 
 fn config() -> PropConfig {
