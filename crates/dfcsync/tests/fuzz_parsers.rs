@@ -664,39 +664,7 @@ fn log_input(input: &str) {
     }
 }
 
-/// Known bug (docs/reliability.md, "Fuzzing (proptest)", bug 3; `fuzz_regressions.rs`):
-/// comparing a dynamic array or bag with anything but a dynamic of the same kind recurses
-/// without end in `kql::value::compare_values` and overflows the stack, which aborts the
-/// process. Until it is fixed, queries that can make a dynamic value are left out, unless
-/// `FUZZ_KQL_KNOWN_BUGS=1`.
-fn may_hit_known_kql_bug(q: &str) -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    if *ON.get_or_init(|| std::env::var_os("FUZZ_KQL_KNOWN_BUGS").is_some()) {
-        return false;
-    }
-    let q = q.to_ascii_lowercase();
-    [
-        "dynamic",
-        "parse_json",
-        "parsejson",
-        "pack_array",
-        "bag_keys",
-        "make_list",
-        "make_set",
-        "alertids",
-        "additionaldata",
-        "owner",
-        "comments",
-        "mv-expand",
-    ]
-    .iter()
-    .any(|w| q.contains(w))
-}
-
 fn check_kql(q: &str) {
-    if may_hit_known_kql_bug(q) {
-        return;
-    }
     log_input(q);
     let _ = kql::run(q, kql_db(), &kql_opts());
     let _ = kql::run(q, &Database::new(), &kql_opts());

@@ -1,7 +1,5 @@
-//! Inputs the fuzz tests (`fuzz_parsers.rs`) found to crash, as regression tests. A stack
-//! overflow aborts the whole test process, so the crashing ones are `#[ignore]`d until the
-//! bug is fixed (see docs/reliability.md, "Fuzzing (proptest)"); run them with
-//! `cargo test -p dfcsync --release --test fuzz_regressions -- --ignored`.
+//! Inputs the fuzz tests (`fuzz_parsers.rs`) found to crash, as regression tests (see
+//! docs/reliability.md, "Fuzzing (proptest)").
 
 use kql::{Database, QueryOptions};
 
@@ -21,14 +19,13 @@ fn run_the_query_in_kql_query() {
     println!("{:?}", run(&q).map(|t| t.rows.len()));
 }
 
-/// Bug 3 (found by `kql_mutated_queries`): comparing a dynamic array or bag with a scalar
+/// Bug 3, fixed (found by `kql_mutated_queries`): comparing a dynamic array or bag with a scalar
 /// (or with a dynamic scalar) recurses without end: `compare_values` turns the dynamic side
 /// into a `Value` with `json_scalar_to_value`, which leaves arrays and bags dynamic, and calls
 /// itself with the same pair. The stack overflows and the process aborts (in the emulator,
 /// any Log Analytics query such as `SecurityIncident | where AlertIds == "x"` would take the
 /// whole emulator down). Expected: a null comparison (false for `==`), never a crash.
 #[test]
-#[ignore = "aborts the test process (stack overflow) until kql's compare_values is fixed"]
 fn comparing_a_dynamic_array_or_bag_with_a_scalar_does_not_overflow_the_stack() {
     for q in [
         "print x = dynamic({}) == 6",
