@@ -71,6 +71,14 @@ impl ActionResult {
             Self::Failed(_) => "failed",
         }
     }
+
+    /// Why it was skipped or failed; `None` when applied.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::Applied => None,
+            Self::Skipped(d) | Self::Failed(d) => Some(d),
+        }
+    }
 }
 
 /// What the act step did in one workspace.

@@ -12,7 +12,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::act::ActionResult;
 use crate::cycle::CycleReport;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -147,11 +146,7 @@ impl Metrics {
             }
             if let Some(act) = &w.act {
                 for o in &act.outcomes {
-                    let result = match o.result {
-                        ActionResult::Applied => "applied",
-                        ActionResult::Skipped(_) => "skipped",
-                        ActionResult::Failed(_) => "failed",
-                    };
+                    let result = o.result.label();
                     self.actions
                         .get_or_create(&ActionLabels {
                             kind: o.kind.as_str().into(),

@@ -143,10 +143,7 @@ pub fn cycle_json(report: &CycleReport) -> Value {
                 .iter()
                 .flat_map(|a| a.outcomes.iter())
                 .map(|o| {
-                    let detail = match &o.result {
-                        ActionResult::Applied => None,
-                        ActionResult::Skipped(s) | ActionResult::Failed(s) => Some(s.clone()),
-                    };
+                    let detail = o.result.detail();
                     json!({
                         "incident": o.incident,
                         "incident_number": o.incident_number,
@@ -225,10 +222,7 @@ pub fn cycle_table(report: &CycleReport) -> String {
             if !failed.is_empty() {
                 let mut t = new_table(&["#", "action", "result", "detail"]);
                 for o in failed {
-                    let detail = match &o.result {
-                        ActionResult::Skipped(s) | ActionResult::Failed(s) => s.clone(),
-                        ActionResult::Applied => String::new(),
-                    };
+                    let detail = o.result.detail().unwrap_or_default().to_owned();
                     t.add_row(vec![
                         o.incident_number.to_string(),
                         o.kind.to_string(),
