@@ -147,7 +147,7 @@ impl fmt::Display for Fingerprint {
 }
 
 /// `[dfcsync:<action>:<fingerprint>]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Mark {
     pub action: ActionKind,
     pub fingerprint: Fingerprint,

@@ -124,7 +124,9 @@ pub struct SnapshotBuilder {
 struct IncidentFold {
     newest: Option<(RowKey, IncidentRecord)>,
     history: Vec<(RowKey, IncidentStatus, DateTime<Utc>, String)>,
-    marks: BTreeSet<(MarkKey, Option<DateTime<Utc>>)>,
+    /// Marks seen in any row: in a classification comment (`None`) or in a comment created
+    /// at that time. A set, so rows repeating a comment count it once.
+    marks: BTreeSet<(Mark, Option<DateTime<Utc>>)>,
     comments_known: bool,
     number: Option<i64>,
     errors: BTreeSet<String>,
@@ -141,9 +143,6 @@ struct AlertFold {
 /// the content so that equal times still order the same way whatever the input order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct RowKey(DateTime<Utc>, DateTime<Utc>, u64);
-
-/// A mark found in an older classification comment (`None` time) or a comment.
-type MarkKey = (String, bool);
 
 impl SnapshotBuilder {
     /// Adds a `SecurityIncident` row. Returns false when the row names no incident.
@@ -220,14 +219,13 @@ impl IncidentFold {
             rec.modified_by.clone(),
         ));
         for mark in Mark::find_all(&rec.classification_comment) {
-            self.marks.insert(((mark.to_string(), true), None));
+            self.marks.insert((mark, None));
         }
         if let Some(comments) = &rec.comments {
             self.comments_known = true;
             for c in comments {
                 for mark in Mark::find_all(&c.message) {
-                    self.marks
-                        .insert(((mark.to_string(), false), Some(c.created)));
+                    self.marks.insert((mark, Some(c.created)));
                 }
             }
         }
@@ -255,13 +253,8 @@ impl IncidentFold {
             return Err(held("no readable row".into()));
         };
         self.history.sort_by_key(|h| h.0);
-        // The oldest row of the newest unbroken run of rows with the current status.
-        let run_start = self
-            .history
-            .iter()
-            .rposition(|(_, status, _, _)| *status != rec.status)
-            .map_or(0, |i| i + 1);
-        let (_, _, status_since, status_set_by) = self.history[run_start].clone();
+        let start = run_start(&self.history, |(_, status, _, _)| *status == rec.status);
+        let (_, _, status_since, status_set_by) = self.history[start].clone();
 
         let current_cc: Vec<Mark> = Mark::find_all(&rec.classification_comment);
         let mut marks: Vec<ObservedMark> = current_cc
@@ -271,15 +264,11 @@ impl IncidentFold {
                 source: MarkSource::ClassificationComment { current: true },
             })
             .collect();
-        for ((text, in_cc), created) in &self.marks {
-            let Some(&mark) = Mark::find_all(text).first() else {
-                continue;
-            };
-            let source = match (in_cc, created) {
-                (true, _) if current_cc.contains(&mark) => continue,
-                (true, _) => MarkSource::ClassificationComment { current: false },
-                (false, Some(at)) => MarkSource::Comment { created: *at },
-                (false, None) => continue,
+        for &(mark, created) in &self.marks {
+            let source = match created {
+                Some(at) => MarkSource::Comment { created: at },
+                None if current_cc.contains(&mark) => continue,
+                None => MarkSource::ClassificationComment { current: false },
             };
             marks.push(ObservedMark { mark, source });
         }
@@ -317,19 +306,13 @@ impl AlertFold {
             return Err(format!("alert {id}: no readable row"));
         };
         self.history.sort_by_key(|h| h.0);
-        let run_start = self
-            .history
-            .iter()
-            .rposition(|(_, status)| *status != rec.status)
-            .map_or(0, |i| i + 1);
-        let changed_at = self.history[run_start].0.0;
+        let changed_at = self.history[run_start(&self.history, |(_, s)| *s == rec.status)]
+            .0
+            .0;
         let finished_since = rec.status.is_terminal().then(|| {
-            let start = self
-                .history
-                .iter()
-                .rposition(|(_, status)| !status.is_terminal())
-                .map_or(0, |i| i + 1);
-            self.history[start].0.0
+            self.history[run_start(&self.history, |(_, s)| s.is_terminal())]
+                .0
+                .0
         });
         let address = AlertAddress::from_alert_link(&rec.link).map(|mut a| {
             if !rec.vendor_original_id.is_empty() {
@@ -349,6 +332,15 @@ impl AlertFold {
             address,
         })
     }
+}
+
+/// The index of the oldest row of the newest unbroken run of rows in `history` (sorted,
+/// oldest first, not empty) that `in_run` accepts: where the current status began.
+fn run_start<T>(history: &[T], in_run: impl Fn(&T) -> bool) -> usize {
+    history
+        .iter()
+        .rposition(|h| !in_run(h))
+        .map_or(0, |i| i + 1)
 }
 
 fn hash_incident(r: &IncidentRecord) -> u64 {
