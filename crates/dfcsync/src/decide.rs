@@ -196,20 +196,7 @@ pub fn repair_for(
     }
     let looked = look_up(incident, alerts);
     let (_, found) = verdict_of(incident, &looked).ok()?;
-    let mut sorted = found;
-    sorted.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
-    let last_alert_change = sorted
-        .iter()
-        .map(|a| a.changed_at)
-        .max()
-        .unwrap_or(incident.created);
-    let ctx = Context {
-        incident,
-        alerts: sorted,
-        policy,
-        fingerprint: close.mark.fingerprint,
-        last_alert_change,
-    };
+    let ctx = Context::new(incident, found, policy, close.mark.fingerprint);
     let closure = incident
         .classification
         .as_deref()
@@ -454,21 +441,9 @@ pub fn decide_incident(
     if matches!(verdict, Verdict::Done { .. }) && closed_this_episode(incident, &found) {
         return Decision::Nothing;
     }
-    let last_alert_change = found
-        .iter()
-        .map(|a| a.changed_at)
-        .max()
-        .unwrap_or(incident.created);
     let by_tool = status_set_by_tool(incident);
-    let mut sorted = found.clone();
-    sorted.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
-    let ctx = Context {
-        incident,
-        alerts: sorted,
-        policy,
-        fingerprint,
-        last_alert_change,
-    };
+    let ctx = Context::new(incident, found, policy, fingerprint);
+    let last_alert_change = ctx.last_alert_change;
 
     let mut planned = Vec::new();
     if let Some(w) = writeback(&ctx, &verdict, by_tool) {
@@ -605,7 +580,30 @@ struct Context<'a> {
     last_alert_change: DateTime<Utc>,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// The context of an incident's actions: its alerts sorted by id (byte order), and the
+    /// newest change among them (`last_alert_change`).
+    fn new(
+        incident: &'a IncidentState,
+        mut alerts: Vec<&'a AlertState>,
+        policy: &'a Policy,
+        fingerprint: Fingerprint,
+    ) -> Self {
+        alerts.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+        let last_alert_change = alerts
+            .iter()
+            .map(|a| a.changed_at)
+            .max()
+            .unwrap_or(incident.created);
+        Self {
+            incident,
+            alerts,
+            policy,
+            fingerprint,
+            last_alert_change,
+        }
+    }
+
     fn close(&self, closure: Closure) -> PlannedAction {
         let mut why = String::from("every alert is finished in Defender for Cloud (");
         self.write_status_summary(&mut why);
