@@ -464,18 +464,12 @@ pub fn overlay(
     s.classification = p.classification.clone();
     s.classification_reason = p.classification_reason.clone();
     s.classification_comment = p.classification_comment.clone().unwrap_or_default();
-    s.owner = p.owner.as_ref().and_then(|o| {
-        [
-            &o.object_id,
-            &o.user_principal_name,
-            &o.email,
-            &o.assigned_to,
-        ]
-        .into_iter()
-        .flatten()
-        .find(|v| !v.is_empty())
-        .cloned()
-    });
+    // The same rule as the rows' `Owner` column: object id, UPN, e-mail or name.
+    s.owner = p
+        .owner
+        .as_ref()
+        .and_then(|o| serde_json::to_value(o).ok())
+        .and_then(|v| crate::observe::records::owner_of(&v));
     let mut marks: Vec<ObservedMark> = Mark::find_all(&s.classification_comment)
         .into_iter()
         .map(|mark| ObservedMark {

@@ -159,8 +159,8 @@ fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    let quiet = matches!(cli.command, Command::Replay(_) | Command::Query(_))
-        || cfg!(feature = "emulator") && is_demo(&cli.command);
+    let quiet =
+        matches!(cli.command, Command::Replay(_) | Command::Query(_)) || is_demo(&cli.command);
     init_logs(cli.log_format, if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Replay(args) => replay(args),
@@ -183,12 +183,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-#[allow(unused_variables)]
+/// `demo` and `emulator` print for people: their logs stay at warnings.
+#[cfg(feature = "emulator")]
 fn is_demo(c: &Command) -> bool {
-    #[cfg(feature = "emulator")]
-    if matches!(c, Command::Demo | Command::Emulator(_)) {
-        return true;
-    }
+    matches!(c, Command::Demo | Command::Emulator(_))
+}
+
+#[cfg(not(feature = "emulator"))]
+fn is_demo(_: &Command) -> bool {
     false
 }
 

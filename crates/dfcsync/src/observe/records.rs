@@ -244,7 +244,7 @@ fn dedup_in_order(ids: &mut Vec<String>) {
 }
 
 /// The owner, when one is assigned: object id, UPN, e-mail or name, whichever is set.
-fn owner_of(v: &Value) -> Option<String> {
+pub(crate) fn owner_of(v: &Value) -> Option<String> {
     ["objectId", "userPrincipalName", "email", "assignedTo"]
         .iter()
         .find_map(|k| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()))
