@@ -217,7 +217,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// The configuration of a command that talks to Azure: file, then environment.
 fn load_run_config(args: &ConfigArgs) -> Result<Config> {
-    let config = Config::load_with_env(args.config.as_deref(), &|k| std::env::var(k).ok())?;
+    let config = load_config(args.config.as_deref())?;
     if config.file.workspaces.is_empty() {
         anyhow::bail!(
             "{}: no workspace configured: add a [[workspaces]] block or set DFCSYNC_WORKSPACES",
@@ -318,7 +318,7 @@ async fn run_daemon(args: ConfigArgs) -> Result<ExitCode> {
 
 async fn doctor(args: DoctorArgs) -> Result<ExitCode> {
     use dfcsync::doctor as d;
-    let config = Config::load_with_env(args.config.config.as_deref(), &|k| std::env::var(k).ok())?;
+    let config = load_config(args.config.config.as_deref())?;
     let mut checks = d::config_checks(&config);
     match Connection::open(&config).await {
         Ok(conn) => checks.extend(d::azure_checks(&conn, &config).await),
@@ -344,11 +344,9 @@ async fn doctor(args: DoctorArgs) -> Result<ExitCode> {
     })
 }
 
+/// The file (if any), then the `DFCSYNC_*` variables: the same for every command.
 fn load_config(path: Option<&Path>) -> Result<Config> {
-    Ok(match path {
-        Some(p) => Config::load(p)?,
-        None => Config::defaults(),
-    })
+    Ok(Config::load_with_env(path, &|k| std::env::var(k).ok())?)
 }
 
 fn open(path: &Path) -> Result<File> {
