@@ -6,8 +6,52 @@
 //! /usr/bin/time -v target/release/examples/engine_memory /tmp/ws
 //! ```
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs::File;
 use std::io::BufReader;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Counts the bytes the heap holds and their peak, so that the report can say how much of
+/// the process's peak is the snapshot, the plan or the parse's transient buffers.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+            PEAK.fetch_max(live, Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                let live =
+                    LIVE.fetch_add(new_size - layout.size(), Relaxed) + new_size - layout.size();
+                PEAK.fetch_max(live, Relaxed);
+            } else {
+                LIVE.fetch_sub(layout.size() - new_size, Relaxed);
+            }
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::path::PathBuf::from(
@@ -20,6 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();
     let snapshot = dfcsync::observe::build_snapshot(incidents, alerts)?;
     let parsed = started.elapsed();
+    let (snapshot_heap, parse_peak) = (LIVE.load(Relaxed), PEAK.load(Relaxed));
     let now = "2026-11-28T00:00:00Z".parse()?;
     // DECIDE_REPEAT=n decides n times (for profilers); the last plan is reported.
     let repeat: usize = std::env::var("DECIDE_REPEAT")
@@ -42,6 +87,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         plan.actions.len(),
         plan.held.len(),
         started.elapsed()
+    );
+    println!(
+        "heap: parse peak {:.0} MiB, snapshot {:.0} MiB, plan {:.0} MiB, peak {:.0} MiB",
+        mib(parse_peak),
+        mib(snapshot_heap),
+        mib(LIVE.load(Relaxed) - snapshot_heap),
+        mib(PEAK.load(Relaxed))
     );
     Ok(())
 }
