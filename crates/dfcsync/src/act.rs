@@ -162,17 +162,14 @@ pub async fn act(
     let mut order: Vec<&str> = Vec::new();
     let mut by_incident: HashMap<&str, Vec<&PlannedAction>> = HashMap::new();
     for a in actions {
-        let entry = by_incident.entry(a.incident.as_str()).or_default();
+        let entry = by_incident.entry(&*a.incident).or_default();
         if entry.is_empty() {
-            order.push(a.incident.as_str());
+            order.push(&*a.incident);
         }
         entry.push(a);
     }
-    let states: HashMap<&str, &IncidentState> = snapshot
-        .incidents
-        .iter()
-        .map(|i| (i.name.as_str(), i))
-        .collect();
+    let states: HashMap<&str, &IncidentState> =
+        snapshot.incidents.iter().map(|i| (&*i.name, i)).collect();
     let mut prefetched = if order.len() > BULK_READ_THRESHOLD {
         bulk_read(&ctx, &order, &states).await
     } else {
@@ -277,7 +274,7 @@ async fn bulk_read(
 
 fn outcome(a: &PlannedAction, result: ActionResult, conflicts: u32) -> ActionOutcome {
     ActionOutcome {
-        incident: a.incident.clone(),
+        incident: a.incident.to_string(),
         incident_number: a.incident_number,
         kind: a.kind,
         fingerprint: a.fingerprint.to_string(),
@@ -294,7 +291,7 @@ async fn act_incident(
     planned: Vec<PlannedAction>,
     prefetched: Option<Incident>,
 ) -> Vec<ActionOutcome> {
-    let name = state.name.as_str();
+    let name = &*state.name;
     let mut incident = match prefetched {
         Some(i) => i,
         None => match ctx.conn.sentinel.get_incident(ctx.ws, name).await {
@@ -461,16 +458,17 @@ pub fn overlay(
     if let Some(m) = modified {
         s.last_modified = s.last_modified.max(m);
     }
-    s.classification = p.classification.clone();
-    s.classification_reason = p.classification_reason.clone();
-    s.classification_comment = p.classification_comment.clone().unwrap_or_default();
+    s.classification = p.classification.as_deref().map(Into::into);
+    s.classification_reason = p.classification_reason.as_deref().map(Into::into);
     // The same rule as the rows' `Owner` column: object id, UPN, e-mail or name.
     s.owner = p
         .owner
         .as_ref()
         .and_then(|o| serde_json::to_value(o).ok())
-        .and_then(|v| crate::observe::records::owner_of(&v));
-    let mut marks: Vec<ObservedMark> = Mark::find_all(&s.classification_comment)
+        .and_then(|v| crate::observe::records::owner_of(&v))
+        .map(Into::into);
+    let classification_comment = p.classification_comment.as_deref().unwrap_or_default();
+    let mut marks: Vec<ObservedMark> = Mark::find_all(classification_comment)
         .into_iter()
         .map(|mark| ObservedMark {
             mark,

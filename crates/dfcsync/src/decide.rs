@@ -6,8 +6,10 @@
 //! itself or overruling a person. Its output order depends only on the snapshot's content.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use smallvec::SmallVec;
 
 use crate::model::{
     ActionKind, AlertAddress, AlertMap, AlertState, AlertStatus, Closure, Fingerprint,
@@ -44,9 +46,9 @@ pub struct Plan {
 /// One thing to do to one incident.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedAction {
-    pub incident: String,
+    pub incident: Arc<str>,
     pub incident_number: i64,
-    pub title: String,
+    pub title: Arc<str>,
     pub kind: ActionKind,
     /// The fingerprint of the incident's alerts this action answers.
     pub fingerprint: Fingerprint,
@@ -132,7 +134,13 @@ pub enum Verdict {
 /// Decides what each in-scope incident of `snapshot` needs.
 pub fn decide(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
     let mut incidents: Vec<&IncidentState> = snapshot.incidents.iter().collect();
-    incidents.sort_unstable_by(|a, b| a.number.cmp(&b.number).then_with(|| a.name.cmp(&b.name)));
+    let order = |a: &&IncidentState, b: &&IncidentState| {
+        a.number.cmp(&b.number).then_with(|| a.name.cmp(&b.name))
+    };
+    // The builder gives them in this order already: checking is cheaper than sorting.
+    if !incidents.is_sorted_by(|a, b| order(a, b).is_le()) {
+        incidents.sort_unstable_by(order);
+    }
 
     let mut actions = Vec::new();
     let mut held: Vec<Held> = snapshot
@@ -151,10 +159,8 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan 
         if let Some(r) = repair_for(incident, &snapshot.alerts, policy, now) {
             repairs.push(r);
         }
-        match decide_incident(incident, &snapshot.alerts, policy, now) {
-            Decision::Nothing => {}
-            Decision::Held(h) => held.push(h),
-            Decision::Act(list) => actions.extend(list),
+        if let Err(h) = decide_into(incident, &snapshot.alerts, policy, now, &mut actions) {
+            held.push(h);
         }
     }
     held.sort_by(|a, b| {
@@ -194,8 +200,7 @@ pub fn repair_for(
     if commented || !in_window(incident, policy, now) {
         return None;
     }
-    let looked = look_up(incident, alerts);
-    let (_, found) = verdict_of(incident, &looked).ok()?;
+    let (_, found) = verdict(incident, alerts).ok()?;
     let ctx = Context::new(incident, found, policy, close.mark.fingerprint);
     let closure = incident
         .classification
@@ -226,12 +231,9 @@ pub enum Decision {
     Act(Vec<PlannedAction>),
 }
 
-/// An incident's alerts as the snapshot has them, looked up once (`None`: no row at all).
-type LookedUp<'a> = Vec<Option<&'a Result<AlertState, String>>>;
-
-fn look_up<'a>(incident: &IncidentState, alerts: &'a AlertMap) -> LookedUp<'a> {
-    incident.alert_ids.iter().map(|id| alerts.get(id)).collect()
-}
+/// An incident's alerts, sorted by id (byte order). Incidents have one or a few alerts: they
+/// live on the stack.
+pub type Alerts<'a> = SmallVec<[&'a AlertState; 4]>;
 
 /// Whether an incident is in scope: created within `max_age`, and holding an alert of a
 /// configured product (by the alert's `ProductName` or the incident's `alertProductNames`).
@@ -243,41 +245,35 @@ pub fn in_scope(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> bool {
-    in_window(incident, policy, now) && holds_product(incident, &look_up(incident, alerts), policy)
+    in_window(incident, policy, now) && holds_product(incident, alerts, policy)
 }
 
 fn in_window(incident: &IncidentState, policy: &Policy, now: DateTime<Utc>) -> bool {
     incident.created >= now - policy.max_age
 }
 
-fn holds_product(incident: &IncidentState, looked: &LookedUp<'_>, policy: &Policy) -> bool {
+fn holds_product(incident: &IncidentState, alerts: &AlertMap, policy: &Policy) -> bool {
     incident
         .product_names
         .iter()
         .any(|p| policy.is_product_in_scope(p))
-        || looked.iter().any(|a| match a {
+        || incident.alert_ids.iter().any(|r| match alerts.at(r) {
             Some(Ok(a)) => policy.is_product_in_scope(&a.product_name),
             Some(Err(_)) => true,
             None => false,
         })
 }
 
-/// Step 1 of semantics.md: the verdict, with the alerts it was reached from; `Err` is a
-/// hold, with its reason.
+/// Step 1 of semantics.md: the verdict, with the alerts it was reached from (sorted by id,
+/// byte order); `Err` is a hold, with its reason.
 pub fn verdict<'a>(
     incident: &IncidentState,
     alerts: &'a AlertMap,
-) -> Result<(Verdict, Vec<&'a AlertState>), Hold> {
-    verdict_of(incident, &look_up(incident, alerts))
-}
-
-fn verdict_of<'a>(
-    incident: &IncidentState,
-    looked: &LookedUp<'a>,
-) -> Result<(Verdict, Vec<&'a AlertState>), Hold> {
-    let mut found = Vec::with_capacity(incident.alert_ids.len());
-    for (id, alert) in incident.alert_ids.iter().zip(looked) {
-        match alert {
+) -> Result<(Verdict, Alerts<'a>), Hold> {
+    let mut found = Alerts::new();
+    for alert in &incident.alert_ids {
+        let id = alert.id();
+        match alerts.at(alert) {
             None => {
                 return Err(hold(
                     HoldKind::MissingAlert,
@@ -320,6 +316,7 @@ fn verdict_of<'a>(
     if found.is_empty() {
         return Err(hold(HoldKind::AlertList, "the incident lists no alerts"));
     }
+    found.sort_unstable_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
     let v = if found.iter().all(|a| a.status.is_terminal()) {
         Verdict::Done {
             any_resolved: found.iter().any(|a| a.status == AlertStatus::Resolved),
@@ -343,14 +340,13 @@ fn unfinished_status_change(incident: &IncidentState, m: &crate::model::Observed
 /// Whether a close mark was left (in a comment) after every alert entered its current run of
 /// finished statuses.
 fn closed_this_episode(incident: &IncidentState, alerts: &[&AlertState]) -> bool {
-    let Some(finished) = alerts
+    let Some(Some(all_finished_at)) = alerts
         .iter()
         .map(|a| a.finished_since)
-        .collect::<Option<Vec<_>>>()
+        .try_fold(None, |latest: Option<DateTime<Utc>>, at| {
+            at.map(|at| Some(latest.map_or(at, |l| l.max(at))))
+        })
     else {
-        return false;
-    };
-    let Some(all_finished_at) = finished.into_iter().max() else {
         return false;
     };
     incident.marks.iter().any(|m| {
@@ -395,36 +391,41 @@ pub fn decide_incident(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Decision {
-    let held = |h: Hold| {
-        Decision::Held(Held {
-            incident: incident.name.clone(),
-            incident_number: Some(incident.number),
-            kind: h.kind,
-            reason: h.reason,
-        })
-    };
-    if !in_window(incident, policy, now) {
-        return Decision::Nothing;
+    let mut planned = Vec::new();
+    match decide_into(incident, alerts, policy, now, &mut planned) {
+        Err(h) => Decision::Held(h),
+        Ok(()) if planned.is_empty() => Decision::Nothing,
+        Ok(()) => Decision::Act(planned),
     }
-    let looked = look_up(incident, alerts);
-    if !holds_product(incident, &looked, policy) {
-        return Decision::Nothing;
-    }
-    let (verdict, found) = match verdict_of(incident, &looked) {
-        Ok(v) => v,
-        Err(h) => return held(h),
+}
+
+/// [`decide_incident`], appending the incident's actions to `out` (in the order they must be
+/// taken); `Err` when the incident is held.
+fn decide_into(
+    incident: &IncidentState,
+    alerts: &AlertMap,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    out: &mut Vec<PlannedAction>,
+) -> Result<(), Held> {
+    let held = |h: Hold| Held {
+        incident: incident.name.to_string(),
+        incident_number: Some(incident.number),
+        kind: h.kind,
+        reason: h.reason,
     };
+    if !in_window(incident, policy, now) || !holds_product(incident, alerts, policy) {
+        return Ok(());
+    }
+    let (verdict, found) = verdict(incident, alerts).map_err(held)?;
     if let IncidentStatus::Other(s) = &incident.status {
-        return held(hold(
+        return Err(held(hold(
             HoldKind::UnknownIncidentStatus,
             format!("incident status {s:?} is not one dfcsync knows"),
-        ));
+        )));
     }
-    let fingerprint = Fingerprint::of_alerts(
-        found
-            .iter()
-            .map(|a| (a.id.as_str(), &a.status, a.changed_at)),
-    );
+    let fingerprint =
+        Fingerprint::of_sorted_alerts(found.iter().map(|a| (&*a.id, &a.status, a.changed_at)));
     // Guard 1: already done. One exception: an activate or reopen writes its comment (the
     // mark) before the status; a mark with no status change since, on an incident that is not
     // Active, is a write that never landed (a kill, a lost answer), and is taken again.
@@ -433,26 +434,23 @@ pub fn decide_incident(
         .iter()
         .any(|m| m.mark.fingerprint == fingerprint && !unfinished_status_change(incident, m))
     {
-        return Decision::Nothing;
+        return Ok(());
     }
     // Guard 1, for the echo: dfcsync closed the incident after every alert had finished, and
     // none has been active since; alerts that only moved from one finished status to another
     // (the platform's echo of that close) do not call for a second close.
     if matches!(verdict, Verdict::Done { .. }) && closed_this_episode(incident, &found) {
-        return Decision::Nothing;
+        return Ok(());
     }
     let by_tool = status_set_by_tool(incident);
     let ctx = Context::new(incident, found, policy, fingerprint);
     let last_alert_change = ctx.last_alert_change;
 
-    let mut planned = Vec::new();
+    let start = out.len();
     if let Some(w) = writeback(&ctx, &verdict, by_tool) {
-        match w {
-            Ok(action) => planned.push(action),
-            Err(reason) => return held(hold(HoldKind::AlertAddress, reason)),
-        }
+        out.push(w.map_err(|reason| held(hold(HoldKind::AlertAddress, reason)))?);
     }
-    let wrote_back = !planned.is_empty();
+    let wrote_back = out.len() > start;
 
     let main = match (&incident.status, &verdict) {
         (IncidentStatus::New | IncidentStatus::Active, Verdict::Done { any_resolved }) => {
@@ -489,16 +487,12 @@ pub fn decide_incident(
             && incident.status != IncidentStatus::New
             && action.new_status.is_some();
         if person_acted_later && policy.respect_manual_changes {
-            planned.push(ctx.notice(&action));
+            out.push(ctx.notice(&action));
         } else {
-            planned.push(action);
+            out.push(action);
         }
     }
-    if planned.is_empty() {
-        Decision::Nothing
-    } else {
-        Decision::Act(planned)
-    }
+    Ok(())
 }
 
 /// The optional other direction: a person works the incident, so its New alerts are set
@@ -574,22 +568,22 @@ fn display_who(s: &str) -> &str {
 struct Context<'a> {
     incident: &'a IncidentState,
     /// The incident's alerts, sorted by id (byte order).
-    alerts: Vec<&'a AlertState>,
+    alerts: Alerts<'a>,
     policy: &'a Policy,
     fingerprint: Fingerprint,
     last_alert_change: DateTime<Utc>,
 }
 
 impl<'a> Context<'a> {
-    /// The context of an incident's actions: its alerts sorted by id (byte order), and the
-    /// newest change among them (`last_alert_change`).
+    /// The context of an incident's actions: its alerts as [`verdict`] gives them (sorted by
+    /// id, byte order), and the newest change among them (`last_alert_change`).
     fn new(
         incident: &'a IncidentState,
-        mut alerts: Vec<&'a AlertState>,
+        alerts: Alerts<'a>,
         policy: &'a Policy,
         fingerprint: Fingerprint,
     ) -> Self {
-        alerts.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+        debug_assert!(alerts.is_sorted_by(|a, b| a.id.as_bytes() <= b.id.as_bytes()));
         let last_alert_change = alerts
             .iter()
             .map(|a| a.changed_at)
@@ -605,9 +599,11 @@ impl<'a> Context<'a> {
     }
 
     fn close(&self, closure: Closure) -> PlannedAction {
-        let mut why = String::from("every alert is finished in Defender for Cloud (");
+        let mut why = String::with_capacity(96);
+        why.push_str("every alert is finished in Defender for Cloud (");
         self.write_status_summary(&mut why);
-        let _ = write!(why, "); close as {}", closure.classification());
+        why.push_str("); close as ");
+        why.push_str(closure.classification().as_str());
         let mut action = self.action(
             ActionKind::Close,
             Some(IncidentStatus::Closed),
@@ -624,7 +620,7 @@ impl<'a> Context<'a> {
         action
     }
 
-    fn activate(&self, why: &str) -> PlannedAction {
+    fn activate(&self, why: &'static str) -> PlannedAction {
         self.action(
             ActionKind::Activate,
             Some(IncidentStatus::Active),
@@ -724,7 +720,10 @@ impl<'a> Context<'a> {
         if !out.is_empty() {
             out.push_str("\n\n");
         }
-        let _ = write!(out, "{mark}");
+        mark.push_to(&mut out);
+        // A plan of a first run holds tens of thousands of these: keep what the text needs
+        // (shrinking in place is cheap; it does not copy).
+        out.shrink_to_fit();
         out
     }
 
@@ -841,5 +840,5 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// How comments name an alert: its DfC name where known, else its Sentinel id.
 fn alert_name(a: &AlertState) -> &str {
-    a.address.as_ref().map_or(a.id.as_str(), |addr| &addr.name)
+    a.address.as_ref().map_or(&*a.id, |addr| &addr.name)
 }

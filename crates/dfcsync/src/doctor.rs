@@ -210,11 +210,7 @@ async fn workspace_checks(
                     ),
                     None,
                 ));
-                alert_address = snap
-                    .alerts
-                    .values()
-                    .filter_map(|a| a.as_ref().ok())
-                    .find_map(|a| a.address.clone());
+                alert_address = snap.alerts.states().find_map(|a| a.address.clone());
                 out.push(clock_check(snap.server_now));
             }
             Err(e) => out.push(check(
@@ -314,9 +310,9 @@ async fn dfc_probe(conn: &Connection, ws: &Workspace, addr: Option<AlertAddress>
     let Some(addr) = addr.or_else(|| {
         ws.location.clone().map(|location| AlertAddress {
             name: String::new(),
-            subscription_id: ws.subscription_id.clone(),
+            subscription_id: ws.subscription_id.as_str().into(),
             resource_group: None,
-            location,
+            location: location.into(),
         })
     }) else {
         return check(

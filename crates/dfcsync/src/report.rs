@@ -93,9 +93,9 @@ pub fn plan_table(plan: &Plan) -> String {
             t.add_row(vec![
                 a.incident_number.to_string(),
                 if a.title.is_empty() {
-                    a.incident.clone()
+                    a.incident.to_string()
                 } else {
-                    a.title.clone()
+                    a.title.to_string()
                 },
                 a.kind.to_string(),
                 class,

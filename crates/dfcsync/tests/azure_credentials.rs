@@ -35,7 +35,7 @@ async fn call_each_service(env: &Env, http: &AzureHttp) -> Result<(), AzureError
     let a = env.alert("B1");
     let addr = AlertAddress {
         name: a["name"].as_str().unwrap_or_default().to_owned(),
-        subscription_id: DFC_SUB.to_owned(),
+        subscription_id: DFC_SUB.into(),
         resource_group: Some("rg-app".into()),
         location: "westeurope".into(),
     };

@@ -22,12 +22,12 @@ fn dfc_address(env: &Env, handle: &str) -> AlertAddress {
     let a = env.alert(handle);
     AlertAddress {
         name: a["name"].as_str().unwrap().to_owned(),
-        subscription_id: a["subscription_id"].as_str().unwrap().to_owned(),
+        subscription_id: a["subscription_id"].as_str().unwrap().into(),
         resource_group: a["resource_group"]
             .as_str()
             .filter(|s| !s.is_empty())
-            .map(str::to_owned),
-        location: a["location"].as_str().unwrap().to_owned(),
+            .map(Into::into),
+        location: a["location"].as_str().unwrap().into(),
     }
 }
 

@@ -53,7 +53,7 @@ proptest! {
         for a in plan.actions.iter().filter(|a| a.kind == ActionKind::Close) {
             let inc = snap.incidents.iter().find(|i| i.name == a.incident).unwrap();
             for id in &inc.alert_ids {
-                let alert = snap.alerts.get(id).and_then(|r| r.as_ref().ok());
+                let alert = snap.alerts.get(id.id()).and_then(|r| r.as_ref().ok());
                 prop_assert!(
                     alert.is_some_and(|al| al.status.is_terminal()),
                     "closing incident {} with alert {} in {:?}", a.incident_number, id, alert.map(|al| &al.status)
@@ -67,9 +67,9 @@ proptest! {
         let w = play(&s);
         let snap = w.snapshot();
         let plan = decide(&snap, &w.policy, w.now);
-        let by_name: HashMap<&str, _> = snap.incidents.iter().map(|i| (i.name.as_str(), i)).collect();
+        let by_name: HashMap<&str, _> = snap.incidents.iter().map(|i| (&*i.name, i)).collect();
         for a in &plan.actions {
-            let inc = by_name[a.incident.as_str()];
+            let inc = by_name[&*a.incident];
             prop_assert!(in_scope(inc, &snap.alerts, &w.policy, w.now));
             if w.policy.reopen != ReopenPolicy::Always && inc.status == IncidentStatus::Closed {
                 prop_assert!(status_set_by_tool(inc), "touched incident {} closed by a person", inc.number);
@@ -94,10 +94,10 @@ proptest! {
         let plan = decide(&snap, &w.policy, w.now);
         for inc in &snap.incidents {
             let alerts: Option<Vec<_>> = inc.alert_ids.iter()
-                .map(|id| snap.alerts.get(id).and_then(|r| r.as_ref().ok()))
+                .map(|id| snap.alerts.get(id.id()).and_then(|r| r.as_ref().ok()))
                 .collect();
             let Some(alerts) = alerts else { continue };
-            let fp = Fingerprint::of_alerts(alerts.iter().map(|a| (a.id.as_str(), &a.status, a.changed_at)));
+            let fp = Fingerprint::of_alerts(alerts.iter().map(|a| (&*a.id, &a.status, a.changed_at)));
             if inc.marks.iter().any(|m| m.mark.fingerprint == fp) {
                 prop_assert!(plan.actions.iter().all(|a| a.incident != inc.name));
             }

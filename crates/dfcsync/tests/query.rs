@@ -184,12 +184,12 @@ proptest! {
         let snapshot = w.snapshot();
         let plan = decide(&snapshot, &w.policy, w.now);
         let held: BTreeSet<&str> = plan.held.iter().map(|h| h.incident.as_str()).collect();
-        let ours: BTreeMap<&str, &dfcsync::decide::PlannedAction> = plan.actions.iter().map(|a| (a.incident.as_str(), a)).collect();
+        let ours: BTreeMap<&str, &dfcsync::decide::PlannedAction> = plan.actions.iter().map(|a| (&*a.incident, a)).collect();
         for inc in &snapshot.incidents {
-            let seed_statuses = seed_rows.get(&inc.name);
-            let our = ours.get(inc.name.as_str());
+            let seed_statuses = seed_rows.get(&*inc.name);
+            let our = ours.get(&*inc.name);
             // Difference 2: an alert missing (or unreadable): dfcsync holds.
-            if held.contains(inc.name.as_str()) {
+            if held.contains(&*inc.name) {
                 prop_assert!(our.is_none());
                 continue;
             }

@@ -498,7 +498,7 @@ fn writeback_sets_new_alerts_in_progress_when_a_person_works_the_incident() {
     assert_eq!(a.alerts_to_set_in_progress.len(), 1);
     let t = &a.alerts_to_set_in_progress[0];
     assert_eq!(t.name, "2517228307705103557_a1");
-    assert_eq!(t.location, "westeurope");
+    assert_eq!(&*t.location, "westeurope");
     assert_eq!(t.resource_group.as_deref(), Some("rg-app"));
     w.apply(&plan, 0);
     assert_nothing(&w.plan());

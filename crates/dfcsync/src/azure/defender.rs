@@ -105,9 +105,9 @@ pub fn address_from_id(id: &str) -> Option<AlertAddress> {
     };
     Some(AlertAddress {
         name: after("alerts")?,
-        subscription_id: after("subscriptions")?,
-        resource_group: after("resourceGroups"),
-        location: after("locations")?,
+        subscription_id: after("subscriptions")?.into(),
+        resource_group: after("resourceGroups").map(Into::into),
+        location: after("locations")?.into(),
     })
 }
 
@@ -197,7 +197,7 @@ mod tests {
     fn address_from_ids() {
         let a = address_from_id("/subscriptions/20ff7fc3-e762-44dd-bd96-b71116dcdc23/resourceGroups/myRg1/providers/Microsoft.Security/locations/westeurope/alerts/2518298467986649999_4d25bfef-2d77-4a08-adc0-3e35715cc92a").unwrap();
         assert_eq!(a.resource_group.as_deref(), Some("myRg1"));
-        assert_eq!(a.location, "westeurope");
+        assert_eq!(&*a.location, "westeurope");
         assert!(a.name.starts_with("2518298467986649999_"));
         let b = address_from_id(
             "/subscriptions/s/providers/Microsoft.Security/locations/centralus/alerts/n",

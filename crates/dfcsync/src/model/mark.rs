@@ -70,11 +70,44 @@ impl Fingerprint {
         Self::of_canonical(&canonical_string(&items))
     }
 
-    fn of_canonical(text: &str) -> Self {
-        let digest = Sha256::digest(text.as_bytes());
+    /// [`of_alerts`](Self::of_alerts) for alerts already sorted by id (byte order), without
+    /// building the canonical string: the items are hashed as they are written.
+    pub fn of_sorted_alerts<'a, I>(alerts: I) -> Self
+    where
+        I: IntoIterator<Item = (&'a str, &'a AlertStatus, DateTime<Utc>)>,
+    {
+        let mut hasher = Sha256::new();
+        let mut previous: Option<&str> = None;
+        for (id, status, at) in alerts {
+            debug_assert!(previous.is_none_or(|p| p.as_bytes() <= id.as_bytes()));
+            if previous.is_some() {
+                hasher.update(b";");
+            }
+            previous = Some(id);
+            hasher.update(id.as_bytes());
+            hasher.update(b"=");
+            hasher.update(status.as_str().as_bytes());
+            hasher.update(b"@");
+            match rfc3339_seconds(at) {
+                Some(text) => hasher.update(text),
+                None => {
+                    let mut text = String::new();
+                    push_rfc3339_seconds(&mut text, at);
+                    hasher.update(text.as_bytes());
+                }
+            }
+        }
+        Self::from_digest(&hasher.finalize())
+    }
+
+    fn from_digest(digest: &[u8]) -> Self {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(&digest[..8]);
         Self(bytes)
+    }
+
+    fn of_canonical(text: &str) -> Self {
+        Self::from_digest(&Sha256::digest(text.as_bytes()))
     }
 
     /// Parses 16 lowercase hex digits.
@@ -114,13 +147,17 @@ fn canonical_string(items: &[(&str, &AlertStatus, DateTime<Utc>)]) -> String {
 /// dropping any fraction. Hand-written because it runs once per alert of every incident
 /// decided, where chrono's format machinery dominated the profile.
 pub fn push_rfc3339_seconds(out: &mut String, t: DateTime<Utc>) {
-    use chrono::{Datelike, Timelike};
-    let year = t.year();
-    if !(0..=9999).contains(&year) {
+    match rfc3339_seconds(t) {
+        Some(text) => out.push_str(std::str::from_utf8(&text).unwrap_or_default()),
         // Outside RFC 3339's four-digit years: let chrono spell it.
-        out.push_str(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-        return;
+        None => out.push_str(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
     }
+}
+
+/// `t` as RFC 3339 with whole seconds, as ASCII on the stack; `None` outside years 0-9999.
+fn rfc3339_seconds(t: DateTime<Utc>) -> Option<[u8; 20]> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
     let mut buf = *b"0000-00-00T00:00:00Z";
     let mut put = |at: usize, width: usize, mut v: u32| {
         for i in (0..width).rev() {
@@ -128,21 +165,31 @@ pub fn push_rfc3339_seconds(out: &mut String, t: DateTime<Utc>) {
             v /= 10;
         }
     };
-    put(0, 4, year as u32);
+    put(0, 4, year);
     put(5, 2, t.month());
     put(8, 2, t.day());
     put(11, 2, t.hour());
     put(14, 2, t.minute());
     put(17, 2, t.second());
-    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+    Some(buf)
+}
+
+impl Fingerprint {
+    /// The 16 lowercase hex digits (written by hand: every action's texts carry the mark).
+    fn hex(&self) -> [u8; 16] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 16];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        out
+    }
 }
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(std::str::from_utf8(&self.hex()).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -190,9 +237,22 @@ impl Mark {
     }
 }
 
+impl Mark {
+    /// Appends the mark to `out` (what `Display` writes, without the formatting machinery).
+    pub fn push_to(&self, out: &mut String) {
+        out.push_str(MARK_PREFIX);
+        out.push_str(self.action.as_str());
+        out.push(':');
+        out.push_str(std::str::from_utf8(&self.fingerprint.hex()).unwrap_or_default());
+        out.push(']');
+    }
+}
+
 impl fmt::Display for Mark {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{MARK_PREFIX}{}:{}]", self.action, self.fingerprint)
+        let mut text = String::with_capacity(36);
+        self.push_to(&mut text);
+        f.write_str(&text)
     }
 }
 
@@ -230,6 +290,36 @@ mod tests {
         // sha256("a=New@2026-11-27T09:00:00Z;b=Resolved@2026-11-27T10:00:00Z"), computed
         // independently with `printf '%s' … | sha256sum`.
         assert_eq!(fp.to_string(), "1556419fddc5874c");
+    }
+
+    #[test]
+    fn streamed_fingerprint_equals_the_canonical_one() {
+        let items = [
+            ("B", &AlertStatus::Dismissed, at(8, 0, 0, 0)),
+            ("a", &AlertStatus::New, at(9, 0, 0, 0)),
+            ("b", &AlertStatus::Resolved, at(10, 0, 0, 730)),
+        ];
+        for n in 0..=items.len() {
+            assert_eq!(
+                Fingerprint::of_sorted_alerts(items[..n].iter().copied()),
+                Fingerprint::of_alerts(items[..n].iter().copied()),
+                "{n} items"
+            );
+        }
+        let far = Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(
+            Fingerprint::of_sorted_alerts([("x", &AlertStatus::New, far)]),
+            Fingerprint::of_alerts([("x", &AlertStatus::New, far)])
+        );
+    }
+
+    #[test]
+    fn mark_text_round_trips() {
+        let fp = Fingerprint::parse_hex("0123456789abcdef").unwrap();
+        let mark = Mark::new(ActionKind::Writeback, fp);
+        assert_eq!(mark.to_string(), "[dfcsync:writeback:0123456789abcdef]");
+        assert_eq!(fp.to_string(), "0123456789abcdef");
+        assert_eq!(Mark::find_all(&mark.to_string()), vec![mark]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod status;
 pub use classification::{Classification, ClassificationError, ClassificationReason, Closure};
 pub use mark::{ActionKind, Fingerprint, Mark, push_rfc3339_seconds};
 pub use snapshot::{
-    AlertAddress, AlertMap, AlertState, Comment, HeldInput, IncidentState, MarkSource,
+    AlertAddress, AlertMap, AlertRef, AlertState, Comment, HeldInput, IncidentState, MarkSource,
     ObservedMark, Snapshot,
 };
 pub use status::{AlertStatus, IncidentStatus};

@@ -4,19 +4,17 @@
 //! `decide`. Incidents or alerts whose rows could not be read are kept as such (with the
 //! reason), so that the engine holds exactly the incidents they touch.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::{AlertStatus, IncidentStatus, Mark};
 
-/// Alerts by `SystemAlertId`: the newest state, or why the alert's rows could not be read.
-/// Hashed with FxHash: the ids come from Sentinel, not from an adversary, and SipHash was a
-/// tenth of the engine's time on 100,000 incidents.
-pub type AlertMap = rustc_hash::FxHashMap<String, Result<AlertState, String>>;
-
 /// One workspace's incidents and alerts, as of the rows read.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// Incidents whose rows were read, in no particular order (the engine sorts).
+    /// Incidents whose rows were read. The builder sorts them by number, then name (the
+    /// engine's order), but the engine does not rely on it.
     pub incidents: Vec<IncidentState>,
     /// Incidents whose own rows could not be read: they are held with the reason.
     pub unreadable_incidents: Vec<HeldInput>,
@@ -28,6 +26,132 @@ pub struct Snapshot {
     pub server_now: Option<DateTime<Utc>>,
 }
 
+/// The alerts of a snapshot by `SystemAlertId`: each alert's newest state, or why its rows
+/// could not be read. An incident's [`AlertRef`]s carry the slot of their alert, so the
+/// engine reaches an incident's alerts without hashing (ids are hashed with FxHash when they
+/// are: they come from Sentinel, not from an adversary).
+#[derive(Debug, Clone, Default)]
+pub struct AlertMap {
+    slots: rustc_hash::FxHashMap<Arc<str>, u32>,
+    entries: Vec<(Arc<str>, Result<AlertState, String>)>,
+}
+
+impl AlertMap {
+    /// The map a builder assembled: `slots` gives each id's index in `entries`.
+    pub(crate) fn from_parts(
+        slots: rustc_hash::FxHashMap<Arc<str>, u32>,
+        entries: Vec<(Arc<str>, Result<AlertState, String>)>,
+    ) -> Self {
+        debug_assert_eq!(slots.len(), entries.len());
+        Self { slots, entries }
+    }
+
+    /// Adds (or replaces) an alert.
+    pub fn insert(&mut self, id: Arc<str>, state: Result<AlertState, String>) {
+        match self.slots.get(&id) {
+            Some(&slot) => self.entries[slot as usize].1 = state,
+            None => {
+                let slot = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+                self.slots.insert(id.clone(), slot);
+                self.entries.push((id, state));
+            }
+        }
+    }
+
+    /// The alert with this `SystemAlertId`, if the snapshot has a row of it.
+    pub fn get(&self, id: &str) -> Option<&Result<AlertState, String>> {
+        let &slot = self.slots.get(id)?;
+        self.entries.get(slot as usize).map(|(_, state)| state)
+    }
+
+    /// The alert an incident's reference names. The slot is a shortcut that is checked (the
+    /// reference may come from another snapshot); the id decides.
+    pub fn at(&self, alert: &AlertRef) -> Option<&Result<AlertState, String>> {
+        if let Some((id, state)) = alert.slot.and_then(|s| self.entries.get(s as usize))
+            && (Arc::ptr_eq(id, &alert.id) || **id == *alert.id)
+        {
+            return Some(state);
+        }
+        self.get(&alert.id)
+    }
+
+    /// A reference to the alert with this id, resolved against this map (the id is shared
+    /// with the map's own copy when the map has the alert).
+    pub fn reference(&self, id: &str) -> AlertRef {
+        match self.slots.get_key_value(id) {
+            Some((key, &slot)) => AlertRef {
+                id: key.clone(),
+                slot: Some(slot),
+            },
+            None => AlertRef::new(id.into()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every alert with its id, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Result<AlertState, String>)> {
+        self.entries.iter().map(|(id, state)| (&**id, state))
+    }
+
+    /// The alerts' states (those whose rows could be read).
+    pub fn states(&self) -> impl Iterator<Item = &AlertState> {
+        self.entries
+            .iter()
+            .filter_map(|(_, state)| state.as_ref().ok())
+    }
+}
+
+impl FromIterator<(Arc<str>, Result<AlertState, String>)> for AlertMap {
+    fn from_iter<I: IntoIterator<Item = (Arc<str>, Result<AlertState, String>)>>(iter: I) -> Self {
+        let mut map = Self::default();
+        for (id, state) in iter {
+            map.insert(id, state);
+        }
+        map
+    }
+}
+
+/// An alert an incident lists (a `SystemAlertId` of its `AlertIds`), with where the
+/// snapshot's [`AlertMap`] keeps it. Two references are equal when their ids are.
+#[derive(Debug, Clone)]
+pub struct AlertRef {
+    id: Arc<str>,
+    slot: Option<u32>,
+}
+
+impl AlertRef {
+    /// A reference that is not resolved yet: [`AlertMap::at`] finds it by id.
+    pub fn new(id: Arc<str>) -> Self {
+        Self { id, slot: None }
+    }
+
+    /// The `SystemAlertId`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl std::fmt::Display for AlertRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+impl PartialEq for AlertRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for AlertRef {}
+
 /// An incident that cannot be decided because its input is unreadable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldInput {
@@ -36,34 +160,32 @@ pub struct HeldInput {
     pub reason: String,
 }
 
-/// The current state of one incident: its newest row plus what its history tells.
+/// The current state of one incident: its newest row plus what its history tells. Texts
+/// that repeat across incidents (titles, people, products, classifications) are shared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncidentState {
     /// `IncidentName`: the GUID that names the incident in the ARM API.
-    pub name: String,
+    pub name: Arc<str>,
     pub number: i64,
-    pub title: String,
+    pub title: Arc<str>,
     pub status: IncidentStatus,
     /// When the incident entered its current status: the `LastModifiedTime` of the oldest row
     /// of the newest unbroken run of rows with this status.
     pub status_since: DateTime<Utc>,
     /// `ModifiedBy` of that row: who made the change.
-    pub status_set_by: String,
+    pub status_set_by: Arc<str>,
     pub created: DateTime<Utc>,
     /// `TimeGenerated` of the newest row.
     pub last_row_at: DateTime<Utc>,
     pub last_modified: DateTime<Utc>,
-    pub modified_by: String,
-    pub classification: Option<String>,
-    pub classification_reason: Option<String>,
-    pub classification_comment: String,
+    pub classification: Option<Arc<str>>,
+    pub classification_reason: Option<Arc<str>>,
     /// The owner's object id, UPN, e-mail or name, whichever is set; `None` when unassigned.
-    pub owner: Option<String>,
+    pub owner: Option<Arc<str>>,
     /// `AlertIds` of the newest row (Sentinel's `SystemAlertId`s), without duplicates.
-    pub alert_ids: Vec<String>,
+    pub alert_ids: Vec<AlertRef>,
     /// `AdditionalData.alertProductNames` of the newest row.
-    pub product_names: Vec<String>,
-    pub provider_name: String,
+    pub product_names: Vec<Arc<str>>,
     /// Every mark this tool left on the incident, in its classification comment or comments.
     pub marks: Vec<ObservedMark>,
     /// Whether the rows carried a `Comments` column. Without it, marks in comments are unknown
@@ -98,7 +220,7 @@ pub enum MarkSource {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertState {
     /// `SystemAlertId`: Sentinel's id, the value in the incident's `AlertIds`.
-    pub id: String,
+    pub id: Arc<str>,
     pub status: AlertStatus,
     /// When the alert entered its current status: the `TimeGenerated` of the oldest row of
     /// the newest unbroken run of rows with this status (re-ingested rows do not move it).
@@ -109,8 +231,8 @@ pub struct AlertState {
     /// or Dismissed rows (a move from one to the other, such as the echo of a close, does not
     /// start a new run). `None` while the alert is not finished.
     pub finished_since: Option<DateTime<Utc>>,
-    pub product_name: String,
-    pub display_name: String,
+    pub product_name: Arc<str>,
+    pub display_name: Arc<str>,
     /// `AlertLink`: the link to the alert in its portal.
     pub link: String,
     /// Where the alert lives in Defender for Cloud, when the row tells.
@@ -122,10 +244,10 @@ pub struct AlertState {
 pub struct AlertAddress {
     /// The DfC alert name (`VendorOriginalId`).
     pub name: String,
-    pub subscription_id: String,
-    pub resource_group: Option<String>,
+    pub subscription_id: Arc<str>,
+    pub resource_group: Option<Arc<str>>,
     /// The DfC region (`ascLocation`).
-    pub location: String,
+    pub location: Arc<str>,
 }
 
 impl AlertAddress {
@@ -142,9 +264,9 @@ impl AlertAddress {
         };
         Some(Self {
             name: value_after("alertId")?.to_owned(),
-            subscription_id: value_after("subscriptionId")?.to_owned(),
-            resource_group: value_after("resourceGroup").map(str::to_owned),
-            location: value_after("location")?.to_owned(),
+            subscription_id: value_after("subscriptionId")?.into(),
+            resource_group: value_after("resourceGroup").map(Into::into),
+            location: value_after("location")?.into(),
         })
     }
 }
@@ -161,9 +283,9 @@ mod tests {
             a.name,
             "2517228307705103557_15add4de-1111-2222-3333-444455556666"
         );
-        assert_eq!(a.subscription_id, "00000000-0000-0000-0000-000000000002");
+        assert_eq!(&*a.subscription_id, "00000000-0000-0000-0000-000000000002");
         assert_eq!(a.resource_group.as_deref(), Some("rg-app"));
-        assert_eq!(a.location, "westeurope");
+        assert_eq!(&*a.location, "westeurope");
     }
 
     #[test]

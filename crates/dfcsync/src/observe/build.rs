@@ -6,18 +6,19 @@
 //! order of the rows: ties on `TimeGenerated` are broken by the row's content.
 
 use std::collections::BTreeSet;
-
-use rustc_hash::FxHashMap as HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Read;
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use chrono::{DateTime, Utc};
 
 use super::records::{AlertRecord, IncidentRecord, alert_identity, incident_identity};
 use super::rows::{Row, RowsError, read_rows};
 use crate::model::{
-    AlertAddress, AlertState, AlertStatus, HeldInput, IncidentState, IncidentStatus, Mark,
-    MarkSource, ObservedMark, Snapshot,
+    AlertAddress, AlertMap, AlertRef, AlertState, AlertStatus, HeldInput, IncidentState,
+    IncidentStatus, Mark, MarkSource, ObservedMark, Snapshot,
 };
 
 /// Why a whole input could not be read.
@@ -113,28 +114,61 @@ fn read_table(
 }
 
 /// Accumulates rows; [`finish`](Self::finish) gives the snapshot.
+///
+/// Memory is the point of its shape: each incident and alert is folded in place as its rows
+/// arrive (the newest row already in the snapshot's form, texts that repeat across rows
+/// shared through one interner), and `finish` moves the folds into the snapshot, so the
+/// rows are never held and the snapshot is not built beside a second copy of itself.
 #[derive(Default)]
 pub struct SnapshotBuilder {
-    incidents: HashMap<String, IncidentFold>,
-    alerts: HashMap<String, AlertFold>,
+    incident_slots: HashMap<Arc<str>, u32>,
+    incidents: Vec<IncidentFold>,
+    alert_slots: HashMap<Arc<str>, u32>,
+    alerts: Vec<AlertFold>,
+    interner: Interner,
     unattributed: usize,
+}
+
+/// One copy of each text that repeats across rows (titles, people, products, alert ids).
+#[derive(Default)]
+struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = s.into();
+        self.0.insert(shared.clone());
+        shared
+    }
+
+    fn opt(&mut self, s: Option<&str>) -> Option<Arc<str>> {
+        s.map(|s| self.get(s))
+    }
 }
 
 #[derive(Default)]
 struct IncidentFold {
-    newest: Option<(RowKey, IncidentRecord)>,
-    history: Vec<(RowKey, IncidentStatus, DateTime<Utc>, String)>,
+    /// The newest row, already in the snapshot's form (what its history tells is filled in
+    /// by `finish`).
+    newest: Option<Box<(RowKey, IncidentState)>>,
+    /// Per row: its order, status, `LastModifiedTime` and `ModifiedBy`.
+    history: Vec<(RowKey, IncidentStatus, DateTime<Utc>, Arc<str>)>,
     /// Marks seen in any row: in a classification comment (`None`) or in a comment created
     /// at that time. A set, so rows repeating a comment count it once.
     marks: BTreeSet<(Mark, Option<DateTime<Utc>>)>,
     comments_known: bool,
     number: Option<i64>,
+    name: Arc<str>,
     errors: BTreeSet<String>,
 }
 
-#[derive(Default)]
 struct AlertFold {
-    newest: Option<(RowKey, AlertRecord)>,
+    id: Arc<str>,
+    /// The newest row, in the snapshot's form (`changed_at` and `finished_since` are filled
+    /// in by `finish`).
+    newest: Option<(RowKey, AlertState)>,
     history: Vec<(RowKey, AlertStatus)>,
     errors: BTreeSet<String>,
 }
@@ -152,12 +186,26 @@ impl SnapshotBuilder {
             self.unattributed += 1;
             return false;
         };
-        let fold = self.incidents.entry(name).or_default();
+        let slot = match self.incident_slots.get(name.as_str()) {
+            Some(&slot) => slot as usize,
+            None => {
+                let slot = self.incidents.len();
+                let name: Arc<str> = name.into();
+                self.incident_slots
+                    .insert(name.clone(), u32::try_from(slot).unwrap_or(u32::MAX));
+                self.incidents.push(IncidentFold {
+                    name,
+                    ..IncidentFold::default()
+                });
+                slot
+            }
+        };
+        let fold = &mut self.incidents[slot];
         if fold.number.is_none() {
             fold.number = number;
         }
         match IncidentRecord::from_row(row) {
-            Ok(rec) => fold.add(rec),
+            Ok(rec) => fold.add(rec, &mut self.interner),
             Err(e) => {
                 fold.errors.insert(e.to_string());
             }
@@ -171,15 +219,25 @@ impl SnapshotBuilder {
             self.unattributed += 1;
             return false;
         };
-        let fold = self.alerts.entry(id).or_default();
-        match AlertRecord::from_row(row) {
-            Ok(rec) => {
-                let key = RowKey(rec.time_generated, rec.time_generated, hash_alert(&rec));
-                fold.history.push((key, rec.status.clone()));
-                if fold.newest.as_ref().is_none_or(|(k, _)| key > *k) {
-                    fold.newest = Some((key, rec));
-                }
+        let slot = match self.alert_slots.get(id.as_str()) {
+            Some(&slot) => slot as usize,
+            None => {
+                let slot = self.alerts.len();
+                let id = self.interner.get(&id);
+                self.alert_slots
+                    .insert(id.clone(), u32::try_from(slot).unwrap_or(u32::MAX));
+                self.alerts.push(AlertFold {
+                    id,
+                    newest: None,
+                    history: Vec::new(),
+                    errors: BTreeSet::new(),
+                });
+                slot
             }
+        };
+        let fold = &mut self.alerts[slot];
+        match AlertRecord::from_row(row) {
+            Ok(rec) => fold.add(rec, &mut self.interner),
             Err(e) => {
                 fold.errors.insert(e.to_string());
             }
@@ -188,35 +246,52 @@ impl SnapshotBuilder {
     }
 
     pub fn finish(self) -> Snapshot {
+        let Self {
+            incident_slots,
+            incidents,
+            alert_slots,
+            alerts,
+            interner,
+            unattributed,
+        } = self;
+        drop((incident_slots, interner));
         let mut snapshot = Snapshot::default();
-        if self.unattributed > 0 {
+        if unattributed > 0 {
             snapshot.warnings.push(format!(
-                "{} rows name no incident or alert and were skipped",
-                self.unattributed
+                "{unattributed} rows name no incident or alert and were skipped"
             ));
         }
-        for (name, fold) in self.incidents {
-            match fold.finish(&name) {
+        snapshot.alerts = AlertMap::from_parts(
+            alert_slots,
+            alerts
+                .into_iter()
+                .map(|fold| (fold.id.clone(), fold.finish()))
+                .collect(),
+        );
+        snapshot.incidents.reserve_exact(incidents.len());
+        for fold in incidents {
+            match fold.finish(&snapshot.alerts) {
                 Ok(state) => snapshot.incidents.push(state),
                 Err(held) => snapshot.unreadable_incidents.push(held),
             }
         }
-        for (id, fold) in self.alerts {
-            let state = fold.finish(&id);
-            snapshot.alerts.insert(id, state);
-        }
+        snapshot.incidents.shrink_to_fit();
+        snapshot
+            .incidents
+            .sort_unstable_by(|a, b| (a.number, &a.name).cmp(&(b.number, &b.name)));
         snapshot
     }
 }
 
 impl IncidentFold {
-    fn add(&mut self, rec: IncidentRecord) {
+    fn add(&mut self, rec: IncidentRecord, interner: &mut Interner) {
         let key = RowKey(rec.time_generated, rec.last_modified, hash_incident(&rec));
+        let modified_by = interner.get(&rec.modified_by);
         self.history.push((
             key,
             rec.status.clone(),
             rec.last_modified,
-            rec.modified_by.clone(),
+            modified_by.clone(),
         ));
         for mark in Mark::find_all(&rec.classification_comment) {
             self.marks.insert((mark, None));
@@ -229,14 +304,47 @@ impl IncidentFold {
                 }
             }
         }
-        if self.newest.as_ref().is_none_or(|(k, _)| key > *k) {
-            self.newest = Some((key, rec));
+        if self.newest.as_ref().is_some_and(|newest| key <= newest.0) {
+            return;
+        }
+        let current_cc = Mark::find_all(&rec.classification_comment)
+            .into_iter()
+            .map(|mark| ObservedMark {
+                mark,
+                source: MarkSource::ClassificationComment { current: true },
+            })
+            .collect();
+        let state = IncidentState {
+            name: self.name.clone(),
+            number: rec.number,
+            title: interner.get(&rec.title),
+            status: rec.status,
+            status_since: rec.last_modified,
+            status_set_by: modified_by,
+            created: rec.created,
+            last_row_at: rec.time_generated,
+            last_modified: rec.last_modified,
+            classification: interner.opt(rec.classification.as_deref()),
+            classification_reason: interner.opt(rec.classification_reason.as_deref()),
+            owner: interner.opt(rec.owner.as_deref()),
+            alert_ids: rec
+                .alert_ids
+                .iter()
+                .map(|id| AlertRef::new(interner.get(id)))
+                .collect(),
+            product_names: rec.product_names.iter().map(|p| interner.get(p)).collect(),
+            marks: current_cc,
+            comments_known: false,
+        };
+        match &mut self.newest {
+            Some(newest) => **newest = (key, state),
+            None => self.newest = Some(Box::new((key, state))),
         }
     }
 
-    fn finish(mut self, name: &str) -> Result<IncidentState, HeldInput> {
+    fn finish(mut self, alerts: &AlertMap) -> Result<IncidentState, HeldInput> {
         let held = |reason: String| HeldInput {
-            incident: name.to_owned(),
+            incident: self.name.to_string(),
             incident_number: self.number,
             reason,
         };
@@ -249,88 +357,85 @@ impl IncidentFold {
             };
             return Err(held(reason));
         }
-        let Some((_, rec)) = self.newest.take() else {
+        let Some(newest) = self.newest.take() else {
             return Err(held("no readable row".into()));
         };
+        let (_, mut state) = *newest;
         self.history.sort_by_key(|h| h.0);
-        let start = run_start(&self.history, |(_, status, _, _)| *status == rec.status);
-        let (_, _, status_since, status_set_by) = self.history[start].clone();
-
-        let current_cc: Vec<Mark> = Mark::find_all(&rec.classification_comment);
-        let mut marks: Vec<ObservedMark> = current_cc
-            .iter()
-            .map(|&mark| ObservedMark {
-                mark,
-                source: MarkSource::ClassificationComment { current: true },
-            })
-            .collect();
+        let start = run_start(&self.history, |(_, status, _, _)| *status == state.status);
+        let (_, _, status_since, status_set_by) = self.history.swap_remove(start);
+        state.status_since = status_since;
+        state.status_set_by = status_set_by;
+        state.comments_known = self.comments_known;
         for &(mark, created) in &self.marks {
             let source = match created {
                 Some(at) => MarkSource::Comment { created: at },
-                None if current_cc.contains(&mark) => continue,
+                None if state.marks.iter().any(|m| m.mark == mark) => continue,
                 None => MarkSource::ClassificationComment { current: false },
             };
-            marks.push(ObservedMark { mark, source });
+            state.marks.push(ObservedMark { mark, source });
         }
-
-        Ok(IncidentState {
-            name: rec.name,
-            number: rec.number,
-            title: rec.title,
-            status: rec.status,
-            status_since,
-            status_set_by,
-            created: rec.created,
-            last_row_at: rec.time_generated,
-            last_modified: rec.last_modified,
-            modified_by: rec.modified_by,
-            classification: rec.classification,
-            classification_reason: rec.classification_reason,
-            classification_comment: rec.classification_comment,
-            owner: rec.owner,
-            alert_ids: rec.alert_ids,
-            product_names: rec.product_names,
-            provider_name: rec.provider_name,
-            marks,
-            comments_known: self.comments_known,
-        })
+        state.marks.shrink_to_fit();
+        for alert in &mut state.alert_ids {
+            *alert = alerts.reference(alert.id());
+        }
+        Ok(state)
     }
 }
 
 impl AlertFold {
-    fn finish(mut self, id: &str) -> Result<AlertState, String> {
+    fn add(&mut self, rec: AlertRecord, interner: &mut Interner) {
+        let key = RowKey(rec.time_generated, rec.time_generated, hash_alert(&rec));
+        self.history.push((key, rec.status.clone()));
+        if self
+            .newest
+            .as_ref()
+            .is_some_and(|(newest, _)| key <= *newest)
+        {
+            return;
+        }
+        let address = AlertAddress::from_alert_link(&rec.link).map(|a| AlertAddress {
+            name: if rec.vendor_original_id.is_empty() {
+                a.name
+            } else {
+                rec.vendor_original_id.clone()
+            },
+            subscription_id: interner.get(&a.subscription_id),
+            resource_group: interner.opt(a.resource_group.as_deref()),
+            location: interner.get(&a.location),
+        });
+        let state = AlertState {
+            id: self.id.clone(),
+            status: rec.status,
+            changed_at: rec.time_generated,
+            last_row_at: rec.time_generated,
+            finished_since: None,
+            product_name: interner.get(&rec.product_name),
+            display_name: interner.get(&rec.display_name),
+            link: rec.link,
+            address,
+        };
+        self.newest = Some((key, state));
+    }
+
+    fn finish(mut self) -> Result<AlertState, String> {
+        let id = &self.id;
         if let Some(first) = self.errors.first() {
             return Err(format!("alert {id}: unreadable row: {first}"));
         }
-        let Some((_, rec)) = self.newest.take() else {
+        let Some((_, mut state)) = self.newest.take() else {
             return Err(format!("alert {id}: no readable row"));
         };
         self.history.sort_by_key(|h| h.0);
-        let changed_at = self.history[run_start(&self.history, |(_, s)| *s == rec.status)]
+        state.changed_at = self.history[run_start(&self.history, |(_, s)| *s == state.status)]
             .0
             .0;
-        let finished_since = rec.status.is_terminal().then(|| {
+        state.finished_since = state.status.is_terminal().then(|| {
             self.history[run_start(&self.history, |(_, s)| s.is_terminal())]
                 .0
                 .0
         });
-        let address = AlertAddress::from_alert_link(&rec.link).map(|mut a| {
-            if !rec.vendor_original_id.is_empty() {
-                a.name = rec.vendor_original_id.clone();
-            }
-            a
-        });
-        Ok(AlertState {
-            id: rec.id,
-            status: rec.status,
-            changed_at,
-            last_row_at: rec.time_generated,
-            finished_since,
-            product_name: rec.product_name,
-            display_name: rec.display_name,
-            link: rec.link,
-            address,
-        })
+        Ok(state)
     }
 }
 

@@ -291,7 +291,7 @@ pub fn planned(report: &CycleReport) -> Vec<(String, ActionKind)> {
         .workspaces
         .iter()
         .filter_map(|w| w.plan.as_ref())
-        .flat_map(|p| p.actions.iter().map(|a| (a.incident.clone(), a.kind)))
+        .flat_map(|p| p.actions.iter().map(|a| (a.incident.to_string(), a.kind)))
         .collect()
 }
 

@@ -432,7 +432,7 @@ impl World {
             let i = self
                 .incidents
                 .iter()
-                .position(|x| x.name == a.incident)
+                .position(|x| *x.name == *a.incident)
                 .expect("planned incident exists");
             match a.kind {
                 ActionKind::Close => {
