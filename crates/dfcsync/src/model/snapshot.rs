@@ -275,6 +275,49 @@ impl AlertAddress {
 mod tests {
     use super::*;
 
+    fn alert(id: &str) -> AlertState {
+        let t = DateTime::<Utc>::UNIX_EPOCH;
+        AlertState {
+            id: id.into(),
+            status: AlertStatus::New,
+            changed_at: t,
+            last_row_at: t,
+            finished_since: None,
+            product_name: "".into(),
+            display_name: "".into(),
+            link: String::new(),
+            address: None,
+        }
+    }
+
+    #[test]
+    fn references_find_their_alert_by_slot_or_by_id() {
+        let one: AlertMap = [("a", Ok(alert("a"))), ("b", Err("unreadable".to_owned()))]
+            .into_iter()
+            .map(|(id, state)| (Arc::from(id), state))
+            .collect();
+        let b = one.reference("b");
+        assert_eq!(one.at(&b), Some(&Err("unreadable".to_owned())));
+        assert_eq!(one.at(&one.reference("missing")), None);
+        // A reference resolved against another map: its slot there names another alert, so
+        // the id decides.
+        let other: AlertMap = [("b", Ok(alert("b"))), ("a", Ok(alert("a")))]
+            .into_iter()
+            .map(|(id, state)| (Arc::from(id), state))
+            .collect();
+        let a_in_other = other.reference("a");
+        assert_eq!(a_in_other.slot, Some(1));
+        assert_eq!(
+            one.at(&a_in_other)
+                .and_then(|r| r.as_ref().ok())
+                .map(|a| &*a.id),
+            Some("a")
+        );
+        assert_eq!(one.at(&AlertRef::new("a".into())), one.get("a"));
+        assert_eq!(one.len(), 2);
+        assert_eq!(one.states().count(), 1);
+    }
+
     #[test]
     fn alert_link_is_read_by_key() {
         let link = "https://portal.azure.com/#blade/Microsoft_Azure_Security_AzureDefenderForData/AlertBlade/alertId/2517228307705103557_15add4de-1111-2222-3333-444455556666/subscriptionId/00000000-0000-0000-0000-000000000002/resourceGroup/rg-app/referencedFrom/alertDeepLink/location/westeurope";

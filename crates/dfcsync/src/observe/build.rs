@@ -1,8 +1,8 @@
 //! Folding rows into the snapshot.
 //!
-//! Rows arrive in any order. Each incident keeps its newest record, a short history entry per
+//! Rows arrive in any order. Each incident keeps its newest row, a short history entry per
 //! row (enough to find when the current status began), and the marks seen in any row; each
-//! alert keeps its newest record and its status history. The result does not depend on the
+//! alert keeps its newest row and its status history. The result does not depend on the
 //! order of the rows: ties on `TimeGenerated` are broken by the row's content.
 
 use std::collections::BTreeSet;
@@ -115,16 +115,32 @@ fn read_table(
 
 /// Accumulates rows; [`finish`](Self::finish) gives the snapshot.
 ///
-/// Memory is the point of its shape: each incident and alert is folded in place as its rows
-/// arrive (the newest row already in the snapshot's form, texts that repeat across rows
-/// shared through one interner), and `finish` moves the folds into the snapshot, so the
-/// rows are never held and the snapshot is not built beside a second copy of itself.
+/// Memory is the point of its shape. Each incident and alert is kept once, already in the
+/// snapshot's form (its newest row so far; texts that repeat across rows shared through one
+/// interner), in the vectors the snapshot will own; what only the fold needs (each row's
+/// order and status, marks, errors) sits beside them in flat lists that `finish` sorts,
+/// reads and frees. So rows are never held, and the snapshot is never built beside a second
+/// copy of itself.
 #[derive(Default)]
 pub struct SnapshotBuilder {
     incident_slots: HashMap<Arc<str>, u32>,
-    incidents: Vec<IncidentFold>,
+    /// The newest readable row of each incident, in the snapshot's form (placeholders until
+    /// one is read; what the history tells is filled in by `finish`).
+    incidents: Vec<IncidentState>,
+    incident_progress: Vec<IncidentProgress>,
+    /// One entry per readable row.
+    incident_rows: Vec<IncidentRow>,
+    /// Marks seen in any row: the incident's slot, the mark, and `None` for a classification
+    /// comment or the creation time of the comment that holds it.
+    incident_marks: Vec<(u32, Mark, Option<DateTime<Utc>>)>,
+    incident_errors: HashMap<u32, BTreeSet<String>>,
     alert_slots: HashMap<Arc<str>, u32>,
-    alerts: Vec<AlertFold>,
+    /// The newest readable row of each alert (`Err("")` until one is read).
+    alerts: Vec<(Arc<str>, Result<AlertState, String>)>,
+    alert_newest: Vec<Option<RowKey>>,
+    /// One entry per readable row: the alert's slot, the row's order and status.
+    alert_rows: Vec<(u32, RowKey, AlertStatus)>,
+    alert_errors: HashMap<u32, BTreeSet<String>>,
     interner: Interner,
     unattributed: usize,
 }
@@ -148,29 +164,25 @@ impl Interner {
     }
 }
 
-#[derive(Default)]
-struct IncidentFold {
-    /// The newest row, already in the snapshot's form (what its history tells is filled in
-    /// by `finish`).
-    newest: Option<Box<(RowKey, IncidentState)>>,
-    /// Per row: its order, status, `LastModifiedTime` and `ModifiedBy`.
-    history: Vec<(RowKey, IncidentStatus, DateTime<Utc>, Arc<str>)>,
-    /// Marks seen in any row: in a classification comment (`None`) or in a comment created
-    /// at that time. A set, so rows repeating a comment count it once.
-    marks: BTreeSet<(Mark, Option<DateTime<Utc>>)>,
-    comments_known: bool,
-    number: Option<i64>,
-    name: Arc<str>,
-    errors: BTreeSet<String>,
+/// What the fold keeps of each readable incident row: enough to find when the current status
+/// began and who set it.
+struct IncidentRow {
+    slot: u32,
+    key: RowKey,
+    status: IncidentStatus,
+    last_modified: DateTime<Utc>,
+    modified_by: Arc<str>,
 }
 
-struct AlertFold {
-    id: Arc<str>,
-    /// The newest row, in the snapshot's form (`changed_at` and `finished_since` are filled
-    /// in by `finish`).
-    newest: Option<(RowKey, AlertState)>,
-    history: Vec<(RowKey, AlertStatus)>,
-    errors: BTreeSet<String>,
+/// What the fold knows of an incident besides its newest row.
+#[derive(Clone, Copy, Default)]
+struct IncidentProgress {
+    /// The order of the newest readable row; `None` while no row could be read.
+    newest: Option<RowKey>,
+    /// Whether a row carried a `Comments` column.
+    comments_known: bool,
+    /// Whether the number came from a row (an unreadable row may still give it).
+    number_known: bool,
 }
 
 /// The order of rows: `TimeGenerated`, then (incidents) `LastModifiedTime`, then a hash of
@@ -187,30 +199,89 @@ impl SnapshotBuilder {
             return false;
         };
         let slot = match self.incident_slots.get(name.as_str()) {
-            Some(&slot) => slot as usize,
+            Some(&slot) => slot,
             None => {
-                let slot = self.incidents.len();
+                let slot = slot_number(self.incidents.len());
                 let name: Arc<str> = name.into();
-                self.incident_slots
-                    .insert(name.clone(), u32::try_from(slot).unwrap_or(u32::MAX));
-                self.incidents.push(IncidentFold {
-                    name,
-                    ..IncidentFold::default()
-                });
+                self.incident_slots.insert(name.clone(), slot);
+                self.incidents.push(placeholder_incident(name));
+                self.incident_progress.push(IncidentProgress::default());
                 slot
             }
         };
-        let fold = &mut self.incidents[slot];
-        if fold.number.is_none() {
-            fold.number = number;
+        let i = slot as usize;
+        let progress = &mut self.incident_progress[i];
+        if !progress.number_known
+            && let Some(number) = number
+        {
+            self.incidents[i].number = number;
+            progress.number_known = true;
         }
         match IncidentRecord::from_row(row) {
-            Ok(rec) => fold.add(rec, &mut self.interner),
+            Ok(rec) => self.fold_incident(slot, rec),
             Err(e) => {
-                fold.errors.insert(e.to_string());
+                self.incident_errors
+                    .entry(slot)
+                    .or_default()
+                    .insert(e.to_string());
             }
         }
         true
+    }
+
+    fn fold_incident(&mut self, slot: u32, rec: IncidentRecord) {
+        let i = slot as usize;
+        let interner = &mut self.interner;
+        let key = RowKey(rec.time_generated, rec.last_modified, hash_incident(&rec));
+        let modified_by = interner.get(&rec.modified_by);
+        self.incident_rows.push(IncidentRow {
+            slot,
+            key,
+            status: rec.status.clone(),
+            last_modified: rec.last_modified,
+            modified_by: modified_by.clone(),
+        });
+        for mark in Mark::find_all(&rec.classification_comment) {
+            self.incident_marks.push((slot, mark, None));
+        }
+        let progress = &mut self.incident_progress[i];
+        if let Some(comments) = &rec.comments {
+            progress.comments_known = true;
+            for c in comments {
+                for mark in Mark::find_all(&c.message) {
+                    self.incident_marks.push((slot, mark, Some(c.created)));
+                }
+            }
+        }
+        if progress.newest.is_some_and(|newest| key <= newest) {
+            return;
+        }
+        progress.newest = Some(key);
+        let state = &mut self.incidents[i];
+        state.number = rec.number;
+        state.title = interner.get(&rec.title);
+        state.status = rec.status;
+        state.status_since = rec.last_modified;
+        state.status_set_by = modified_by;
+        state.created = rec.created;
+        state.last_row_at = rec.time_generated;
+        state.last_modified = rec.last_modified;
+        state.classification = interner.opt(rec.classification.as_deref());
+        state.classification_reason = interner.opt(rec.classification_reason.as_deref());
+        state.owner = interner.opt(rec.owner.as_deref());
+        state.alert_ids = rec
+            .alert_ids
+            .iter()
+            .map(|id| AlertRef::new(interner.get(id)))
+            .collect();
+        state.product_names = rec.product_names.iter().map(|p| interner.get(p)).collect();
+        state.marks = Mark::find_all(&rec.classification_comment)
+            .into_iter()
+            .map(|mark| ObservedMark {
+                mark,
+                source: MarkSource::ClassificationComment { current: true },
+            })
+            .collect();
     }
 
     /// Adds a `SecurityAlert` row. Returns false when the row names no alert.
@@ -220,180 +291,37 @@ impl SnapshotBuilder {
             return false;
         };
         let slot = match self.alert_slots.get(id.as_str()) {
-            Some(&slot) => slot as usize,
+            Some(&slot) => slot,
             None => {
-                let slot = self.alerts.len();
+                let slot = slot_number(self.alerts.len());
                 let id = self.interner.get(&id);
-                self.alert_slots
-                    .insert(id.clone(), u32::try_from(slot).unwrap_or(u32::MAX));
-                self.alerts.push(AlertFold {
-                    id,
-                    newest: None,
-                    history: Vec::new(),
-                    errors: BTreeSet::new(),
-                });
+                self.alert_slots.insert(id.clone(), slot);
+                self.alerts.push((id, Err(String::new())));
+                self.alert_newest.push(None);
                 slot
             }
         };
-        let fold = &mut self.alerts[slot];
         match AlertRecord::from_row(row) {
-            Ok(rec) => fold.add(rec, &mut self.interner),
+            Ok(rec) => self.fold_alert(slot, rec),
             Err(e) => {
-                fold.errors.insert(e.to_string());
+                self.alert_errors
+                    .entry(slot)
+                    .or_default()
+                    .insert(e.to_string());
             }
         }
         true
     }
 
-    pub fn finish(self) -> Snapshot {
-        let Self {
-            incident_slots,
-            incidents,
-            alert_slots,
-            alerts,
-            interner,
-            unattributed,
-        } = self;
-        drop((incident_slots, interner));
-        let mut snapshot = Snapshot::default();
-        if unattributed > 0 {
-            snapshot.warnings.push(format!(
-                "{unattributed} rows name no incident or alert and were skipped"
-            ));
-        }
-        snapshot.alerts = AlertMap::from_parts(
-            alert_slots,
-            alerts
-                .into_iter()
-                .map(|fold| (fold.id.clone(), fold.finish()))
-                .collect(),
-        );
-        snapshot.incidents.reserve_exact(incidents.len());
-        for fold in incidents {
-            match fold.finish(&snapshot.alerts) {
-                Ok(state) => snapshot.incidents.push(state),
-                Err(held) => snapshot.unreadable_incidents.push(held),
-            }
-        }
-        snapshot.incidents.shrink_to_fit();
-        snapshot
-            .incidents
-            .sort_unstable_by(|a, b| (a.number, &a.name).cmp(&(b.number, &b.name)));
-        snapshot
-    }
-}
-
-impl IncidentFold {
-    fn add(&mut self, rec: IncidentRecord, interner: &mut Interner) {
-        let key = RowKey(rec.time_generated, rec.last_modified, hash_incident(&rec));
-        let modified_by = interner.get(&rec.modified_by);
-        self.history.push((
-            key,
-            rec.status.clone(),
-            rec.last_modified,
-            modified_by.clone(),
-        ));
-        for mark in Mark::find_all(&rec.classification_comment) {
-            self.marks.insert((mark, None));
-        }
-        if let Some(comments) = &rec.comments {
-            self.comments_known = true;
-            for c in comments {
-                for mark in Mark::find_all(&c.message) {
-                    self.marks.insert((mark, Some(c.created)));
-                }
-            }
-        }
-        if self.newest.as_ref().is_some_and(|newest| key <= newest.0) {
-            return;
-        }
-        let current_cc = Mark::find_all(&rec.classification_comment)
-            .into_iter()
-            .map(|mark| ObservedMark {
-                mark,
-                source: MarkSource::ClassificationComment { current: true },
-            })
-            .collect();
-        let state = IncidentState {
-            name: self.name.clone(),
-            number: rec.number,
-            title: interner.get(&rec.title),
-            status: rec.status,
-            status_since: rec.last_modified,
-            status_set_by: modified_by,
-            created: rec.created,
-            last_row_at: rec.time_generated,
-            last_modified: rec.last_modified,
-            classification: interner.opt(rec.classification.as_deref()),
-            classification_reason: interner.opt(rec.classification_reason.as_deref()),
-            owner: interner.opt(rec.owner.as_deref()),
-            alert_ids: rec
-                .alert_ids
-                .iter()
-                .map(|id| AlertRef::new(interner.get(id)))
-                .collect(),
-            product_names: rec.product_names.iter().map(|p| interner.get(p)).collect(),
-            marks: current_cc,
-            comments_known: false,
-        };
-        match &mut self.newest {
-            Some(newest) => **newest = (key, state),
-            None => self.newest = Some(Box::new((key, state))),
-        }
-    }
-
-    fn finish(mut self, alerts: &AlertMap) -> Result<IncidentState, HeldInput> {
-        let held = |reason: String| HeldInput {
-            incident: self.name.to_string(),
-            incident_number: self.number,
-            reason,
-        };
-        if let Some(first) = self.errors.first() {
-            let more = self.errors.len() - 1;
-            let reason = if more > 0 {
-                format!("unreadable row: {first} (and {more} more)")
-            } else {
-                format!("unreadable row: {first}")
-            };
-            return Err(held(reason));
-        }
-        let Some(newest) = self.newest.take() else {
-            return Err(held("no readable row".into()));
-        };
-        let (_, mut state) = *newest;
-        self.history.sort_by_key(|h| h.0);
-        let start = run_start(&self.history, |(_, status, _, _)| *status == state.status);
-        let (_, _, status_since, status_set_by) = self.history.swap_remove(start);
-        state.status_since = status_since;
-        state.status_set_by = status_set_by;
-        state.comments_known = self.comments_known;
-        for &(mark, created) in &self.marks {
-            let source = match created {
-                Some(at) => MarkSource::Comment { created: at },
-                None if state.marks.iter().any(|m| m.mark == mark) => continue,
-                None => MarkSource::ClassificationComment { current: false },
-            };
-            state.marks.push(ObservedMark { mark, source });
-        }
-        state.marks.shrink_to_fit();
-        for alert in &mut state.alert_ids {
-            *alert = alerts.reference(alert.id());
-        }
-        Ok(state)
-    }
-}
-
-impl AlertFold {
-    fn add(&mut self, rec: AlertRecord, interner: &mut Interner) {
+    fn fold_alert(&mut self, slot: u32, rec: AlertRecord) {
+        let i = slot as usize;
+        let interner = &mut self.interner;
         let key = RowKey(rec.time_generated, rec.time_generated, hash_alert(&rec));
-        self.history.push((key, rec.status.clone()));
-        if self
-            .newest
-            .as_ref()
-            .is_some_and(|(newest, _)| key <= *newest)
-        {
+        self.alert_rows.push((slot, key, rec.status.clone()));
+        if self.alert_newest[i].is_some_and(|newest| key <= newest) {
             return;
         }
+        self.alert_newest[i] = Some(key);
         let address = AlertAddress::from_alert_link(&rec.link).map(|a| AlertAddress {
             name: if rec.vendor_original_id.is_empty() {
                 a.name
@@ -404,8 +332,9 @@ impl AlertFold {
             resource_group: interner.opt(a.resource_group.as_deref()),
             location: interner.get(&a.location),
         });
-        let state = AlertState {
-            id: self.id.clone(),
+        let (id, state) = &mut self.alerts[i];
+        *state = Ok(AlertState {
+            id: id.clone(),
             status: rec.status,
             changed_at: rec.time_generated,
             last_row_at: rec.time_generated,
@@ -414,28 +343,150 @@ impl AlertFold {
             display_name: interner.get(&rec.display_name),
             link: rec.link,
             address,
-        };
-        self.newest = Some((key, state));
+        });
     }
 
-    fn finish(mut self) -> Result<AlertState, String> {
-        let id = &self.id;
-        if let Some(first) = self.errors.first() {
-            return Err(format!("alert {id}: unreadable row: {first}"));
+    pub fn finish(self) -> Snapshot {
+        let Self {
+            incident_slots,
+            mut incidents,
+            incident_progress,
+            mut incident_rows,
+            mut incident_marks,
+            incident_errors,
+            alert_slots,
+            mut alerts,
+            alert_newest,
+            mut alert_rows,
+            alert_errors,
+            interner,
+            unattributed,
+        } = self;
+        drop((incident_slots, interner));
+        let mut snapshot = Snapshot::default();
+        if unattributed > 0 {
+            snapshot.warnings.push(format!(
+                "{unattributed} rows name no incident or alert and were skipped"
+            ));
         }
-        let Some((_, mut state)) = self.newest.take() else {
-            return Err(format!("alert {id}: no readable row"));
-        };
-        self.history.sort_by_key(|h| h.0);
-        state.changed_at = self.history[run_start(&self.history, |(_, s)| *s == state.status)]
-            .0
-            .0;
-        state.finished_since = state.status.is_terminal().then(|| {
-            self.history[run_start(&self.history, |(_, s)| s.is_terminal())]
-                .0
-                .0
-        });
-        Ok(state)
+
+        // Alerts: where the current status (and the current finished run) began.
+        alert_rows.sort_unstable_by_key(|&(slot, key, _)| (slot, key));
+        for history in alert_rows.chunk_by(|a, b| a.0 == b.0) {
+            let slot = history[0].0;
+            if let (_, Ok(state)) = &mut alerts[slot as usize] {
+                state.changed_at = history[run_start(history, |(_, _, s)| *s == state.status)]
+                    .1
+                    .0;
+                state.finished_since = state
+                    .status
+                    .is_terminal()
+                    .then(|| history[run_start(history, |(_, _, s)| s.is_terminal())].1.0);
+            }
+        }
+        drop(alert_rows);
+        for (slot, (id, state)) in alerts.iter_mut().enumerate() {
+            if let Some(first) = alert_errors
+                .get(&slot_number(slot))
+                .and_then(|errors| errors.first())
+            {
+                *state = Err(format!("alert {id}: unreadable row: {first}"));
+            } else if alert_newest[slot].is_none() {
+                *state = Err(format!("alert {id}: no readable row"));
+            }
+        }
+        drop((alert_newest, alert_errors));
+        snapshot.alerts = AlertMap::from_parts(alert_slots, alerts);
+
+        // Incidents: where the current status began, the marks, the alerts' slots.
+        incident_rows.sort_unstable_by_key(|row| (row.slot, row.key));
+        for history in incident_rows.chunk_by(|a, b| a.slot == b.slot) {
+            let state = &mut incidents[history[0].slot as usize];
+            let began = &history[run_start(history, |row| row.status == state.status)];
+            state.status_since = began.last_modified;
+            state.status_set_by = began.modified_by.clone();
+        }
+        drop(incident_rows);
+        incident_marks.sort_unstable();
+        incident_marks.dedup();
+        for marks in incident_marks.chunk_by(|a, b| a.0 == b.0) {
+            let state = &mut incidents[marks[0].0 as usize];
+            for &(_, mark, created) in marks {
+                let source = match created {
+                    Some(at) => MarkSource::Comment { created: at },
+                    None if state.marks.iter().any(|m| m.mark == mark) => continue,
+                    None => MarkSource::ClassificationComment { current: false },
+                };
+                state.marks.push(ObservedMark { mark, source });
+            }
+            state.marks.shrink_to_fit();
+        }
+        drop(incident_marks);
+        let mut readable = Vec::with_capacity(incidents.len());
+        for (slot, state) in incidents.iter_mut().enumerate() {
+            let progress = incident_progress[slot];
+            state.comments_known = progress.comments_known;
+            let held = |reason: String| HeldInput {
+                incident: state.name.to_string(),
+                incident_number: progress.number_known.then_some(state.number),
+                reason,
+            };
+            let problem = if let Some(errors) = incident_errors.get(&slot_number(slot)) {
+                let first = errors.first().map_or("", String::as_str);
+                Some(match errors.len() - 1 {
+                    0 => format!("unreadable row: {first}"),
+                    more => format!("unreadable row: {first} (and {more} more)"),
+                })
+            } else if progress.newest.is_none() {
+                Some("no readable row".to_owned())
+            } else {
+                None
+            };
+            if let Some(reason) = problem {
+                snapshot.unreadable_incidents.push(held(reason));
+                readable.push(false);
+                continue;
+            }
+            readable.push(true);
+            for alert in &mut state.alert_ids {
+                *alert = snapshot.alerts.reference(alert.id());
+            }
+        }
+        let mut keep = readable.into_iter();
+        incidents.retain(|_| keep.next().unwrap_or(false));
+        incidents.sort_unstable_by(|a, b| (a.number, &a.name).cmp(&(b.number, &b.name)));
+        snapshot.incidents = incidents;
+        snapshot
+    }
+}
+
+/// The slot of the `index`-th incident or alert (a workspace holds far fewer than 2^32).
+fn slot_number(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
+}
+
+/// An incident named by a row that could not be read (yet): replaced by its first readable
+/// row, or reported as unreadable by `finish`.
+fn placeholder_incident(name: Arc<str>) -> IncidentState {
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    let empty: Arc<str> = Arc::from("");
+    IncidentState {
+        name,
+        number: 0,
+        title: empty.clone(),
+        status: IncidentStatus::New,
+        status_since: epoch,
+        status_set_by: empty,
+        created: epoch,
+        last_row_at: epoch,
+        last_modified: epoch,
+        classification: None,
+        classification_reason: None,
+        owner: None,
+        alert_ids: Vec::new(),
+        product_names: Vec::new(),
+        marks: Vec::new(),
+        comments_known: false,
     }
 }
 
