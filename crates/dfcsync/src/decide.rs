@@ -454,19 +454,18 @@ fn decide_into(
 
     let main = match (&incident.status, &verdict) {
         (IncidentStatus::New | IncidentStatus::Active, Verdict::Done { any_resolved }) => {
-            let closure = if *any_resolved {
+            Some(StatusChange::Close(if *any_resolved {
                 policy.resolved
             } else {
                 policy.dismissed
-            };
-            Some(ctx.close(closure))
+            }))
         }
-        (IncidentStatus::New, Verdict::Working) => Some(ctx.activate(
+        (IncidentStatus::New, Verdict::Working) => Some(StatusChange::Activate(
             "an alert is InProgress in Defender for Cloud while the incident is New",
         )),
         // A writeback turns the New alerts InProgress: the incident follows in the same step,
         // so that deciding again after the plan is applied finds nothing more to do.
-        (IncidentStatus::New, Verdict::Open) if wrote_back => Some(ctx.activate(
+        (IncidentStatus::New, Verdict::Open) if wrote_back => Some(StatusChange::Activate(
             "the incident has an owner and dfcsync sets its alerts InProgress in Defender for Cloud",
         )),
         (IncidentStatus::Closed, Verdict::Open | Verdict::Working) => {
@@ -475,24 +474,54 @@ fn decide_into(
                 ReopenPolicy::Own => by_tool,
                 ReopenPolicy::Always => true,
             };
-            (may && last_alert_change > incident.status_since).then(|| ctx.reopen(by_tool))
+            (may && last_alert_change > incident.status_since).then_some(StatusChange::Reopen)
         }
         _ => None,
     };
 
-    if let Some(action) = main {
-        // Guard 2: a person acted after the alert changed.
+    if let Some(change) = main {
+        // Guard 2: a person acted after the alert changed (every change here sets a status).
         let person_acted_later = !by_tool
             && incident.status_since > last_alert_change
-            && incident.status != IncidentStatus::New
-            && action.new_status.is_some();
-        if person_acted_later && policy.respect_manual_changes {
-            out.push(ctx.notice(&action));
+            && incident.status != IncidentStatus::New;
+        out.push(if person_acted_later && policy.respect_manual_changes {
+            ctx.notice(change)
         } else {
-            out.push(action);
-        }
+            match change {
+                StatusChange::Close(closure) => ctx.close(closure),
+                StatusChange::Activate(why) => ctx.activate(why),
+                StatusChange::Reopen => ctx.reopen(by_tool),
+            }
+        });
     }
     Ok(())
+}
+
+/// The status change an incident's alerts call for, before guard 2 has its say.
+#[derive(Debug, Clone, Copy)]
+enum StatusChange {
+    Close(Closure),
+    /// With why.
+    Activate(&'static str),
+    Reopen,
+}
+
+impl StatusChange {
+    /// What the change would do, in a few words (for notices).
+    fn describe(self) -> String {
+        match self {
+            Self::Close(c) => format!("closed as {}", c.classification()),
+            Self::Activate(_) => "set Active".to_owned(),
+            Self::Reopen => "reopened".to_owned(),
+        }
+    }
+
+    fn closure(self) -> Option<Closure> {
+        match self {
+            Self::Close(c) => Some(c),
+            Self::Activate(_) | Self::Reopen => None,
+        }
+    }
 }
 
 /// The optional other direction: a person works the incident, so its New alerts are set
@@ -652,30 +681,37 @@ impl<'a> Context<'a> {
     }
 
     /// Guard 2: instead of `instead`, a comment that says what happened and is left alone.
-    fn notice(&self, instead: &PlannedAction) -> PlannedAction {
-        let would = describe(instead);
-        let why = format!(
-            "{} set the incident {} at {}, after the alerts last changed at {}: not {would}",
-            display_who(&self.incident.status_set_by),
-            self.incident.status,
-            rfc3339(self.incident.status_since),
-            rfc3339(self.last_alert_change)
-        );
+    fn notice(&self, instead: StatusChange) -> PlannedAction {
+        let would = instead.describe();
+        let mut why = String::with_capacity(160);
+        why.push_str(display_who(&self.incident.status_set_by));
+        why.push_str(" set the incident ");
+        why.push_str(self.incident.status.as_str());
+        why.push_str(" at ");
+        crate::model::push_rfc3339_seconds(&mut why, self.incident.status_since);
+        why.push_str(", after the alerts last changed at ");
+        crate::model::push_rfc3339_seconds(&mut why, self.last_alert_change);
+        why.push_str(": not ");
+        why.push_str(&would);
         let mark = Mark::new(ActionKind::Notice, self.fingerprint);
         PlannedAction {
+            incident: self.incident.name.clone(),
+            incident_number: self.incident.number,
+            title: self.incident.title.clone(),
             kind: ActionKind::Notice,
+            fingerprint: self.fingerprint,
             mark,
             new_status: None,
             closure: None,
             classification_comment: None,
             comment: self.render(
                 &self.policy.templates.notice_comment,
-                instead.closure,
+                instead.closure(),
                 Some(&would),
                 mark,
             ),
+            alerts_to_set_in_progress: Vec::new(),
             why,
-            ..instead.clone()
         }
     }
 
@@ -818,16 +854,6 @@ impl<'a> Context<'a> {
             Placeholder::StatusSetBy => out.push_str(display_who(&self.incident.status_set_by)),
             Placeholder::Would => out.push_str(would.unwrap_or_default()),
         }
-    }
-}
-
-/// What an action would do, in a few words (for notices).
-fn describe(action: &PlannedAction) -> String {
-    match (action.kind, action.closure) {
-        (ActionKind::Close, Some(c)) => format!("closed as {}", c.classification()),
-        (ActionKind::Activate, _) => "set Active".to_owned(),
-        (ActionKind::Reopen, _) => "reopened".to_owned(),
-        (kind, _) => kind.to_string(),
     }
 }
 
