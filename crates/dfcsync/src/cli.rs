@@ -368,10 +368,10 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     }
     let now = args.now.unwrap_or_else(Utc::now);
     let plan = decide(&snapshot, &config.policy, now);
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.output {
         Output::Json => {
-            serde_json::to_writer_pretty(&mut out, &report::plan_json(&plan))?;
+            serde_json::to_writer_pretty(&mut out, &report::PlanJson(&plan))?;
             writeln!(out)?;
         }
         Output::Table => write!(out, "{}", report::plan_table(&plan))?,

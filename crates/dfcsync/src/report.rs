@@ -7,65 +7,138 @@
 //! keep their names and meaning; keys may be added.
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Value, json};
 
 use crate::act::ActionResult;
 use crate::cycle::{CycleReport, Mode};
-use crate::decide::{Plan, rfc3339};
+use crate::decide::{Plan, PlannedAction, rfc3339};
 
-/// The plan as the JSON contract gives it.
+/// The plan as the JSON contract gives it, as a value (inside a cycle's report).
 pub fn plan_json(plan: &Plan) -> Value {
-    let actions: Vec<Value> = plan
-        .actions
-        .iter()
-        .map(|a| {
-            json!({
-                "incident": a.incident,
-                "incident_number": a.incident_number,
-                "action": a.kind.as_str(),
-                "classification": a.closure.map(|c| c.classification().as_str()),
-                "classification_reason": a.closure.and_then(|c| c.reason()).map(|r| r.as_str()),
-                "fingerprint": a.fingerprint.to_string(),
-                "why": a.why,
-                "mark": a.mark.to_string(),
-                "title": a.title,
-                "new_status": a.new_status.as_ref().map(|s| s.as_str()),
-                "classification_comment": a.classification_comment,
-                "comment": a.comment,
-                "alerts_to_set_in_progress": a.alerts_to_set_in_progress.iter().map(|t| json!({
-                    "name": t.name,
-                    "subscription_id": t.subscription_id,
-                    "resource_group": t.resource_group,
-                    "location": t.location,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let held: Vec<Value> = plan
-        .held
-        .iter()
-        .map(|h| {
-            json!({
-                "incident": h.incident,
-                "incident_number": h.incident_number,
-                "kind": h.kind.as_str(),
-                "reason": h.reason,
-            })
-        })
-        .collect();
-    let repairs: Vec<Value> = plan
-        .repairs
-        .iter()
-        .map(|r| {
-            json!({
-                "incident": r.incident,
-                "incident_number": r.incident_number,
-                "mark": r.mark.to_string(),
-                "why": r.why,
-            })
-        })
-        .collect();
-    json!({ "now": rfc3339_full(plan), "actions": actions, "held": held, "repairs": repairs })
+    serde_json::to_value(PlanJson(plan)).unwrap_or(Value::Null)
+}
+
+/// The plan in the JSON contract's form, serialized as it is written: a first run's plan is
+/// tens of megabytes, and building it as a [`Value`] first tripled the memory of `replay`.
+/// Keys are written in alphabetical order (the order `Value` objects have).
+pub struct PlanJson<'a>(pub &'a Plan);
+
+impl Serialize for PlanJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let plan = self.0;
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("actions", &Seq(|| plan.actions.iter().map(ActionJson::of)))?;
+        map.serialize_entry(
+            "held",
+            &Seq(|| {
+                plan.held.iter().map(|h| HeldJson {
+                    incident: &h.incident,
+                    incident_number: h.incident_number,
+                    kind: h.kind.as_str(),
+                    reason: &h.reason,
+                })
+            }),
+        )?;
+        map.serialize_entry("now", &rfc3339_full(plan))?;
+        map.serialize_entry(
+            "repairs",
+            &Seq(|| {
+                plan.repairs.iter().map(|r| RepairJson {
+                    incident: &r.incident,
+                    incident_number: r.incident_number,
+                    mark: r.mark.to_string(),
+                    why: &r.why,
+                })
+            }),
+        )?;
+        map.end()
+    }
+}
+
+/// A sequence serialized from an iterator made on demand.
+struct Seq<F>(F);
+
+impl<F, I> Serialize for Seq<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq((self.0)())
+    }
+}
+
+#[derive(Serialize)]
+struct ActionJson<'a> {
+    action: &'static str,
+    alerts_to_set_in_progress: Vec<AddressJson<'a>>,
+    classification: Option<&'static str>,
+    classification_comment: Option<&'a str>,
+    classification_reason: Option<&'static str>,
+    comment: &'a str,
+    fingerprint: String,
+    incident: &'a str,
+    incident_number: i64,
+    mark: String,
+    new_status: Option<&'a str>,
+    title: &'a str,
+    why: &'a str,
+}
+
+impl<'a> ActionJson<'a> {
+    fn of(a: &'a PlannedAction) -> Self {
+        Self {
+            action: a.kind.as_str(),
+            alerts_to_set_in_progress: a
+                .alerts_to_set_in_progress
+                .iter()
+                .map(|t| AddressJson {
+                    location: &t.location,
+                    name: &t.name,
+                    resource_group: t.resource_group.as_deref(),
+                    subscription_id: &t.subscription_id,
+                })
+                .collect(),
+            classification: a.closure.map(|c| c.classification().as_str()),
+            classification_comment: a.classification_comment.as_deref(),
+            classification_reason: a.closure.and_then(|c| c.reason()).map(|r| r.as_str()),
+            comment: &a.comment,
+            fingerprint: a.fingerprint.to_string(),
+            incident: &a.incident,
+            incident_number: a.incident_number,
+            mark: a.mark.to_string(),
+            new_status: a.new_status.as_ref().map(|s| s.as_str()),
+            title: &a.title,
+            why: &a.why,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AddressJson<'a> {
+    location: &'a str,
+    name: &'a str,
+    resource_group: Option<&'a str>,
+    subscription_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct HeldJson<'a> {
+    incident: &'a str,
+    incident_number: Option<i64>,
+    kind: &'static str,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct RepairJson<'a> {
+    incident: &'a str,
+    incident_number: i64,
+    mark: String,
+    why: &'a str,
 }
 
 fn rfc3339_full(plan: &Plan) -> String {
