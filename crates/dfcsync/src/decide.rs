@@ -5,6 +5,7 @@
 //! the incident's status call for (step 2), and the guards that keep the tool from repeating
 //! itself or overruling a person. Its output order depends only on the snapshot's content.
 
+use std::cell::OnceCell;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -201,7 +202,7 @@ pub fn repair_for(
         return None;
     }
     let (_, found) = verdict(incident, alerts).ok()?;
-    let ctx = Context::new(incident, found, policy, close.mark.fingerprint);
+    let ctx = Context::new(incident, found, policy, Some(close.mark.fingerprint));
     let closure = incident
         .classification
         .as_deref()
@@ -424,26 +425,25 @@ fn decide_into(
             format!("incident status {s:?} is not one dfcsync knows"),
         )));
     }
-    let fingerprint =
-        Fingerprint::of_sorted_alerts(found.iter().map(|a| (&*a.id, &a.status, a.changed_at)));
+    let ctx = Context::new(incident, found, policy, None);
     // Guard 1: already done. One exception: an activate or reopen writes its comment (the
     // mark) before the status; a mark with no status change since, on an incident that is not
     // Active, is a write that never landed (a kill, a lost answer), and is taken again.
-    if incident
-        .marks
-        .iter()
-        .any(|m| m.mark.fingerprint == fingerprint && !unfinished_status_change(incident, m))
+    // (Without marks there is nothing to compare: the fingerprint waits for an action.)
+    if !incident.marks.is_empty()
+        && incident.marks.iter().any(|m| {
+            m.mark.fingerprint == ctx.fingerprint() && !unfinished_status_change(incident, m)
+        })
     {
         return Ok(());
     }
     // Guard 1, for the echo: dfcsync closed the incident after every alert had finished, and
     // none has been active since; alerts that only moved from one finished status to another
     // (the platform's echo of that close) do not call for a second close.
-    if matches!(verdict, Verdict::Done { .. }) && closed_this_episode(incident, &found) {
+    if matches!(verdict, Verdict::Done { .. }) && closed_this_episode(incident, &ctx.alerts) {
         return Ok(());
     }
     let by_tool = status_set_by_tool(incident);
-    let ctx = Context::new(incident, found, policy, fingerprint);
     let last_alert_change = ctx.last_alert_change;
 
     let start = out.len();
@@ -599,7 +599,9 @@ struct Context<'a> {
     /// The incident's alerts, sorted by id (byte order).
     alerts: Alerts<'a>,
     policy: &'a Policy,
-    fingerprint: Fingerprint,
+    /// The fingerprint of the alerts, computed when first asked for (most incidents of a
+    /// cycle need none: no mark to compare with, no action to mark).
+    fingerprint: OnceCell<Fingerprint>,
     last_alert_change: DateTime<Utc>,
 }
 
@@ -610,7 +612,7 @@ impl<'a> Context<'a> {
         incident: &'a IncidentState,
         alerts: Alerts<'a>,
         policy: &'a Policy,
-        fingerprint: Fingerprint,
+        fingerprint: Option<Fingerprint>,
     ) -> Self {
         debug_assert!(alerts.is_sorted_by(|a, b| a.id.as_bytes() <= b.id.as_bytes()));
         let last_alert_change = alerts
@@ -622,9 +624,19 @@ impl<'a> Context<'a> {
             incident,
             alerts,
             policy,
-            fingerprint,
+            fingerprint: fingerprint.map(OnceCell::from).unwrap_or_default(),
             last_alert_change,
         }
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        *self.fingerprint.get_or_init(|| {
+            Fingerprint::of_sorted_alerts(
+                self.alerts
+                    .iter()
+                    .map(|a| (&*a.id, &a.status, a.changed_at)),
+            )
+        })
     }
 
     fn close(&self, closure: Closure) -> PlannedAction {
@@ -693,13 +705,13 @@ impl<'a> Context<'a> {
         crate::model::push_rfc3339_seconds(&mut why, self.last_alert_change);
         why.push_str(": not ");
         why.push_str(&would);
-        let mark = Mark::new(ActionKind::Notice, self.fingerprint);
+        let mark = Mark::new(ActionKind::Notice, self.fingerprint());
         PlannedAction {
             incident: self.incident.name.clone(),
             incident_number: self.incident.number,
             title: self.incident.title.clone(),
             kind: ActionKind::Notice,
-            fingerprint: self.fingerprint,
+            fingerprint: self.fingerprint(),
             mark,
             new_status: None,
             closure: None,
@@ -723,13 +735,13 @@ impl<'a> Context<'a> {
         template: &Template,
         why: String,
     ) -> PlannedAction {
-        let mark = Mark::new(kind, self.fingerprint);
+        let mark = Mark::new(kind, self.fingerprint());
         PlannedAction {
             incident: self.incident.name.clone(),
             incident_number: self.incident.number,
             title: self.incident.title.clone(),
             kind,
-            fingerprint: self.fingerprint,
+            fingerprint: self.fingerprint(),
             mark,
             new_status,
             closure,
