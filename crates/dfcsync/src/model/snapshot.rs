@@ -72,7 +72,7 @@ pub struct IncidentState {
 }
 
 /// A comment on an incident, as the `Comments` column or the comments API gives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Comment {
     pub message: String,
     pub created: DateTime<Utc>,
