@@ -2,8 +2,12 @@
 //! crash or to break a target's property, as regression tests (see docs/reliability.md,
 //! "Fuzzing" and "Fuzzing (proptest)").
 
+use dfcsync::config::Config;
+use dfcsync::decide::{decide, in_scope};
 use dfcsync::model::Snapshot;
 use dfcsync::observe::build_snapshot_combined;
+use dfcsync::observe::query::sync_query;
+use dfcsync::policy::Policy;
 use kql::{Database, QueryOptions};
 use serde_json::{Value, json};
 
@@ -110,4 +114,53 @@ fn rows_tied_on_their_times_give_the_same_state_whatever_their_order() {
     assert_eq!(a.incidents.len(), 1, "{a:?}");
     assert_eq!(a.incidents, b.incidents);
     assert_eq!(a.alerts, b.alerts);
+}
+
+/// Bug 6, fixed (found by the `config` cargo-fuzz target's property, on an input written by
+/// hand: libFuzzer did not reach a large enough duration in its run): `max_age` was accepted up
+/// to 292 million years, but from about 292 years on the sync query's `ago(…m)` did not parse
+/// (bug 7), beyond Kusto's timespan (29,227 years) it cannot, and beyond about 264,000 years
+/// `now - max_age` panicked in the decision engine. The configuration now refuses more
+/// than 100 years, and the engine treats a window reaching before the first date as holding
+/// every incident.
+#[test]
+fn max_age_is_at_most_100_years_and_a_larger_one_does_not_panic_the_engine() {
+    for age in ["101y", "500y", "1000000y"] {
+        let err = Config::parse(&format!("[policy]\nmax_age = \"{age}\"\n"), "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is out of range"), "{age}: {err}");
+    }
+    let config = Config::parse("[policy]\nmax_age = \"100y\"\n", "x.toml").unwrap();
+    assert_eq!(config.policy.max_age, chrono::TimeDelta::days(36_525));
+    let now = "2026-11-27T12:00:00Z".parse().unwrap();
+    let tables = emulator::table::WorkspaceTables::default();
+    kql::run(
+        &sync_query(&config.policy),
+        &tables.db,
+        &QueryOptions::new(now),
+    )
+    .expect("the sync query of max_age = 100y runs");
+
+    let t = "2026-11-27T09:00:00Z";
+    let snapshot = build_snapshot_combined(
+        json!([{"Table": "SecurityIncident", "TimeGenerated": t, "IncidentName": "i-1",
+                "IncidentNumber": 1, "Status": "New", "AlertIds": "[\"a\"]",
+                "AdditionalData": "{\"alertProductNames\":[\"Azure Security Center\"]}",
+                "CreatedTime": t, "LastModifiedTime": t}])
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let policy = Policy {
+        max_age: chrono::TimeDelta::MAX,
+        ..Policy::default()
+    };
+    assert!(in_scope(
+        &snapshot.incidents[0],
+        &snapshot.alerts,
+        &policy,
+        now
+    ));
+    let _ = decide(&snapshot, &policy, now);
 }
