@@ -431,6 +431,12 @@ fn build_sync(
     Ok(out)
 }
 
+/// The largest `max_age`: 100 years (humantime's `100y`, 36,525 days). No workspace holds
+/// older rows, and a larger one breaks at run time: the sync query's `ago()` leaves the range
+/// of a Kusto timespan (about 29,000 years) and the engine's `now - max_age` the range of a
+/// date (found by the `config` cargo-fuzz target, docs/reliability.md).
+const MAX_AGE_LIMIT: chrono::TimeDelta = chrono::TimeDelta::days(36_525);
+
 fn build_policy(
     p: &PolicySection,
     invalid: &dyn Fn(&str, String) -> ConfigError,
@@ -441,8 +447,13 @@ fn build_policy(
             .map_err(|e| invalid("policy.max_age", format!("{age:?} is not a duration: {e}")))?;
         policy.max_age = chrono::TimeDelta::from_std(d)
             .ok()
-            .filter(|d| *d > chrono::TimeDelta::zero())
-            .ok_or_else(|| invalid("policy.max_age", format!("{age:?} is out of range")))?;
+            .filter(|d| *d > chrono::TimeDelta::zero() && *d <= MAX_AGE_LIMIT)
+            .ok_or_else(|| {
+                invalid(
+                    "policy.max_age",
+                    format!("{age:?} is out of range (more than 0s, at most 100y)"),
+                )
+            })?;
     }
     if let Some(names) = &p.product_names {
         if names.iter().all(|n| n.trim().is_empty()) {
@@ -663,6 +674,14 @@ mod tests {
             (
                 "[policy]\nmax_age = \"soon\"",
                 "x.toml: key policy.max_age: \"soon\" is not a duration",
+            ),
+            (
+                "[policy]\nmax_age = \"101y\"",
+                "x.toml: key policy.max_age: \"101y\" is out of range (more than 0s, at most 100y)",
+            ),
+            (
+                "[policy]\nmax_age = \"0s\"",
+                "x.toml: key policy.max_age: \"0s\" is out of range",
             ),
             (
                 "[policy.templates]\nnotice_comment = \"{nope}\"",

@@ -250,7 +250,10 @@ pub fn in_scope(
 }
 
 fn in_window(incident: &IncidentState, policy: &Policy, now: DateTime<Utc>) -> bool {
-    incident.created >= now - policy.max_age
+    // A window reaching back before the first representable date holds every incident
+    // (`now - max_age` would panic; the configuration keeps max_age to 100 years anyway).
+    now.checked_sub_signed(policy.max_age)
+        .is_none_or(|since| incident.created >= since)
 }
 
 fn holds_product(incident: &IncidentState, alerts: &AlertMap, policy: &Policy) -> bool {

@@ -1,6 +1,6 @@
-//! Fuzzing with proptest (cargo-fuzz cannot run on this machine: see docs/reliability.md,
-//! "Fuzzing (proptest)"): every parser that reads input from outside must answer any input
-//! with a value or an error, never a panic.
+//! Fuzzing with proptest, on stable and in CI (docs/reliability.md, "Fuzzing (proptest)"; the
+//! cargo-fuzz targets in `fuzz/`, which need nightly, are in "Fuzzing"): every parser that
+//! reads input from outside must answer any input with a value or an error, never a panic.
 //!
 //! Targets: the KQL engine (`kql::run`, lexer, parser, binder and evaluator) over a small
 //! database; `observe::build_snapshot_combined` (a Log Analytics response);

@@ -76,13 +76,14 @@ fn timespan_unit(suffix: &str) -> Option<f64> {
     })
 }
 
-/// A timespan from a number of units of `suffix`, or None for an unknown suffix.
+/// A timespan from a number of units of `suffix`, or None for an unknown suffix or a value
+/// outside Kusto's timespan, a signed 64-bit count of 100-ns ticks (about ±29,227 years).
 pub fn timespan_from(value: f64, suffix: &str) -> Option<TimeDelta> {
-    let ticks = value * timespan_unit(suffix)?;
-    if !ticks.is_finite() || ticks.abs() > 9.2e18 / 100.0 {
+    let ticks = (value * timespan_unit(suffix)?).round();
+    if !ticks.is_finite() || ticks.abs() >= i64::MAX as f64 {
         return None;
     }
-    Some(TimeDelta::nanoseconds((ticks.round() as i64) * 100))
+    Some(crate::scalar::from_ticks(ticks as i64))
 }
 
 struct Lexer<'s> {

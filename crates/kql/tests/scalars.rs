@@ -86,6 +86,31 @@ fn datetime_and_timespan_literals() {
     assert_eq!(scalar("print datetime(null)"), json!(null));
 }
 
+// A timespan is a signed 64-bit count of 100-ns ticks (.NET's `TimeSpan`, at most
+// 10675199.02:48:05.4775807), and a literal may be as long. Found by the `config` cargo-fuzz
+// target (docs/reliability.md): literals of 106,751 days (292 years) and more were refused,
+// so the sync query of a configuration with `max_age = "500y"` did not parse.
+#[test]
+fn timespan_literals_cover_the_whole_timespan_range() {
+    let t = run("print 106751d, 10675199d, -10675199d, 262980000m, 15372286728m, ago(262980000m)");
+    assert_eq!(
+        rows(&t)[0][..5],
+        [
+            json!("106751.00:00:00"),
+            json!("10675199.00:00:00"),
+            json!("-10675199.00:00:00"),
+            json!("182625.00:00:00"),
+            json!("10675199.02:48:00"),
+        ]
+    );
+    assert_eq!(types(&t)[5], "datetime");
+    for q in ["print 10675200d", "print 1e30h", "print -10675200d"] {
+        let e = run_err(q);
+        assert_eq!(e.kind, kql::KqlErrorKind::Syntax, "{q}");
+        assert!(e.message.contains("timespan literal"), "{q}: {}", e.message);
+    }
+}
+
 // §1.7: dynamic literals with single quotes and nested typed literals; guid; bool.
 #[test]
 fn other_literals() {

@@ -108,6 +108,14 @@ impl AlertMap {
     }
 }
 
+/// Two maps are equal when they hold the same alerts with the same states, whatever the
+/// order they were added in.
+impl PartialEq for AlertMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(id, state)| other.get(id) == Some(state))
+    }
+}
+
 impl FromIterator<(Arc<str>, Result<AlertState, String>)> for AlertMap {
     fn from_iter<I: IntoIterator<Item = (Arc<str>, Result<AlertState, String>)>>(iter: I) -> Self {
         let mut map = Self::default();
@@ -194,7 +202,7 @@ pub struct IncidentState {
 }
 
 /// A comment on an incident, as the `Comments` column or the comments API gives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Comment {
     pub message: String,
     pub created: DateTime<Utc>,
@@ -316,6 +324,15 @@ mod tests {
         assert_eq!(one.at(&AlertRef::new("a".into())), one.get("a"));
         assert_eq!(one.len(), 2);
         assert_eq!(one.states().count(), 1);
+        assert_ne!(one, other, "b's state differs");
+        let reordered: AlertMap = [("b", Err("unreadable".to_owned())), ("a", Ok(alert("a")))]
+            .into_iter()
+            .map(|(id, state)| (Arc::from(id), state))
+            .collect();
+        assert_eq!(
+            one, reordered,
+            "equality does not depend on the order of insertion"
+        );
     }
 
     #[test]

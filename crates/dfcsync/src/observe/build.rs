@@ -181,8 +181,10 @@ struct IncidentProgress {
     newest: Option<RowKey>,
     /// Whether a row carried a `Comments` column.
     comments_known: bool,
-    /// Whether the number came from a row (an unreadable row may still give it).
-    number_known: bool,
+    /// The smallest `IncidentNumber` any row gave (an unreadable row may still give it):
+    /// what a held incident is reported with. Rows that disagree (only a damaged answer has
+    /// such rows) give the same number whatever their order (bug 4, docs/reliability.md).
+    number_seen: Option<i64>,
 }
 
 /// The order of rows: `TimeGenerated`, then (incidents) `LastModifiedTime`, then a hash of
@@ -209,14 +211,11 @@ impl SnapshotBuilder {
                 slot
             }
         };
-        let i = slot as usize;
-        let progress = &mut self.incident_progress[i];
-        if !progress.number_known
-            && let Some(number) = number
-        {
-            self.incidents[i].number = number;
-            progress.number_known = true;
-        }
+        let progress = &mut self.incident_progress[slot as usize];
+        progress.number_seen = match (progress.number_seen, number) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match IncidentRecord::from_row(row) {
             Ok(rec) => self.fold_incident(slot, rec),
             Err(e) => {
@@ -428,7 +427,7 @@ impl SnapshotBuilder {
             state.comments_known = progress.comments_known;
             let held = |reason: String| HeldInput {
                 incident: state.name.to_string(),
-                incident_number: progress.number_known.then_some(state.number),
+                incident_number: progress.number_seen,
                 reason,
             };
             let problem = if let Some(errors) = incident_errors.get(&slot_number(slot)) {
@@ -499,28 +498,17 @@ fn run_start<T>(history: &[T], in_run: impl Fn(&T) -> bool) -> usize {
         .map_or(0, |i| i + 1)
 }
 
+/// The whole record, so that rows tied on their times order by everything the state keeps
+/// (hashing only some fields let the row order pick, e.g., the title: found by the
+/// `la_response` cargo-fuzz target, docs/reliability.md).
 fn hash_incident(r: &IncidentRecord) -> u64 {
     let mut h = DefaultHasher::new();
-    r.status.hash(&mut h);
-    r.modified_by.hash(&mut h);
-    r.classification.hash(&mut h);
-    r.classification_comment.hash(&mut h);
-    r.owner.hash(&mut h);
-    r.alert_ids.hash(&mut h);
-    if let Some(cs) = &r.comments {
-        for c in cs {
-            c.message.hash(&mut h);
-            c.created.hash(&mut h);
-        }
-    }
+    r.hash(&mut h);
     h.finish()
 }
 
 fn hash_alert(r: &AlertRecord) -> u64 {
     let mut h = DefaultHasher::new();
-    r.status.hash(&mut h);
-    r.product_name.hash(&mut h);
-    r.vendor_original_id.hash(&mut h);
-    r.link.hash(&mut h);
+    r.hash(&mut h);
     h.finish()
 }

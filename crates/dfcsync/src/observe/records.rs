@@ -21,7 +21,7 @@ pub struct RecordError {
 }
 
 /// The facts of one `SecurityIncident` row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Hash)]
 pub struct IncidentRecord {
     pub time_generated: DateTime<Utc>,
     pub name: String,
@@ -43,7 +43,7 @@ pub struct IncidentRecord {
 }
 
 /// The facts of one `SecurityAlert` row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Hash)]
 pub struct AlertRecord {
     pub time_generated: DateTime<Utc>,
     pub id: String,
