@@ -246,3 +246,16 @@ fn dfcsync_query_prints_the_query_of_the_configured_policy() {
     };
     assert_eq!(String::from_utf8(out.stdout).unwrap(), sync_query(&policy));
 }
+
+/// `crates/kql/benches/sync-query.kql` is the sync query that the KQL side-by-side
+/// (`duckdb_kql_compare.py`) runs in both engines: it must be the query dfcsync sends with
+/// the default policy (regenerate it with `dfcsync query > crates/kql/benches/sync-query.kql`).
+#[test]
+fn the_benchmarks_copy_of_the_sync_query_is_current() {
+    let copy = include_str!("../../kql/benches/sync-query.kql");
+    assert_eq!(
+        copy,
+        sync_query(&dfcsync::policy::Policy::default()),
+        "regenerate crates/kql/benches/sync-query.kql with `dfcsync query`"
+    );
+}

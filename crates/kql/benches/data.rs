@@ -1,5 +1,6 @@
 //! Generated benchmark data: SecurityIncident (100,000 incidents × ~3 rows) and SecurityAlert
-//! (1,000,000 rows), deterministic, shaped like the real tables (azure-apis.md §7).
+//! (1,000,000 rows), deterministic, shaped like the real tables (azure-apis.md §7), with
+//! every column the seed query and dfcsync's sync query read.
 
 #![allow(dead_code)]
 
@@ -169,6 +170,8 @@ pub fn generate(sizes: &Sizes) -> Database {
         Column::new("Severity", T::String),
         Column::new("Status", T::String),
         Column::new("Classification", T::String),
+        Column::new("ClassificationComment", T::String),
+        Column::new("ClassificationReason", T::String),
         Column::new("Owner", T::Dynamic),
         Column::new("ProviderName", T::String),
         Column::new("ProviderIncidentId", T::String),
@@ -180,6 +183,7 @@ pub fn generate(sizes: &Sizes) -> Database {
         Column::new("ClosedTime", T::DateTime),
         Column::new("IncidentNumber", T::Int),
         Column::new("AlertIds", T::Dynamic),
+        Column::new("Comments", T::Dynamic),
         Column::new("Labels", T::Dynamic),
         Column::new("IncidentUrl", T::String),
         Column::new("AdditionalData", T::Dynamic),
@@ -197,6 +201,10 @@ pub fn generate(sizes: &Sizes) -> Database {
         json!({"objectId": null, "email": null, "assignedTo": null, "userPrincipalName": null}),
     );
     let labels = Value::Dynamic(json!([]));
+    let no_comments = Value::Dynamic(json!([]));
+    let empty = Value::string("");
+    let reason = Value::string("SuspiciousActivity");
+    let closing_comment = Value::string("Handled by the SOC.");
     let typ = Value::string("SecurityIncident");
     let mut inc_rows: Vec<Vec<Value>> = Vec::with_capacity(sizes.incidents as usize * 3);
     let mut next_alert = 0u64;
@@ -249,6 +257,16 @@ pub fn generate(sizes: &Sizes) -> Database {
                 Value::string("Medium"),
                 inc_status[st].clone(),
                 Value::string(if st == 2 { "TruePositive" } else { "" }),
+                if st == 2 {
+                    closing_comment.clone()
+                } else {
+                    empty.clone()
+                },
+                if st == 2 {
+                    reason.clone()
+                } else {
+                    empty.clone()
+                },
                 owner.clone(),
                 Value::string("Azure Sentinel"),
                 Value::string(format!("{}", n + 1)),
@@ -264,6 +282,16 @@ pub fn generate(sizes: &Sizes) -> Database {
                 },
                 Value::Int(n as i32 + 1),
                 alert_ids.clone(),
+                if st == 2 {
+                    // The analyst's comment, as the table carries it (one JSON object each).
+                    Value::Dynamic(json!([{
+                        "message": "Closed: true positive, handled.",
+                        "createdTimeUtc": tg.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        "author": {"name": "alice@contoso.com"},
+                    }]))
+                } else {
+                    no_comments.clone()
+                },
                 labels.clone(),
                 Value::string(format!(
                     "https://portal.azure.com/#asset/Microsoft_Azure_Security_Insights/Incident/{n}"

@@ -1,29 +1,57 @@
-"""Runs the seed query with duckdb-kql (PyPI) on the benchmark data set written by
-`cargo run --release -p kql --example gen_bench_data -- DIR --ndjson`, for comparison with
-the kql crate's benchmark. Usage: python3 duckdb_kql_compare.py DIR [RUNS]"""
+"""The KQL side-by-side (docs/benchmarks.md, "KQL engine"): the seed query and dfcsync's own
+sync query, each run RUNS times in the kql crate's engine and in duckdb-kql (PyPI) on the
+same data set, with the two engines' results compared as multisets of rows.
 
+    cargo run --release -p kql --example gen_bench_data -- DIR --ndjson
+    python3 crates/kql/benches/duckdb_kql_compare.py DIR [RUNS]
+
+The kql side is `examples/run_queries.rs` (built and run with `cargo run --release`, or the
+binary named by KQL_RUN_QUERIES), loading DIR/NAME.json; duckdb-kql loads DIR/NAME.ndjson
+into typed tables (JSON for dynamic columns). `now()` is 2026-11-27T12:00:00Z in both.
+
+The queries: `tests/data/seed-query.kql` (the seed's, verbatim) and `benches/sync-query.kql`
+(what `dfcsync query` prints with the default policy; a dfcsync test keeps the copy current).
+
+Timings: the kql engine's `kql::run` (the result materialised as rows); duckdb-kql's query
+with its result materialised in a DuckDB table (`CREATE TABLE … AS`), so that neither side
+pays for converting its result to something else; fetching duckdb's rows into Python, which
+the comparison needs, is timed apart. Exit status 1 when the results differ or a query fails
+in either engine (the failure is printed, not hidden)."""
+
+import collections
 import datetime
+import json
+import os
 import resource
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import duckdb_kql
 
-d = sys.argv[1]
-runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-con = duckdb_kql.connect()
+HERE = os.path.dirname(os.path.abspath(__file__))
+KQL_CRATE = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(KQL_CRATE))
+QUERIES = {
+    "seed": os.path.join(KQL_CRATE, "tests", "data", "seed-query.kql"),
+    "sync": os.path.join(HERE, "sync-query.kql"),
+}
+NOW = datetime.datetime(2026, 11, 27, 12, 0, 0, tzinfo=datetime.timezone.utc)
 
 TS = "TIMESTAMP"
-incident_cols = {
+INCIDENT_COLS = {
     "TenantId": "VARCHAR", "TimeGenerated": TS, "IncidentName": "VARCHAR", "Title": "VARCHAR",
     "Description": "VARCHAR", "Severity": "VARCHAR", "Status": "VARCHAR", "Classification": "VARCHAR",
+    "ClassificationComment": "VARCHAR", "ClassificationReason": "VARCHAR",
     "Owner": "JSON", "ProviderName": "VARCHAR", "ProviderIncidentId": "VARCHAR",
     "FirstActivityTime": TS, "LastActivityTime": TS, "FirstModifiedTime": TS, "LastModifiedTime": TS,
     "CreatedTime": TS, "ClosedTime": TS, "IncidentNumber": "INTEGER", "AlertIds": "JSON",
-    "Labels": "JSON", "IncidentUrl": "VARCHAR", "AdditionalData": "JSON", "ModifiedBy": "VARCHAR",
-    "SourceSystem": "VARCHAR", "Type": "VARCHAR",
+    "Comments": "JSON", "Labels": "JSON", "IncidentUrl": "VARCHAR", "AdditionalData": "JSON",
+    "ModifiedBy": "VARCHAR", "SourceSystem": "VARCHAR", "Type": "VARCHAR",
 }
-alert_cols = {
+ALERT_COLS = {
     "TenantId": "VARCHAR", "TimeGenerated": TS, "DisplayName": "VARCHAR", "AlertName": "VARCHAR",
     "AlertSeverity": "VARCHAR", "Description": "VARCHAR", "ProviderName": "VARCHAR",
     "VendorName": "VARCHAR", "VendorOriginalId": "VARCHAR", "SystemAlertId": "VARCHAR",
@@ -34,20 +62,174 @@ alert_cols = {
 }
 
 
-def load(name, cols):
-    spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in cols.items()) + "}"
-    t0 = time.time()
-    con.sql(f"CREATE TABLE {name} AS SELECT * FROM read_json('{d}/{name}.ndjson', format='newline_delimited', columns={spec})")
-    print(f"loaded {name} in {time.time() - t0:.1f} s", file=sys.stderr)
+def run_kql(d, runs, out):
+    """Runs both queries in the kql engine; returns ({name: [ms…]}, {name: rows}, peak MiB)."""
+    args = [d, str(runs), out] + [f"{n}={p}" for n, p in QUERIES.items()]
+    exe = os.environ.get("KQL_RUN_QUERIES")
+    cmd = [exe] + args if exe else [
+        "cargo", "run", "--quiet", "--release", "-p", "kql", "--example", "run_queries", "--"] + args
+    p = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, check=False, text=True)
+    if p.returncode != 0:
+        sys.exit(f"kql: run_queries failed with status {p.returncode}")
+    times, rows, peak = collections.defaultdict(list), {}, 0
+    for line in p.stdout.splitlines():
+        o = json.loads(line)
+        if "peak_rss_mib" in o:
+            peak = o["peak_rss_mib"]
+        else:
+            times[o["query"]].append(o["ms"])
+            rows[o["query"]] = o["rows"]
+    return times, rows, peak
 
 
-load("SecurityIncident", incident_cols)
-load("SecurityAlert", alert_cols)
-query = open(__file__.rsplit("/", 2)[0] + "/tests/data/seed-query.kql").read()
-now = datetime.datetime(2026, 11, 27, 12, 0, 0, tzinfo=datetime.timezone.utc)
-threads = con.sql("SELECT current_setting('threads')").fetchall()[0][0]
-for i in range(runs):
-    t0 = time.time()
-    rows = duckdb_kql.query(con, query, query_now=now).fetchall()
-    print(f"run {i}: {(time.time() - t0) * 1e3:.0f} ms, {len(rows)} rows (duckdb threads={threads})")
-print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
+def norm_time(s):
+    """An ISO 8601 UTC text (up to 7 fractional digits, `Z`) as microseconds text."""
+    s = s.rstrip("Z")
+    head, _, frac = s.partition(".")
+    return f"{head}.{(frac + '000000')[:6]}"
+
+
+def norm_json(text):
+    """A dynamic value as canonical JSON text; a dynamic string as the string itself (the
+    kql engine writes a dynamic string bare, as Log Analytics does; duckdb-kql may type the
+    same column VARCHAR)."""
+    try:
+        v = json.loads(text)
+    except ValueError:
+        return text
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True, separators=(",", ":"))
+
+
+def kql_rows(path):
+    """The kql engine's result (a Log Analytics response) as normalised rows, by column name."""
+    with open(path) as f:
+        t = json.load(f)["tables"][0]
+    cols = [c["name"] for c in t["columns"]]
+    types = [c["type"] for c in t["columns"]]
+
+    def cell(v, ty):
+        if v is None:
+            return None
+        if ty == "datetime":
+            return norm_time(v)
+        if ty == "dynamic":
+            # A null dynamic goes on the wire as "" (as Log Analytics writes it).
+            if v == "":
+                return None
+            return norm_json(v) if isinstance(v, str) else norm_json(json.dumps(v))
+        if ty == "string":
+            return v
+        if ty in ("int", "long"):
+            return int(v)
+        return v
+
+    return cols, [tuple(cell(v, ty) for v, ty in zip(r, types)) for r in t["rows"]]
+
+
+def duck_rows(rel_cols, rel_types, rows):
+    """duckdb's rows, normalised like kql_rows. A NULL string is read as "": Kusto's string
+    type has no null (a missing string is the empty string, and Log Analytics sends "")."""
+    def cell(v, ty):
+        if ty == "VARCHAR" and v is None:
+            return ""
+        if v is None:
+            return None
+        if isinstance(v, datetime.datetime):
+            return v.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        if ty == "JSON":
+            return norm_json(v)
+        return v
+
+    return [tuple(cell(v, ty) for v, ty in zip(r, rel_types)) for r in rows]
+
+
+def compare(name, kcols, krows, dcols, drows):
+    """Compares two results as multisets of rows, columns matched by name."""
+    if sorted(kcols) != sorted(dcols):
+        print(f"{name}: DIFFERENT columns: kql {kcols}, duckdb-kql {dcols}")
+        return False
+    order = [dcols.index(c) for c in kcols]
+    drows = [tuple(r[i] for i in order) for r in drows]
+    k, d = collections.Counter(krows), collections.Counter(drows)
+    if k == d:
+        print(f"{name}: SAME {len(krows)} rows in both engines (compared as multisets)")
+        return True
+    only_k, only_d = k - d, d - k
+    print(f"{name}: DIFFERENT: {sum(only_k.values())} rows only in kql, "
+          f"{sum(only_d.values())} only in duckdb-kql (of {len(krows)} / {len(drows)})")
+    for r in list(only_k)[:3]:
+        print(f"  kql only:    {dict(zip(kcols, r))}")
+    for r in list(only_d)[:3]:
+        print(f"  duckdb only: {dict(zip(kcols, r))}")
+    return False
+
+
+def main():
+    d = sys.argv[1]
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    # The kql engine's results (hundreds of MB for the sync query), removed at the end.
+    with tempfile.TemporaryDirectory(prefix="kql-compare-") as out:
+        ok = compare_all(d, runs, out)
+    sys.exit(0 if ok else 1)
+
+
+def compare_all(d, runs, out):
+    """Runs everything; True when every query ran in both engines with the same rows."""
+    print(f"kql engine: {runs} runs of each query (examples/run_queries.rs)", file=sys.stderr)
+    ktimes, krows_n, kpeak = run_kql(d, runs, out)
+
+    con = duckdb_kql.connect()
+    for name, cols in (("SecurityIncident", INCIDENT_COLS), ("SecurityAlert", ALERT_COLS)):
+        spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in cols.items()) + "}"
+        t0 = time.time()
+        con.sql(f"CREATE TABLE {name} AS SELECT * FROM read_json('{d}/{name}.ndjson', "
+                f"format='newline_delimited', columns={spec})")
+        print(f"duckdb-kql: loaded {name} in {time.time() - t0:.1f} s", file=sys.stderr)
+    threads = con.sql("SELECT current_setting('threads')").fetchall()[0][0]
+    version = con.sql("SELECT version()").fetchall()[0][0]
+
+    ok = True
+    summary = []
+    for name, path in QUERIES.items():
+        text = open(path).read()
+        dtimes, fetch_ms, result = [], None, None
+        try:
+            for i in range(runs):
+                con.sql("DROP TABLE IF EXISTS kql_result")
+                t0 = time.time()
+                duckdb_kql.query(con, text, query_now=NOW).create("kql_result")
+                dtimes.append((time.time() - t0) * 1e3)
+            rel = con.table("kql_result")
+            t0 = time.time()
+            rows = rel.fetchall()
+            fetch_ms = (time.time() - t0) * 1e3
+            result = (rel.columns, [str(t) for t in rel.types], rows)
+        except Exception as e:  # noqa: BLE001 — report whatever duckdb-kql refuses, exactly
+            print(f"{name}: duckdb-kql FAILED: {type(e).__name__}: {e}")
+            ok = False
+        kcols, krows = kql_rows(os.path.join(out, f"{name}.json"))
+        if result is not None:
+            dcols, dtypes, rows = result
+            same = compare(name, kcols, krows, dcols, duck_rows(dcols, dtypes, rows))
+            ok = ok and same
+            del rows, result
+        kmed = statistics.median(ktimes[name])
+        dmed = statistics.median(dtimes) if dtimes else None
+        summary.append((name, krows_n[name], ktimes[name], kmed, dtimes, dmed, fetch_ms))
+
+    print(f"\nduckdb-kql {duckdb_kql.__version__ if hasattr(duckdb_kql, '__version__') else ''} "
+          f"on DuckDB {version}, threads={threads}; kql engine single-threaded")
+    for name, n, kt, kmed, dt, dmed, fetch in summary:
+        print(f"{name}: {n} rows")
+        print(f"  kql        runs ms: {', '.join(f'{t:.0f}' for t in kt)}; median {kmed:.0f} ms")
+        if dt:
+            print(f"  duckdb-kql runs ms: {', '.join(f'{t:.0f}' for t in dt)}; median {dmed:.0f} ms"
+                  f" (+ {fetch:.0f} ms to fetch the rows into Python, not counted)")
+            print(f"  ratio duckdb-kql / kql (medians): {dmed / kmed:.2f}")
+    print(f"peak RSS: kql process {kpeak} MiB, this Python process "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
+    return ok
+
+
+if __name__ == "__main__":
+    main()
