@@ -333,11 +333,28 @@ async fn act_incident(
                     i += 1;
                     continue;
                 }
-                let mut changed = incident.clone();
-                apply_to(&mut changed, &a);
-                match ctx.conn.sentinel.update_incident(ctx.ws, &changed).await {
-                    Ok(written) => {
-                        incident = written;
+                let put = if comment_first {
+                    // The comment may give the incident a new ETag (the emulator does; for
+                    // Azure it is not confirmed): read it again rather than meet a 409 of our
+                    // own making. A status that moved meanwhile is someone else's change, and
+                    // is met as a conflict: decided again.
+                    match ctx.conn.sentinel.get_incident(ctx.ws, &a.incident).await {
+                        Ok(fresh) if fresh.properties.status == incident.properties.status => {
+                            incident = fresh;
+                            put_status(ctx, &incident, &a).await
+                        }
+                        Ok(fresh) => {
+                            incident = fresh;
+                            Put::Conflict(None)
+                        }
+                        Err(e) => Put::Failed(e),
+                    }
+                } else {
+                    put_status(ctx, &incident, &a).await
+                };
+                match put {
+                    Put::Written(written) => {
+                        incident = *written;
                         tracing::info!(incident = a.incident_number, action = %a.kind, fingerprint = %a.fingerprint, "incident updated");
                         if comment_first {
                             Ok(())
@@ -345,7 +362,7 @@ async fn act_incident(
                             comment(ctx, &a).await
                         }
                     }
-                    Err(AzureError::Conflict { .. }) if conflicts < ctx.opts.conflict_retries => {
+                    Put::Conflict(_) if conflicts < ctx.opts.conflict_retries => {
                         conflicts += 1;
                         tracing::info!(
                             incident = a.incident_number,
@@ -384,7 +401,12 @@ async fn act_incident(
                             }
                         }
                     }
-                    Err(e) => Err(e),
+                    Put::Conflict(Some(e)) | Put::Failed(e) => Err(e),
+                    Put::Conflict(None) => Err(AzureError::Conflict {
+                        resource: format!("incident {}", a.incident),
+                        message: "its status kept changing under dfcsync".into(),
+                        request_id: None,
+                    }),
                 }
             }
         };
@@ -398,6 +420,26 @@ async fn act_incident(
         i += 1;
     }
     results
+}
+
+/// How a conditional write of an incident's status ended.
+enum Put {
+    Written(Box<Incident>),
+    /// The incident changed since it was read: the service's 409, or (`None`) a status that
+    /// moved, seen on reading it again.
+    Conflict(Option<AzureError>),
+    Failed(AzureError),
+}
+
+/// Writes the action's change to `incident` (as read, with its ETag).
+async fn put_status(ctx: &Ctx<'_>, incident: &Incident, a: &PlannedAction) -> Put {
+    let mut changed = incident.clone();
+    apply_to(&mut changed, a);
+    match ctx.conn.sentinel.update_incident(ctx.ws, &changed).await {
+        Ok(written) => Put::Written(Box::new(written)),
+        Err(e @ AzureError::Conflict { .. }) => Put::Conflict(Some(e)),
+        Err(e) => Put::Failed(e),
+    }
 }
 
 fn fail_all(planned: &[PlannedAction], e: &AzureError, conflicts: u32) -> Vec<ActionOutcome> {

@@ -215,6 +215,17 @@ async fn one_sync_does_what_semantics_says_and_a_second_writes_nothing() {
             .ends_with(&marks(&resolved)[0])
     );
 
+    // No write met a 409 of the tool's own making: an activate writes its comment first (which
+    // gives the incident a new ETag in the emulator) and reads the incident again before the
+    // status PUT.
+    let conflicts: Vec<Value> = env
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r["status"] == 409)
+        .collect();
+    assert!(conflicts.is_empty(), "{conflicts:?}");
+
     // Nothing new: the second cycle writes nothing.
     let before = writes(&env.requests().await);
     let again = env.cycle(Mode::Sync).await;
