@@ -20,8 +20,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::time::Instant;
 
-use dfcsync::observe::build_snapshot_combined;
 use dfcsync::observe::query::{ALERT_COLUMNS, INCIDENT_COLUMNS};
+use dfcsync::observe::{build_snapshot_combined, build_snapshot_combined_from_reader};
 use serde_json::{Value, json};
 
 fn columns() -> Vec<(&'static str, &'static str)> {
@@ -247,8 +247,10 @@ fn main() {
         "stream" => {
             let len = std::fs::metadata(&path).expect("file").len();
             let t = Instant::now();
-            let snap = build_snapshot_combined(BufReader::new(File::open(&path).expect("open")))
-                .expect("parse");
+            let snap = build_snapshot_combined_from_reader(BufReader::new(
+                File::open(&path).expect("open"),
+            ))
+            .expect("parse");
             report(&snap, t.elapsed().as_secs_f64(), len as usize);
         }
         "time" | "all" => {

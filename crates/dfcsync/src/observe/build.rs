@@ -15,7 +15,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use chrono::{DateTime, Utc};
 
 use super::records::{AlertRecord, IncidentRecord, alert_identity, incident_identity};
-use super::rows::{Row, RowsError, read_rows};
+use super::rows::{Row, RowsError, read_rows, read_rows_in};
 use crate::model::{
     AlertAddress, AlertMap, AlertRef, AlertState, AlertStatus, HeldInput, IncidentState,
     IncidentStatus, Mark, MarkSource, ObservedMark, Snapshot,
@@ -51,31 +51,40 @@ pub fn build_snapshot(incidents: impl Read, alerts: impl Read) -> Result<Snapsho
     Ok(builder.finish())
 }
 
-/// Reads the answer to [`sync_query`](super::query::sync_query): one table whose `Table`
-/// column says which rows are incidents and which are alerts.
-pub fn build_snapshot_combined(response: impl Read) -> Result<Snapshot, SnapshotError> {
+/// Reads the answer to [`sync_query`](super::query::sync_query), held in memory as a cycle
+/// holds it: one table whose `Table` column says which rows are incidents and which are
+/// alerts.
+pub fn build_snapshot_combined(response: &[u8]) -> Result<Snapshot, SnapshotError> {
+    build_combined(|on_row| read_rows_in(response, on_row))
+}
+
+/// [`build_snapshot_combined`] from a reader (a file), streamed: the document is never held.
+pub fn build_snapshot_combined_from_reader(response: impl Read) -> Result<Snapshot, SnapshotError> {
+    build_combined(|on_row| read_rows(response, on_row))
+}
+
+fn build_combined(
+    read: impl FnOnce(&mut dyn FnMut(&dyn Row)) -> Result<usize, RowsError>,
+) -> Result<Snapshot, SnapshotError> {
     use super::query::{ALERT_TABLE, CLOCK_TABLE, INCIDENT_TABLE};
     let mut builder = SnapshotBuilder::default();
     let mut unknown = 0usize;
     let mut server_now = None;
-    read_rows(
-        response,
-        &mut |r| match r.get("Table").and_then(|v| v.as_str()) {
-            Some(CLOCK_TABLE) => {
-                server_now = r
-                    .get("TimeGenerated")
-                    .and_then(|v| v.as_str())
-                    .and_then(super::records::parse_time);
-            }
-            Some(INCIDENT_TABLE) => {
-                builder.add_incident_row(r);
-            }
-            Some(ALERT_TABLE) => {
-                builder.add_alert_row(r);
-            }
-            _ => unknown += 1,
-        },
-    )
+    read(&mut |r| match r.get("Table").and_then(|v| v.as_str()) {
+        Some(CLOCK_TABLE) => {
+            server_now = r
+                .get("TimeGenerated")
+                .and_then(|v| v.as_str())
+                .and_then(super::records::parse_time);
+        }
+        Some(INCIDENT_TABLE) => {
+            builder.add_incident_row(r);
+        }
+        Some(ALERT_TABLE) => {
+            builder.add_alert_row(r);
+        }
+        _ => unknown += 1,
+    })
     .map_err(|source| SnapshotError::Rows {
         table: "query result",
         source,

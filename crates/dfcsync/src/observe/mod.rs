@@ -13,6 +13,9 @@ pub mod query;
 pub mod records;
 pub mod rows;
 
-pub use build::{SnapshotBuilder, SnapshotError, build_snapshot, build_snapshot_combined};
+pub use build::{
+    SnapshotBuilder, SnapshotError, build_snapshot, build_snapshot_combined,
+    build_snapshot_combined_from_reader,
+};
 pub use records::{AlertRecord, IncidentRecord, RecordError};
-pub use rows::{RowsError, read_rows};
+pub use rows::{RowsError, read_rows, read_rows_in};

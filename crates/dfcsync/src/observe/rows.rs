@@ -54,7 +54,23 @@ pub enum RowsError {
 /// Reads every row of the first table of `reader`, calling `on_row` for each, in order.
 /// Returns the number of rows read.
 pub fn read_rows<R: Read>(reader: R, on_row: &mut dyn FnMut(&dyn Row)) -> Result<usize, RowsError> {
-    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    read_document(
+        serde_json::Deserializer::from_reader(std::io::BufReader::new(reader)),
+        on_row,
+    )
+}
+
+/// [`read_rows`] for a document already in memory (a query's answer): parsed in place, which
+/// is several times faster than through a reader (serde_json then scans strings in bulk
+/// instead of byte by byte).
+pub fn read_rows_in(document: &[u8], on_row: &mut dyn FnMut(&dyn Row)) -> Result<usize, RowsError> {
+    read_document(serde_json::Deserializer::from_slice(document), on_row)
+}
+
+fn read_document<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    on_row: &mut dyn FnMut(&dyn Row),
+) -> Result<usize, RowsError> {
     let found = DocumentSeed { on_row }.deserialize(&mut de)?;
     de.end()?;
     found.ok_or(RowsError::NoTable)
