@@ -34,7 +34,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use dfcsync::config::Config;
 use proof_support::{
     DFC_SUB, NOW, assert_closed_alerts_finished, assert_no_duplicate_comments, connect, control,
-    fast, marks, scenario, start,
+    fast, marks, request_log, scenario, start,
 };
 use serde_json::{Value, json};
 
@@ -82,22 +82,6 @@ fn time(v: &Value) -> DateTime<Utc> {
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.to_utc())
         .unwrap_or_else(|| panic!("not a time: {v}"))
-}
-
-async fn requests(ctl: &reqwest::Client, base: &str, since: u64) -> Vec<Value> {
-    let text = ctl
-        .get(format!("{base}/_emulator/requests?since={since}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    serde_json::from_str::<Value>(&text)
-        .unwrap()
-        .as_array()
-        .cloned()
-        .unwrap()
 }
 
 /// The incident name of an incident PUT (`…/incidents/{name}`), or of a comment PUT
@@ -255,7 +239,7 @@ async fn latency_from_a_dfc_change_to_the_incident_update() {
             .filter(|e| e["service"] == "log_analytics" && e["status"] == 200)
             .count()
     };
-    while queries_answered(&requests(&ctl, &base, 0).await) < 2 {
+    while queries_answered(&request_log(&ctl, &emu).await) < 2 {
         assert!(
             child.try_wait().unwrap().is_none(),
             "dfcsync run exited:\n{}",
@@ -264,7 +248,7 @@ async fn latency_from_a_dfc_change_to_the_incident_update() {
         assert!(Instant::now() < deadline, "no cycle ran:\n{}", dump_log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let before = requests(&ctl, &base, 0).await;
+    let before = request_log(&ctl, &emu).await;
     assert!(
         before.iter().all(|e| incident_write(e).is_none()),
         "the quiet scenario needs no write"
@@ -301,7 +285,7 @@ async fn latency_from_a_dfc_change_to_the_incident_update() {
     let deadline = Instant::now() + grace;
     let names: Vec<&String> = changes.iter().map(|c| &c.0).collect();
     loop {
-        let log = requests(&ctl, &base, 0).await;
+        let log = request_log(&ctl, &emu).await;
         let written: std::collections::HashSet<String> = log
             .iter()
             .filter_map(incident_write)
@@ -342,7 +326,7 @@ async fn latency_from_a_dfc_change_to_the_incident_update() {
     assert!(status.success(), "{status:?}\n{}", dump_log());
 
     // The request log: every incident write, and every answered query.
-    let log = requests(&ctl, &base, 0).await;
+    let log = request_log(&ctl, &emu).await;
     let mut puts: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
     let mut comments: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
     let mut queries: Vec<DateTime<Utc>> = Vec::new();

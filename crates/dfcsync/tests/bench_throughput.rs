@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use dfcsync::config::Config;
 use dfcsync::cycle::{Mode, run_cycle};
-use proof_support::{DFC_SUB, NOW, connect, control, fast, scenario, start};
+use proof_support::{DFC_SUB, NOW, connect, control, fast, request_log, scenario, start};
 use serde_json::{Value, json};
 
 fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
@@ -125,7 +125,7 @@ async fn throughput_against_the_arm_write_bucket() {
         .count();
 
     // The request log of the sync cycle.
-    let log = requests(&ctl, &emu).await;
+    let log = request_log(&ctl, &emu).await;
     let log: Vec<&Value> = log
         .iter()
         .filter(|e| e["seq"].as_u64().unwrap() > log_start)
@@ -220,24 +220,8 @@ async fn throughput_against_the_arm_write_bucket() {
     assert_eq!(closed, n);
 }
 
-async fn requests(ctl: &reqwest::Client, emu: &emulator::EmulatorHandle) -> Vec<Value> {
-    let text = ctl
-        .get(format!("{}/_emulator/requests", emu.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    serde_json::from_str::<Value>(&text)
-        .unwrap()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 async fn last_seq(ctl: &reqwest::Client, emu: &emulator::EmulatorHandle) -> u64 {
-    requests(ctl, emu)
+    request_log(ctl, emu)
         .await
         .last()
         .and_then(|e| e["seq"].as_u64())

@@ -126,16 +126,7 @@ async fn with_faults(
             }
         }
     }
-    let log: Value = ctl
-        .get(format!("{}/_emulator/requests", emu.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap();
-    for e in log.as_array().unwrap() {
+    for e in &request_log(&ctl, &emu).await {
         *stats
             .by_status
             .entry(e["status"].as_u64().unwrap() as u16)

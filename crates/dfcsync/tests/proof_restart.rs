@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use dfcsync::config::Config;
 use proof_support::*;
-use serde_json::Value;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -23,17 +22,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 async fn puts(ctl: &reqwest::Client, emu: &emulator::EmulatorHandle) -> usize {
-    let text = ctl
-        .get(format!("{}/_emulator/requests", emu.base_url()))
-        .send()
+    request_log(ctl, emu)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let log: Value = serde_json::from_str(&text).unwrap();
-    log.as_array()
-        .unwrap()
         .iter()
         .filter(|e| e["method"] == "PUT" && e["status"].as_u64().is_some_and(|s| s < 300))
         .count()

@@ -285,6 +285,23 @@ pub async fn delete(ctl: &reqwest::Client, emu: &EmulatorHandle, path: &str) {
     assert!(r.status().is_success(), "{path}: {}", r.status());
 }
 
+/// The emulator's request log (`GET /_emulator/requests`): one entry per request, oldest
+/// first.
+pub async fn request_log(ctl: &reqwest::Client, emu: &EmulatorHandle) -> Vec<Value> {
+    let text = ctl
+        .get(format!("{}/_emulator/requests", emu.base_url()))
+        .send()
+        .await
+        .expect("the request log")
+        .text()
+        .await
+        .expect("the request log's body");
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Array(entries)) => entries,
+        other => panic!("the request log is not an array: {other:?}"),
+    }
+}
+
 /// Every action a cycle planned: (incident name, kind).
 pub fn planned(report: &CycleReport) -> Vec<(String, ActionKind)> {
     report
