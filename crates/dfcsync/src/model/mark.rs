@@ -67,11 +67,11 @@ impl Fingerprint {
     {
         let mut items: Vec<(&str, &AlertStatus, DateTime<Utc>)> = alerts.into_iter().collect();
         items.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        Self::of_canonical(&canonical_string(&items))
+        Self::of_sorted_alerts(items)
     }
 
-    /// [`of_alerts`](Self::of_alerts) for alerts already sorted by id (byte order), without
-    /// building the canonical string: the items are hashed as they are written.
+    /// [`of_alerts`](Self::of_alerts) for alerts already sorted by id (byte order). The
+    /// canonical string is hashed as it is written, never built.
     pub fn of_sorted_alerts<'a, I>(alerts: I) -> Self
     where
         I: IntoIterator<Item = (&'a str, &'a AlertStatus, DateTime<Utc>)>,
@@ -106,10 +106,6 @@ impl Fingerprint {
         Self(bytes)
     }
 
-    fn of_canonical(text: &str) -> Self {
-        Self::from_digest(&Sha256::digest(text.as_bytes()))
-    }
-
     /// Parses 16 lowercase hex digits.
     pub fn parse_hex(s: &str) -> Option<Self> {
         if s.len() != 16
@@ -125,22 +121,6 @@ impl Fingerprint {
         }
         Some(Self(bytes))
     }
-}
-
-/// The exact string that is hashed, for sorted items.
-fn canonical_string(items: &[(&str, &AlertStatus, DateTime<Utc>)]) -> String {
-    let mut out = String::with_capacity(items.len() * 64);
-    for (i, (id, status, at)) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(';');
-        }
-        out.push_str(id);
-        out.push('=');
-        out.push_str(status.as_str());
-        out.push('@');
-        push_rfc3339_seconds(&mut out, *at);
-    }
-    out
 }
 
 /// Appends `t` as RFC 3339 in UTC with whole seconds and a `Z` (`2026-11-27T10:00:00Z`),
@@ -279,6 +259,23 @@ impl fmt::Display for Mark {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The exact string semantics.md says is hashed, for sorted items: built, to check the
+    /// fingerprint that hashes it without building it.
+    fn canonical_string(items: &[(&str, &AlertStatus, DateTime<Utc>)]) -> String {
+        let mut out = String::with_capacity(items.len() * 64);
+        for (i, (id, status, at)) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(';');
+            }
+            out.push_str(id);
+            out.push('=');
+            out.push_str(status.as_str());
+            out.push('@');
+            push_rfc3339_seconds(&mut out, *at);
+        }
+        out
+    }
     use chrono::TimeZone;
 
     fn at(h: u32, m: u32, s: u32, ms: u32) -> DateTime<Utc> {
@@ -322,14 +319,18 @@ mod tests {
         for n in 0..=items.len() {
             assert_eq!(
                 Fingerprint::of_sorted_alerts(items[..n].iter().copied()),
-                Fingerprint::of_alerts(items[..n].iter().copied()),
+                Fingerprint::from_digest(&Sha256::digest(canonical_string(&items[..n]))),
                 "{n} items"
             );
         }
         let far = Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap();
         assert_eq!(
             Fingerprint::of_sorted_alerts([("x", &AlertStatus::New, far)]),
-            Fingerprint::of_alerts([("x", &AlertStatus::New, far)])
+            Fingerprint::from_digest(&Sha256::digest(canonical_string(&[(
+                "x",
+                &AlertStatus::New,
+                far
+            )])))
         );
     }
 
@@ -409,7 +410,10 @@ mod tests {
         let mut sorted = items.to_vec();
         sorted.sort_by(|x, y| x.0.as_bytes().cmp(y.0.as_bytes()));
         assert_eq!(sorted[0].0, "B");
-        assert_eq!(fp, Fingerprint::of_canonical(&canonical_string(&sorted)));
+        assert_eq!(
+            fp,
+            Fingerprint::from_digest(&Sha256::digest(canonical_string(&sorted)))
+        );
     }
 
     #[test]
