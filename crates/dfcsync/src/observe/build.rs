@@ -249,7 +249,8 @@ impl SnapshotBuilder {
             last_modified: rec.last_modified,
             modified_by: modified_by.clone(),
         });
-        for mark in Mark::find_all(&rec.classification_comment) {
+        let classification_marks = Mark::find_all(&rec.classification_comment);
+        for &mark in &classification_marks {
             self.incident_marks.push((slot, mark, None));
         }
         let progress = &mut self.incident_progress[i];
@@ -283,7 +284,7 @@ impl SnapshotBuilder {
             .map(|id| AlertRef::new(interner.get(id)))
             .collect();
         state.product_names = rec.product_names.iter().map(|p| interner.get(p)).collect();
-        state.marks = Mark::find_all(&rec.classification_comment)
+        state.marks = classification_marks
             .into_iter()
             .map(|mark| ObservedMark {
                 mark,
