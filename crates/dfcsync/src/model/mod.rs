@@ -6,7 +6,7 @@
 
 mod classification;
 mod mark;
-mod snapshot;
+pub(crate) mod snapshot;
 mod status;
 
 pub use classification::{Classification, ClassificationError, ClassificationReason, Closure};

@@ -51,7 +51,7 @@ impl AlertMap {
         match self.slots.get(&id) {
             Some(&slot) => self.entries[slot as usize].1 = state,
             None => {
-                let slot = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+                let slot = slot_number(self.entries.len());
                 self.slots.insert(id.clone(), slot);
                 self.entries.push((id, state));
             }
@@ -124,6 +124,11 @@ impl FromIterator<(Arc<str>, Result<AlertState, String>)> for AlertMap {
         }
         map
     }
+}
+
+/// The slot of the `index`-th incident or alert (a workspace holds far fewer than 2^32).
+pub(crate) fn slot_number(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
 }
 
 /// An alert an incident lists (a `SystemAlertId` of its `AlertIds`), with where the

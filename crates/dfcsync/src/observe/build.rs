@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 use super::records::{AlertRecord, IncidentRecord, alert_identity, incident_identity};
 use super::rows::{Row, RowsError, read_rows, read_rows_in};
+use crate::model::snapshot::slot_number;
 use crate::model::{
     AlertAddress, AlertMap, AlertRef, AlertState, AlertStatus, HeldInput, IncidentState,
     IncidentStatus, Mark, MarkSource, ObservedMark, Snapshot,
@@ -467,11 +468,6 @@ impl SnapshotBuilder {
         snapshot.incidents = incidents;
         snapshot
     }
-}
-
-/// The slot of the `index`-th incident or alert (a workspace holds far fewer than 2^32).
-fn slot_number(index: usize) -> u32 {
-    u32::try_from(index).unwrap_or(u32::MAX)
 }
 
 /// An incident named by a row that could not be read (yet): replaced by its first readable
