@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use dfcsync::config::Config;
 use dfcsync::connect::Connection;
-use dfcsync::cycle::{CycleReport, Mode, run_cycle};
+use dfcsync::cycle::{CycleReport, Mode, ReadMode, Syncer};
 use dfcsync::decide::decide;
 use dfcsync::observe::build::build_snapshot;
 use dfcsync::report;
@@ -89,10 +89,42 @@ struct ConfigArgs {
     config: Option<PathBuf>,
 }
 
+/// Which incidents a one-shot cycle reads.
+#[derive(Debug, clap::Args)]
+struct ReadArgs {
+    /// Read only the incidents that changed within DURATION before the service's clock
+    /// (a row of theirs, or of their alerts, ingested since: the change feed), e.g. `15m`.
+    /// For a frequent schedule beside a slower one without it, which reads every in-scope
+    /// incident. Without it, every in-scope incident is read.
+    #[arg(long, value_name = "DURATION", value_parser = parse_changed_within)]
+    changed_within: Option<chrono::TimeDelta>,
+}
+
+impl ReadArgs {
+    fn mode(&self) -> ReadMode {
+        self.changed_within
+            .map_or(ReadMode::Feed, ReadMode::ChangedWithin)
+    }
+}
+
+fn parse_changed_within(s: &str) -> Result<chrono::TimeDelta, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("not a duration ({e}), e.g. 15m or 2h"))?;
+    if d < std::time::Duration::from_secs(60) {
+        return Err(
+            "must be at least 1m: a row becomes visible to queries a little after it is ingested"
+                .into(),
+        );
+    }
+    chrono::TimeDelta::from_std(d).map_err(|e| e.to_string())
+}
+
 #[derive(Debug, clap::Args)]
 struct PlanArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    read: ReadArgs,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
     /// Exit with 2 when there are actions, 0 when there are none.
@@ -104,6 +136,8 @@ struct PlanArgs {
 struct SyncArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    read: ReadArgs,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
 }
@@ -264,7 +298,9 @@ async fn plan(args: PlanArgs) -> Result<ExitCode> {
     let config = load_run_config(&args.config)?;
     let conn = connect(&config).await?;
     let stop = Arc::new(AtomicBool::new(false));
-    let report = run_cycle(&conn, &config, Mode::Plan, &stop, &|_, _| {}).await;
+    let report = Syncer::new(&config, args.read.mode())
+        .cycle(&conn, &config, Mode::Plan, &stop, &|_, _| {})
+        .await;
     print_cycle(&report, args.output)?;
     Ok(if !report.succeeded() {
         ExitCode::from(1)
@@ -281,13 +317,14 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     dfcsync::daemon::on_signals(stop.clone(), Arc::new(tokio::sync::Notify::new()));
     let bar = progress_bar();
-    let report = run_cycle(&conn, &config, Mode::Sync, &stop, &|done, total| {
-        if let Some(b) = &bar {
-            b.set_length(total as u64);
-            b.set_position(done as u64);
-        }
-    })
-    .await;
+    let report = Syncer::new(&config, args.read.mode())
+        .cycle(&conn, &config, Mode::Sync, &stop, &|done, total| {
+            if let Some(b) = &bar {
+                b.set_length(total as u64);
+                b.set_position(done as u64);
+            }
+        })
+        .await;
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -61,6 +61,11 @@ pub struct SyncSection {
     pub conflict_retries: Option<u32>,
     /// Where `dfcsync run` serves /healthz, /readyz and /metrics (`127.0.0.1:9464`).
     pub listen: Option<String>,
+    /// `dfcsync run` reads every in-scope incident at start and then this often, and only
+    /// what changed in between (`1h`).
+    pub resync: Option<String>,
+    /// How far before the last read's clock the change feed starts (`10m`).
+    pub feed_overlap: Option<String>,
 }
 
 /// The `[sync]` settings, checked.
@@ -71,6 +76,8 @@ pub struct SyncSettings {
     pub concurrency: usize,
     pub conflict_retries: u32,
     pub listen: std::net::SocketAddr,
+    pub resync: std::time::Duration,
+    pub feed_overlap: chrono::TimeDelta,
 }
 
 impl Default for SyncSettings {
@@ -81,6 +88,8 @@ impl Default for SyncSettings {
             concurrency: 8,
             conflict_retries: 3,
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+            resync: std::time::Duration::from_secs(3600),
+            feed_overlap: chrono::TimeDelta::minutes(10),
         }
     }
 }
@@ -108,6 +117,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("DFCSYNC_INTERVAL", "sync.interval"),
     ("DFCSYNC_CONCURRENCY", "sync.concurrency"),
     ("DFCSYNC_LISTEN", "sync.listen"),
+    ("DFCSYNC_RESYNC", "sync.resync"),
+    ("DFCSYNC_FEED_OVERLAP", "sync.feed_overlap"),
 ];
 
 /// `[azure]`: which cloud, and extra trust.
@@ -362,6 +373,12 @@ fn apply_env(
     if let Some(v) = get("DFCSYNC_LISTEN") {
         file.sync.listen = Some(v);
     }
+    if let Some(v) = get("DFCSYNC_RESYNC") {
+        file.sync.resync = Some(v);
+    }
+    if let Some(v) = get("DFCSYNC_FEED_OVERLAP") {
+        file.sync.feed_overlap = Some(v);
+    }
     Ok(())
 }
 
@@ -422,6 +439,23 @@ fn build_sync(
     }
     if let Some(n) = s.conflict_retries {
         out.conflict_retries = n;
+    }
+    if let Some(v) = &s.resync {
+        out.resync = duration("sync.resync", v)?;
+        if out.resync < std::time::Duration::from_secs(60) {
+            return Err(invalid("sync.resync", "must be at least 1m".into()));
+        }
+    }
+    if let Some(v) = &s.feed_overlap {
+        let d = duration("sync.feed_overlap", v)?;
+        if d < std::time::Duration::from_secs(60) || d > std::time::Duration::from_secs(86_400) {
+            return Err(invalid(
+                "sync.feed_overlap",
+                "must be between 1m and 1d".into(),
+            ));
+        }
+        out.feed_overlap = chrono::TimeDelta::from_std(d)
+            .map_err(|e| invalid("sync.feed_overlap", e.to_string()))?;
     }
     if let Some(v) = &s.listen {
         out.listen = v

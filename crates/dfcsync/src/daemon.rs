@@ -1,5 +1,7 @@
 //! `dfcsync run`: a cycle every `interval` (plus jitter) until SIGTERM or SIGINT, with
-//! `/healthz`, `/readyz` and Prometheus `/metrics` served beside the loop.
+//! `/healthz`, `/readyz` and Prometheus `/metrics` served beside the loop. The cycles share
+//! one [`Syncer`]: every in-scope incident is read at start and every `resync`, and only
+//! what changed in between (the change feed).
 //!
 //! On a signal the cycle under way stops starting new incidents, finishes the writes in
 //! flight, and the process exits. `/readyz` answers 200 once a cycle has reached every
@@ -19,7 +21,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::connect::Connection;
-use crate::cycle::{Mode, run_cycle};
+use crate::cycle::{Mode, ReadMode, Syncer};
 use crate::metrics::Metrics;
 use crate::report;
 
@@ -149,9 +151,13 @@ pub async fn run_loop(
     wake: Arc<Notify>,
 ) {
     let mut cycle_no = 0u64;
+    // The workspaces, their groups and change feeds, from one cycle to the next.
+    let mut syncer = Syncer::new(config, ReadMode::Feed);
     loop {
         cycle_no += 1;
-        let report = run_cycle(conn, config, Mode::Sync, &stop, &|_, _| {}).await;
+        let report = syncer
+            .cycle(conn, config, Mode::Sync, &stop, &|_, _| {})
+            .await;
         shared.metrics.record(&report);
         if report.succeeded() {
             shared

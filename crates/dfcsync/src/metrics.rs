@@ -31,6 +31,11 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     service: String,
     status: String,
@@ -46,6 +51,11 @@ pub struct Metrics {
     throttle_waits: Counter,
     throttle_wait_seconds: Counter<f64, AtomicU64>,
     cycle_duration: Histogram,
+    reads: Family<ReadLabel, Counter>,
+    query_bytes: Counter,
+    queries: Counter,
+    refused_answers: Counter,
+    partitions: Gauge,
     last_success: Gauge<f64, AtomicU64>,
     held_reasons: Mutex<Vec<String>>,
 }
@@ -69,6 +79,36 @@ impl Metrics {
             0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
         ]);
         let last_success = Gauge::<f64, AtomicU64>::default();
+        let reads = Family::<ReadLabel, Counter>::default();
+        let query_bytes = Counter::default();
+        let queries = Counter::default();
+        let refused_answers = Counter::default();
+        let partitions = Gauge::default();
+        registry.register(
+            "reads",
+            "Reads of a group of workspaces, by kind (whole, changes)",
+            reads.clone(),
+        );
+        registry.register(
+            "log_analytics_answer_bytes",
+            "Bytes of the Log Analytics answers read",
+            query_bytes.clone(),
+        );
+        registry.register(
+            "log_analytics_queries",
+            "Log Analytics queries sent (counting queries included)",
+            queries.clone(),
+        );
+        registry.register(
+            "log_analytics_answers_too_large",
+            "Answers refused by Log Analytics for their size or row count (the partition was split)",
+            refused_answers.clone(),
+        );
+        registry.register(
+            "read_partitions",
+            "Partitions of the last whole read (0 when the cycle read only changes)",
+            partitions.clone(),
+        );
         registry.register("cycles", "Sync cycles, by result", cycles.clone());
         registry.register(
             "actions",
@@ -114,6 +154,11 @@ impl Metrics {
             throttle_waits,
             throttle_wait_seconds,
             cycle_duration,
+            reads,
+            query_bytes,
+            queries,
+            refused_answers,
+            partitions,
             last_success,
             held_reasons: Mutex::new(Vec::new()),
         }
@@ -121,6 +166,20 @@ impl Metrics {
 
     /// Adds what one cycle did.
     pub fn record(&self, report: &CycleReport) {
+        for (kind, n) in [
+            ("whole", report.whole_reads),
+            ("changes", report.change_reads),
+        ] {
+            if n > 0 {
+                self.reads
+                    .get_or_create(&ReadLabel { kind: kind.into() })
+                    .inc_by(u64::from(n));
+            }
+        }
+        self.query_bytes.inc_by(report.reads.bytes);
+        self.queries.inc_by(u64::from(report.reads.queries));
+        self.refused_answers.inc_by(u64::from(report.reads.refused));
+        self.partitions.set(i64::from(report.reads.partitions));
         let ok = report.succeeded();
         self.cycles
             .get_or_create(&ResultLabel {

@@ -252,6 +252,15 @@ pub fn cycle_json(report: &CycleReport) -> Value {
         "workspaces": workspaces,
         "azure_requests": requests,
         "retries": report.retries,
+        "log_analytics": {
+            "whole_reads": report.whole_reads,
+            "change_reads": report.change_reads,
+            "queries": report.reads.queries,
+            "bytes": report.reads.bytes,
+            "rows": report.reads.rows,
+            "partitions": report.reads.partitions,
+            "answers_refused_as_too_large": report.reads.refused,
+        },
         "throttle_waits": report.throttle_waits,
         "throttle_wait_ms": report.throttle_wait.as_millis() as u64,
     })
@@ -362,11 +371,41 @@ pub fn summary_line(report: &CycleReport) -> String {
             report.throttle_wait.as_secs_f64()
         ));
     }
-    line.push_str(&format!("); {:.1}s", report.duration.as_secs_f64()));
+    line.push_str(&format!(
+        "); read {}; {:.1}s",
+        reads_phrase(report),
+        report.duration.as_secs_f64()
+    ));
     if errors > 0 {
         line.push_str(&format!("; {errors} workspace(s) failed"));
     }
     line
+}
+
+/// `whole, 4 partitions, 3 queries, 1.2 MB` or `changes only, 1 query, 3.1 kB`.
+fn reads_phrase(report: &CycleReport) -> String {
+    let r = &report.reads;
+    let kind = match (report.whole_reads, report.change_reads) {
+        (0, 0) => "nothing".to_owned(),
+        (0, _) => "changes only".to_owned(),
+        (_, 0) if r.partitions > 1 => format!("everything, in {} partitions", r.partitions),
+        (_, 0) => "everything".to_owned(),
+        (w, c) => format!("everything in {w} group(s), changes in {c}"),
+    };
+    format!(
+        "{kind} ({} quer{}, {})",
+        r.queries,
+        if r.queries == 1 { "y" } else { "ies" },
+        human_bytes(r.bytes)
+    )
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
 }
 
 /// The structured log of one cycle: a line per action outcome, and the summary.

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use dfcsync::config::Config;
 use dfcsync::observe::build_snapshot_combined;
-use dfcsync::observe::query::{ALERT_COLUMNS, INCIDENT_COLUMNS, sync_query};
+use dfcsync::observe::query::{ALERT_COLUMNS, INCIDENT_COLUMNS, WORKSPACE_COLUMN, sync_query};
 use dfcsync::policy::Policy;
 use kql::{Database, QueryOptions, Table};
 
@@ -304,8 +304,11 @@ fn tree_edits() -> impl Strategy<Value = Vec<TreeEdit>> {
 fn la_response() -> &'static Value {
     static SEED: OnceLock<Value> = OnceLock::new();
     SEED.get_or_init(|| {
-        let mut columns = vec![json!({"name": "Table", "type": "string"})];
-        let mut names: Vec<&str> = vec!["Table"];
+        let mut columns = vec![
+            json!({"name": "Table", "type": "string"}),
+            json!({"name": WORKSPACE_COLUMN, "type": "string"}),
+        ];
+        let mut names: Vec<&str> = vec!["Table", WORKSPACE_COLUMN];
         for c in INCIDENT_COLUMNS.iter().chain(ALERT_COLUMNS) {
             if names.contains(c) {
                 continue;
@@ -336,7 +339,7 @@ fn la_response() -> &'static Value {
             r["AlertIds"] = json!(format!("[\"alert-{i}\",\"alert-{i}b\"]"));
             r["AdditionalData"] =
                 json!("{\"alertsCount\":2,\"alertProductNames\":[\"Azure Security Center\"]}");
-            r["ProviderName"] = json!("Azure Sentinel");
+            r.insert("ProviderName".into(), json!("Azure Sentinel"));
             r["CreatedTime"] = json!("2026-11-27T09:00:00Z");
             r["LastModifiedTime"] = json!(format!("2026-11-27T10:0{i}:00Z"));
             r["ModifiedBy"] = json!("Incident created from alert");
@@ -463,7 +466,7 @@ fn kql_db() -> &'static Database {
             } else {
                 continue;
             };
-            o.retain(|k, _| keep.contains(&k.as_str()));
+            o.retain(|k, _| keep.contains(&k.as_str()) || k == WORKSPACE_COLUMN);
             // Dynamic columns as JSON values, as the service's types make them.
             for k in ["Owner", "AlertIds", "AdditionalData", "Comments"] {
                 if let Some(Value::String(s)) = o.get(k) {

@@ -185,6 +185,21 @@ impl AzureError {
         }
     }
 
+    /// Whether this is a Log Analytics answer cut short by the service's limits on an
+    /// answer (500,000 records, ~100 MiB: reference §2.7), which a smaller query avoids.
+    pub fn is_answer_too_large(&self) -> bool {
+        match self {
+            AzureError::PartialError {
+                message, details, ..
+            } => std::iter::once(message).chain(details).any(|m| {
+                let m = m.to_ascii_lowercase();
+                m.contains("e_query_result_set_too_large")
+                    || (m.contains("limit") && (m.contains("exceed") || m.contains("too large")))
+            }),
+            _ => false,
+        }
+    }
+
     pub(crate) fn decode(what: impl Into<String>, e: impl fmt::Display) -> AzureError {
         AzureError::Decode {
             what: what.into(),

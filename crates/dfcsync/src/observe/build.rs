@@ -64,40 +64,112 @@ pub fn build_snapshot_combined_from_reader(response: impl Read) -> Result<Snapsh
     build_combined(|on_row| read_rows(response, on_row))
 }
 
+/// The snapshots of each workspace in one answer to a read over several workspaces (the
+/// query body's `workspaces`), by the rows' workspace id (`TenantId`), with the service's
+/// clock of the answer. A workspace the answer has no row of is not in the map.
+#[derive(Debug, Default)]
+pub struct WorkspaceSnapshots {
+    pub by_workspace: std::collections::BTreeMap<String, Snapshot>,
+    pub server_now: Option<DateTime<Utc>>,
+    /// Rows the answer held (the clock row included).
+    pub rows: usize,
+}
+
+/// Reads an answer to [`read_query`](super::query::read_query) over one or many
+/// workspaces into one snapshot per workspace.
+pub fn build_snapshots_by_workspace(response: &[u8]) -> Result<WorkspaceSnapshots, SnapshotError> {
+    use super::query::WORKSPACE_COLUMN;
+    let mut builders: std::collections::BTreeMap<String, SnapshotBuilder> = Default::default();
+    let (server_now, unknown, rows) =
+        fold_combined(|on_row| read_rows_in(response, on_row), &mut |kind, r| {
+            let ws = r
+                .get(WORKSPACE_COLUMN)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            let builder = match builders.get_mut(ws) {
+                Some(b) => b,
+                None => builders.entry(ws.to_owned()).or_default(),
+            };
+            kind.add(builder, r);
+        })?;
+    let by_workspace = builders
+        .into_iter()
+        .map(|(ws, b)| {
+            let mut snapshot = b.finish();
+            snapshot.server_now = server_now;
+            if unknown > 0 {
+                snapshot.warnings.push(unknown_rows_warning(unknown));
+            }
+            (ws, snapshot)
+        })
+        .collect();
+    Ok(WorkspaceSnapshots {
+        by_workspace,
+        server_now,
+        rows,
+    })
+}
+
 fn build_combined(
     read: impl FnOnce(&mut dyn FnMut(&dyn Row)) -> Result<usize, RowsError>,
 ) -> Result<Snapshot, SnapshotError> {
-    use super::query::{ALERT_TABLE, CLOCK_TABLE, INCIDENT_TABLE};
     let mut builder = SnapshotBuilder::default();
+    let (server_now, unknown, _) = fold_combined(read, &mut |kind, r| kind.add(&mut builder, r))?;
+    let mut snapshot = builder.finish();
+    snapshot.server_now = server_now;
+    if unknown > 0 {
+        snapshot.warnings.push(unknown_rows_warning(unknown));
+    }
+    Ok(snapshot)
+}
+
+/// Which table a row of a combined answer is from.
+#[derive(Clone, Copy)]
+enum RowKind {
+    Incident,
+    Alert,
+}
+
+impl RowKind {
+    fn add(self, builder: &mut SnapshotBuilder, row: &dyn Row) {
+        match self {
+            RowKind::Incident => builder.add_incident_row(row),
+            RowKind::Alert => builder.add_alert_row(row),
+        };
+    }
+}
+
+/// Reads the rows of a combined answer, handing each incident or alert row to `on_row`.
+/// Returns the service's clock, the rows of no known table, and the rows read.
+fn fold_combined(
+    read: impl FnOnce(&mut dyn FnMut(&dyn Row)) -> Result<usize, RowsError>,
+    on_row: &mut dyn FnMut(RowKind, &dyn Row),
+) -> Result<(Option<DateTime<Utc>>, usize, usize), SnapshotError> {
+    use super::query::{ALERT_TABLE, CLOCK_TABLE, INCIDENT_TABLE};
     let mut unknown = 0usize;
     let mut server_now = None;
-    read(&mut |r| match r.get("Table").and_then(|v| v.as_str()) {
+    let rows = read(&mut |r| match r.get("Table").and_then(|v| v.as_str()) {
         Some(CLOCK_TABLE) => {
             server_now = r
                 .get("TimeGenerated")
                 .and_then(|v| v.as_str())
                 .and_then(super::records::parse_time);
         }
-        Some(INCIDENT_TABLE) => {
-            builder.add_incident_row(r);
-        }
-        Some(ALERT_TABLE) => {
-            builder.add_alert_row(r);
-        }
+        Some(INCIDENT_TABLE) => on_row(RowKind::Incident, r),
+        Some(ALERT_TABLE) => on_row(RowKind::Alert, r),
         _ => unknown += 1,
     })
     .map_err(|source| SnapshotError::Rows {
         table: "query result",
         source,
     })?;
-    let mut snapshot = builder.finish();
-    snapshot.server_now = server_now;
-    if unknown > 0 {
-        snapshot.warnings.push(format!(
-            "{unknown} rows of the query result have no Table column saying SecurityIncident or SecurityAlert"
-        ));
-    }
-    Ok(snapshot)
+    Ok((server_now, unknown, rows))
+}
+
+fn unknown_rows_warning(unknown: usize) -> String {
+    format!(
+        "{unknown} rows of the query result have no Table column saying SecurityIncident or SecurityAlert"
+    )
 }
 
 fn read_table(

@@ -101,6 +101,34 @@ impl Kind {
 /// ARM and Log Analytics limits raised out of the way unless `limits` says otherwise.
 /// Returns the scenario and the kind of each incident by its first alert's handle.
 pub fn scenario(n: usize, ingestion_delay: &str, limits: Option<Value>) -> (Value, Vec<Kind>) {
+    scenario_in(n, ingestion_delay, limits, 1)
+}
+
+/// The name and workspace id of the `k`-th workspace of [`scenario_in`] (the first is the
+/// one of [`scenario`]).
+pub fn workspace(k: usize) -> (String, String) {
+    if k == 0 {
+        (
+            "law-sentinel".into(),
+            "11111111-2222-3333-4444-555555555555".into(),
+        )
+    } else {
+        (
+            format!("law-{k}"),
+            format!("{k:08x}-2222-3333-4444-555555555555"),
+        )
+    }
+}
+
+/// [`scenario`] over `workspaces` workspaces in the same resource group, incident `i` in
+/// workspace `i % workspaces`.
+pub fn scenario_in(
+    n: usize,
+    ingestion_delay: &str,
+    limits: Option<Value>,
+    workspaces: usize,
+) -> (Value, Vec<Kind>) {
+    let workspaces = workspaces.max(1);
     let now: DateTime<Utc> = NOW.parse().unwrap();
     let mut events: Vec<(DateTime<Utc>, usize, Value)> = Vec::new();
     let mut kinds = Vec::with_capacity(n);
@@ -119,7 +147,7 @@ pub fn scenario(n: usize, ingestion_delay: &str, limits: Option<Value>) -> (Valu
         let extra = |k: usize| format!("I{i}x{k}");
         push(
             at(0),
-            json!({"do": "new_alert", "workspace": "law-sentinel", "alert": h,
+            json!({"do": "new_alert", "workspace": workspace(i % workspaces).0, "alert": h,
                    "subscription_id": DFC_SUB, "resource_group": "rg-app", "location": "westeurope",
                    "display_name": format!("Chaos alert {i} ({kind:?})"), "severity": "Medium"}),
             &mut events,
@@ -192,12 +220,13 @@ pub fn scenario(n: usize, ingestion_delay: &str, limits: Option<Value>) -> (Valu
         "seed": "dfcsync-proof",
         "tenant_id": "72f988bf-0000-0000-0000-000000000001",
         "limits": limits,
-        "workspaces": [
-            { "name": "law-sentinel", "subscription_id": SUB, "resource_group": "rg-sentinel",
-              "customer_id": "11111111-2222-3333-4444-555555555555", "location": "westeurope",
+        "workspaces": (0..workspaces).map(|k| {
+            let (name, id) = workspace(k);
+            json!({ "name": name, "subscription_id": SUB, "resource_group": "rg-sentinel",
+              "customer_id": id, "location": "westeurope",
               "incident_creation": true, "bidirectional_sync": true,
-              "ingestion_delay": ingestion_delay }
-        ],
+              "ingestion_delay": ingestion_delay })
+        }).collect::<Vec<_>>(),
         "principals": [
             { "name": "dfcsync", "kind": "service_principal",
               "client_id": "aaaaaaaa-0000-0000-0000-000000000001", "secret": "proof-secret",
@@ -517,27 +546,68 @@ pub fn assert_expected(views: &BTreeMap<i64, View>, kinds: &[Kind]) {
     assert_eq!(views.len(), kinds.len(), "one incident per generated story");
     // Incident numbers follow creation order, which is the generator's order.
     for ((number, v), kind) in views.iter().zip(kinds) {
-        let e = kind.expect();
-        let actions: BTreeSet<&str> = v
-            .comment_marks
-            .iter()
-            .map(|m| m.split(':').next().unwrap())
-            .collect();
-        assert_eq!(v.status, e.status, "#{number} {kind:?}: {v:?}");
-        assert_eq!(
-            v.classification,
-            e.classification.unwrap_or(""),
-            "#{number} {kind:?}: {v:?}"
-        );
-        assert_eq!(actions, e.marks, "#{number} {kind:?}: {v:?}");
-        if e.marks.contains("close") {
-            let cm = v.close_mark.as_deref().unwrap_or("");
-            assert!(
-                v.comment_marks.contains(cm),
-                "#{number}: the close mark {cm:?} and the audit comment's differ: {v:?}"
-            );
-        }
+        assert_kind(&format!("#{number}"), *kind, v);
     }
+}
+
+/// Checks one incident's end state against what its kind must end as.
+pub fn assert_kind(label: &str, kind: Kind, v: &View) {
+    let e = kind.expect();
+    let actions: BTreeSet<&str> = v
+        .comment_marks
+        .iter()
+        .map(|m| m.split(':').next().unwrap())
+        .collect();
+    assert_eq!(v.status, e.status, "{label} {kind:?}: {v:?}");
+    assert_eq!(
+        v.classification,
+        e.classification.unwrap_or(""),
+        "{label} {kind:?}: {v:?}"
+    );
+    assert_eq!(actions, e.marks, "{label} {kind:?}: {v:?}");
+    if e.marks.contains("close") {
+        let cm = v.close_mark.as_deref().unwrap_or("");
+        assert!(
+            v.comment_marks.contains(cm),
+            "{label}: the close mark {cm:?} and the audit comment's differ: {v:?}"
+        );
+    }
+}
+
+/// Incidents by the generator's story number (`I{i}`, the handle of their first alert),
+/// with their workspace: for scenarios over several workspaces, where incident numbers
+/// repeat.
+pub fn views_by_story(state: &Value) -> BTreeMap<usize, (String, View)> {
+    let by_number = |ws: &str, n: i64| -> Option<View> {
+        let one = json!({"incidents": state["incidents"]
+            .as_array()?
+            .iter()
+            .filter(|i| i["workspace"] == ws && i["number"] == n)
+            .cloned()
+            .collect::<Vec<_>>()});
+        views(&one).remove(&n)
+    };
+    let handle_of: HashMap<&str, usize> = state["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| {
+            let story = a["key"].as_str()?.strip_prefix('I')?.parse().ok()?;
+            Some((a["system_alert_id"].as_str()?, story))
+        })
+        .collect();
+    state["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| {
+            let first = i["alert_ids"].as_array()?.first()?.as_str()?;
+            let story = *handle_of.get(first)?;
+            let ws = i["workspace"].as_str()?.to_owned();
+            let view = by_number(&ws, i["number"].as_i64()?)?;
+            Some((story, (ws, view)))
+        })
+        .collect()
 }
 
 /// A TCP proxy in front of the emulator that, while `dropping` is on, cuts connections:

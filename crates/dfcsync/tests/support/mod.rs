@@ -387,6 +387,7 @@ impl World {
             ("AlertLink", "string"),
             ("Status", "string"),
             ("Type", "string"),
+            ("TenantId", "string"),
         ];
         let rows = self
             .alerts
@@ -405,7 +406,8 @@ impl World {
                     a.product,
                     format!("https://portal.azure.com/#blade/Microsoft_Azure_Security/AlertBlade/alertId/{vendor}/subscriptionId/00000000-0000-0000-0000-000000000002/resourceGroup/rg-app/referencedFrom/alertDeepLink/location/westeurope"),
                     a.status,
-                    "SecurityAlert"
+                    "SecurityAlert",
+                    "72f988bf-0000-0000-0000-000000000001"
                 ])
             })
             .collect();

@@ -1,0 +1,273 @@
+//! The Log Analytics source: the reads of one group of workspaces (up to
+//! [`MAX_WORKSPACES_PER_QUERY`], one query reading them all through the body's
+//! `workspaces`), piece by piece.
+//!
+//! A change read is one query. A whole read first counts the rows of the window
+//! ([`count_query`]) to choose how many partitions to read ([`partition`](super::partition)),
+//! then reads them one after the other, so a cycle holds one partition's rows at a time and
+//! its memory does not grow with the workspace. An answer refused for its size or row count
+//! (a `PartialError`) is never used: the partition is split in two and read again; a change
+//! read refused so becomes a whole read. Any other failure fails that piece only, and the
+//! read goes on with the next.
+//!
+//! Each piece answered whole is handed over as one snapshot per workspace (split by the rows'
+//! `TenantId`); the caller decides and acts on it before asking for the next.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+
+use super::build::{WorkspaceSnapshots, build_snapshots_by_workspace};
+use super::change_feed::Read;
+use super::partition::{self, ReadSize};
+use super::query::{Partition, Selection, count_query, read_query};
+use super::rows::read_rows_in;
+use crate::azure::AzureError;
+use crate::azure::log_analytics::LogAnalyticsClient;
+use crate::policy::Policy;
+
+/// The query API reads at most this many workspaces in one query.
+pub const MAX_WORKSPACES_PER_QUERY: usize = 100;
+
+/// Counters of one group's reads, for the cycle's report and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Queries sent (counting queries included).
+    pub queries: u32,
+    /// Bytes of the answers.
+    pub bytes: u64,
+    /// Rows of the answers.
+    pub rows: u64,
+    /// Pieces answered whole.
+    pub pieces: u32,
+    /// Answers refused for their size or row count (then split).
+    pub refused: u32,
+    /// The partitions of the last whole read (0: no whole read).
+    pub partitions: u32,
+}
+
+impl ReadStats {
+    pub fn add(&mut self, other: &ReadStats) {
+        self.queries += other.queries;
+        self.bytes += other.bytes;
+        self.rows += other.rows;
+        self.pieces += other.pieces;
+        self.refused += other.refused;
+        self.partitions = self.partitions.max(other.partitions);
+    }
+}
+
+/// What one piece of a read is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PieceKind {
+    /// A partition of a whole read ([`Partition::WHOLE`] when it is not split).
+    Partition(Partition),
+    /// A change read.
+    Changed,
+}
+
+impl std::fmt::Display for PieceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PieceKind::Partition(p) if *p == Partition::WHOLE => f.write_str("whole read"),
+            PieceKind::Partition(p) => write!(f, "partition {p}"),
+            PieceKind::Changed => f.write_str("change read"),
+        }
+    }
+}
+
+/// One piece of a read: the snapshots of the group's workspaces, or why it failed.
+#[derive(Debug)]
+pub struct Piece {
+    pub kind: PieceKind,
+    pub result: Result<WorkspaceSnapshots, AzureError>,
+}
+
+/// Reads one group of workspaces, piece by piece ([`next`](Self::next)).
+pub struct GroupReader<'a> {
+    client: &'a LogAnalyticsClient,
+    /// The workspace ids (`customerId`) of the group; the first is the query's target.
+    workspaces: &'a [String],
+    policy: &'a Policy,
+    state: State,
+    stats: ReadStats,
+    /// Whether every piece so far was answered whole.
+    complete: bool,
+    /// The earliest service clock among the pieces answered.
+    earliest_clock: Option<DateTime<Utc>>,
+    /// Whether the read became (or was) whole.
+    whole: bool,
+}
+
+enum State {
+    /// A change read, not sent yet.
+    Changed(Selection),
+    /// A whole read: not counted yet.
+    Count,
+    /// A whole read: the partitions left.
+    Partitions(VecDeque<Partition>),
+    Done,
+}
+
+impl<'a> GroupReader<'a> {
+    /// A reader of `read` over `workspaces` (at least one, at most
+    /// [`MAX_WORKSPACES_PER_QUERY`]).
+    pub fn new(
+        client: &'a LogAnalyticsClient,
+        workspaces: &'a [String],
+        policy: &'a Policy,
+        read: &Read,
+    ) -> Self {
+        let (state, whole) = match read {
+            Read::Whole => (State::Count, true),
+            Read::Changed(selection) => (State::Changed(selection.clone()), false),
+        };
+        Self {
+            client,
+            workspaces,
+            policy,
+            state,
+            stats: ReadStats::default(),
+            complete: true,
+            earliest_clock: None,
+            whole,
+        }
+    }
+
+    /// The next piece, or `None` when the read is over.
+    pub async fn next(&mut self) -> Option<Piece> {
+        loop {
+            match std::mem::replace(&mut self.state, State::Done) {
+                State::Done => return None,
+                State::Changed(selection) => {
+                    match self.query(&read_query(self.policy, &selection)).await {
+                        Err(e) if e.is_answer_too_large() => {
+                            tracing::warn!(error = %e, "the change read is too large for one answer: reading everything, in partitions");
+                            self.stats.refused += 1;
+                            self.whole = true;
+                            self.state = State::Count;
+                        }
+                        result => return Some(self.piece(PieceKind::Changed, result)),
+                    }
+                }
+                State::Count => match self.count().await {
+                    Ok(size) => {
+                        let modulus = partition::modulus_for(size);
+                        tracing::debug!(?size, modulus, "sized the whole read");
+                        self.stats.partitions = modulus;
+                        self.state = State::Partitions(partition::partitions(modulus).collect());
+                    }
+                    Err(e) => {
+                        return Some(self.piece(PieceKind::Partition(Partition::WHOLE), Err(e)));
+                    }
+                },
+                State::Partitions(mut queue) => {
+                    let p = queue.pop_front()?;
+                    let result = self
+                        .query(&read_query(self.policy, &Selection::Partition(p)))
+                        .await;
+                    match result {
+                        Err(e) if e.is_answer_too_large() => {
+                            self.stats.refused += 1;
+                            match partition::split(p) {
+                                Some([a, b]) => {
+                                    tracing::info!(partition = %p, "answer too large: splitting the partition in two");
+                                    self.stats.partitions = self.stats.partitions.max(a.modulus);
+                                    queue.push_front(b);
+                                    queue.push_front(a);
+                                    self.state = State::Partitions(queue);
+                                }
+                                None => {
+                                    self.state = State::Partitions(queue);
+                                    return Some(self.piece(PieceKind::Partition(p), Err(e)));
+                                }
+                            }
+                        }
+                        result => {
+                            self.state = State::Partitions(queue);
+                            return Some(self.piece(PieceKind::Partition(p), result));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether every piece was answered whole (the feed may then move its watermark).
+    pub fn complete(&self) -> bool {
+        self.complete
+    }
+
+    /// Whether the read was a whole read (or became one).
+    pub fn was_whole(&self) -> bool {
+        self.whole
+    }
+
+    /// The service's clock of the earliest piece: everything ingested before it was seen,
+    /// when the read is complete.
+    pub fn seen_until(&self) -> Option<DateTime<Utc>> {
+        self.earliest_clock
+    }
+
+    pub fn stats(&self) -> ReadStats {
+        self.stats
+    }
+
+    fn piece(&mut self, kind: PieceKind, answer: Result<bytes::Bytes, AzureError>) -> Piece {
+        let result = answer.and_then(|body| {
+            build_snapshots_by_workspace(&body).map_err(|e| AzureError::Decode {
+                what: format!("the {kind} of the Log Analytics query"),
+                message: e.to_string(),
+            })
+        });
+        match &result {
+            Ok(s) => {
+                self.stats.pieces += 1;
+                self.stats.rows += s.rows as u64;
+                match s.server_now {
+                    Some(now) => {
+                        self.earliest_clock = Some(self.earliest_clock.map_or(now, |e| e.min(now)));
+                    }
+                    // No clock row: the answer cannot place a watermark.
+                    None => self.complete = false,
+                }
+            }
+            Err(_) => self.complete = false,
+        }
+        Piece { kind, result }
+    }
+
+    async fn query(&mut self, text: &str) -> Result<bytes::Bytes, AzureError> {
+        self.stats.queries += 1;
+        let (first, more) = self
+            .workspaces
+            .split_first()
+            .ok_or_else(|| AzureError::Config("a read of no workspace".into()))?;
+        let body = self
+            .client
+            .query_workspaces(first, more, text, None)
+            .await?;
+        self.stats.bytes += body.len() as u64;
+        Ok(body)
+    }
+
+    /// The counting query: the rows a whole read of the group answers at most.
+    async fn count(&mut self) -> Result<ReadSize, AzureError> {
+        let body = self.query(&count_query(self.policy)).await?;
+        let mut size = ReadSize::default();
+        let mut bad = None;
+        read_rows_in(&body, &mut |r| {
+            let cell = |c: &str| r.get(c).and_then(serde_json::Value::as_u64);
+            size.incident_rows += cell("IncidentRows").unwrap_or(0);
+            size.alert_rows += cell("AlertRows").unwrap_or(0);
+            if r.get("IncidentRows").is_none() && r.get("AlertRows").is_none() {
+                bad = Some("no IncidentRows or AlertRows column");
+            }
+        })
+        .map_err(|e| AzureError::decode("the answer of the counting query", e))?;
+        if let Some(why) = bad {
+            return Err(AzureError::decode("the answer of the counting query", why));
+        }
+        Ok(size)
+    }
+}
