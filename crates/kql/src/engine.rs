@@ -32,6 +32,7 @@ pub fn unit_frame<'a>() -> Frame<'a> {
         cols: vec![],
         len: 1,
         label: None,
+        ingest: None,
     }
 }
 
@@ -168,23 +169,30 @@ impl<'a> Engine<'a> {
         ))
     }
 
-    /// A view of an input table, with the request's timespan applied to `TimeGenerated`.
+    /// A view of an input table, with the request's timespan applied to `TimeGenerated` and
+    /// the ingestion cut-off to the rows' ingestion times: a selection of row indices, never
+    /// a copy of the table.
     fn scan(&self, t: &'a Table) -> Frame<'a> {
-        let sel = self.opts.timespan.and_then(|(start, end)| {
+        let span = self.opts.timespan.and_then(|(start, end)| {
             let c = t.column_index("TimeGenerated")?;
-            if t.columns[c].ty != ColumnType::DateTime {
-                return None;
-            }
-            Some(
-                t.rows
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| matches!(&r[c], Value::DateTime(d) if *d >= start && *d < end))
-                    .map(|(i, _)| i as u32)
-                    .collect(),
-            )
+            (t.columns[c].ty == ColumnType::DateTime).then_some((c, start, end))
         });
-        Frame::from_table(t, sel)
+        let cutoff = self.opts.ingested_by.filter(|_| t.has_ingestion_times());
+        if span.is_none() && cutoff.is_none() {
+            return Frame::from_table(t, None);
+        }
+        let sel = t
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                span.is_none_or(|(c, start, end)| {
+                    matches!(&r[c], Value::DateTime(d) if *d >= start && *d < end)
+                }) && cutoff.is_none_or(|by| t.ingestion_time(*i).is_none_or(|at| at <= by))
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        Frame::from_table(t, Some(sel))
     }
 
     fn source(&self, s: &Source) -> Result<Frame<'a>, KqlError> {
@@ -408,7 +416,16 @@ impl<'a> Engine<'a> {
                 ty: *t,
             });
         }
-        Ok(Frame::from_columns(meta, data, total))
+        let mut out = Frame::from_columns(meta, data, total);
+        // A union's rows are its legs' records, each keeping its ingestion time.
+        if legs.iter().any(|l| l.ingest.is_some()) {
+            let times = legs
+                .iter()
+                .flat_map(|l| (0..l.len).map(move |r| l.ingestion_time(r).clone()))
+                .collect();
+            out.ingest = Some(Frame::owned_col(ColumnType::DateTime, times));
+        }
+        Ok(out)
     }
 }
 

@@ -172,7 +172,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "column_ifexists",
     "current_principal",
     "cursor_after",
-    "ingestion_time",
     "isascii",
     "isutf8",
     "unixtime_seconds_todatetime",
@@ -312,6 +311,15 @@ pub fn bind_call(s: &Scope<'_>, name: &str, args: &[Expr], pos: Pos) -> Result<B
                     Box::new(off),
                     T::DateTime,
                 ),
+                ty: T::DateTime,
+                name: None,
+            }
+        }
+        // The row's hidden `$IngestionTime`; null where the rows have none (see `operators`).
+        "ingestion_time" => {
+            arity(pos, name, args, 0, 0)?;
+            Bound {
+                expr: CExpr::IngestionTime,
                 ty: T::DateTime,
                 name: None,
             }

@@ -81,6 +81,8 @@ pub enum CExpr {
         negated: bool,
     },
     Call(Box<Func>, Vec<CExpr>),
+    /// `ingestion_time()`: the current row's hidden ingestion time.
+    IngestionTime,
 }
 
 /// A bound expression with its type and default output name.
@@ -114,7 +116,7 @@ pub fn semantic(pos: Pos, msg: impl Into<String>) -> KqlError {
 fn foldable(e: &CExpr) -> bool {
     let c = |x: &CExpr| matches!(x, CExpr::Const(_));
     match e {
-        CExpr::Const(_) | CExpr::Col(_) => false,
+        CExpr::Const(_) | CExpr::Col(_) | CExpr::IngestionTime => false,
         CExpr::Member(b, _) | CExpr::Neg(b) => c(b),
         CExpr::Index(a, b)
         | CExpr::Arith(_, a, b, _)
@@ -135,12 +137,7 @@ impl Scope<'_> {
     pub fn bind(&self, e: &Expr) -> Result<Bound, KqlError> {
         let mut b = self.bind_inner(e)?;
         if foldable(&b.expr) {
-            let unit = Frame {
-                meta: vec![],
-                cols: vec![],
-                len: 1,
-                label: None,
-            };
+            let unit = crate::engine::unit_frame();
             let v = eval(&b.expr, &unit, 0).into_owned();
             b.expr = CExpr::Const(v);
         }
@@ -750,6 +747,7 @@ pub fn eval<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> Cow<'x, Value> {
             Cow::Owned(opt_bool(r))
         }
         CExpr::Call(func, args) => functions::eval_call(func, args, f, row),
+        CExpr::IngestionTime => Cow::Borrowed(f.ingestion_time(row)),
     }
 }
 
