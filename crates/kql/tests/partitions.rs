@@ -1,0 +1,65 @@
+//! Functions for change feeds and partitioned reads: `hash()`, `toscalar()`, the window
+//! functions over a serialized row set, and the dynamic helpers those queries use. Each test
+//! cites the docs page (learn.microsoft.com, kusto/query/…) or kql-semantics.md § it follows.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+// "hash() function": xxhash64; the page's examples, exactly.
+#[test]
+fn hash_matches_the_documented_examples() {
+    let t =
+        run(r#"print a = hash("World"), b = hash("World", 100), c = hash(datetime("2015-01-01"))"#);
+    assert_eq!(
+        rows(&t),
+        vec![vec![
+            json!(1846988464401551951i64),
+            json!(51),
+            json!(1380966698541616202i64)
+        ]]
+    );
+    assert_eq!(types(&t), ["long", "long", "long"]);
+    // "hash_xxhash64() function": the same function, the same examples.
+    let t = run(r#"print hash_xxhash64("World"), hash_xxhash64("World", 100)"#);
+    assert_eq!(
+        rows(&t),
+        vec![vec![json!(1846988464401551951i64), json!(51)]]
+    );
+}
+
+// With `mod`, the result lies in [0, mod): the partitions of a table are disjoint and cover it.
+#[test]
+fn hash_mod_partitions_rows_disjointly_and_completely() {
+    let q = |k: i64| {
+        format!(
+            "range i from 1 to 200 step 1 | extend s = strcat('incident-', i) | where hash(s, 8) == {k} | count"
+        )
+    };
+    let mut total = 0;
+    for k in 0..8 {
+        let n = rows(&run(&q(k)))[0][0].as_i64().expect("count");
+        assert!(n > 0, "partition {k} is empty");
+        total += n;
+    }
+    assert_eq!(total, 200);
+    let t = run("range i from 1 to 50 step 1 | summarize min(hash(i, 5)), max(hash(i, 5))");
+    assert_eq!(rows(&t), vec![vec![json!(0), json!(4)]]);
+    // Equal values hash alike, whatever their type or dynamic wrapping.
+    let t = run(
+        r#"print a = hash(int(7)) == hash(7), b = hash(dynamic("World")) == hash("World"), c = hash(7) == hash(8)"#,
+    );
+    assert_eq!(rows(&t), vec![vec![json!(true), json!(true), json!(false)]]);
+}
+
+// Null in, null out; a mod that is not a positive integer is refused or null.
+#[test]
+fn hash_of_null_and_bad_mods() {
+    let t =
+        run("print a = hash(long(null)), b = hash('x', 0), c = isnull(hash(datetime(null), 3))");
+    assert_eq!(rows(&t), vec![vec![json!(null), json!(null), json!(true)]]);
+    let e = run_err("print hash('x', 'y')");
+    assert_eq!(e.kind, kql::KqlErrorKind::Semantic);
+    let e = run_err("print hash()");
+    assert_eq!(e.kind, kql::KqlErrorKind::Semantic);
+}
