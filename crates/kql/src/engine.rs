@@ -2,6 +2,7 @@
 //! evaluates tabular sources (`datatable`, `print`, `range`, `union`, nested pipelines) and
 //! hands each piped operator to `operators`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::ast::{LetValue, Pipeline, Source, Statement, UnionSpec};
@@ -23,6 +24,10 @@ pub struct Engine<'a> {
     pub opts: &'a QueryOptions,
     pub tabular_lets: HashMap<String, Frame<'a>>,
     pub scalar_lets: HashMap<String, (Value, ColumnType)>,
+    /// `toscalar(…)` results by the position of the call in the query text (one expression
+    /// per position, however often the syntax tree is cloned): each is evaluated once per
+    /// query, however many operators or rows use it.
+    pub scalars: RefCell<HashMap<(usize, usize), (Value, ColumnType)>>,
 }
 
 /// A one-row frame without columns, for evaluating constants.
@@ -44,6 +49,7 @@ pub fn run_query(query: &str, db: &Database, opts: &QueryOptions) -> Result<Tabl
         opts,
         tabular_lets: HashMap::new(),
         scalar_lets: HashMap::new(),
+        scalars: RefCell::new(HashMap::new()),
     };
     let mut result: Option<(Frame<'_>, Pos)> = None;
     for st in &q.statements {
@@ -132,13 +138,39 @@ impl<'a> Engine<'a> {
             }
             Ok((0..fr.len).map(|r| fr.get(0, r).clone()).collect())
         };
+        let scalar = |p: &Pipeline, pos: Pos| self.to_scalar(p, pos);
         let scope = Scope {
             meta,
             lets: &self.scalar_lets,
             now: self.opts.now,
             tabular: &tab,
+            scalar: &scalar,
         };
         f(&scope)
+    }
+
+    /// `toscalar(p)` ("toscalar() function"): the first column of the first row, null (of the
+    /// column's type) when there is no row; a result without columns is an error.
+    fn to_scalar(&self, p: &Pipeline, pos: Pos) -> Result<(Value, ColumnType), KqlError> {
+        let key = (pos.line, pos.column);
+        if let Some(v) = self.scalars.borrow().get(&key) {
+            return Ok(v.clone());
+        }
+        let f = self.pipeline(p)?;
+        let Some(m) = f.meta.first() else {
+            return Err(semantic(
+                pos,
+                "toscalar() needs a result with at least one column",
+            ));
+        };
+        let v = if f.len == 0 {
+            m.ty.null_value()
+        } else {
+            f.get(0, 0).clone()
+        };
+        let out = (v, m.ty);
+        self.scalars.borrow_mut().insert(key, out.clone());
+        Ok(out)
     }
 
     /// Evaluates a pipeline.

@@ -159,7 +159,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "countof",
     "indexof",
     "reverse",
-    "toscalar",
     "row_number",
     "prev",
     "next",

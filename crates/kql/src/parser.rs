@@ -1249,6 +1249,12 @@ impl Parser {
             "int" | "long" | "real" | "double" | "bool" | "boolean" | "decimal" | "string" => {
                 return self.typed_literal(&name, pos);
             }
+            // "toscalar() function": its argument is a tabular expression.
+            "toscalar" => {
+                let p = self.pipeline()?;
+                self.expect_sym(")")?;
+                return self.node(ExprKind::ToScalar(Box::new(p)), pos);
+            }
             _ => {}
         }
         let mut args = Vec::new();

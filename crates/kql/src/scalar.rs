@@ -101,7 +101,16 @@ pub struct Scope<'s> {
     pub now: DateTime<Utc>,
     /// Evaluates a tabular expression used as a list (`in (T | …)`) to its first column.
     pub tabular: &'s dyn Fn(&Pipeline) -> Result<Vec<Value>, KqlError>,
+    /// Evaluates `toscalar(…)`'s tabular expression (once per query) to the first column of
+    /// its first row and that column's type.
+    pub scalar: &'s ToScalarFn<'s>,
 }
+
+/// A typed value: what a scalar `let` or `toscalar(…)` yields.
+pub type Typed = (Value, ColumnType);
+
+/// The evaluator of `toscalar(…)`'s tabular expression given to a [`Scope`].
+pub type ToScalarFn<'s> = dyn Fn(&Pipeline, Pos) -> Result<Typed, KqlError> + 's;
 
 pub fn err_at(kind: KqlErrorKind, pos: Pos, msg: impl Into<String>) -> KqlError {
     KqlError::new(kind, msg, pos.line, pos.column)
@@ -357,6 +366,14 @@ impl Scope<'_> {
                 }
             }
             ExprKind::Call(name, args) => functions::bind_call(self, name, args, pos)?,
+            ExprKind::ToScalar(p) => {
+                let (v, ty) = (self.scalar)(p, pos)?;
+                Bound {
+                    expr: CExpr::Const(v),
+                    ty,
+                    name: None,
+                }
+            }
             ExprKind::Star => return Err(semantic(pos, "'*' is not allowed here")),
             ExprKind::TypeOf(_) => {
                 return Err(semantic(

@@ -63,3 +63,46 @@ fn hash_of_null_and_bad_mods() {
     let e = run_err("print hash()");
     assert_eq!(e.kind, kql::KqlErrorKind::Semantic);
 }
+
+// "toscalar() function": the first column of the first row of a tabular expression, usable in a
+// `let` and inside expressions; an empty result gives null.
+#[test]
+fn toscalar_yields_the_first_cell() {
+    let t = run("let T = datatable(A:long, B:string)[3,'c', 9,'z', 5,'e']; \
+         let top = toscalar(T | summarize max(A)); \
+         T | where A < top | extend m = toscalar(T | summarize min(A)) | project A, m, top");
+    assert_eq!(
+        rows(&t),
+        vec![
+            vec![json!(3), json!(3), json!(9)],
+            vec![json!(5), json!(3), json!(9)]
+        ]
+    );
+    // The first column of the first row; the column's type.
+    let t = run(
+        "let T = datatable(A:long, B:string)[3,'c', 9,'z']; print s = toscalar(T | project B, A)",
+    );
+    assert_eq!(rows(&t), vec![vec![json!("c")]]);
+    assert_eq!(types(&t), ["string"]);
+    // No rows: null of the column's type.
+    let t = run(
+        "let T = datatable(A:long)[1]; print n = toscalar(T | where A > 5), b = isnull(toscalar(T | where A > 5))",
+    );
+    assert_eq!(rows(&t), vec![vec![json!(null), json!(true)]]);
+    assert_eq!(types(&t), ["long", "bool"]);
+    // A change-feed watermark: rows newer than the latest of another table.
+    let t = run(
+        "let Seen = datatable(At:datetime)[datetime(2026-01-02), datetime(2026-01-05)]; \
+         datatable(At:datetime, N:long)[datetime(2026-01-04),1, datetime(2026-01-06),2] \
+         | where At > toscalar(Seen | summarize max(At)) | project N",
+    );
+    assert_eq!(rows(&t), vec![vec![json!(2)]]);
+}
+
+#[test]
+fn toscalar_errors_name_the_problem() {
+    let e = run_err("print toscalar(NoSuchTable | count)");
+    assert!(e.message.contains("NoSuchTable"), "{}", e.message);
+    let e = run_err("print toscalar(1 + 2)");
+    assert_eq!(e.kind, kql::KqlErrorKind::Syntax);
+}
