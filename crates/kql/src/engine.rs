@@ -38,6 +38,7 @@ pub fn unit_frame<'a>() -> Frame<'a> {
         len: 1,
         label: None,
         ingest: None,
+        serialized: false,
     }
 }
 
@@ -131,6 +132,21 @@ impl<'a> Engine<'a> {
 
     /// Calls `f` with a binding scope over `meta`.
     pub fn with_scope<R>(&self, meta: &[Meta], f: impl FnOnce(&Scope<'_>) -> R) -> R {
+        self.scope_over(meta, None, f)
+    }
+
+    /// Calls `f` with a binding scope over the rows of `rows`, where the window functions
+    /// (`row_number`, `prev`, `next`) may be used when the rows are serialized.
+    pub fn with_rows_scope<R>(&self, rows: &Frame<'_>, f: impl FnOnce(&Scope<'_>) -> R) -> R {
+        self.scope_over(&rows.meta, Some(rows), f)
+    }
+
+    fn scope_over<R>(
+        &self,
+        meta: &[Meta],
+        rows: Option<&Frame<'_>>,
+        f: impl FnOnce(&Scope<'_>) -> R,
+    ) -> R {
         let tab = |p: &Pipeline| -> Result<Vec<Value>, KqlError> {
             let fr = self.pipeline(p)?;
             if fr.meta.is_empty() {
@@ -145,6 +161,7 @@ impl<'a> Engine<'a> {
             now: self.opts.now,
             tabular: &tab,
             scalar: &scalar,
+            rows,
         };
         f(&scope)
     }
@@ -366,14 +383,17 @@ impl<'a> Engine<'a> {
             None => ta,
         };
         let len = out.len();
-        Ok(Frame::from_columns(
+        let mut f = Frame::from_columns(
             vec![Meta {
                 name: column.to_string(),
                 ty,
             }],
             vec![out],
             len,
-        ))
+        );
+        // `range` emits a serialized row set ("serialize operator" page).
+        f.serialized = true;
+        Ok(f)
     }
 
     /// `union` of `first` (the piped input, if any) and the legs [kql-semantics.md §2.12].

@@ -73,6 +73,9 @@ pub struct Frame<'a> {
     /// The hidden ingestion-time column of the rows, while they are still table rows (see
     /// `operators` for which operators keep it); None reads as null.
     pub ingest: Option<Col<'a>>,
+    /// True for a serialized row set, where window functions may be used (see
+    /// `operators::serialized_after`).
+    pub serialized: bool,
 }
 
 impl<'a> Frame<'a> {
@@ -106,6 +109,7 @@ impl<'a> Frame<'a> {
                 sel,
                 null: Value::Null,
             }),
+            serialized: false,
         }
     }
 
@@ -126,6 +130,7 @@ impl<'a> Frame<'a> {
             len,
             label: None,
             ingest: None,
+            serialized: false,
         }
     }
 
@@ -172,6 +177,7 @@ impl<'a> Frame<'a> {
             len: idx.len(),
             label: self.label.clone(),
             ingest,
+            serialized: self.serialized,
         }
     }
 

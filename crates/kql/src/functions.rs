@@ -159,9 +159,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "countof",
     "indexof",
     "reverse",
-    "row_number",
-    "prev",
-    "next",
     "row_cumsum",
     "series_stats",
     "materialize",
@@ -512,6 +509,16 @@ pub fn bind_call(s: &Scope<'_>, name: &str, args: &[Expr], pos: Pos) -> Result<B
             }
             mk(Func::Hash, T::Long, None, b)
         }
+        "row_number" => {
+            arity(pos, name, args, 0, 2)?;
+            let rows = window_rows(s, name, pos)?;
+            bind_row_number(rows, b, args, pos)?
+        }
+        "prev" | "next" => {
+            arity(pos, name, args, 1, 3)?;
+            window_rows(s, name, pos)?;
+            bind_shift(name, b, args, pos)?
+        }
         other if KNOWN_UNSUPPORTED.contains(&other) => {
             return Err(err_at(
                 KqlErrorKind::Unsupported,
@@ -524,6 +531,123 @@ pub fn bind_call(s: &Scope<'_>, name: &str, args: &[Expr], pos: Pos) -> Result<B
         }
     };
     Ok(r)
+}
+
+/// The rows a window function runs over: only a serialized row set has them ("window functions"
+/// page: window functions can only be used on serialized sets; Kusto refuses the query).
+fn window_rows<'s>(s: &Scope<'s>, name: &str, pos: Pos) -> Result<&'s Frame<'s>, KqlError> {
+    match s.rows {
+        Some(f) if f.serialized => Ok(f),
+        _ => Err(semantic(
+            pos,
+            format!(
+                "function '{name}' cannot be invoked in the current context: the row set must be \
+                 serialized (use serialize, sort, order, top or range first)"
+            ),
+        )),
+    }
+}
+
+/// A constant integer argument of a window function.
+fn const_long(arg: &Bound, what: &str, pos: Pos) -> Result<i64, KqlError> {
+    match &arg.expr {
+        CExpr::Const(Value::Long(v)) => Ok(*v),
+        CExpr::Const(Value::Int(v)) => Ok(*v as i64),
+        _ => Err(semantic(pos, format!("{what} must be a constant integer"))),
+    }
+}
+
+/// `row_number([start [, restart]])` ("row_number() function"): start (default 1) on the
+/// first row and one more on each next row; where `restart` is true the numbering starts again
+/// at `start`.
+fn bind_row_number(
+    rows: &Frame<'_>,
+    b: Vec<Bound>,
+    args: &[Expr],
+    pos: Pos,
+) -> Result<Bound, KqlError> {
+    let start = match b.first() {
+        Some(x) => const_long(x, "row_number's start", args[0].pos)?,
+        None => 1,
+    };
+    let expr = match b.get(1) {
+        None => CExpr::RowNumber(start),
+        Some(restart) => {
+            expect(
+                pos,
+                "row_number",
+                restart,
+                &[ColumnType::Bool, ColumnType::Dynamic],
+            )?;
+            let mut n = start;
+            let numbers = (0..rows.len)
+                .map(|r| {
+                    if r > 0 && as_true(&eval(&restart.expr, rows, r)) {
+                        n = start;
+                    } else if r > 0 {
+                        n = n.wrapping_add(1);
+                    }
+                    Value::Long(n)
+                })
+                .collect();
+            CExpr::PerRow(std::sync::Arc::new(numbers))
+        }
+    };
+    Ok(Bound {
+        expr,
+        ty: ColumnType::Long,
+        name: None,
+    })
+}
+
+/// `prev(column [, offset [, default]])` / `next(…)` ("prev() function", "next() function"):
+/// the value `offset` (default 1) rows before / after, or `default` (default null) when
+/// there is no such row. The offset must be a non-negative constant.
+fn bind_shift(name: &str, b: Vec<Bound>, args: &[Expr], pos: Pos) -> Result<Bound, KqlError> {
+    let mut it = b.into_iter();
+    let Some(col) = it.next() else {
+        return Err(semantic(pos, format!("function '{name}' needs a column")));
+    };
+    let k = match it.next() {
+        Some(x) => const_long(&x, &format!("{name}'s offset"), args[1].pos)?,
+        None => 1,
+    };
+    if k < 0 {
+        return Err(semantic(
+            args[1].pos,
+            format!("{name}'s offset must not be negative"),
+        ));
+    }
+    let ty = col.ty;
+    let default = match it.next() {
+        None => CExpr::Const(ty.null_value()),
+        Some(d) if is_null_literal(&d) => CExpr::Const(ty.null_value()),
+        // A default of another type must convert to the column's (an int for a long).
+        Some(d) => match d.expr {
+            CExpr::Const(v) => CExpr::Const(crate::engine::coerce(v, ty).ok_or_else(|| {
+                semantic(
+                    args[2].pos,
+                    format!("{name}'s default must be of the column's type, {ty}"),
+                )
+            })?),
+            e if d.ty == ty => e,
+            _ => {
+                return Err(semantic(
+                    args[2].pos,
+                    format!("{name}'s default must be of the column's type, {ty}"),
+                ));
+            }
+        },
+    };
+    Ok(Bound {
+        expr: CExpr::Shift {
+            expr: Box::new(col.expr),
+            offset: if name == "prev" { -k } else { k },
+            default: Box::new(default),
+        },
+        ty,
+        name: None,
+    })
 }
 
 fn expect(pos: Pos, name: &str, b: &Bound, tys: &[ColumnType]) -> Result<(), KqlError> {

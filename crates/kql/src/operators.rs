@@ -29,9 +29,31 @@ use crate::value::{ColumnType, Value, compare_values, parse_datetime, parse_time
 
 /// Applies one operator to `f`.
 pub fn apply<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<'a>, KqlError> {
+    let serialized = serialized_after(op, f.serialized);
+    let mut out = apply_op(eng, f, op)?;
+    out.serialized = serialized;
+    Ok(out)
+}
+
+/// Whether an operator's output is a serialized row set ("serialize operator" page:
+/// `sort`/`order`, `top` (and `range`, a source) emit one; `summarize`, `distinct`, `count`,
+/// `join` and `mv-expand` emit a non-serialized one; every other operator keeps its input's).
+fn serialized_after(op: &Operator, input: bool) -> bool {
+    match op {
+        Operator::Sort(_) | Operator::Top { .. } | Operator::Serialize(_) => true,
+        Operator::Summarize { .. }
+        | Operator::Distinct(..)
+        | Operator::Count
+        | Operator::Join { .. }
+        | Operator::MvExpand { .. } => false,
+        _ => input,
+    }
+}
+
+fn apply_op<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<'a>, KqlError> {
     match op {
         Operator::Where(e) => {
-            let b = eng.with_scope(&f.meta, |s| s.bind(e))?;
+            let b = eng.with_rows_scope(&f, |s| s.bind(e))?;
             if !matches!(b.ty, ColumnType::Bool | ColumnType::Dynamic) {
                 return Err(semantic(
                     e.pos,
@@ -158,7 +180,12 @@ pub fn apply<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<
             f.label = Some(name.clone());
             Ok(f)
         }
-        Operator::Serialize => Ok(f),
+        // `serialize [Name = Expr, …]`: extend over the (now serialized) rows.
+        Operator::Serialize(items) => {
+            let mut f = f;
+            f.serialized = true;
+            extend(eng, f, items)
+        }
     }
 }
 
@@ -181,6 +208,7 @@ fn pick<'a>(f: &Frame<'a>, cols: &[usize]) -> Frame<'a> {
         len: f.len,
         label: f.label.clone(),
         ingest: f.ingest.clone(),
+        serialized: f.serialized,
     }
 }
 
@@ -277,7 +305,7 @@ pub fn project<'a>(
     let mut namer = ColumnNamer::default();
     let bound: Vec<Bound> = items
         .iter()
-        .map(|it| eng.with_scope(&f.meta, |s| s.bind(&it.expr)))
+        .map(|it| eng.with_rows_scope(f, |s| s.bind(&it.expr)))
         .collect::<Result<_, _>>()?;
     let explicit: Vec<Option<String>> = items
         .iter()
@@ -313,6 +341,7 @@ pub fn project<'a>(
         label: f.label.clone(),
         // A projected row is still the table's row.
         ingest: f.ingest.clone(),
+        serialized: f.serialized,
     })
 }
 
@@ -341,7 +370,7 @@ fn extend<'a>(
 ) -> Result<Frame<'a>, KqlError> {
     let mut namer = ColumnNamer::default();
     for it in items {
-        let b = eng.with_scope(&f.meta, |s| s.bind(&it.expr))?;
+        let b = eng.with_rows_scope(&f, |s| s.bind(&it.expr))?;
         let name = match (&it.name, &b.name) {
             (Some(n), _) => n.clone(),
             // A derived name (`tostring(x)` → `x`) does not replace an existing column; it
@@ -485,6 +514,7 @@ fn summarize<'a>(
         label: f.label.clone(),
         // A group has no single source record.
         ingest: None,
+        serialized: false,
     })
 }
 
@@ -782,6 +812,7 @@ fn join<'a>(
         label: l.label.clone(),
         // A joined row is made of two records.
         ingest: None,
+        serialized: false,
     })
 }
 

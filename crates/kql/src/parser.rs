@@ -591,13 +591,10 @@ impl Parser {
                 Ok(Operator::As(self.name("a name after 'as'")?))
             }
             "serialize" => {
-                if !self.at_pipe_end() {
-                    return Err(unsupported(
-                        pos,
-                        "'serialize' with columns is not supported",
-                    ));
+                if self.at_pipe_end() {
+                    return Ok(Operator::Serialize(Vec::new()));
                 }
-                Ok(Operator::Serialize)
+                Ok(Operator::Serialize(self.named_list()?))
             }
             w if UNSUPPORTED_OPERATORS.contains(&w) => Err(unsupported(
                 pos,

@@ -83,6 +83,17 @@ pub enum CExpr {
     Call(Box<Func>, Vec<CExpr>),
     /// `ingestion_time()`: the current row's hidden ingestion time.
     IngestionTime,
+    /// `row_number(start)` without restarts: start + the row's index.
+    RowNumber(i64),
+    /// Values computed for every row at bind time (`row_number(start, restart)`).
+    PerRow(std::sync::Arc<Vec<Value>>),
+    /// `prev(expr, k, default)` (offset -k) and `next(expr, k, default)` (offset +k): `expr`
+    /// on the row `offset` rows away, `default` (on this row) past either end.
+    Shift {
+        expr: Box<CExpr>,
+        offset: i64,
+        default: Box<CExpr>,
+    },
 }
 
 /// A bound expression with its type and default output name.
@@ -104,6 +115,10 @@ pub struct Scope<'s> {
     /// Evaluates `toscalar(…)`'s tabular expression (once per query) to the first column of
     /// its first row and that column's type.
     pub scalar: &'s ToScalarFn<'s>,
+    /// The rows an operator evaluates the expression on, when it is one whose expressions may
+    /// use the window functions (`where`, `extend`, `project`, `serialize`); they may only
+    /// when the rows are serialized.
+    pub rows: Option<&'s Frame<'s>>,
 }
 
 /// A typed value: what a scalar `let` or `toscalar(…)` yields.
@@ -125,7 +140,12 @@ pub fn semantic(pos: Pos, msg: impl Into<String>) -> KqlError {
 fn foldable(e: &CExpr) -> bool {
     let c = |x: &CExpr| matches!(x, CExpr::Const(_));
     match e {
-        CExpr::Const(_) | CExpr::Col(_) | CExpr::IngestionTime => false,
+        CExpr::Const(_)
+        | CExpr::Col(_)
+        | CExpr::IngestionTime
+        | CExpr::RowNumber(_)
+        | CExpr::PerRow(_)
+        | CExpr::Shift { .. } => false,
         CExpr::Member(b, _) | CExpr::Neg(b) => c(b),
         CExpr::Index(a, b)
         | CExpr::Arith(_, a, b, _)
@@ -765,6 +785,16 @@ pub fn eval<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> Cow<'x, Value> {
         }
         CExpr::Call(func, args) => functions::eval_call(func, args, f, row),
         CExpr::IngestionTime => Cow::Borrowed(f.ingestion_time(row)),
+        CExpr::RowNumber(start) => Cow::Owned(Value::Long(start.wrapping_add(row as i64))),
+        CExpr::PerRow(v) => Cow::Borrowed(v.get(row).unwrap_or(&Value::Null)),
+        CExpr::Shift {
+            expr,
+            offset,
+            default,
+        } => match (row as i64).checked_add(*offset) {
+            Some(r) if r >= 0 && (r as usize) < f.len => eval(expr, f, r as usize),
+            _ => eval(default, f, row),
+        },
     }
 }
 

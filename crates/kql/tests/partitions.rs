@@ -106,3 +106,126 @@ fn toscalar_errors_name_the_problem() {
     let e = run_err("print toscalar(1 + 2)");
     assert_eq!(e.kind, kql::KqlErrorKind::Syntax);
 }
+
+// "row_number() function", "serialize operator": numbering from 1 (or `start`) over a
+// serialized row set; `serialize` takes extend-like columns.
+#[test]
+fn row_number_over_serialized_rows() {
+    let t = run("datatable(A:string)['x','y','z'] | serialize rn = row_number() | project A, rn");
+    assert_eq!(
+        rows(&t),
+        vec![
+            vec![json!("x"), json!(1)],
+            vec![json!("y"), json!(2)],
+            vec![json!("z"), json!(3)]
+        ]
+    );
+    // sort / top / range serialize; where, extend, project, take keep it.
+    let t = run(
+        "datatable(A:long)[3, 1, 2] | sort by A asc | where A > 1 | extend r = row_number(10) | take 5 | project A, r",
+    );
+    assert_eq!(
+        rows(&t),
+        vec![vec![json!(2), json!(10)], vec![json!(3), json!(11)]]
+    );
+    let t = run("datatable(A:long)[3, 1, 2] | top 2 by A | project r = row_number()");
+    assert_eq!(rows(&t), vec![vec![json!(1)], vec![json!(2)]]);
+    let t = run("range i from 5 to 7 step 1 | where row_number() != 2");
+    assert_eq!(rows(&t), vec![vec![json!(5)], vec![json!(7)]]);
+    assert_eq!(
+        types(&run("range i from 1 to 2 step 1 | extend r = row_number()"))[1],
+        "long"
+    );
+}
+
+// The docs' restart example: numbering restarts where the restart predicate is true.
+#[test]
+fn row_number_restarts() {
+    let t = run(
+        "datatable(K:string, V:long)['a',1, 'a',2, 'b',3, 'b',4, 'b',5, 'a',6] \
+         | serialize r = row_number(1, prev(K) != K) | project K, r",
+    );
+    let r: Vec<i64> = rows(&t)
+        .iter()
+        .map(|x| x[1].as_i64().expect("long"))
+        .collect();
+    assert_eq!(r, vec![1, 2, 1, 2, 3, 1]);
+}
+
+// "prev() function", "next() function": offset (default 1) and default value (default null).
+#[test]
+fn prev_and_next() {
+    let t = run("range i from 1 to 4 step 1 \
+         | extend p = prev(i), p2 = prev(i, 2, -1), n = next(i), d = next(i) - i, s = prev(strcat('x', i))");
+    assert_eq!(
+        rows(&t),
+        vec![
+            vec![
+                json!(1),
+                json!(null),
+                json!(-1),
+                json!(2),
+                json!(1),
+                json!("")
+            ],
+            vec![
+                json!(2),
+                json!(1),
+                json!(-1),
+                json!(3),
+                json!(1),
+                json!("x1")
+            ],
+            vec![
+                json!(3),
+                json!(2),
+                json!(1),
+                json!(4),
+                json!(1),
+                json!("x2")
+            ],
+            vec![
+                json!(4),
+                json!(3),
+                json!(2),
+                json!(null),
+                json!(null),
+                json!("x3")
+            ],
+        ]
+    );
+    let e = run_err("range i from 1 to 4 step 1 | extend p = prev(i, -1)");
+    assert!(e.message.contains("negative"), "{}", e.message);
+    let e = run_err("range i from 1 to 4 step 1 | extend p = prev(i, 1, 'x')");
+    assert!(e.message.contains("default"), "{}", e.message);
+}
+
+// Window functions on a row set that is not serialized are refused ("window functions"
+// page), as are they after operators that drop serialization (summarize, join, mv-expand…).
+#[test]
+fn window_functions_need_a_serialized_row_set() {
+    for q in [
+        "datatable(A:long)[1, 2] | extend r = row_number()",
+        "datatable(A:long)[1, 2] | where prev(A) > 1",
+        "datatable(A:long)[1, 2] | project next(A)",
+        "range i from 1 to 3 step 1 | summarize c = count() by i | extend r = row_number()",
+        "range i from 1 to 3 step 1 | distinct i | extend r = row_number()",
+        "range i from 1 to 3 step 1 | join (range i from 1 to 3 step 1) on i | extend r = row_number()",
+        "range i from 1 to 3 step 1 | extend d = dynamic([1,2]) | mv-expand d | extend r = row_number()",
+        "print r = row_number()",
+        "range i from 1 to 3 step 1 | summarize max(row_number())",
+    ] {
+        let e = run_err(q);
+        assert_eq!(e.kind, kql::KqlErrorKind::Semantic, "{q}");
+        assert!(
+            e.message.contains("serialized") || e.message.contains("aggregate"),
+            "{q}: {}",
+            e.message
+        );
+    }
+    // Serializing again makes them valid.
+    let t = run(
+        "range i from 1 to 3 step 1 | summarize c = count() by i | serialize | extend r = row_number() | count",
+    );
+    assert_eq!(rows(&t), vec![vec![json!(3)]]);
+}
