@@ -52,6 +52,7 @@ pub enum Func {
     IsNan,
     Abs,
     Hash,
+    BagPack,
 }
 
 /// Aggregate function names (only valid directly inside `summarize`).
@@ -147,8 +148,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "set_intersect",
     "set_difference",
     "bag_merge",
-    "bag_pack",
-    "pack",
     "pack_all",
     "bag_remove_keys",
     "zip",
@@ -509,6 +508,27 @@ pub fn bind_call(s: &Scope<'_>, name: &str, args: &[Expr], pos: Pos) -> Result<B
             }
             mk(Func::Hash, T::Long, None, b)
         }
+        // bag_pack(key1, value1, …) and its old name pack(…): a property bag.
+        "bag_pack" | "pack" | "pack_dictionary" => {
+            if b.len() % 2 != 0 {
+                return Err(semantic(
+                    pos,
+                    format!(
+                        "function '{name}' expects key/value pairs, got {} argument(s)",
+                        b.len()
+                    ),
+                ));
+            }
+            for (i, k) in b.iter().enumerate().step_by(2) {
+                if !matches!(k.ty, T::String | T::Dynamic) {
+                    return Err(semantic(
+                        args[i].pos,
+                        format!("the keys of '{name}' must be strings, found {}", k.ty),
+                    ));
+                }
+            }
+            mk(Func::BagPack, T::Dynamic, None, b)
+        }
         "row_number" => {
             arity(pos, name, args, 0, 2)?;
             let rows = window_rows(s, name, pos)?;
@@ -836,6 +856,13 @@ pub fn eval_call<'x>(
             Value::TimeSpan(t) => Value::TimeSpan(t.abs()),
             _ => Value::Null,
         }),
+        Func::BagPack => {
+            let mut bag = serde_json::Map::new();
+            for i in (0..args.len()).step_by(2) {
+                bag.insert(arg(i).to_kql_string(), value_to_json(&arg(i + 1)));
+            }
+            owned(Value::Dynamic(serde_json::Value::Object(bag)))
+        }
         Func::Hash => {
             let Some(h) = hash_xxh64(&arg(0)) else {
                 return owned(Value::Null);

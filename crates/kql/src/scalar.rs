@@ -69,6 +69,12 @@ pub enum CExpr {
         negated: bool,
         ci: bool,
     },
+    /// `in` over many integer constants (a tabular list of ids, say).
+    InLongs {
+        lhs: Box<CExpr>,
+        set: hashbrown::HashSet<i64>,
+        negated: bool,
+    },
     HasAny {
         lhs: Box<CExpr>,
         terms: Vec<String>,
@@ -154,7 +160,7 @@ fn foldable(e: &CExpr) -> bool {
         | CExpr::Or(a, b) => c(a) && c(b),
         CExpr::Str { l, r, .. } => c(l) && c(r),
         CExpr::In { lhs, items, .. } => c(lhs) && items.iter().all(c),
-        CExpr::InSet { lhs, .. } => c(lhs),
+        CExpr::InSet { lhs, .. } | CExpr::InLongs { lhs, .. } => c(lhs),
         CExpr::HasAny { lhs, .. } => c(lhs),
         CExpr::Between { lhs, lo, hi, .. } => c(lhs) && c(lo) && c(hi),
         CExpr::Call(_, args) => args.iter().all(c),
@@ -311,6 +317,27 @@ impl Scope<'_> {
                         name: None,
                     });
                 }
+                // Likewise many integer constants, for an integer left side.
+                let as_long = |b: &Bound| match b.expr {
+                    CExpr::Const(Value::Long(x)) => Some(x),
+                    CExpr::Const(Value::Int(x)) => Some(x as i64),
+                    _ => None,
+                };
+                if items.len() > 8
+                    && !*case_insensitive
+                    && matches!(l.ty, ColumnType::Long | ColumnType::Int)
+                    && items.iter().all(|b| as_long(b).is_some())
+                {
+                    return Ok(Bound {
+                        expr: CExpr::InLongs {
+                            lhs: Box::new(l.expr),
+                            set: items.iter().filter_map(as_long).collect(),
+                            negated: *negated,
+                        },
+                        ty: ColumnType::Bool,
+                        name: None,
+                    });
+                }
                 Bound {
                     expr: CExpr::In {
                         lhs: Box::new(l.expr),
@@ -404,9 +431,26 @@ impl Scope<'_> {
         })
     }
 
+    /// `x in (S)` where `S` names no column or scalar: a table or tabular `let`, whose first
+    /// column is the list ("in operator": the list may be a tabular expression).
+    fn tabular_name(&self, items: &[Expr]) -> Option<Pipeline> {
+        let [e] = items else { return None };
+        let ExprKind::Name(n) = &e.kind else {
+            return None;
+        };
+        let scalar = self.meta.iter().any(|m| &m.name == n) || self.lets.contains_key(n);
+        (!scalar && n != "null").then(|| Pipeline {
+            source: crate::ast::Source::Name(n.clone(), e.pos),
+            ops: vec![],
+        })
+    }
+
     fn bind_list(&self, list: &ListArg) -> Result<Vec<Bound>, KqlError> {
         match list {
             ListArg::Scalars(items) => {
+                if let Some(p) = self.tabular_name(items) {
+                    return self.bind_list(&ListArg::Tabular(Box::new(p)));
+                }
                 let mut out = Vec::new();
                 for it in items {
                     let b = self.bind(it)?;
@@ -760,6 +804,14 @@ pub fn eval<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> Cow<'x, Value> {
             let found = match &*undyn(&a) {
                 Value::String(x) if *ci => set.contains(&x.to_lowercase()),
                 Value::String(x) => set.contains(x.as_ref()),
+                _ => false,
+            };
+            Cow::Owned(Value::Bool(found != *negated))
+        }
+        CExpr::InLongs { lhs, set, negated } => {
+            let found = match &*eval(lhs, f, row) {
+                Value::Long(x) => set.contains(x),
+                Value::Int(x) => set.contains(&(*x as i64)),
                 _ => false,
             };
             Cow::Owned(Value::Bool(found != *negated))

@@ -275,3 +275,41 @@ fn appends_keep_one_time_per_row() {
         })
     ));
 }
+
+// The change feed dfcsync sends, end to end: the names of records ingested since a watermark,
+// then every row of those names (newest per name), under the emulator's ingestion cut-off.
+#[test]
+fn change_feed_query_end_to_end() {
+    let mut db = timed_db();
+    // A later version of "a", ingested at 12:30.
+    db.append_ingested(
+        "T",
+        vec![vec![
+            Value::string("a"),
+            Value::Long(10),
+            Value::Dynamic(json!(["x", "z"])),
+        ]],
+        at("2026-11-27T12:30:00Z"),
+    )
+    .expect("appends");
+    let q = "let changed = T | where ingestion_time() > datetime(2026-11-27T11:30:00Z) | distinct Name; \
+             T | where Name in (changed) \
+             | summarize arg_max(N, *) by Name \
+             | extend n = array_length(Tags), z = set_has_element(Tags, 'z') \
+             | project Name, N, n, z | sort by Name asc";
+    let t = run_db(&db, q);
+    assert_eq!(
+        rows(&t),
+        vec![
+            vec![json!("a"), json!(10), json!(2), json!(true)],
+            vec![json!("c"), json!(2), json!(2), json!(false)],
+            vec![json!("d"), json!(3), json!(2), json!(false)],
+        ]
+    );
+    // At 12:15 the emulator's workspace has seen neither "d" nor the new "a".
+    let t = run_by(&db, q, "2026-11-27T12:15:00Z");
+    assert_eq!(
+        rows(&t),
+        vec![vec![json!("c"), json!(2), json!(2), json!(false)]]
+    );
+}

@@ -229,3 +229,84 @@ fn window_functions_need_a_serialized_row_set() {
     );
     assert_eq!(rows(&t), vec![vec![json!(3)]]);
 }
+
+/// A dynamic cell (JSON text on the wire) as JSON.
+fn bag(cell: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_str(cell.as_str().expect("a dynamic cell is JSON text")).expect("JSON")
+}
+
+// "bag_pack() function" (deprecated aliases pack, pack_dictionary): the page's examples 1 and 2.
+#[test]
+fn bag_pack_builds_property_bags() {
+    let t = run(
+        r#"print bag_pack("Level", "Information", "ProcessID", 1234, "Data", bag_pack("url", "www.bing.com"))"#,
+    );
+    // Compared as JSON: this engine's bags keep their keys sorted (serde_json's map).
+    assert_eq!(
+        bag(&rows(&t)[0][0]),
+        json!({"Level": "Information", "ProcessID": 1234, "Data": {"url": "www.bing.com"}})
+    );
+    assert_eq!(types(&t), ["dynamic"]);
+    let t = run(
+        r#"datatable(Source:int, Destination:int, Message:string)[1234, 100, "AA", 4567, 200, "BB"]
+        | extend MyBag = pack("Dest", Destination, "Mesg", Message)
+        | project-away Source, Destination, Message
+        | extend MyBag_Dest = MyBag.Dest, MyBag_Mesg = MyBag.Mesg"#,
+    );
+    let r = rows(&t);
+    assert_eq!(bag(&r[0][0]), json!({"Dest": 100, "Mesg": "AA"}));
+    assert_eq!(bag(&r[1][0]), json!({"Dest": 200, "Mesg": "BB"}));
+    // Dynamic cells travel as JSON text.
+    assert_eq!(r[0][1..], [json!("100"), json!("AA")]);
+    assert_eq!(r[1][1..], [json!("200"), json!("BB")]);
+    let t = run(r#"print tolong(pack_dictionary("a", 1)["a"])"#);
+    assert_eq!(rows(&t), vec![vec![json!(1)]]);
+    let e = run_err(r#"print bag_pack("a")"#);
+    assert!(e.message.contains("pairs"), "{}", e.message);
+    let e = run_err(r#"print bag_pack(1, "a")"#);
+    assert!(e.message.contains("keys"), "{}", e.message);
+}
+
+// "in operator": the list may be a tabular expression, here a `let`'s name; its first column.
+#[test]
+fn in_a_tabular_let_by_name() {
+    let t = run(
+        "let changed = datatable(Name:string, N:long)['b',2, 'c',3]; \
+         datatable(Name:string)['a','b','c','d'] | where Name in (changed)",
+    );
+    assert_eq!(rows(&t), vec![vec![json!("b")], vec![json!("c")]]);
+    let t = run("let changed = datatable(Name:string)['b','c']; \
+         datatable(Name:string)['a','b','c','d'] | where Name !in (changed)");
+    assert_eq!(rows(&t), vec![vec![json!("a")], vec![json!("d")]]);
+    // Many integer ids (the hash-set path) and few (the list path) agree.
+    let t = run(
+        "let ids = range i from 10 to 40 step 3; range n from 1 to 50 step 1 | where n in (ids) | count",
+    );
+    assert_eq!(rows(&t), vec![vec![json!(11)]]);
+    let t = run(
+        "let ids = range i from 10 to 40 step 3; range n from 1 to 50 step 1 | where n !in (ids) | count",
+    );
+    assert_eq!(rows(&t), vec![vec![json!(39)]]);
+    let t = run(
+        "let ids = range i from 10 to 13 step 3; range n from 1 to 50 step 1 | where n in (ids) | count",
+    );
+    assert_eq!(rows(&t), vec![vec![json!(2)]]);
+    // A column or scalar of that name is still a scalar.
+    let t = run("let x = 2; datatable(n:long)[1, 2] | where n in (x)");
+    assert_eq!(rows(&t), vec![vec![json!(2)]]);
+    let e = run_err("datatable(n:long)[1] | where n in (nothing_named_so)");
+    assert!(e.message.contains("nothing_named_so"), "{}", e.message);
+}
+
+// kql-semantics.md §2.15: materialize() gives the plain expression's result; with a `let`.
+#[test]
+fn materialize_in_a_let() {
+    let t = run(
+        "let m = materialize(datatable(A:long)[1, 2, 3] | where A > 1); \
+         m | join kind=inner (m | project A, B = A * 10) on A | project A, B",
+    );
+    assert_eq!(
+        rows_sorted(&t),
+        vec![vec![json!(2), json!(20)], vec![json!(3), json!(30)]]
+    );
+}
