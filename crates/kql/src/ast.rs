@@ -149,8 +149,9 @@ pub enum Operator {
     Distinct(Option<Vec<NamedExpr>>, Pos),
     Count,
     As(String),
-    /// `serialize` (order is kept anyway).
-    Serialize,
+    /// `serialize [Name = Expr, …]`: marks the rows serialized (their order is kept anyway),
+    /// then extends them like `extend`.
+    Serialize(Vec<NamedExpr>),
 }
 
 /// Binary operators.
@@ -245,6 +246,8 @@ pub enum ExprKind {
         hi: Box<Expr>,
         negated: bool,
     },
+    /// `toscalar(tabular expression)`.
+    ToScalar(Box<Pipeline>),
 }
 
 impl Expr {

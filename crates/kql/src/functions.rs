@@ -51,6 +51,8 @@ pub enum Func {
     PackArray,
     IsNan,
     Abs,
+    Hash,
+    BagPack,
 }
 
 /// Aggregate function names (only valid directly inside `summarize`).
@@ -126,7 +128,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "pow",
     "sqrt",
     "rand",
-    "hash",
     "hash_sha256",
     "base64_encode_tostring",
     "base64_decode_tostring",
@@ -147,8 +148,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "set_intersect",
     "set_difference",
     "bag_merge",
-    "bag_pack",
-    "pack",
     "pack_all",
     "bag_remove_keys",
     "zip",
@@ -159,10 +158,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "countof",
     "indexof",
     "reverse",
-    "toscalar",
-    "row_number",
-    "prev",
-    "next",
     "row_cumsum",
     "series_stats",
     "materialize",
@@ -172,7 +167,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "column_ifexists",
     "current_principal",
     "cursor_after",
-    "ingestion_time",
     "isascii",
     "isutf8",
     "unixtime_seconds_todatetime",
@@ -312,6 +306,15 @@ pub fn bind_call(s: &Scope<'_>, name: &str, args: &[Expr], pos: Pos) -> Result<B
                     Box::new(off),
                     T::DateTime,
                 ),
+                ty: T::DateTime,
+                name: None,
+            }
+        }
+        // The row's hidden `$IngestionTime`; null where the rows have none (see `operators`).
+        "ingestion_time" => {
+            arity(pos, name, args, 0, 0)?;
+            Bound {
+                expr: CExpr::IngestionTime,
                 ty: T::DateTime,
                 name: None,
             }
@@ -497,6 +500,45 @@ pub fn bind_call(s: &Scope<'_>, name: &str, args: &[Expr], pos: Pos) -> Result<B
             let ty = b[0].ty;
             mk(Func::Abs, ty, None, b)
         }
+        // hash(source [, mod]): XXH64 of the value's bytes, `mod` giving hash % mod.
+        "hash" | "hash_xxhash64" => {
+            arity(pos, name, args, 1, 2)?;
+            if let Some(m) = b.get(1) {
+                expect(pos, name, m, &[T::Long, T::Int])?;
+            }
+            mk(Func::Hash, T::Long, None, b)
+        }
+        // bag_pack(key1, value1, …) and its old name pack(…): a property bag.
+        "bag_pack" | "pack" | "pack_dictionary" => {
+            if b.len() % 2 != 0 {
+                return Err(semantic(
+                    pos,
+                    format!(
+                        "function '{name}' expects key/value pairs, got {} argument(s)",
+                        b.len()
+                    ),
+                ));
+            }
+            for (i, k) in b.iter().enumerate().step_by(2) {
+                if !matches!(k.ty, T::String | T::Dynamic) {
+                    return Err(semantic(
+                        args[i].pos,
+                        format!("the keys of '{name}' must be strings, found {}", k.ty),
+                    ));
+                }
+            }
+            mk(Func::BagPack, T::Dynamic, None, b)
+        }
+        "row_number" => {
+            arity(pos, name, args, 0, 2)?;
+            let rows = window_rows(s, name, pos)?;
+            bind_row_number(rows, b, args, pos)?
+        }
+        "prev" | "next" => {
+            arity(pos, name, args, 1, 3)?;
+            window_rows(s, name, pos)?;
+            bind_shift(name, b, args, pos)?
+        }
         other if KNOWN_UNSUPPORTED.contains(&other) => {
             return Err(err_at(
                 KqlErrorKind::Unsupported,
@@ -509,6 +551,123 @@ pub fn bind_call(s: &Scope<'_>, name: &str, args: &[Expr], pos: Pos) -> Result<B
         }
     };
     Ok(r)
+}
+
+/// The rows a window function runs over: only a serialized row set has them ("window functions"
+/// page: window functions can only be used on serialized sets; Kusto refuses the query).
+fn window_rows<'s>(s: &Scope<'s>, name: &str, pos: Pos) -> Result<&'s Frame<'s>, KqlError> {
+    match s.rows {
+        Some(f) if f.serialized => Ok(f),
+        _ => Err(semantic(
+            pos,
+            format!(
+                "function '{name}' cannot be invoked in the current context: the row set must be \
+                 serialized (use serialize, sort, order, top or range first)"
+            ),
+        )),
+    }
+}
+
+/// A constant integer argument of a window function.
+fn const_long(arg: &Bound, what: &str, pos: Pos) -> Result<i64, KqlError> {
+    match &arg.expr {
+        CExpr::Const(Value::Long(v)) => Ok(*v),
+        CExpr::Const(Value::Int(v)) => Ok(*v as i64),
+        _ => Err(semantic(pos, format!("{what} must be a constant integer"))),
+    }
+}
+
+/// `row_number([start [, restart]])` ("row_number() function"): start (default 1) on the
+/// first row and one more on each next row; where `restart` is true the numbering starts again
+/// at `start`.
+fn bind_row_number(
+    rows: &Frame<'_>,
+    b: Vec<Bound>,
+    args: &[Expr],
+    pos: Pos,
+) -> Result<Bound, KqlError> {
+    let start = match b.first() {
+        Some(x) => const_long(x, "row_number's start", args[0].pos)?,
+        None => 1,
+    };
+    let expr = match b.get(1) {
+        None => CExpr::RowNumber(start),
+        Some(restart) => {
+            expect(
+                pos,
+                "row_number",
+                restart,
+                &[ColumnType::Bool, ColumnType::Dynamic],
+            )?;
+            let mut n = start;
+            let numbers = (0..rows.len)
+                .map(|r| {
+                    if r > 0 && as_true(&eval(&restart.expr, rows, r)) {
+                        n = start;
+                    } else if r > 0 {
+                        n = n.wrapping_add(1);
+                    }
+                    Value::Long(n)
+                })
+                .collect();
+            CExpr::PerRow(std::sync::Arc::new(numbers))
+        }
+    };
+    Ok(Bound {
+        expr,
+        ty: ColumnType::Long,
+        name: None,
+    })
+}
+
+/// `prev(column [, offset [, default]])` / `next(…)` ("prev() function", "next() function"):
+/// the value `offset` (default 1) rows before / after, or `default` (default null) when
+/// there is no such row. The offset must be a non-negative constant.
+fn bind_shift(name: &str, b: Vec<Bound>, args: &[Expr], pos: Pos) -> Result<Bound, KqlError> {
+    let mut it = b.into_iter();
+    let Some(col) = it.next() else {
+        return Err(semantic(pos, format!("function '{name}' needs a column")));
+    };
+    let k = match it.next() {
+        Some(x) => const_long(&x, &format!("{name}'s offset"), args[1].pos)?,
+        None => 1,
+    };
+    if k < 0 {
+        return Err(semantic(
+            args[1].pos,
+            format!("{name}'s offset must not be negative"),
+        ));
+    }
+    let ty = col.ty;
+    let default = match it.next() {
+        None => CExpr::Const(ty.null_value()),
+        Some(d) if is_null_literal(&d) => CExpr::Const(ty.null_value()),
+        // A default of another type must convert to the column's (an int for a long).
+        Some(d) => match d.expr {
+            CExpr::Const(v) => CExpr::Const(crate::engine::coerce(v, ty).ok_or_else(|| {
+                semantic(
+                    args[2].pos,
+                    format!("{name}'s default must be of the column's type, {ty}"),
+                )
+            })?),
+            e if d.ty == ty => e,
+            _ => {
+                return Err(semantic(
+                    args[2].pos,
+                    format!("{name}'s default must be of the column's type, {ty}"),
+                ));
+            }
+        },
+    };
+    Ok(Bound {
+        expr: CExpr::Shift {
+            expr: Box::new(col.expr),
+            offset: if name == "prev" { -k } else { k },
+            default: Box::new(default),
+        },
+        ty,
+        name: None,
+    })
 }
 
 fn expect(pos: Pos, name: &str, b: &Bound, tys: &[ColumnType]) -> Result<(), KqlError> {
@@ -697,7 +856,51 @@ pub fn eval_call<'x>(
             Value::TimeSpan(t) => Value::TimeSpan(t.abs()),
             _ => Value::Null,
         }),
+        Func::BagPack => {
+            let mut bag = serde_json::Map::new();
+            for i in (0..args.len()).step_by(2) {
+                bag.insert(arg(i).to_kql_string(), value_to_json(&arg(i + 1)));
+            }
+            owned(Value::Dynamic(serde_json::Value::Object(bag)))
+        }
+        Func::Hash => {
+            let Some(h) = hash_xxh64(&arg(0)) else {
+                return owned(Value::Null);
+            };
+            owned(match args.len() {
+                1 => Value::Long(h as i64),
+                _ => match to_long(&arg(1)) {
+                    Some(m) if m > 0 => Value::Long((h % m as u64) as i64),
+                    _ => Value::Null,
+                },
+            })
+        }
     }
+}
+
+/// Kusto's `hash()`: XXH64 (seed 0) of the value's bytes, as an unsigned 64-bit number (the
+/// caller reinterprets it as a long). The bytes, checked against the docs' examples of the
+/// "hash() function" page (`hash("World")` = 1846988464401551951, `hash(datetime(2015-01-01))`
+/// = 1380966698541616202): a string's UTF-8 bytes; a datetime's ticks since 0001-01-01 as 8
+/// little-endian bytes. The other types are UNCONFIRMED (no documented example), chosen alike:
+/// int and long as the long's 8 little-endian bytes (equal values hash alike), real as its
+/// IEEE bits, timespan as its ticks, bool as one byte, guid as its .NET byte order, a dynamic
+/// scalar as the scalar and an array or bag as its JSON text. Null has no hash (null).
+fn hash_xxh64(v: &Value) -> Option<u64> {
+    let xxh64 = |b: &[u8], seed: u64| twox_hash::XxHash64::oneshot(seed, b);
+    let v = undyn(v);
+    Some(match &*v {
+        Value::Null => return None,
+        Value::String(s) => xxh64(s.as_bytes(), 0),
+        Value::DateTime(d) => xxh64(&(datetime_ticks(d) as i64).to_le_bytes(), 0),
+        Value::Int(i) => xxh64(&(*i as i64).to_le_bytes(), 0),
+        Value::Long(i) => xxh64(&i.to_le_bytes(), 0),
+        Value::Real(r) => xxh64(&r.to_bits().to_le_bytes(), 0),
+        Value::TimeSpan(t) => xxh64(&ticks(t).to_le_bytes(), 0),
+        Value::Bool(b) => xxh64(&[u8::from(*b)], 0),
+        Value::Guid(g) => xxh64(&g.to_bytes_le(), 0),
+        Value::Dynamic(j) => xxh64(j.to_string().as_bytes(), 0),
+    })
 }
 
 fn as_true(v: &Value) -> bool {

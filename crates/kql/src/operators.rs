@@ -1,6 +1,18 @@
 //! Tabular operators: `where`, `project` (and `-away`, `-keep`, `-rename`, `-reorder`),
 //! `extend`, `summarize`, `mv-expand`, `join`, `union`, `sort`, `top`, `take`, `distinct`,
 //! `count`, `as`, with the semantics of kql-semantics.md §2.
+//!
+//! Ingestion times (`ingestion_time()`, the hidden `$IngestionTime` of the docs' "IngestionTime
+//! policy" page) belong to a record of a table, so a row keeps its time while it is still that
+//! record: after `where`, `extend`, `project` and `project-away`/`-keep`/`-rename`/`-reorder`
+//! (the same record with other columns; the docs' example is `extend … = ingestion_time() |
+//! top 10 by …`), `sort`, `top`, `take`, `serialize`, `as`, each copy made by `mv-expand`,
+//! the legs of `union` (a concatenation of records) and the rows a semi or anti `join`
+//! returns (one side's records, unchanged). A row made by `summarize`, `distinct` or `count`
+//! stands for a group, and an inner or outer `join` row for two records: neither has a single
+//! source record, so `ingestion_time()` is null there, as it is outside a table (`print`,
+//! `datatable`, `range`). The docs say only "the current record" and "null outside a table";
+//! the rest is this crate's reading of them.
 
 use std::cmp::Ordering;
 
@@ -17,9 +29,31 @@ use crate::value::{ColumnType, Value, compare_values, parse_datetime, parse_time
 
 /// Applies one operator to `f`.
 pub fn apply<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<'a>, KqlError> {
+    let serialized = serialized_after(op, f.serialized);
+    let mut out = apply_op(eng, f, op)?;
+    out.serialized = serialized;
+    Ok(out)
+}
+
+/// Whether an operator's output is a serialized row set ("serialize operator" page:
+/// `sort`/`order`, `top` (and `range`, a source) emit one; `summarize`, `distinct`, `count`,
+/// `join` and `mv-expand` emit a non-serialized one; every other operator keeps its input's).
+fn serialized_after(op: &Operator, input: bool) -> bool {
+    match op {
+        Operator::Sort(_) | Operator::Top { .. } | Operator::Serialize(_) => true,
+        Operator::Summarize { .. }
+        | Operator::Distinct(..)
+        | Operator::Count
+        | Operator::Join { .. }
+        | Operator::MvExpand { .. } => false,
+        _ => input,
+    }
+}
+
+fn apply_op<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<'a>, KqlError> {
     match op {
         Operator::Where(e) => {
-            let b = eng.with_scope(&f.meta, |s| s.bind(e))?;
+            let b = eng.with_rows_scope(&f, |s| s.bind(e))?;
             if !matches!(b.ty, ColumnType::Bool | ColumnType::Dynamic) {
                 return Err(semantic(
                     e.pos,
@@ -146,7 +180,12 @@ pub fn apply<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<
             f.label = Some(name.clone());
             Ok(f)
         }
-        Operator::Serialize => Ok(f),
+        // `serialize [Name = Expr, …]`: extend over the (now serialized) rows.
+        Operator::Serialize(items) => {
+            let mut f = f;
+            f.serialized = true;
+            extend(eng, f, items)
+        }
     }
 }
 
@@ -168,6 +207,8 @@ fn pick<'a>(f: &Frame<'a>, cols: &[usize]) -> Frame<'a> {
         cols: cols.iter().map(|&c| f.cols[c].clone()).collect(),
         len: f.len,
         label: f.label.clone(),
+        ingest: f.ingest.clone(),
+        serialized: f.serialized,
     }
 }
 
@@ -264,7 +305,7 @@ pub fn project<'a>(
     let mut namer = ColumnNamer::default();
     let bound: Vec<Bound> = items
         .iter()
-        .map(|it| eng.with_scope(&f.meta, |s| s.bind(&it.expr)))
+        .map(|it| eng.with_rows_scope(f, |s| s.bind(&it.expr)))
         .collect::<Result<_, _>>()?;
     let explicit: Vec<Option<String>> = items
         .iter()
@@ -298,6 +339,9 @@ pub fn project<'a>(
         cols,
         len: f.len,
         label: f.label.clone(),
+        // A projected row is still the table's row.
+        ingest: f.ingest.clone(),
+        serialized: f.serialized,
     })
 }
 
@@ -326,7 +370,7 @@ fn extend<'a>(
 ) -> Result<Frame<'a>, KqlError> {
     let mut namer = ColumnNamer::default();
     for it in items {
-        let b = eng.with_scope(&f.meta, |s| s.bind(&it.expr))?;
+        let b = eng.with_rows_scope(&f, |s| s.bind(&it.expr))?;
         let name = match (&it.name, &b.name) {
             (Some(n), _) => n.clone(),
             // A derived name (`tostring(x)` → `x`) does not replace an existing column; it
@@ -421,7 +465,7 @@ fn summarize<'a>(
             _ => None,
         })
         .collect();
-    let mut gathered = gather_cols(&plain, &first_row).into_iter();
+    let mut gathered = gather_cols(plain, &first_row).into_iter();
     for (k, b) in keys.iter().enumerate() {
         let col = match &b.expr {
             CExpr::Col(_) => gathered.next(),
@@ -468,6 +512,9 @@ fn summarize<'a>(
         cols,
         len: first_row.len(),
         label: f.label.clone(),
+        // A group has no single source record.
+        ingest: None,
+        serialized: false,
     })
 }
 
@@ -750,8 +797,8 @@ fn join<'a>(
             }
         }
     }
-    let lcols = gather_cols(&l.cols, &li);
-    let rcols = gather_cols(&r.cols, &ri);
+    let lcols = gather_cols(l.cols.iter().cloned(), &li);
+    let rcols = gather_cols(r.cols.iter().cloned(), &ri);
     let mut meta: Vec<Meta> = l.meta.iter().chain(r.meta.iter()).cloned().collect();
     let mut names: Vec<String> = meta.iter().map(|m| m.name.clone()).collect();
     make_unique(&mut names);
@@ -763,6 +810,9 @@ fn join<'a>(
         cols: lcols.into_iter().chain(rcols).collect(),
         len: li.len(),
         label: l.label.clone(),
+        // A joined row is made of two records.
+        ingest: None,
+        serialized: false,
     })
 }
 

@@ -69,6 +69,12 @@ pub enum CExpr {
         negated: bool,
         ci: bool,
     },
+    /// `in` over many integer constants (a tabular list of ids, say).
+    InLongs {
+        lhs: Box<CExpr>,
+        set: hashbrown::HashSet<i64>,
+        negated: bool,
+    },
     HasAny {
         lhs: Box<CExpr>,
         terms: Vec<String>,
@@ -81,6 +87,19 @@ pub enum CExpr {
         negated: bool,
     },
     Call(Box<Func>, Vec<CExpr>),
+    /// `ingestion_time()`: the current row's hidden ingestion time.
+    IngestionTime,
+    /// `row_number(start)` without restarts: start + the row's index.
+    RowNumber(i64),
+    /// Values computed for every row at bind time (`row_number(start, restart)`).
+    PerRow(std::sync::Arc<Vec<Value>>),
+    /// `prev(expr, k, default)` (offset -k) and `next(expr, k, default)` (offset +k): `expr`
+    /// on the row `offset` rows away, `default` (on this row) past either end.
+    Shift {
+        expr: Box<CExpr>,
+        offset: i64,
+        default: Box<CExpr>,
+    },
 }
 
 /// A bound expression with its type and default output name.
@@ -99,7 +118,20 @@ pub struct Scope<'s> {
     pub now: DateTime<Utc>,
     /// Evaluates a tabular expression used as a list (`in (T | …)`) to its first column.
     pub tabular: &'s dyn Fn(&Pipeline) -> Result<Vec<Value>, KqlError>,
+    /// Evaluates `toscalar(…)`'s tabular expression (once per query) to the first column of
+    /// its first row and that column's type.
+    pub scalar: &'s ToScalarFn<'s>,
+    /// The rows an operator evaluates the expression on, when it is one whose expressions may
+    /// use the window functions (`where`, `extend`, `project`, `serialize`); they may only
+    /// when the rows are serialized.
+    pub rows: Option<&'s Frame<'s>>,
 }
+
+/// A typed value: what a scalar `let` or `toscalar(…)` yields.
+pub type Typed = (Value, ColumnType);
+
+/// The evaluator of `toscalar(…)`'s tabular expression given to a [`Scope`].
+pub type ToScalarFn<'s> = dyn Fn(&Pipeline, Pos) -> Result<Typed, KqlError> + 's;
 
 pub fn err_at(kind: KqlErrorKind, pos: Pos, msg: impl Into<String>) -> KqlError {
     KqlError::new(kind, msg, pos.line, pos.column)
@@ -114,7 +146,12 @@ pub fn semantic(pos: Pos, msg: impl Into<String>) -> KqlError {
 fn foldable(e: &CExpr) -> bool {
     let c = |x: &CExpr| matches!(x, CExpr::Const(_));
     match e {
-        CExpr::Const(_) | CExpr::Col(_) => false,
+        CExpr::Const(_)
+        | CExpr::Col(_)
+        | CExpr::IngestionTime
+        | CExpr::RowNumber(_)
+        | CExpr::PerRow(_)
+        | CExpr::Shift { .. } => false,
         CExpr::Member(b, _) | CExpr::Neg(b) => c(b),
         CExpr::Index(a, b)
         | CExpr::Arith(_, a, b, _)
@@ -123,7 +160,7 @@ fn foldable(e: &CExpr) -> bool {
         | CExpr::Or(a, b) => c(a) && c(b),
         CExpr::Str { l, r, .. } => c(l) && c(r),
         CExpr::In { lhs, items, .. } => c(lhs) && items.iter().all(c),
-        CExpr::InSet { lhs, .. } => c(lhs),
+        CExpr::InSet { lhs, .. } | CExpr::InLongs { lhs, .. } => c(lhs),
         CExpr::HasAny { lhs, .. } => c(lhs),
         CExpr::Between { lhs, lo, hi, .. } => c(lhs) && c(lo) && c(hi),
         CExpr::Call(_, args) => args.iter().all(c),
@@ -135,12 +172,7 @@ impl Scope<'_> {
     pub fn bind(&self, e: &Expr) -> Result<Bound, KqlError> {
         let mut b = self.bind_inner(e)?;
         if foldable(&b.expr) {
-            let unit = Frame {
-                meta: vec![],
-                cols: vec![],
-                len: 1,
-                label: None,
-            };
+            let unit = crate::engine::unit_frame();
             let v = eval(&b.expr, &unit, 0).into_owned();
             b.expr = CExpr::Const(v);
         }
@@ -285,6 +317,27 @@ impl Scope<'_> {
                         name: None,
                     });
                 }
+                // Likewise many integer constants, for an integer left side.
+                let as_long = |b: &Bound| match b.expr {
+                    CExpr::Const(Value::Long(x)) => Some(x),
+                    CExpr::Const(Value::Int(x)) => Some(x as i64),
+                    _ => None,
+                };
+                if items.len() > 8
+                    && !*case_insensitive
+                    && matches!(l.ty, ColumnType::Long | ColumnType::Int)
+                    && items.iter().all(|b| as_long(b).is_some())
+                {
+                    return Ok(Bound {
+                        expr: CExpr::InLongs {
+                            lhs: Box::new(l.expr),
+                            set: items.iter().filter_map(as_long).collect(),
+                            negated: *negated,
+                        },
+                        ty: ColumnType::Bool,
+                        name: None,
+                    });
+                }
                 Bound {
                     expr: CExpr::In {
                         lhs: Box::new(l.expr),
@@ -360,6 +413,14 @@ impl Scope<'_> {
                 }
             }
             ExprKind::Call(name, args) => functions::bind_call(self, name, args, pos)?,
+            ExprKind::ToScalar(p) => {
+                let (v, ty) = (self.scalar)(p, pos)?;
+                Bound {
+                    expr: CExpr::Const(v),
+                    ty,
+                    name: None,
+                }
+            }
             ExprKind::Star => return Err(semantic(pos, "'*' is not allowed here")),
             ExprKind::TypeOf(_) => {
                 return Err(semantic(
@@ -370,9 +431,26 @@ impl Scope<'_> {
         })
     }
 
+    /// `x in (S)` where `S` names no column or scalar: a table or tabular `let`, whose first
+    /// column is the list ("in operator": the list may be a tabular expression).
+    fn tabular_name(&self, items: &[Expr]) -> Option<Pipeline> {
+        let [e] = items else { return None };
+        let ExprKind::Name(n) = &e.kind else {
+            return None;
+        };
+        let scalar = self.meta.iter().any(|m| &m.name == n) || self.lets.contains_key(n);
+        (!scalar && n != "null").then(|| Pipeline {
+            source: crate::ast::Source::Name(n.clone(), e.pos),
+            ops: vec![],
+        })
+    }
+
     fn bind_list(&self, list: &ListArg) -> Result<Vec<Bound>, KqlError> {
         match list {
             ListArg::Scalars(items) => {
+                if let Some(p) = self.tabular_name(items) {
+                    return self.bind_list(&ListArg::Tabular(Box::new(p)));
+                }
                 let mut out = Vec::new();
                 for it in items {
                     let b = self.bind(it)?;
@@ -730,6 +808,14 @@ pub fn eval<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> Cow<'x, Value> {
             };
             Cow::Owned(Value::Bool(found != *negated))
         }
+        CExpr::InLongs { lhs, set, negated } => {
+            let found = match &*eval(lhs, f, row) {
+                Value::Long(x) => set.contains(x),
+                Value::Int(x) => set.contains(&(*x as i64)),
+                _ => false,
+            };
+            Cow::Owned(Value::Bool(found != *negated))
+        }
         CExpr::HasAny { lhs, terms, all } => {
             let a = operand(lhs, f, row);
             Cow::Owned(Value::Bool(has_any(&a, terms, *all)))
@@ -750,6 +836,17 @@ pub fn eval<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> Cow<'x, Value> {
             Cow::Owned(opt_bool(r))
         }
         CExpr::Call(func, args) => functions::eval_call(func, args, f, row),
+        CExpr::IngestionTime => Cow::Borrowed(f.ingestion_time(row)),
+        CExpr::RowNumber(start) => Cow::Owned(Value::Long(start.wrapping_add(row as i64))),
+        CExpr::PerRow(v) => Cow::Borrowed(v.get(row).unwrap_or(&Value::Null)),
+        CExpr::Shift {
+            expr,
+            offset,
+            default,
+        } => match (row as i64).checked_add(*offset) {
+            Some(r) if r >= 0 && (r as usize) < f.len => eval(expr, f, r as usize),
+            _ => eval(default, f, row),
+        },
     }
 }
 
