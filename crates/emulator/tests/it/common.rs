@@ -135,6 +135,12 @@ impl Env {
     }
 
     pub async fn query(&self, token: &str, query: &str) -> (u16, Value) {
+        let (s, _, v) = self.query_bytes(token, query).await;
+        (s, v)
+    }
+
+    /// Posts a query: the status, the size of the body as received, the body parsed.
+    pub async fn query_bytes(&self, token: &str, query: &str) -> (u16, usize, Value) {
         let r = self
             .http
             .post(format!("{}/v1/workspaces/{CUSTOMER_ID}/query", self.base))
@@ -144,7 +150,8 @@ impl Env {
             .await
             .unwrap();
         let s = r.status().as_u16();
-        (s, r.json().await.unwrap())
+        let body = r.bytes().await.unwrap();
+        (s, body.len(), serde_json::from_slice(&body).unwrap())
     }
 
     pub fn state(&self) -> Value {

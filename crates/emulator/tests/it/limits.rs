@@ -136,6 +136,12 @@ async fn la_row_limit_gives_partial_error() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["tables"][0]["rows"].as_array().unwrap().len(), 2);
     assert_eq!(v["error"]["code"], "PartialError");
+    assert!(
+        v["error"]["innererror"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("internal record count limit 2")
+    );
 }
 
 #[tokio::test]
@@ -296,4 +302,68 @@ async fn la_workspaces_parameter_reads_more_workspaces() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+fn wide_rows(n: usize, width: usize) -> String {
+    let s = "x".repeat(width);
+    format!("range i from 1 to {n} step 1 | extend s = '{s}'")
+}
+
+#[tokio::test]
+async fn la_size_limit_gives_partial_error_with_whole_rows() {
+    // The answer's exact size, under the default limits.
+    let env = start_demo().await;
+    let t = env.token(LA_SCOPE).await;
+    let (s, size, v) = env.query_bytes(&t, &wide_rows(50, 200)).await;
+    assert_eq!(s, 200);
+    assert!(v.get("error").is_none(), "{v}");
+    drop(env);
+    // A limit of exactly that size: the same answer, whole; one row more is cut.
+    let env = start(demo_with(|v| v["limits"] = json!({"la_max_bytes": size}))).await;
+    let t = env.token(LA_SCOPE).await;
+    let (s, got, v) = env.query_bytes(&t, &wide_rows(50, 200)).await;
+    assert_eq!((s, got), (200, size));
+    assert!(v.get("error").is_none(), "{v}");
+    assert_eq!(v["tables"][0]["rows"].as_array().unwrap().len(), 50);
+    let (s, got, v) = env.query_bytes(&t, &wide_rows(51, 200)).await;
+    assert_eq!(s, 200);
+    assert!(got <= size, "{got} > {size}");
+    assert_eq!(v["error"]["code"], "PartialError");
+    assert_eq!(
+        v["error"]["innererror"]["code"],
+        "E_QUERY_RESULT_SET_TOO_LARGE"
+    );
+    let message = v["error"]["details"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("internal data size limit {size}")),
+        "{message}"
+    );
+    let rows = v["tables"][0]["rows"].as_array().unwrap();
+    // Whole rows: the error body takes the room of a few of them.
+    assert!((40..50).contains(&rows.len()), "{}", rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r[0], i as i64 + 1);
+        assert_eq!(r[1].as_str().unwrap().len(), 200);
+    }
+}
+
+/// The real default limit (104,857,600 bytes) against a 101 MiB answer.
+#[tokio::test]
+async fn la_default_size_limit_cuts_a_101_mib_answer() {
+    let env = start_demo().await;
+    let t = env.token(LA_SCOPE).await;
+    // Rows of about 1,013 bytes: 105,000 of them are about 101.4 MiB.
+    let (s, got, v) = env.query_bytes(&t, &wide_rows(105_000, 1000)).await;
+    assert_eq!(s, 200);
+    assert!(got <= 104_857_600, "{got}");
+    assert!(got > 104_857_600 - 2_000, "{got}");
+    assert_eq!(v["error"]["code"], "PartialError");
+    assert!(
+        v["error"]["innererror"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("internal data size limit 104857600")
+    );
+    let rows = v["tables"][0]["rows"].as_array().unwrap().len();
+    assert!((100_000..105_000).contains(&rows), "{rows}");
 }
