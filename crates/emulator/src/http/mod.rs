@@ -332,6 +332,8 @@ fn log(shared: &Shared, req: &Req, service: Service, resp: &Resp, principal: Opt
         principal,
         time,
         service: service.name().to_string(),
+        response_bytes: resp.raw.as_ref().map_or(0, Bytes::len),
+        rows: resp.rows,
     });
 }
 

@@ -154,6 +154,17 @@ impl Env {
         (s, body.len(), serde_json::from_slice(&body).unwrap())
     }
 
+    /// The `seq` of the request log's last entry (0 when it is empty).
+    pub async fn last_seq(&self) -> u64 {
+        self.control("GET", "requests", None)
+            .await
+            .as_array()
+            .unwrap()
+            .last()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .unwrap_or(0)
+    }
+
     pub fn state(&self) -> Value {
         self.emu.state()
     }

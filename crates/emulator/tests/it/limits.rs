@@ -367,3 +367,56 @@ async fn la_default_size_limit_cuts_a_101_mib_answer() {
     let rows = v["tables"][0]["rows"].as_array().unwrap().len();
     assert!((100_000..105_000).contains(&rows), "{rows}");
 }
+
+#[tokio::test]
+async fn request_log_carries_response_bytes_and_rows() {
+    let env = start(demo_with(|v| v["limits"] = json!({"la_max_rows": 2}))).await;
+    let t = env.token(LA_SCOPE).await;
+    let since = env.last_seq().await;
+    let (_, cut_bytes, cut) = env.query_bytes(&t, "SecurityAlert").await;
+    assert_eq!(cut["error"]["code"], "PartialError");
+    let (_, count_bytes, _) = env.query_bytes(&t, "SecurityAlert | count").await;
+    let (s, bad_bytes, _) = env.query_bytes(&t, "SecurityAlert | where").await;
+    assert_eq!(s, 400);
+    let arm = env.token(ARM_SCOPE).await;
+    let r = env
+        .http
+        .get(format!("{}?api-version={SI_VERSION}", env.incidents_url()))
+        .bearer_auth(&arm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let arm_bytes = r.bytes().await.unwrap().len();
+    let log = env
+        .control("GET", &format!("requests?since={since}"), None)
+        .await;
+    let entries: Vec<&serde_json::Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["service"] == "log_analytics" || e["service"] == "arm")
+        .collect();
+    let got: Vec<(u64, Option<u64>)> = entries
+        .iter()
+        .map(|e| (e["response_bytes"].as_u64().unwrap(), e["rows"].as_u64()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (cut_bytes as u64, Some(2)),
+            (count_bytes as u64, Some(1)),
+            (bad_bytes as u64, None),
+            (arm_bytes as u64, None),
+        ]
+    );
+    assert!(entries[2].get("rows").is_none(), "absent, not null");
+    // Token answers are counted too.
+    let token = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["service"] == "token")
+        .unwrap();
+    assert!(token["response_bytes"].as_u64().unwrap() > 100);
+}
