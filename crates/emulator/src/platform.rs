@@ -1517,9 +1517,8 @@ impl Platform {
                     at
                 }
             };
-            if let Some(c) = kind.col("TenantId")
-                && cells[c] == Cell::Null
-            {
+            // Log Analytics sets `TenantId` (the workspace's id) on every row it ingests.
+            if let Some(c) = kind.col("TenantId") {
                 cells[c] = string(customer_id.clone());
             }
             if let Some(c) = kind.col("Type")

@@ -420,3 +420,56 @@ async fn request_log_carries_response_bytes_and_rows() {
         .unwrap();
     assert!(token["response_bytes"].as_u64().unwrap() > 100);
 }
+
+#[tokio::test]
+async fn every_row_carries_its_workspaces_id_in_tenant_id() {
+    const TWO: &str = "22222222-2222-3333-4444-555555555555";
+    let env = start(demo_with(|v| {
+        v["workspaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "law-two", "subscription_id": SUB,
+            "resource_group": "rg-sentinel", "customer_id": TWO}));
+        v["events"].as_array_mut().unwrap().push(
+            json!({"at": "-5m", "do": "new_alert", "workspace": "law-two",
+            "alert": "W2", "subscription_id": DFC_SUB}),
+        );
+    }))
+    .await;
+    // An imported row names another workspace: the service sets TenantId itself.
+    env.control(
+        "POST",
+        "events",
+        Some(json!({"events": [{"do": "rows", "table": "SecurityAlert", "workspace": "law-two", "rows": [{
+            "TenantId": "99999999-0000-0000-0000-000000000000", "TimeGenerated": "2026-01-01T00:00:00Z",
+            "SystemAlertId": "imported-1", "AlertName": "Imported", "Status": "New"}]}]})),
+    )
+    .await;
+    let t = env.token(LA_SCOPE).await;
+    let per_tenant = |v: &serde_json::Value| -> Vec<(String, i64)> {
+        let mut out: Vec<(String, i64)> = v["tables"][0]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
+            .collect();
+        out.sort();
+        out
+    };
+    let q = "union SecurityIncident, SecurityAlert | summarize n = count() by TenantId";
+    let (_, one) = env.query(&t, q).await;
+    let one = per_tenant(&one);
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].0, CUSTOMER_ID);
+    let r = env
+        .http
+        .post(format!("{}/v1/workspaces/{CUSTOMER_ID}/query", env.base))
+        .bearer_auth(&t)
+        .json(&json!({"query": q, "workspaces": ["law-two"]}))
+        .send()
+        .await
+        .unwrap();
+    let both = per_tenant(&r.json().await.unwrap());
+    // law-two: W2's alert row, its incident's row, and the imported row.
+    assert_eq!(both, [one[0].clone(), (TWO.to_string(), 3)]);
+}
