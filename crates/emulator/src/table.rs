@@ -354,14 +354,9 @@ impl WorkspaceTables {
                     .filter(|(_, v)| **v <= now)
                     .map(|(r, _)| r.clone())
                     .collect();
-                db.insert(
-                    kind.name(),
-                    kql::Table {
-                        name: kind.name().into(),
-                        columns: t.columns.clone(),
-                        rows,
-                    },
-                );
+                let mut visible = kql::Table::new(kind.name(), t.columns.clone());
+                visible.rows = rows;
+                db.insert(kind.name(), visible);
             }
         }
         db

@@ -310,19 +310,18 @@ pub fn generate(sizes: &Sizes) -> Database {
     let mut db = Database::new();
     db.insert(
         "SecurityAlert",
-        Table {
-            name: "SecurityAlert".into(),
-            columns: alert_cols,
-            rows: alert_rows,
-        },
+        table("SecurityAlert", alert_cols, alert_rows),
     );
     db.insert(
         "SecurityIncident",
-        Table {
-            name: "SecurityIncident".into(),
-            columns: inc_cols,
-            rows: inc_rows,
-        },
+        table("SecurityIncident", inc_cols, inc_rows),
     );
     db
+}
+
+/// A table of generated rows (all of the columns' width).
+fn table(name: &str, columns: Vec<Column>, rows: Vec<Vec<Value>>) -> Table {
+    let mut t = Table::new(name, columns);
+    t.rows = rows;
+    t
 }

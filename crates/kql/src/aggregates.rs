@@ -644,7 +644,7 @@ fn row_outputs<'a>(agg: &Agg, frame: &Frame<'a>, pick: &[u32]) -> Vec<Col<'a>> {
             _ => None,
         })
         .collect();
-    let mut gathered = gather_cols(&plain, pick).into_iter();
+    let mut gathered = gather_cols(plain, pick).into_iter();
     agg.outs
         .iter()
         .map(|o| match &o.src {

@@ -245,6 +245,8 @@ pub enum ExprKind {
         hi: Box<Expr>,
         negated: bool,
     },
+    /// `toscalar(tabular expression)`.
+    ToScalar(Box<Pipeline>),
 }
 
 impl Expr {

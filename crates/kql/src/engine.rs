@@ -2,6 +2,7 @@
 //! evaluates tabular sources (`datatable`, `print`, `range`, `union`, nested pipelines) and
 //! hands each piped operator to `operators`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::ast::{LetValue, Pipeline, Source, Statement, UnionSpec};
@@ -23,6 +24,10 @@ pub struct Engine<'a> {
     pub opts: &'a QueryOptions,
     pub tabular_lets: HashMap<String, Frame<'a>>,
     pub scalar_lets: HashMap<String, (Value, ColumnType)>,
+    /// `toscalar(…)` results by the position of the call in the query text (one expression
+    /// per position, however often the syntax tree is cloned): each is evaluated once per
+    /// query, however many operators or rows use it.
+    pub scalars: RefCell<HashMap<(usize, usize), (Value, ColumnType)>>,
 }
 
 /// A one-row frame without columns, for evaluating constants.
@@ -32,6 +37,7 @@ pub fn unit_frame<'a>() -> Frame<'a> {
         cols: vec![],
         len: 1,
         label: None,
+        ingest: None,
     }
 }
 
@@ -43,6 +49,7 @@ pub fn run_query(query: &str, db: &Database, opts: &QueryOptions) -> Result<Tabl
         opts,
         tabular_lets: HashMap::new(),
         scalar_lets: HashMap::new(),
+        scalars: RefCell::new(HashMap::new()),
     };
     let mut result: Option<(Frame<'_>, Pos)> = None;
     for st in &q.statements {
@@ -131,13 +138,39 @@ impl<'a> Engine<'a> {
             }
             Ok((0..fr.len).map(|r| fr.get(0, r).clone()).collect())
         };
+        let scalar = |p: &Pipeline, pos: Pos| self.to_scalar(p, pos);
         let scope = Scope {
             meta,
             lets: &self.scalar_lets,
             now: self.opts.now,
             tabular: &tab,
+            scalar: &scalar,
         };
         f(&scope)
+    }
+
+    /// `toscalar(p)` ("toscalar() function"): the first column of the first row, null (of the
+    /// column's type) when there is no row; a result without columns is an error.
+    fn to_scalar(&self, p: &Pipeline, pos: Pos) -> Result<(Value, ColumnType), KqlError> {
+        let key = (pos.line, pos.column);
+        if let Some(v) = self.scalars.borrow().get(&key) {
+            return Ok(v.clone());
+        }
+        let f = self.pipeline(p)?;
+        let Some(m) = f.meta.first() else {
+            return Err(semantic(
+                pos,
+                "toscalar() needs a result with at least one column",
+            ));
+        };
+        let v = if f.len == 0 {
+            m.ty.null_value()
+        } else {
+            f.get(0, 0).clone()
+        };
+        let out = (v, m.ty);
+        self.scalars.borrow_mut().insert(key, out.clone());
+        Ok(out)
     }
 
     /// Evaluates a pipeline.
@@ -168,23 +201,30 @@ impl<'a> Engine<'a> {
         ))
     }
 
-    /// A view of an input table, with the request's timespan applied to `TimeGenerated`.
+    /// A view of an input table, with the request's timespan applied to `TimeGenerated` and
+    /// the ingestion cut-off to the rows' ingestion times: a selection of row indices, never
+    /// a copy of the table.
     fn scan(&self, t: &'a Table) -> Frame<'a> {
-        let sel = self.opts.timespan.and_then(|(start, end)| {
+        let span = self.opts.timespan.and_then(|(start, end)| {
             let c = t.column_index("TimeGenerated")?;
-            if t.columns[c].ty != ColumnType::DateTime {
-                return None;
-            }
-            Some(
-                t.rows
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| matches!(&r[c], Value::DateTime(d) if *d >= start && *d < end))
-                    .map(|(i, _)| i as u32)
-                    .collect(),
-            )
+            (t.columns[c].ty == ColumnType::DateTime).then_some((c, start, end))
         });
-        Frame::from_table(t, sel)
+        let cutoff = self.opts.ingested_by.filter(|_| t.has_ingestion_times());
+        if span.is_none() && cutoff.is_none() {
+            return Frame::from_table(t, None);
+        }
+        let sel = t
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                span.is_none_or(|(c, start, end)| {
+                    matches!(&r[c], Value::DateTime(d) if *d >= start && *d < end)
+                }) && cutoff.is_none_or(|by| t.ingestion_time(*i).is_none_or(|at| at <= by))
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        Frame::from_table(t, Some(sel))
     }
 
     fn source(&self, s: &Source) -> Result<Frame<'a>, KqlError> {
@@ -408,7 +448,16 @@ impl<'a> Engine<'a> {
                 ty: *t,
             });
         }
-        Ok(Frame::from_columns(meta, data, total))
+        let mut out = Frame::from_columns(meta, data, total);
+        // A union's rows are its legs' records, each keeping its ingestion time.
+        if legs.iter().any(|l| l.ingest.is_some()) {
+            let times = legs
+                .iter()
+                .flat_map(|l| (0..l.len).map(move |r| l.ingestion_time(r).clone()))
+                .collect();
+            out.ingest = Some(Frame::owned_col(ColumnType::DateTime, times));
+        }
+        Ok(out)
     }
 }
 

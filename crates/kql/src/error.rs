@@ -115,6 +115,8 @@ pub enum LoadError {
     },
     #[error("column {index}: {message}")]
     Column { index: usize, message: String },
+    #[error("{found} ingestion times given for a table of {expected} rows")]
+    IngestionTimes { expected: usize, found: usize },
     #[error("no table named '{0}'")]
     NoSuchTable(String),
 }

@@ -19,7 +19,12 @@ pub enum Store<'a> {
     Base(&'a Table, usize),
     /// Computed values.
     Owned(Arc<Vec<Value>>),
+    /// The ingestion times of the borrowed table (null past their end).
+    Ingestion(&'a Table),
 }
+
+/// What a missing ingestion time reads as.
+static NO_INGESTION_TIME: Value = Value::Null;
 
 /// One column: a store, a selection over it, and the null to show for `NULL_ROW`.
 #[derive(Clone)]
@@ -45,6 +50,7 @@ impl<'a> Col<'a> {
         match &self.store {
             Store::Base(t, c) => &t.rows[i][*c],
             Store::Owned(v) => &v[i],
+            Store::Ingestion(t) => t.ingestion_values().get(i).unwrap_or(&NO_INGESTION_TIME),
         }
     }
 }
@@ -64,6 +70,9 @@ pub struct Frame<'a> {
     pub len: usize,
     /// The name given by `as` or the table's name (for `union withsource`).
     pub label: Option<String>,
+    /// The hidden ingestion-time column of the rows, while they are still table rows (see
+    /// `operators` for which operators keep it); None reads as null.
+    pub ingest: Option<Col<'a>>,
 }
 
 impl<'a> Frame<'a> {
@@ -92,6 +101,11 @@ impl<'a> Frame<'a> {
                 .collect(),
             len,
             label: Some(t.name.clone()),
+            ingest: t.has_ingestion_times().then_some(Col {
+                store: Store::Ingestion(t),
+                sel,
+                null: Value::Null,
+            }),
         }
     }
 
@@ -111,6 +125,7 @@ impl<'a> Frame<'a> {
             cols,
             len,
             label: None,
+            ingest: None,
         }
     }
 
@@ -133,13 +148,30 @@ impl<'a> Frame<'a> {
     }
 
     /// The rows `idx` (in that order; `NULL_ROW` gives a row of nulls), without copying cells.
+    /// The ingestion time of `row` (null when the rows have none).
+    #[inline]
+    pub fn ingestion_time(&self, row: usize) -> &Value {
+        match &self.ingest {
+            Some(c) => c.get(row),
+            None => &NO_INGESTION_TIME,
+        }
+    }
+
+    /// The rows `idx` (in that order; `NULL_ROW` gives a row of nulls), without copying
+    /// cells; the rows keep their ingestion times.
     pub fn gather(&self, idx: &[u32]) -> Frame<'a> {
-        let cols = gather_cols(&self.cols, idx);
+        let mut cols = gather_cols(self.cols.iter().chain(self.ingest.as_ref()).cloned(), idx);
+        let ingest = if self.ingest.is_some() {
+            cols.pop()
+        } else {
+            None
+        };
         Frame {
             meta: self.meta.clone(),
             cols,
             len: idx.len(),
             label: self.label.clone(),
+            ingest,
         }
     }
 
@@ -153,20 +185,16 @@ impl<'a> Frame<'a> {
         let rows = (0..self.len)
             .map(|r| self.cols.iter().map(|c| c.get(r).clone()).collect())
             .collect();
-        Table {
-            name: name.to_string(),
-            columns,
-            rows,
-        }
+        Table::from_checked_rows(name, columns, rows)
     }
 }
 
 /// Composes each column's selection with `idx`, sharing the work between columns that share a
 /// selection.
-pub fn gather_cols<'a>(cols: &[Col<'a>], idx: &[u32]) -> Vec<Col<'a>> {
+pub fn gather_cols<'a>(cols: impl IntoIterator<Item = Col<'a>>, idx: &[u32]) -> Vec<Col<'a>> {
     let mut cache: HashMap<usize, Arc<Vec<u32>>> = HashMap::new();
     let mut identity: Option<Arc<Vec<u32>>> = None;
-    cols.iter()
+    cols.into_iter()
         .map(|c| {
             let sel = match &c.sel {
                 None => identity
@@ -190,9 +218,9 @@ pub fn gather_cols<'a>(cols: &[Col<'a>], idx: &[u32]) -> Vec<Col<'a>> {
                     .clone(),
             };
             Col {
-                store: c.store.clone(),
+                store: c.store,
                 sel: Some(sel),
-                null: c.null.clone(),
+                null: c.null,
             }
         })
         .collect()

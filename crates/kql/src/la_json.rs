@@ -152,11 +152,7 @@ impl Table {
             }
             rows.push(row);
         }
-        Ok(Table {
-            name,
-            columns,
-            rows,
-        })
+        Ok(Table::from_checked_rows(name, columns, rows))
     }
 
     /// Reads a Log Analytics response (or one table object) from a reader, cell by cell,
@@ -305,11 +301,7 @@ fn from_object_rows(objs: Vec<Vec<(String, J)>>) -> Result<Table, LoadError> {
         }
         rows.push(row);
     }
-    Ok(Table {
-        name: String::new(),
-        columns,
-        rows,
-    })
+    Ok(Table::from_checked_rows(String::new(), columns, rows))
 }
 
 fn infer_type<'a>(values: impl Iterator<Item = &'a J>) -> ColumnType {

@@ -162,11 +162,11 @@ impl<'de> Visitor<'de> for TableVisitor<'_> {
                     .fail(LoadError::Shape("missing 'rows' array".into())));
             }
         };
-        Ok(Some(Table {
-            name: name.unwrap_or_else(|| "PrimaryResult".into()),
+        Ok(Some(Table::from_checked_rows(
+            name.unwrap_or_else(|| "PrimaryResult".into()),
             columns,
             rows,
-        }))
+        )))
     }
 }
 

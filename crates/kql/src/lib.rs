@@ -47,14 +47,19 @@ pub struct QueryOptions {
     /// Log Analytics' `timespan`: when set, every table read is first filtered to rows whose
     /// `TimeGenerated` lies in `[start, end)` (tables without that column are not filtered).
     pub timespan: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// A visibility cut-off on ingestion: when set, rows whose ingestion time is later than
+    /// it are not in the tables the query reads at all (applied with the timespan, before any
+    /// operator). Rows without an ingestion time are always visible.
+    pub ingested_by: Option<DateTime<Utc>>,
 }
 
 impl QueryOptions {
-    /// Options with the given clock and no timespan.
+    /// Options with the given clock, no timespan and no ingestion cut-off.
     pub fn new(now: DateTime<Utc>) -> QueryOptions {
         QueryOptions {
             now,
             timespan: None,
+            ingested_by: None,
         }
     }
 }

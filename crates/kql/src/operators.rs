@@ -1,6 +1,18 @@
 //! Tabular operators: `where`, `project` (and `-away`, `-keep`, `-rename`, `-reorder`),
 //! `extend`, `summarize`, `mv-expand`, `join`, `union`, `sort`, `top`, `take`, `distinct`,
 //! `count`, `as`, with the semantics of kql-semantics.md §2.
+//!
+//! Ingestion times (`ingestion_time()`, the hidden `$IngestionTime` of the docs' "IngestionTime
+//! policy" page) belong to a record of a table, so a row keeps its time while it is still that
+//! record: after `where`, `extend`, `project` and `project-away`/`-keep`/`-rename`/`-reorder`
+//! (the same record with other columns; the docs' example is `extend … = ingestion_time() |
+//! top 10 by …`), `sort`, `top`, `take`, `serialize`, `as`, each copy made by `mv-expand`,
+//! the legs of `union` (a concatenation of records) and the rows a semi or anti `join`
+//! returns (one side's records, unchanged). A row made by `summarize`, `distinct` or `count`
+//! stands for a group, and an inner or outer `join` row for two records: neither has a single
+//! source record, so `ingestion_time()` is null there, as it is outside a table (`print`,
+//! `datatable`, `range`). The docs say only "the current record" and "null outside a table";
+//! the rest is this crate's reading of them.
 
 use std::cmp::Ordering;
 
@@ -168,6 +180,7 @@ fn pick<'a>(f: &Frame<'a>, cols: &[usize]) -> Frame<'a> {
         cols: cols.iter().map(|&c| f.cols[c].clone()).collect(),
         len: f.len,
         label: f.label.clone(),
+        ingest: f.ingest.clone(),
     }
 }
 
@@ -298,6 +311,8 @@ pub fn project<'a>(
         cols,
         len: f.len,
         label: f.label.clone(),
+        // A projected row is still the table's row.
+        ingest: f.ingest.clone(),
     })
 }
 
@@ -421,7 +436,7 @@ fn summarize<'a>(
             _ => None,
         })
         .collect();
-    let mut gathered = gather_cols(&plain, &first_row).into_iter();
+    let mut gathered = gather_cols(plain, &first_row).into_iter();
     for (k, b) in keys.iter().enumerate() {
         let col = match &b.expr {
             CExpr::Col(_) => gathered.next(),
@@ -468,6 +483,8 @@ fn summarize<'a>(
         cols,
         len: first_row.len(),
         label: f.label.clone(),
+        // A group has no single source record.
+        ingest: None,
     })
 }
 
@@ -750,8 +767,8 @@ fn join<'a>(
             }
         }
     }
-    let lcols = gather_cols(&l.cols, &li);
-    let rcols = gather_cols(&r.cols, &ri);
+    let lcols = gather_cols(l.cols.iter().cloned(), &li);
+    let rcols = gather_cols(r.cols.iter().cloned(), &ri);
     let mut meta: Vec<Meta> = l.meta.iter().chain(r.meta.iter()).cloned().collect();
     let mut names: Vec<String> = meta.iter().map(|m| m.name.clone()).collect();
     make_unique(&mut names);
@@ -763,6 +780,8 @@ fn join<'a>(
         cols: lcols.into_iter().chain(rcols).collect(),
         len: li.len(),
         label: l.label.clone(),
+        // A joined row is made of two records.
+        ingest: None,
     })
 }
 

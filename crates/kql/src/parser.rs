@@ -1249,6 +1249,12 @@ impl Parser {
             "int" | "long" | "real" | "double" | "bool" | "boolean" | "decimal" | "string" => {
                 return self.typed_literal(&name, pos);
             }
+            // "toscalar() function": its argument is a tabular expression.
+            "toscalar" => {
+                let p = self.pipeline()?;
+                self.expect_sym(")")?;
+                return self.node(ExprKind::ToScalar(Box::new(p)), pos);
+            }
             _ => {}
         }
         let mut args = Vec::new();
@@ -1430,6 +1436,11 @@ fn value_to_plain_json(v: &Value) -> serde_json::Value {
 
 fn raw_literal(kw: &str, text: &str, pos: Pos) -> Result<Expr, KqlError> {
     let bad = || syntax(pos, format!("invalid {kw}({text}) literal"));
+    // The text may be quoted: the docs write `datetime("2015-01-01")` ("hash() function").
+    let text = match text.as_bytes() {
+        [q @ (b'"' | b'\''), .., last] if last == q && text.len() >= 2 => &text[1..text.len() - 1],
+        _ => text,
+    };
     let ty = match kw {
         "datetime" | "date" => ColumnType::DateTime,
         "guid" | "uuid" | "uniqueid" => ColumnType::Guid,

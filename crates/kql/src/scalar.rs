@@ -81,6 +81,8 @@ pub enum CExpr {
         negated: bool,
     },
     Call(Box<Func>, Vec<CExpr>),
+    /// `ingestion_time()`: the current row's hidden ingestion time.
+    IngestionTime,
 }
 
 /// A bound expression with its type and default output name.
@@ -99,7 +101,16 @@ pub struct Scope<'s> {
     pub now: DateTime<Utc>,
     /// Evaluates a tabular expression used as a list (`in (T | …)`) to its first column.
     pub tabular: &'s dyn Fn(&Pipeline) -> Result<Vec<Value>, KqlError>,
+    /// Evaluates `toscalar(…)`'s tabular expression (once per query) to the first column of
+    /// its first row and that column's type.
+    pub scalar: &'s ToScalarFn<'s>,
 }
+
+/// A typed value: what a scalar `let` or `toscalar(…)` yields.
+pub type Typed = (Value, ColumnType);
+
+/// The evaluator of `toscalar(…)`'s tabular expression given to a [`Scope`].
+pub type ToScalarFn<'s> = dyn Fn(&Pipeline, Pos) -> Result<Typed, KqlError> + 's;
 
 pub fn err_at(kind: KqlErrorKind, pos: Pos, msg: impl Into<String>) -> KqlError {
     KqlError::new(kind, msg, pos.line, pos.column)
@@ -114,7 +125,7 @@ pub fn semantic(pos: Pos, msg: impl Into<String>) -> KqlError {
 fn foldable(e: &CExpr) -> bool {
     let c = |x: &CExpr| matches!(x, CExpr::Const(_));
     match e {
-        CExpr::Const(_) | CExpr::Col(_) => false,
+        CExpr::Const(_) | CExpr::Col(_) | CExpr::IngestionTime => false,
         CExpr::Member(b, _) | CExpr::Neg(b) => c(b),
         CExpr::Index(a, b)
         | CExpr::Arith(_, a, b, _)
@@ -135,12 +146,7 @@ impl Scope<'_> {
     pub fn bind(&self, e: &Expr) -> Result<Bound, KqlError> {
         let mut b = self.bind_inner(e)?;
         if foldable(&b.expr) {
-            let unit = Frame {
-                meta: vec![],
-                cols: vec![],
-                len: 1,
-                label: None,
-            };
+            let unit = crate::engine::unit_frame();
             let v = eval(&b.expr, &unit, 0).into_owned();
             b.expr = CExpr::Const(v);
         }
@@ -360,6 +366,14 @@ impl Scope<'_> {
                 }
             }
             ExprKind::Call(name, args) => functions::bind_call(self, name, args, pos)?,
+            ExprKind::ToScalar(p) => {
+                let (v, ty) = (self.scalar)(p, pos)?;
+                Bound {
+                    expr: CExpr::Const(v),
+                    ty,
+                    name: None,
+                }
+            }
             ExprKind::Star => return Err(semantic(pos, "'*' is not allowed here")),
             ExprKind::TypeOf(_) => {
                 return Err(semantic(
@@ -750,6 +764,7 @@ pub fn eval<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> Cow<'x, Value> {
             Cow::Owned(opt_bool(r))
         }
         CExpr::Call(func, args) => functions::eval_call(func, args, f, row),
+        CExpr::IngestionTime => Cow::Borrowed(f.ingestion_time(row)),
     }
 }
 

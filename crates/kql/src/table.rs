@@ -1,7 +1,13 @@
 //! Tables and the database: a named, typed, row-major table (`Table`) and the set of named
 //! tables a query reads (`Database`), with cheap appends for the emulator.
+//!
+//! A table may carry one ingestion time per row, Kusto's hidden `$IngestionTime` column that
+//! `ingestion_time()` reads (a table without them is a table without the IngestionTime
+//! policy: `ingestion_time()` is null on its rows).
 
 use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 
 use crate::error::LoadError;
 use crate::value::{ColumnType, Value};
@@ -23,12 +29,17 @@ impl Column {
     }
 }
 
-/// A table: columns and rows (each row holds one value per column, in column order).
+/// A table: columns and rows (each row holds one value per column, in column order), and
+/// optionally one ingestion time per row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     pub name: String,
     pub columns: Vec<Column>,
     pub rows: Vec<Vec<Value>>,
+    /// Ingestion time of each row (`Value::DateTime`, or `Value::Null` for a row appended
+    /// without one); empty for a table without ingestion times. Kept as values so that the
+    /// evaluator reads it like any other column. Rows pushed to `rows` directly have none.
+    ingestion: Vec<Value>,
 }
 
 impl Table {
@@ -38,7 +49,71 @@ impl Table {
             name: name.into(),
             columns,
             rows: Vec::new(),
+            ingestion: Vec::new(),
         }
+    }
+
+    /// A table of rows whose width the caller has checked, without ingestion times.
+    pub(crate) fn from_checked_rows(
+        name: impl Into<String>,
+        columns: Vec<Column>,
+        rows: Vec<Vec<Value>>,
+    ) -> Table {
+        Table {
+            name: name.into(),
+            columns,
+            rows,
+            ingestion: Vec::new(),
+        }
+    }
+
+    /// The table with the given ingestion time for each of its rows (one per row).
+    pub fn with_ingestion_times(mut self, times: Vec<DateTime<Utc>>) -> Result<Table, LoadError> {
+        if times.len() != self.rows.len() {
+            return Err(LoadError::IngestionTimes {
+                expected: self.rows.len(),
+                found: times.len(),
+            });
+        }
+        self.ingestion = times.into_iter().map(Value::DateTime).collect();
+        Ok(self)
+    }
+
+    /// True when the table carries ingestion times (it was given some, by
+    /// [`Table::with_ingestion_times`] or [`Table::append_ingested`]).
+    pub fn has_ingestion_times(&self) -> bool {
+        !self.ingestion.is_empty()
+    }
+
+    /// The ingestion time of `row`: None for a table without ingestion times, for a row
+    /// appended without one, and for a row that does not exist.
+    pub fn ingestion_time(&self, row: usize) -> Option<DateTime<Utc>> {
+        match self.ingestion.get(row) {
+            Some(Value::DateTime(d)) => Some(*d),
+            _ => None,
+        }
+    }
+
+    /// The ingestion times as values, one per row while the table has any (crate-internal:
+    /// the evaluator's view of the hidden column).
+    pub(crate) fn ingestion_values(&self) -> &[Value] {
+        &self.ingestion
+    }
+
+    /// Appends rows ingested at `at` (amortised O(rows appended), like
+    /// [`Table::append_rows`]). Earlier rows without a time read as null.
+    pub fn append_ingested(
+        &mut self,
+        rows: Vec<Vec<Value>>,
+        at: DateTime<Utc>,
+    ) -> Result<(), LoadError> {
+        let n = rows.len();
+        self.append_rows(rows)?;
+        // Rows before the first timed append (or pushed to `rows` directly) have no time.
+        let before = self.rows.len() - n;
+        self.ingestion.resize(before, Value::Null);
+        self.ingestion.resize(self.rows.len(), Value::DateTime(at));
+        Ok(())
     }
 
     /// A table from columns and rows; every row must have one value per column.
@@ -52,7 +127,7 @@ impl Table {
         Ok(t)
     }
 
-    /// Appends rows, checking their width.
+    /// Appends rows, checking their width (rows without an ingestion time).
     pub fn append_rows(&mut self, rows: Vec<Vec<Value>>) -> Result<(), LoadError> {
         let width = self.columns.len();
         if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != width) {
@@ -63,6 +138,10 @@ impl Table {
             });
         }
         self.rows.extend(rows);
+        if !self.ingestion.is_empty() {
+            // A table with ingestion times: rows appended without one read as null.
+            self.ingestion.resize(self.rows.len(), Value::Null);
+        }
         Ok(())
     }
 
@@ -126,6 +205,19 @@ impl Database {
     pub fn append(&mut self, name: &str, rows: Vec<Vec<Value>>) -> Result<(), LoadError> {
         match self.tables.get_mut(name) {
             Some(t) => t.append_rows(rows),
+            None => Err(LoadError::NoSuchTable(name.to_string())),
+        }
+    }
+
+    /// Appends rows ingested at `at` to the existing table `name` (amortised O(rows appended)).
+    pub fn append_ingested(
+        &mut self,
+        name: &str,
+        rows: Vec<Vec<Value>>,
+        at: DateTime<Utc>,
+    ) -> Result<(), LoadError> {
+        match self.tables.get_mut(name) {
+            Some(t) => t.append_ingested(rows, at),
             None => Err(LoadError::NoSuchTable(name.to_string())),
         }
     }

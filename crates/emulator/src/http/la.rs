@@ -362,7 +362,11 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         Some(Ok(ts)) => Some(ts),
         Some(Err(e)) => return (bad_argument(&e, "InvalidTimespan", &corr), name),
     };
-    let opts = kql::QueryOptions { now, timespan };
+    let opts = kql::QueryOptions {
+        now,
+        timespan,
+        ingested_by: None,
+    };
     let started = std::time::Instant::now();
     let result = match ws {
         // A resource that is not a workspace holds none of the emulated tables.
