@@ -8,7 +8,6 @@ use serde_json::{Value as Json, json};
 
 use super::la_answer::{self, Extras};
 use super::{Req, Resp, Shared};
-use crate::table::TableKind;
 use crate::tokens::{LA_AUDIENCES, TokenError};
 
 fn la_error(status: u16, code: &str, message: &str, corr: &str) -> Resp {
@@ -362,36 +361,22 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         Some(Ok(ts)) => Some(ts),
         Some(Err(e)) => return (bad_argument(&e, "InvalidTimespan", &corr), name),
     };
+    // Rows become visible at their ingestion time: the query reads those ingested by now.
     let opts = kql::QueryOptions {
         now,
         timespan,
-        ingested_by: None,
+        ingested_by: Some(now),
     };
     let started = std::time::Instant::now();
     let result = match ws {
         // A resource that is not a workspace holds none of the emulated tables.
         None => kql::run(&query, &kql::Database::new(), &opts),
         Some(ws) if !others.is_empty() => {
-            let mut db = st.platform.tables[ws].visible_db(now);
-            for o in &others {
-                let more = st.platform.tables[*o].visible_db(now);
-                for kind in [TableKind::SecurityIncident, TableKind::SecurityAlert] {
-                    if let (Some(t), Some(m)) = (db.get_mut(kind.name()), more.get(kind.name())) {
-                        t.rows.extend(m.rows.iter().cloned());
-                    }
-                }
-            }
-            kql::run(&query, &db, &opts)
+            let tables = &st.platform.tables;
+            let more: Vec<_> = others.iter().map(|o| &tables[*o]).collect();
+            kql::run(&query, &tables[ws].union_db(&more), &opts)
         }
-        Some(ws) => {
-            let tables = &st.platform.tables[ws];
-            if tables.all_visible(now) {
-                kql::run(&query, &tables.db, &opts)
-            } else {
-                let db = tables.visible_db(now);
-                kql::run(&query, &db, &opts)
-            }
-        }
+        Some(ws) => kql::run(&query, &st.platform.tables[ws].db, &opts),
     };
     let elapsed = started.elapsed().as_secs_f64();
     let table = match result {

@@ -473,3 +473,96 @@ async fn every_row_carries_its_workspaces_id_in_tenant_id() {
     // law-two: W2's alert row, its incident's row, and the imported row.
     assert_eq!(both, [one[0].clone(), (TWO.to_string(), 3)]);
 }
+
+fn at(v: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+/// `TimeGenerated` and `ingestion_time()` of one alert row, if visible.
+async fn alert_times(
+    env: &Env,
+    t: &str,
+    system_alert_id: &str,
+) -> Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    let (s, v) = env
+        .query(
+            t,
+            &format!(
+                "SecurityAlert | where SystemAlertId == '{system_alert_id}' \
+                 | project TimeGenerated, it = ingestion_time()"
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let rows = v["tables"][0]["rows"].as_array().unwrap();
+    assert!(rows.len() <= 1);
+    rows.first().map(|r| (at(&r[0]), at(&r[1])))
+}
+
+fn import(id: &str, time_generated: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    json!({"events": [{"do": "rows", "table": "SecurityAlert", "rows": [{
+        "TimeGenerated": time_generated.to_rfc3339(), "SystemAlertId": id,
+        "AlertName": "Imported", "Status": "New"}]}]})
+}
+
+#[tokio::test]
+async fn a_row_imported_late_has_a_late_ingestion_time() {
+    let env = start(demo_with(|v| v["clock"] = json!("frozen"))).await;
+    let now = at(&env
+        .control("POST", "clock", Some(json!({"advance": "1h"})))
+        .await["now"]);
+    let t = env.token(LA_SCOPE).await;
+    let generated = now - chrono::Duration::hours(2);
+    env.control("POST", "events", Some(import("late-1", generated)))
+        .await;
+    let (tg, it) = alert_times(&env, &t, "late-1").await.expect("visible");
+    assert_eq!(tg, generated);
+    assert_eq!(it, now, "ingested when imported, not when generated");
+    // A change feed on ingestion time finds it; one on TimeGenerated would not.
+    let (_, v) = env
+        .query(
+            &t,
+            &format!(
+                "SecurityAlert | where ingestion_time() > datetime({}) | project SystemAlertId",
+                (now - chrono::Duration::minutes(1)).to_rfc3339()
+            ),
+        )
+        .await;
+    assert_eq!(v["tables"][0]["rows"], json!([["late-1"]]));
+}
+
+#[tokio::test]
+async fn a_row_inside_the_ingestion_delay_is_invisible_then_ingested() {
+    let env = start(demo_with(|v| {
+        v["workspaces"][0]["ingestion_delay"] = json!("5m");
+        v["clock"] = json!("frozen");
+    }))
+    .await;
+    let t = env.token(LA_SCOPE).await;
+    let now = at(&env.control("GET", "clock", None).await["now"]);
+    // Generated a minute ago, imported now: ingested at TimeGenerated + 5m, 4 minutes on.
+    let generated = now - chrono::Duration::minutes(1);
+    env.control("POST", "events", Some(import("fresh-1", generated)))
+        .await;
+    assert_eq!(alert_times(&env, &t, "fresh-1").await, None);
+    env.control("POST", "clock", Some(json!({"advance": "3m"})))
+        .await;
+    assert_eq!(alert_times(&env, &t, "fresh-1").await, None);
+    env.control("POST", "clock", Some(json!({"advance": "1m"})))
+        .await;
+    let (tg, it) = alert_times(&env, &t, "fresh-1").await.expect("visible");
+    assert_eq!(tg, generated);
+    assert_eq!(it, generated + chrono::Duration::minutes(5));
+    // A generated row too: its ingestion time is TimeGenerated plus the delay.
+    let (_, v) = env
+        .query(
+            &t,
+            "SecurityAlert | where SystemAlertId != 'fresh-1' \
+             | summarize n = count(), off = countif(ingestion_time() != TimeGenerated + 5m)",
+        )
+        .await;
+    assert!(v["tables"][0]["rows"][0][0].as_i64().unwrap() > 0, "{v}");
+    assert_eq!(v["tables"][0]["rows"][0][1], 0, "{v}");
+}
