@@ -1496,6 +1496,7 @@ impl Platform {
     ) -> Result<(), ScenarioError> {
         let schema = kind.schema();
         let customer_id = self.workspaces[ws].customer_id.clone();
+        let delay = self.workspaces[ws].ingestion_delay;
         let mut imported = Vec::with_capacity(rows.len());
         for (r, obj) in rows.iter().enumerate() {
             let mut cells = vec![Cell::Null; schema.len()];
@@ -1517,9 +1518,8 @@ impl Platform {
                     at
                 }
             };
-            if let Some(c) = kind.col("TenantId")
-                && cells[c] == Cell::Null
-            {
+            // Log Analytics sets `TenantId` (the workspace's id) on every row it ingests.
+            if let Some(c) = kind.col("TenantId") {
                 cells[c] = string(customer_id.clone());
             }
             if let Some(c) = kind.col("Type")
@@ -1553,8 +1553,10 @@ impl Platform {
                     ));
                 }
             }
+            // Visible (ingested) once the workspace's ingestion delay after TimeGenerated has
+            // passed, and never before the import itself.
             imported.push(Row {
-                visible_at: time,
+                visible_at: (time + delay).max(at),
                 cells,
             });
         }

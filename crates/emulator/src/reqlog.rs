@@ -17,6 +17,11 @@ pub struct Entry {
     pub time: String,
     /// `token`, `identity`, `arm`, `log_analytics`.
     pub service: String,
+    /// The response body's size as sent, in bytes (0 without a body).
+    pub response_bytes: usize,
+    /// Rows in a Log Analytics query answer; absent for other responses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<usize>,
 }
 
 /// The log.

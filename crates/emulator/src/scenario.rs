@@ -250,6 +250,9 @@ pub struct Limits {
     pub la_requests_per_30s: u32,
     #[serde(default = "default_la_rows")]
     pub la_max_rows: usize,
+    /// The most bytes of a query answer's body (reference §2.7: ~100 MiB of raw data).
+    #[serde(default = "default_la_bytes")]
+    pub la_max_bytes: usize,
     /// Default page size of incident and comment lists when `$top` is absent.
     #[serde(default = "default_page")]
     pub default_page_size: usize,
@@ -263,6 +266,7 @@ impl Default for Limits {
             arm_deletes: default_writes(),
             la_requests_per_30s: default_la_rate(),
             la_max_rows: default_la_rows(),
+            la_max_bytes: default_la_bytes(),
             default_page_size: default_page(),
         }
     }
@@ -293,6 +297,9 @@ fn default_la_rate() -> u32 {
 }
 fn default_la_rows() -> usize {
     500_000
+}
+fn default_la_bytes() -> usize {
+    104_857_600
 }
 fn default_page() -> usize {
     1000

@@ -1,7 +1,8 @@
 //! The two Log Analytics tables the emulator keeps, `SecurityIncident` and `SecurityAlert`:
 //! their schemas (every column of the real tables, reference §7), typed cells, and the
 //! append-only row store of one workspace. Rows carry the instant they become visible to
-//! queries (their ingestion time), so a workspace's ingestion delay is honoured.
+//! queries as their ingestion time in the `kql` tables, so a workspace's ingestion delay is
+//! honoured and `ingestion_time()` answers it.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
@@ -278,13 +279,12 @@ pub fn cell_from_json(ty: ColType, v: &Json) -> Result<Cell, String> {
     }
 }
 
-/// The append-only tables of one workspace, kept as the `kql` database queries read, with
-/// the instant each row becomes visible.
+/// The append-only tables of one workspace, kept as the `kql` database queries read; each
+/// row carries the instant it becomes visible as its ingestion time (`ingestion_time()`), and
+/// queries read the rows ingested by their now (`QueryOptions::ingested_by`).
 #[derive(Debug, Clone)]
 pub struct WorkspaceTables {
     pub db: kql::Database,
-    incident_visible: Vec<DateTime<Utc>>,
-    alert_visible: Vec<DateTime<Utc>>,
 }
 
 impl Default for WorkspaceTables {
@@ -298,11 +298,33 @@ impl Default for WorkspaceTables {
                 .collect();
             db.insert(kind.name(), kql::Table::new(kind.name(), cols));
         }
-        WorkspaceTables {
-            db,
-            incident_visible: Vec::new(),
-            alert_visible: Vec::new(),
+        WorkspaceTables { db }
+    }
+}
+
+/// Appends rows to a `kql` table, each with its visibility instant as its ingestion time
+/// (one append per run of rows sharing an instant).
+fn append_rows(t: &mut kql::Table, rows: Vec<Row>) {
+    let mut run: Vec<Vec<Cell>> = Vec::new();
+    let mut run_at = None;
+    for r in rows {
+        if run_at != Some(r.visible_at) {
+            if let Some(at) = run_at {
+                append_run(t, std::mem::take(&mut run), at);
+            }
+            run_at = Some(r.visible_at);
         }
+        run.push(r.cells);
+    }
+    if let Some(at) = run_at {
+        append_run(t, run, at);
+    }
+}
+
+fn append_run(t: &mut kql::Table, run: Vec<Vec<Cell>>, at: DateTime<Utc>) {
+    // Rows are built from the table's own schema, so their width is always right.
+    if let Err(e) = t.append_ingested(run, at) {
+        debug_assert!(false, "row of the wrong width: {e}");
     }
 }
 
@@ -315,48 +337,37 @@ impl WorkspaceTables {
             .unwrap_or(&[])
     }
 
-    /// When each row of a table becomes visible.
-    pub fn visible_at(&self, kind: TableKind) -> &[DateTime<Utc>] {
-        match kind {
-            TableKind::SecurityIncident => &self.incident_visible,
-            TableKind::SecurityAlert => &self.alert_visible,
-        }
-    }
-
     /// Appends rows.
     pub fn push(&mut self, kind: TableKind, rows: Vec<Row>) {
-        let (vis, cells): (Vec<_>, Vec<_>) =
-            rows.into_iter().map(|r| (r.visible_at, r.cells)).unzip();
-        match kind {
-            TableKind::SecurityIncident => self.incident_visible.extend(vis),
-            TableKind::SecurityAlert => self.alert_visible.extend(vis),
-        }
         if let Some(t) = self.db.get_mut(kind.name()) {
-            t.rows.extend(cells);
+            append_rows(t, rows);
         }
     }
 
-    /// Whether every row is visible at `now`.
-    pub fn all_visible(&self, now: DateTime<Utc>) -> bool {
-        self.incident_visible.iter().all(|t| *t <= now)
-            && self.alert_visible.iter().all(|t| *t <= now)
-    }
-
-    /// A copy of the database holding only the rows visible at `now`.
-    pub fn visible_db(&self, now: DateTime<Utc>) -> kql::Database {
-        let mut db = kql::Database::new();
+    /// A database holding these tables and the rows of `others` (a query over several
+    /// workspaces), each row with its ingestion time.
+    pub fn union_db(&self, others: &[&WorkspaceTables]) -> kql::Database {
+        let mut db = self.db.clone();
         for kind in [TableKind::SecurityIncident, TableKind::SecurityAlert] {
-            if let Some(t) = self.db.get(kind.name()) {
-                let rows = t
+            let Some(t) = db.get_mut(kind.name()) else {
+                continue;
+            };
+            for o in others {
+                let Some(more) = o.db.get(kind.name()) else {
+                    continue;
+                };
+                let rows = more
                     .rows
                     .iter()
-                    .zip(self.visible_at(kind))
-                    .filter(|(_, v)| **v <= now)
-                    .map(|(r, _)| r.clone())
+                    .enumerate()
+                    .filter_map(|(i, cells)| {
+                        more.ingestion_time(i).map(|at| Row {
+                            visible_at: at,
+                            cells: cells.clone(),
+                        })
+                    })
                     .collect();
-                let mut visible = kql::Table::new(kind.name(), t.columns.clone());
-                visible.rows = rows;
-                db.insert(kind.name(), visible);
+                append_rows(t, rows);
             }
         }
         db

@@ -1,13 +1,13 @@
 //! The Log Analytics query API: `POST`/`GET /v1/workspaces/{customerId}/query`, evaluated by
 //! the `kql` crate over the workspace's `SecurityIncident` and `SecurityAlert` rows visible at
 //! the emulator's now, with `timespan`, the service's response and error formats, the row
-//! limit (`PartialError`), and the per-principal rate limit.
+//! and size limits (`PartialError`, see `la_answer`), and the per-principal rate limit.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value as Json, json};
 
+use super::la_answer::{self, Extras};
 use super::{Req, Resp, Shared};
-use crate::table::TableKind;
 use crate::tokens::{LA_AUDIENCES, TokenError};
 
 fn la_error(status: u16, code: &str, message: &str, corr: &str) -> Resp {
@@ -361,39 +361,25 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         Some(Ok(ts)) => Some(ts),
         Some(Err(e)) => return (bad_argument(&e, "InvalidTimespan", &corr), name),
     };
+    // Rows become visible at their ingestion time: the query reads those ingested by now.
     let opts = kql::QueryOptions {
         now,
         timespan,
-        ingested_by: None,
+        ingested_by: Some(now),
     };
     let started = std::time::Instant::now();
     let result = match ws {
         // A resource that is not a workspace holds none of the emulated tables.
         None => kql::run(&query, &kql::Database::new(), &opts),
         Some(ws) if !others.is_empty() => {
-            let mut db = st.platform.tables[ws].visible_db(now);
-            for o in &others {
-                let more = st.platform.tables[*o].visible_db(now);
-                for kind in [TableKind::SecurityIncident, TableKind::SecurityAlert] {
-                    if let (Some(t), Some(m)) = (db.get_mut(kind.name()), more.get(kind.name())) {
-                        t.rows.extend(m.rows.iter().cloned());
-                    }
-                }
-            }
-            kql::run(&query, &db, &opts)
+            let tables = &st.platform.tables;
+            let more: Vec<_> = others.iter().map(|o| &tables[*o]).collect();
+            kql::run(&query, &tables[ws].union_db(&more), &opts)
         }
-        Some(ws) => {
-            let tables = &st.platform.tables[ws];
-            if tables.all_visible(now) {
-                kql::run(&query, &tables.db, &opts)
-            } else {
-                let db = tables.visible_db(now);
-                kql::run(&query, &db, &opts)
-            }
-        }
+        Some(ws) => kql::run(&query, &st.platform.tables[ws].db, &opts),
     };
     let elapsed = started.elapsed().as_secs_f64();
-    let mut table = match result {
+    let table = match result {
         Ok(t) => t,
         Err(e) => {
             let mut body = e.to_log_analytics_error();
@@ -406,30 +392,6 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
             );
         }
     };
-    let max = limits.la_max_rows;
-    let truncated = table.rows.len() > max;
-    if truncated {
-        table.rows.truncate(max);
-    }
-    let mut body = kql::response_json(std::slice::from_ref(&table));
-    if truncated {
-        let limit_message = format!(
-            "Query result set has exceeded the internal record count limit {max} (E_QUERY_RESULT_SET_TOO_LARGE; see https://aka.ms/kustoquerylimits)"
-        );
-        body["error"] = json!({
-            "code": "PartialError",
-            "message": "There were some errors when processing your query.",
-            "details": [{
-                "code": "EngineError",
-                "message": limit_message,
-            }],
-            "innererror": {
-                "code": "E_QUERY_RESULT_SET_TOO_LARGE",
-                "message": limit_message,
-                "additionalProperties": {"severity": 2, "severityName": "Error"}
-            }
-        });
-    }
     let prefer = req
         .headers
         .get_all("Prefer")
@@ -438,18 +400,20 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         .collect::<Vec<_>>()
         .join(",")
         .to_ascii_lowercase();
-    if prefer.contains("include-statistics=true") {
-        body["statistics"] = json!({"query": {"executionTime": elapsed, "resourceUsage": {}, "datasetStatistics": [{"tableRowCount": table.rows.len()}]}});
-    }
-    if prefer.contains("include-render=true") {
-        body["render"] = json!({});
-    }
-    (
-        Resp::json(200, body)
-            .with("x-ms-correlation-request-id", corr.clone())
-            .with("x-ms-request-id", corr),
-        name,
-    )
+    let extras = Extras {
+        statistics: prefer
+            .contains("include-statistics=true")
+            .then_some(elapsed),
+        render: prefer.contains("include-render=true"),
+    };
+    let answer = la_answer::serialize(&table, limits.la_max_rows, limits.la_max_bytes, extras);
+    // The rows are no longer needed; free them before the body is sent.
+    drop(table);
+    let mut resp = Resp::raw_json(200, answer.body)
+        .with("x-ms-correlation-request-id", corr.clone())
+        .with("x-ms-request-id", corr);
+    resp.rows = Some(answer.rows);
+    (resp, name)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod arm;
 pub mod control;
 pub mod identity;
 pub mod la;
+pub mod la_answer;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -90,6 +91,11 @@ pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Option<Json>,
+    /// The body already serialised (a Log Analytics answer, written once under its size
+    /// limit); sent instead of `body`.
+    pub raw: Option<Bytes>,
+    /// Rows in a Log Analytics query answer (request log).
+    pub rows: Option<usize>,
 }
 
 impl Resp {
@@ -99,6 +105,8 @@ impl Resp {
             status,
             headers: vec![],
             body: Some(body),
+            raw: None,
+            rows: None,
         }
     }
 
@@ -108,6 +116,8 @@ impl Resp {
             status,
             headers: vec![],
             body: None,
+            raw: None,
+            rows: None,
         }
     }
 
@@ -117,6 +127,24 @@ impl Resp {
             status,
             json!({"error": {"code": code, "message": message.into()}}),
         )
+    }
+
+    /// A JSON response whose body is already serialised.
+    pub fn raw_json(status: u16, body: Vec<u8>) -> Resp {
+        Resp {
+            status,
+            headers: vec![],
+            body: None,
+            raw: Some(Bytes::from(body)),
+            rows: None,
+        }
+    }
+
+    /// Serialises the JSON body into `raw` (once), so its size is known before it is sent.
+    fn seal(&mut self) {
+        if let Some(b) = self.body.take() {
+            self.raw = Some(Bytes::from(b.to_string()));
+        }
     }
 
     /// Adds a header.
@@ -260,8 +288,9 @@ async fn dispatch(shared: &Arc<Shared>, req: Req) -> Resp {
                 let shared2 = shared.clone();
                 let req2 = req.clone();
                 match tokio::task::spawn_blocking(move || la::handle(&shared2, &req2)).await {
-                    Ok((resp, principal)) => {
-                        log(shared, &req, service, &resp, principal.clone());
+                    Ok((mut resp, principal)) => {
+                        resp.seal();
+                        log(shared, &req, service, &resp, principal);
                         return resp;
                     }
                     Err(_) => (
@@ -286,6 +315,8 @@ async fn dispatch(shared: &Arc<Shared>, req: Req) -> Resp {
             ),
         }
     };
+    let mut resp = resp;
+    resp.seal();
     log(shared, &req, service, &resp, principal);
     resp
 }
@@ -301,6 +332,8 @@ fn log(shared: &Shared, req: &Req, service: Service, resp: &Resp, principal: Opt
         principal,
         time,
         service: service.name().to_string(),
+        response_bytes: resp.raw.as_ref().map_or(0, Bytes::len),
+        rows: resp.rows,
     });
 }
 
@@ -342,12 +375,14 @@ fn fault_response(service: Service, status: u16) -> Resp {
 }
 
 fn to_hyper(resp: Resp) -> Response<Full<Bytes>> {
-    let body = match &resp.body {
-        Some(b) => Bytes::from(b.to_string()),
-        None => Bytes::new(),
+    let has_body = resp.body.is_some() || resp.raw.is_some();
+    let body = match (resp.raw, &resp.body) {
+        (Some(raw), _) => raw,
+        (None, Some(b)) => Bytes::from(b.to_string()),
+        (None, None) => Bytes::new(),
     };
     let mut builder = Response::builder().status(resp.status);
-    if resp.body.is_some() {
+    if has_body {
         builder = builder.header("Content-Type", "application/json; charset=utf-8");
     }
     for (k, v) in &resp.headers {

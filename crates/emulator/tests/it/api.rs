@@ -441,14 +441,7 @@ async fn incident_alerts_and_dfc_list() {
 async fn faults_conflicts_log_clock_and_reset() {
     let env = start_demo().await;
     let t = env.token(ARM_SCOPE).await;
-    let since = env
-        .control("GET", "requests", None)
-        .await
-        .as_array()
-        .unwrap()
-        .last()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .unwrap_or(0);
+    let since = env.last_seq().await;
     env.control("POST", "faults", Some(json!({"method": "GET", "path": "/incidents$", "status": 503, "times": 2, "retry_after": "1s"}))).await;
     let list = format!("{}?api-version={SI_VERSION}", env.incidents_url());
     for _ in 0..2 {

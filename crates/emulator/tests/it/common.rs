@@ -135,6 +135,12 @@ impl Env {
     }
 
     pub async fn query(&self, token: &str, query: &str) -> (u16, Value) {
+        let (s, _, v) = self.query_bytes(token, query).await;
+        (s, v)
+    }
+
+    /// Posts a query: the status, the size of the body as received, the body parsed.
+    pub async fn query_bytes(&self, token: &str, query: &str) -> (u16, usize, Value) {
         let r = self
             .http
             .post(format!("{}/v1/workspaces/{CUSTOMER_ID}/query", self.base))
@@ -144,7 +150,19 @@ impl Env {
             .await
             .unwrap();
         let s = r.status().as_u16();
-        (s, r.json().await.unwrap())
+        let body = r.bytes().await.unwrap();
+        (s, body.len(), serde_json::from_slice(&body).unwrap())
+    }
+
+    /// The `seq` of the request log's last entry (0 when it is empty).
+    pub async fn last_seq(&self) -> u64 {
+        self.control("GET", "requests", None)
+            .await
+            .as_array()
+            .unwrap()
+            .last()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .unwrap_or(0)
     }
 
     pub fn state(&self) -> Value {

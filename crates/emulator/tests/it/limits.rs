@@ -136,6 +136,12 @@ async fn la_row_limit_gives_partial_error() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["tables"][0]["rows"].as_array().unwrap().len(), 2);
     assert_eq!(v["error"]["code"], "PartialError");
+    assert!(
+        v["error"]["innererror"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("internal record count limit 2")
+    );
 }
 
 #[tokio::test]
@@ -296,4 +302,267 @@ async fn la_workspaces_parameter_reads_more_workspaces() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+fn wide_rows(n: usize, width: usize) -> String {
+    let s = "x".repeat(width);
+    format!("range i from 1 to {n} step 1 | extend s = '{s}'")
+}
+
+#[tokio::test]
+async fn la_size_limit_gives_partial_error_with_whole_rows() {
+    // The answer's exact size, under the default limits.
+    let env = start_demo().await;
+    let t = env.token(LA_SCOPE).await;
+    let (s, size, v) = env.query_bytes(&t, &wide_rows(50, 200)).await;
+    assert_eq!(s, 200);
+    assert!(v.get("error").is_none(), "{v}");
+    drop(env);
+    // A limit of exactly that size: the same answer, whole; one row more is cut.
+    let env = start(demo_with(|v| v["limits"] = json!({"la_max_bytes": size}))).await;
+    let t = env.token(LA_SCOPE).await;
+    let (s, got, v) = env.query_bytes(&t, &wide_rows(50, 200)).await;
+    assert_eq!((s, got), (200, size));
+    assert!(v.get("error").is_none(), "{v}");
+    assert_eq!(v["tables"][0]["rows"].as_array().unwrap().len(), 50);
+    let (s, got, v) = env.query_bytes(&t, &wide_rows(51, 200)).await;
+    assert_eq!(s, 200);
+    assert!(got <= size, "{got} > {size}");
+    assert_eq!(v["error"]["code"], "PartialError");
+    assert_eq!(
+        v["error"]["innererror"]["code"],
+        "E_QUERY_RESULT_SET_TOO_LARGE"
+    );
+    let message = v["error"]["details"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("internal data size limit {size}")),
+        "{message}"
+    );
+    let rows = v["tables"][0]["rows"].as_array().unwrap();
+    // Whole rows: the error body takes the room of a few of them.
+    assert!((40..50).contains(&rows.len()), "{}", rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r[0], i as i64 + 1);
+        assert_eq!(r[1].as_str().unwrap().len(), 200);
+    }
+}
+
+/// The real default limit (104,857,600 bytes) against a 101 MiB answer.
+#[tokio::test]
+async fn la_default_size_limit_cuts_a_101_mib_answer() {
+    let env = start_demo().await;
+    let t = env.token(LA_SCOPE).await;
+    // Rows of about 1,013 bytes: 105,000 of them are about 101.4 MiB.
+    let (s, got, v) = env.query_bytes(&t, &wide_rows(105_000, 1000)).await;
+    assert_eq!(s, 200);
+    assert!(got <= 104_857_600, "{got}");
+    assert!(got > 104_857_600 - 2_000, "{got}");
+    assert_eq!(v["error"]["code"], "PartialError");
+    assert!(
+        v["error"]["innererror"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("internal data size limit 104857600")
+    );
+    let rows = v["tables"][0]["rows"].as_array().unwrap().len();
+    assert!((100_000..105_000).contains(&rows), "{rows}");
+}
+
+#[tokio::test]
+async fn request_log_carries_response_bytes_and_rows() {
+    let env = start(demo_with(|v| v["limits"] = json!({"la_max_rows": 2}))).await;
+    let t = env.token(LA_SCOPE).await;
+    let since = env.last_seq().await;
+    let (_, cut_bytes, cut) = env.query_bytes(&t, "SecurityAlert").await;
+    assert_eq!(cut["error"]["code"], "PartialError");
+    let (_, count_bytes, _) = env.query_bytes(&t, "SecurityAlert | count").await;
+    let (s, bad_bytes, _) = env.query_bytes(&t, "SecurityAlert | where").await;
+    assert_eq!(s, 400);
+    let arm = env.token(ARM_SCOPE).await;
+    let r = env
+        .http
+        .get(format!("{}?api-version={SI_VERSION}", env.incidents_url()))
+        .bearer_auth(&arm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let arm_bytes = r.bytes().await.unwrap().len();
+    let log = env
+        .control("GET", &format!("requests?since={since}"), None)
+        .await;
+    let entries: Vec<&serde_json::Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["service"] == "log_analytics" || e["service"] == "arm")
+        .collect();
+    let got: Vec<(u64, Option<u64>)> = entries
+        .iter()
+        .map(|e| (e["response_bytes"].as_u64().unwrap(), e["rows"].as_u64()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (cut_bytes as u64, Some(2)),
+            (count_bytes as u64, Some(1)),
+            (bad_bytes as u64, None),
+            (arm_bytes as u64, None),
+        ]
+    );
+    assert!(entries[2].get("rows").is_none(), "absent, not null");
+    // Token answers are counted too.
+    let token = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["service"] == "token")
+        .unwrap();
+    assert!(token["response_bytes"].as_u64().unwrap() > 100);
+}
+
+#[tokio::test]
+async fn every_row_carries_its_workspaces_id_in_tenant_id() {
+    const TWO: &str = "22222222-2222-3333-4444-555555555555";
+    let env = start(demo_with(|v| {
+        v["workspaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "law-two", "subscription_id": SUB,
+            "resource_group": "rg-sentinel", "customer_id": TWO}));
+        v["events"].as_array_mut().unwrap().push(
+            json!({"at": "-5m", "do": "new_alert", "workspace": "law-two",
+            "alert": "W2", "subscription_id": DFC_SUB}),
+        );
+    }))
+    .await;
+    // An imported row names another workspace: the service sets TenantId itself.
+    env.control(
+        "POST",
+        "events",
+        Some(json!({"events": [{"do": "rows", "table": "SecurityAlert", "workspace": "law-two", "rows": [{
+            "TenantId": "99999999-0000-0000-0000-000000000000", "TimeGenerated": "2026-01-01T00:00:00Z",
+            "SystemAlertId": "imported-1", "AlertName": "Imported", "Status": "New"}]}]})),
+    )
+    .await;
+    let t = env.token(LA_SCOPE).await;
+    let per_tenant = |v: &serde_json::Value| -> Vec<(String, i64)> {
+        let mut out: Vec<(String, i64)> = v["tables"][0]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
+            .collect();
+        out.sort();
+        out
+    };
+    let q = "union SecurityIncident, SecurityAlert | summarize n = count() by TenantId";
+    let (_, one) = env.query(&t, q).await;
+    let one = per_tenant(&one);
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].0, CUSTOMER_ID);
+    let r = env
+        .http
+        .post(format!("{}/v1/workspaces/{CUSTOMER_ID}/query", env.base))
+        .bearer_auth(&t)
+        .json(&json!({"query": q, "workspaces": ["law-two"]}))
+        .send()
+        .await
+        .unwrap();
+    let both = per_tenant(&r.json().await.unwrap());
+    // law-two: W2's alert row, its incident's row, and the imported row.
+    assert_eq!(both, [one[0].clone(), (TWO.to_string(), 3)]);
+}
+
+fn at(v: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+/// `TimeGenerated` and `ingestion_time()` of one alert row, if visible.
+async fn alert_times(
+    env: &Env,
+    t: &str,
+    system_alert_id: &str,
+) -> Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    let (s, v) = env
+        .query(
+            t,
+            &format!(
+                "SecurityAlert | where SystemAlertId == '{system_alert_id}' \
+                 | project TimeGenerated, it = ingestion_time()"
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let rows = v["tables"][0]["rows"].as_array().unwrap();
+    assert!(rows.len() <= 1);
+    rows.first().map(|r| (at(&r[0]), at(&r[1])))
+}
+
+fn import(id: &str, time_generated: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    json!({"events": [{"do": "rows", "table": "SecurityAlert", "rows": [{
+        "TimeGenerated": time_generated.to_rfc3339(), "SystemAlertId": id,
+        "AlertName": "Imported", "Status": "New"}]}]})
+}
+
+#[tokio::test]
+async fn a_row_imported_late_has_a_late_ingestion_time() {
+    let env = start(demo_with(|v| v["clock"] = json!("frozen"))).await;
+    let now = at(&env
+        .control("POST", "clock", Some(json!({"advance": "1h"})))
+        .await["now"]);
+    let t = env.token(LA_SCOPE).await;
+    let generated = now - chrono::Duration::hours(2);
+    env.control("POST", "events", Some(import("late-1", generated)))
+        .await;
+    let (tg, it) = alert_times(&env, &t, "late-1").await.expect("visible");
+    assert_eq!(tg, generated);
+    assert_eq!(it, now, "ingested when imported, not when generated");
+    // A change feed on ingestion time finds it; one on TimeGenerated would not.
+    let (_, v) = env
+        .query(
+            &t,
+            &format!(
+                "SecurityAlert | where ingestion_time() > datetime({}) | project SystemAlertId",
+                (now - chrono::Duration::minutes(1)).to_rfc3339()
+            ),
+        )
+        .await;
+    assert_eq!(v["tables"][0]["rows"], json!([["late-1"]]));
+}
+
+#[tokio::test]
+async fn a_row_inside_the_ingestion_delay_is_invisible_then_ingested() {
+    let env = start(demo_with(|v| {
+        v["workspaces"][0]["ingestion_delay"] = json!("5m");
+        v["clock"] = json!("frozen");
+    }))
+    .await;
+    let t = env.token(LA_SCOPE).await;
+    let now = at(&env.control("GET", "clock", None).await["now"]);
+    // Generated a minute ago, imported now: ingested at TimeGenerated + 5m, 4 minutes on.
+    let generated = now - chrono::Duration::minutes(1);
+    env.control("POST", "events", Some(import("fresh-1", generated)))
+        .await;
+    assert_eq!(alert_times(&env, &t, "fresh-1").await, None);
+    env.control("POST", "clock", Some(json!({"advance": "3m"})))
+        .await;
+    assert_eq!(alert_times(&env, &t, "fresh-1").await, None);
+    env.control("POST", "clock", Some(json!({"advance": "1m"})))
+        .await;
+    let (tg, it) = alert_times(&env, &t, "fresh-1").await.expect("visible");
+    assert_eq!(tg, generated);
+    assert_eq!(it, generated + chrono::Duration::minutes(5));
+    // A generated row too: its ingestion time is TimeGenerated plus the delay.
+    let (_, v) = env
+        .query(
+            &t,
+            "SecurityAlert | where SystemAlertId != 'fresh-1' \
+             | summarize n = count(), off = countif(ingestion_time() != TimeGenerated + 5m)",
+        )
+        .await;
+    assert!(v["tables"][0]["rows"][0][0].as_i64().unwrap() > 0, "{v}");
+    assert_eq!(v["tables"][0]["rows"][0][1], 0, "{v}");
 }
