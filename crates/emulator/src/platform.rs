@@ -79,6 +79,8 @@ pub struct Principal {
     pub display_name: Option<String>,
     /// See `PrincipalSpec::federated_subject`.
     pub federated_subject: Option<String>,
+    /// Microsoft Graph application permissions (`roles` of its Graph tokens).
+    pub graph_permissions: Vec<String>,
 }
 
 impl Principal {
@@ -492,6 +494,10 @@ impl Platform {
                 modified_by: p.modified_by.clone(),
                 federated_subject: p.federated_subject.clone(),
                 display_name: p.display_name.clone(),
+                graph_permissions: crate::xdr::check_permissions(
+                    &p.graph_permissions,
+                    &path("graph_permissions"),
+                )?,
             });
         }
         let tables = vec![WorkspaceTables::default(); workspaces.len()];

@@ -141,6 +141,14 @@ pub struct ScenarioSpec {
     /// (it moves only through the control API).
     #[serde(default)]
     pub clock: Option<String>,
+    /// Defender XDR: every DfC alert is also an XDR alert in an XDR incident, served by
+    /// Microsoft Graph (`/v1.0/security/…`), with or without a Sentinel workspace.
+    #[serde(default)]
+    pub defender_xdr: bool,
+    /// XDR resolves an incident itself when all its alerts are resolved, and reactivates a
+    /// resolved one when an alert of it goes back to new or in progress (observed roll-up).
+    #[serde(default)]
+    pub xdr_incident_follows_alerts: bool,
     /// The events (the rows of `rows` events are not kept once loaded: they are in the tables).
     #[serde(skip)]
     pub events: Vec<EventSpec>,
@@ -224,6 +232,10 @@ pub struct PrincipalSpec {
     /// A user's display name (owner `assignedTo`, comment author `name`).
     #[serde(default)]
     pub display_name: Option<String>,
+    /// Microsoft Graph application permissions granted with admin consent
+    /// (`SecurityIncident.ReadWrite.All`, …): the `roles` claim of the principal's Graph tokens.
+    #[serde(default)]
+    pub graph_permissions: Vec<String>,
 }
 
 /// A role assignment.
@@ -253,6 +265,10 @@ pub struct Limits {
     /// Default page size of incident and comment lists when `$top` is absent.
     #[serde(default = "default_page")]
     pub default_page_size: usize,
+    /// Microsoft Graph security requests per minute per application and tenant (default 50,
+    /// the Defender XDR API's published figure; Graph publishes none for incidents).
+    #[serde(default = "default_graph_rate")]
+    pub graph_requests_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -264,6 +280,7 @@ impl Default for Limits {
             la_requests_per_30s: default_la_rate(),
             la_max_rows: default_la_rows(),
             default_page_size: default_page(),
+            graph_requests_per_minute: default_graph_rate(),
         }
     }
 }
@@ -296,6 +313,9 @@ fn default_la_rows() -> usize {
 }
 fn default_page() -> usize {
     1000
+}
+fn default_graph_rate() -> u32 {
+    50
 }
 
 /// One event with its JSON path (for errors found when it is applied).
