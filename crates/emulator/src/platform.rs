@@ -349,6 +349,8 @@ pub struct Platform {
     pub frozen_clock: bool,
     /// Bumped on every change of the tables (query caches key on it).
     pub version: u64,
+    /// The Defender XDR side (Microsoft Graph's incidents and alerts_v2).
+    pub xdr: crate::xdr::Xdr,
     alert_by_key: HashMap<String, usize>,
     alert_by_sysid: HashMap<String, usize>,
     alert_by_dfc_name: HashMap<String, usize>,
@@ -513,6 +515,7 @@ impl Platform {
             start: now,
             frozen_clock,
             version: 0,
+            xdr: crate::xdr::Xdr::new(spec.defender_xdr, spec.xdr_incident_follows_alerts),
             alert_by_key: HashMap::new(),
             alert_by_sysid: HashMap::new(),
             alert_by_dfc_name: HashMap::new(),
@@ -856,6 +859,10 @@ impl Platform {
                 };
                 self.import_rows(ws, kind, &r.rows, &format!("{path}.rows"), at)?;
             }
+            Event::XdrIncidentStatus(x) => {
+                let actor = self.actor_for(&x.by, path, crate::xdr::XDR_ACTOR)?;
+                self.xdr_event_status(x, path, &actor, at)?;
+            }
         }
         Ok(())
     }
@@ -941,9 +948,11 @@ impl Platform {
         self.alert_by_dfc_name
             .insert(name.to_ascii_lowercase(), idx);
         self.push_alert_row(idx, at);
+        let mut sentinel = None;
         if with_incident && self.workspaces[ws].incident_creation {
-            self.create_incident_from_alert(idx, at);
+            sentinel = Some(self.create_incident_from_alert(idx, at));
         }
+        self.xdr_on_new_alert(idx, sentinel, with_incident, at);
         idx
     }
 
@@ -955,7 +964,8 @@ impl Platform {
         self.workspaces[ws].next_incident_number += 1;
         let portal = self.workspaces[ws].defender_portal;
         let provider_incident_id = if portal {
-            (number + 10_000).to_string()
+            // The Defender portal's incident id (the same incident in Graph).
+            self.xdr.allocate_id()
         } else {
             number.to_string()
         };
@@ -1020,6 +1030,7 @@ impl Platform {
         self.alerts[alert].status = status;
         self.alerts[alert].table_status = status.table_status().into();
         self.push_alert_row(alert, at);
+        self.xdr_on_dfc_status(alert, at);
         true
     }
 
@@ -1243,7 +1254,13 @@ impl Platform {
         self.touch_incident_with(idx, actor, at, false);
     }
 
-    fn touch_incident_with(&mut self, idx: usize, actor: &Actor, at: DateTime<Utc>, closing: bool) {
+    pub(crate) fn touch_incident_with(
+        &mut self,
+        idx: usize,
+        actor: &Actor,
+        at: DateTime<Utc>,
+        closing: bool,
+    ) {
         let etag = self.ids.etag();
         let inc = &mut self.incidents[idx];
         inc.etag = etag;
@@ -1255,6 +1272,7 @@ impl Platform {
         let ws = inc.workspace;
         let alert_ids = inc.alert_ids.clone();
         self.push_incident_row(idx, at);
+        self.xdr_on_sentinel_change(idx, actor, at);
         let mut echoed = Vec::new();
         if closing && self.workspaces[ws].bidirectional_sync {
             for id in &alert_ids {
@@ -1272,6 +1290,7 @@ impl Platform {
                 self.alerts[a].status = DfcStatus::Resolved;
                 self.alerts[a].table_status = "Resolved".into();
                 self.push_alert_row(a, at);
+                self.xdr_on_dfc_status(a, at);
                 echoed.push(a);
             }
         }
@@ -1831,7 +1850,13 @@ impl Platform {
                 })
             })
             .collect();
-        let mut doc = json!({ "incidents": incidents, "alerts": alerts });
+        let (xdr_incidents, xdr_alerts) = self.xdr_state_json();
+        let mut doc = json!({
+            "incidents": incidents,
+            "alerts": alerts,
+            "xdr_incidents": xdr_incidents,
+            "xdr_alerts": xdr_alerts,
+        });
         if with_tables {
             let mut tables = serde_json::Map::new();
             for kind in [TableKind::SecurityIncident, TableKind::SecurityAlert] {

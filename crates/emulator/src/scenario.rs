@@ -336,6 +336,7 @@ pub enum Event {
     IncidentAddAlert(IncidentAddAlert),
     IncidentComment(IncidentComment),
     Rows(RowsImport),
+    XdrIncidentStatus(XdrIncidentStatus),
 }
 
 /// `new_alert`: DfC raises an alert.
@@ -428,6 +429,26 @@ pub struct IncidentComment {
     pub by: Option<String>,
 }
 
+/// `xdr_incident_status`: an analyst (or XDR) changes an XDR incident in the Defender portal
+/// or through Graph: status and, optionally, classification, determination, assignee.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdrIncidentStatus {
+    /// The XDR incident id, or an alert handle (the incident holding that alert).
+    pub incident: Json,
+    /// `active`, `inProgress` or `resolved`.
+    pub status: String,
+    #[serde(default)]
+    pub classification: Option<String>,
+    #[serde(default)]
+    pub determination: Option<String>,
+    /// A UPN (`""` unassigns).
+    #[serde(default)]
+    pub assigned_to: Option<String>,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
 /// `rows`: imports exported rows as they are.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -488,12 +509,13 @@ fn parse_event(item: Json, path: &str) -> Result<EventSpec, ScenarioError> {
         "incident_add_alert" => Event::IncidentAddAlert(from_value_at(path, value)?),
         "incident_comment" => Event::IncidentComment(from_value_at(path, value)?),
         "rows" => Event::Rows(from_value_at(path, value)?),
+        "xdr_incident_status" => Event::XdrIncidentStatus(from_value_at(path, value)?),
         other => {
             return Err(ScenarioError::at(
                 format!("{path}.do"),
                 format!(
                     "unknown event {other:?} (expected new_alert, alert_status, incident_status, \
-                     incident_owner, incident_add_alert, incident_comment or rows)"
+                     incident_owner, incident_add_alert, incident_comment, rows or xdr_incident_status)"
                 ),
             ));
         }

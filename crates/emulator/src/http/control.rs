@@ -88,12 +88,14 @@ pub fn endpoints_json(shared: &Shared) -> Json {
         "authority": shared.base_url,
         "arm": shared.base_url,
         "log_analytics": shared.base_url,
+        "graph": shared.base_url,
         "identity_endpoint": format!("{}{}", shared.identity_base_url, super::identity::APP_SERVICE_PATH),
         "identity_header": shared.identity_header,
         "imds_endpoint": format!("{}{}", shared.identity_base_url, super::identity::IMDS_PATH),
         "ca": shared.ca_path.display().to_string(),
         "arm_scope": "https://management.azure.com/.default",
         "log_analytics_scope": "https://api.loganalytics.io/.default",
+        "graph_scope": "https://graph.microsoft.com/.default",
     })
 }
 
