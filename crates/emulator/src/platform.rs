@@ -221,7 +221,9 @@ pub struct DfcInfo {
 /// An alert: a DfC alert seen through Sentinel (or another product's alert, imported).
 #[derive(Debug, Clone)]
 pub struct Alert {
-    pub workspace: usize,
+    /// The workspace whose tables hold the alert's rows (none: a tenant without Sentinel,
+    /// where the alert reaches Defender XDR alone).
+    pub workspace: Option<usize>,
     /// The scenario's handle.
     pub key: Option<String>,
     pub system_alert_id: String,
@@ -682,9 +684,19 @@ impl Platform {
         let err = |f: &str, m: String| ScenarioError::at(format!("{path}.{f}"), m);
         match &ev.event {
             Event::NewAlert(a) => {
-                let ws = self
-                    .workspace_by_name(&a.workspace)
-                    .ok_or_else(|| err("workspace", format!("no workspace {:?}", a.workspace)))?;
+                let ws = match &a.workspace {
+                    Some(name) => Some(
+                        self.workspace_by_name(name)
+                            .ok_or_else(|| err("workspace", format!("no workspace {name:?}")))?,
+                    ),
+                    None if self.xdr.enabled => None,
+                    None => {
+                        return Err(err(
+                            "workspace",
+                            "missing field `workspace` (optional only with defender_xdr)".into(),
+                        ));
+                    }
+                };
                 if self.alert_by_key.contains_key(&a.alert) {
                     return Err(err("alert", format!("alert {:?} already exists", a.alert)));
                 }
@@ -816,10 +828,10 @@ impl Platform {
                             location: loc,
                             ..Default::default()
                         };
-                        self.new_alert(ws, params, false, at)
+                        self.new_alert(Some(ws), params, false, at)
                     }
                 };
-                if self.alerts[alert].workspace != self.incidents[inc].workspace {
+                if self.alerts[alert].workspace != Some(self.incidents[inc].workspace) {
                     return Err(err("alert", "the alert is in another workspace".into()));
                 }
                 let sysid = self.alerts[alert].system_alert_id.clone();
@@ -873,19 +885,23 @@ impl Platform {
     /// on and `with_incident`) a `New` incident holding it.
     pub fn new_alert(
         &mut self,
-        ws: usize,
+        ws: Option<usize>,
         p: NewAlertParams,
         with_incident: bool,
         at: DateTime<Utc>,
     ) -> usize {
-        let w = &self.workspaces[ws];
+        let ws_location = ws.map(|w| self.workspaces[w].location.clone());
         let name = self.ids.dfc_alert_name(at);
         let sysid = self.ids.guid();
         let rg = p
             .resource_group
             .clone()
             .unwrap_or_else(|| "rg-workloads".to_string());
-        let location = p.location.clone().unwrap_or_else(|| w.location.clone());
+        let location = p
+            .location
+            .clone()
+            .or(ws_location)
+            .unwrap_or_else(|| "westeurope".to_string());
         let vm = format!("vm-{}", &sysid[..6]);
         let resource_id = p.resource_id.clone().unwrap_or_else(|| {
             format!(
@@ -949,16 +965,18 @@ impl Platform {
             .insert(name.to_ascii_lowercase(), idx);
         self.push_alert_row(idx, at);
         let mut sentinel = None;
-        if with_incident && self.workspaces[ws].incident_creation {
-            sentinel = Some(self.create_incident_from_alert(idx, at));
+        if let Some(ws) = ws
+            && with_incident
+            && self.workspaces[ws].incident_creation
+        {
+            sentinel = Some(self.create_incident_from_alert(ws, idx, at));
         }
         self.xdr_on_new_alert(idx, sentinel, with_incident, at);
         idx
     }
 
-    fn create_incident_from_alert(&mut self, alert: usize, at: DateTime<Utc>) -> usize {
+    fn create_incident_from_alert(&mut self, ws: usize, alert: usize, at: DateTime<Utc>) -> usize {
         let a = self.alerts[alert].clone();
-        let ws = a.workspace;
         let name = self.ids.guid();
         let number = self.workspaces[ws].next_incident_number;
         self.workspaces[ws].next_incident_number += 1;
@@ -1352,7 +1370,11 @@ impl Platform {
 
     fn push_alert_row(&mut self, idx: usize, at: DateTime<Utc>) {
         let a = &self.alerts[idx];
-        let w = &self.workspaces[a.workspace];
+        let Some(ws) = a.workspace else {
+            // No Sentinel: no table.
+            return;
+        };
+        let w = &self.workspaces[ws];
         let ext = json!({
             "resourceType": "Virtual Machine",
             "Compromised Host": a.compromised_entity.to_uppercase(),
@@ -1412,7 +1434,6 @@ impl Platform {
             ("Type", string("SecurityAlert")),
         ];
         let visible = at + w.ingestion_delay;
-        let ws = a.workspace;
         self.alerts[idx].last_row = at;
         self.tables[ws].push(
             TableKind::SecurityAlert,
@@ -1636,7 +1657,7 @@ impl Platform {
         };
         let idx = self.alerts.len();
         let alert = Alert {
-            workspace: ws,
+            workspace: Some(ws),
             key: None,
             system_alert_id: sysid.clone(),
             status,
@@ -1837,7 +1858,7 @@ impl Platform {
             .iter()
             .map(|a| {
                 json!({
-                    "workspace": self.workspaces[a.workspace].name,
+                    "workspace": a.workspace.map(|w| self.workspaces[w].name.clone()),
                     "key": a.key,
                     "name": a.dfc.as_ref().map(|d| d.name.clone()).unwrap_or_else(|| a.vendor_original_id.clone()),
                     "system_alert_id": a.system_alert_id,

@@ -343,7 +343,10 @@ pub enum Event {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewAlert {
-    pub workspace: String,
+    /// The workspace whose Sentinel sees the alert; none only with `defender_xdr` (a tenant
+    /// whose alerts reach Defender XDR alone).
+    #[serde(default)]
+    pub workspace: Option<String>,
     pub alert: String,
     pub subscription_id: String,
     #[serde(default)]

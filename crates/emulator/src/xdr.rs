@@ -283,7 +283,10 @@ impl Platform {
     /// Defender-portal workspace)?
     fn xdr_sees(&self, alert: usize) -> bool {
         let a = &self.alerts[alert];
-        a.dfc.is_some() && (self.xdr.enabled || self.workspaces[a.workspace].defender_portal)
+        a.dfc.is_some()
+            && (self.xdr.enabled
+                || a.workspace
+                    .is_some_and(|w| self.workspaces[w].defender_portal))
     }
 
     /// Hook: DfC raised `alert`; `sentinel` is the incident Sentinel created for it. XDR makes

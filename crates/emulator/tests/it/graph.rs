@@ -779,3 +779,57 @@ async fn with_xdr_incident_follows_alerts_the_incident_rolls_up_from_its_alerts(
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["path"], "events[0].status");
 }
+#[tokio::test]
+async fn a_tenant_without_a_workspace_has_xdr_incidents() {
+    let s = emulator::Scenario::from_json_value(json!({
+        "now": "2026-11-27T12:00:00Z",
+        "tenant_id": TENANT,
+        "defender_xdr": true,
+        "principals": [{"name": "dfcsync", "kind": "service_principal", "client_id": CLIENT_ID,
+            "secret": SECRET, "graph_permissions": ["SecurityIncident.ReadWrite.All"],
+            "roles": [{"role": "Security Admin", "scope": format!("/subscriptions/{DFC_SUB}")}]}],
+        "events": [{"at": "-1h", "do": "new_alert", "alert": "X1", "subscription_id": DFC_SUB}],
+    }))
+    .unwrap();
+    let env = start(s).await;
+    let t = env.token(GRAPH_SCOPE).await;
+    let (s, _, v) = env
+        .graph_call("GET", &env.graph("incidents?$expand=alerts"), &t, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(ids(&v), vec!["10001"]);
+    assert_eq!(
+        v["value"][0]["alerts"][0]["serviceSource"],
+        "microsoftDefenderForCloud"
+    );
+    let (s, _, _) = env
+        .call(
+            "PATCH",
+            &env.graph("incidents/10001"),
+            &t,
+            Some(json!({"status": "resolved"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let st = env.state();
+    assert_eq!(st["alerts"][0]["status"], "Resolved");
+    assert!(st["alerts"][0]["workspace"].is_null());
+    // DfC serves the alert, resolved, with no Log Analytics identifier.
+    let arm = env.token(ARM_SCOPE).await;
+    let url = format!(
+        "{}/subscriptions/{DFC_SUB}/providers/Microsoft.Security/alerts?api-version=2022-01-01",
+        env.base
+    );
+    let (s, _, v) = env.call("GET", &url, &arm, None).await;
+    assert_eq!(s, 200, "{v}");
+    let p = &v["value"][0]["properties"];
+    assert_eq!(p["status"], "Resolved");
+    assert_eq!(p["resourceIdentifiers"].as_array().unwrap().len(), 1);
+    // Without defender_xdr a workspace-less alert is refused with its path.
+    let e = emulator::Scenario::from_json_value(json!({
+        "now": "2026-11-27T12:00:00Z", "tenant_id": TENANT,
+        "events": [{"do": "new_alert", "alert": "X1", "subscription_id": DFC_SUB}],
+    }))
+    .unwrap_err();
+    assert_eq!(e.path(), "events[0].workspace");
+}
