@@ -484,7 +484,8 @@ impl Platform {
     }
 
     /// Hook: the Sentinel incident `s` changed (a PUT, a comment, an owner or alert change).
-    /// Its XDR twin takes status, owner, classification, tags, alerts and new comments.
+    /// Its XDR twin takes status, owner, classification, tags, title, severity, alerts and
+    /// new comments (reference §4: the fields that sync, comments new only).
     pub(crate) fn xdr_on_sentinel_change(&mut self, s: usize, actor: &Actor, at: DateTime<Utc>) {
         let Some(x) = self.xdr.of_sentinel(s) else {
             return;
@@ -499,6 +500,7 @@ impl Platform {
             .or_else(|| si.owner.get("assignedTo").and_then(Json::as_str))
             .map(str::to_string);
         let tags = si.labels.clone();
+        let (title, severity) = (si.title.clone(), graph_severity(&si.severity));
         let new_comments: Vec<(String, XdrComment)> = si
             .comments
             .iter()
@@ -531,6 +533,8 @@ impl Platform {
             || i.classification != class
             || i.assigned_to != owner
             || i.custom_tags != tags
+            || i.display_name != title
+            || i.severity != severity
             || !new_comments.is_empty()
             || members.iter().any(|m| !i.alerts.contains(m));
         if !changed {
@@ -562,6 +566,8 @@ impl Platform {
         i.classification = class;
         i.assigned_to = owner;
         i.custom_tags = tags;
+        i.display_name = title;
+        i.severity = severity;
         for (id, c) in new_comments {
             i.sentinel_comments.push(id);
             i.comments.push(c);

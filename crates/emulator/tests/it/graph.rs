@@ -508,6 +508,8 @@ async fn a_graph_patch_is_seen_in_sentinel_and_a_sentinel_put_in_graph() {
     body["properties"]["status"] = json!("Active");
     body["properties"]["classification"] = Value::Null;
     body["properties"]["classificationReason"] = Value::Null;
+    body["properties"]["severity"] = json!("Low");
+    body["properties"]["title"] = json!("Renamed in Sentinel");
     let (s, _, v) = env.call("PUT", &url, &arm, Some(body)).await;
     assert_eq!(s, 200, "{v}");
     let g = env.graph_get(&t, "incidents/10001").await;
@@ -515,6 +517,8 @@ async fn a_graph_patch_is_seen_in_sentinel_and_a_sentinel_put_in_graph() {
     assert_eq!(g["classification"], "unknown");
     assert_eq!(g["determination"], "unknown");
     assert_eq!(g["assignedTo"], "analyst@contoso.com");
+    assert_eq!(g["severity"], "low");
+    assert_eq!(g["displayName"], "Renamed in Sentinel");
     // Refused writes.
     for (body, what) in [
         (json!({"status": "redirected"}), "status"),
