@@ -172,13 +172,7 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
             need(INCIDENT_WRITE).unwrap_or_else(|| patch_incident(shared, req, id, &name))
         }
         ("GET", ["security", "incidents", id, "alerts"]) => {
-            need(INCIDENT_READ).unwrap_or_else(|| {
-                let found = shared.lock().platform.xdr.incident(id);
-                match found {
-                    Some(i) => list(shared, req, Kind::Alerts, Some(i)),
-                    None => incident_not_found(shared, req, id),
-                }
-            })
+            need(INCIDENT_READ).unwrap_or_else(|| list(shared, req, Kind::Alerts, Some(id)))
         }
         ("POST", ["security", "incidents", id, "comments"]) => {
             need(INCIDENT_WRITE).unwrap_or_else(|| post_comment(shared, req, id, &name))
@@ -470,29 +464,35 @@ fn list_opts(req: &Req, kind: Kind) -> Result<ListOpts, String> {
     })
 }
 
-/// Lists incidents, or alerts (all, or those of incident `of`).
-fn list(shared: &Shared, req: &Req, kind: Kind, of: Option<usize>) -> Resp {
+/// Lists incidents, or alerts (all, or those of the incident with id `of`).
+fn list(shared: &Shared, req: &Req, kind: Kind, of: Option<&str>) -> Resp {
     let opts = match list_opts(req, kind) {
         Ok(o) => o,
         Err(m) => return bad(shared, req, &m),
     };
-    let mut docs: Vec<Json> = {
+    let found: Option<Vec<Json>> = {
         let st = shared.lock();
         let p = &st.platform;
         match (kind, of) {
-            (Kind::Incidents, _) => p
-                .xdr
-                .incidents
-                .iter()
-                .map(|i| incident_json(p, i, opts.expand_alerts))
-                .collect(),
-            (Kind::Alerts, Some(i)) => p.xdr.incidents[i]
-                .alerts
-                .iter()
-                .map(|&a| alert_json(p, &p.xdr.alerts[a]))
-                .collect(),
-            (Kind::Alerts, None) => p.xdr.alerts.iter().map(|a| alert_json(p, a)).collect(),
+            (Kind::Incidents, _) => Some(
+                p.xdr
+                    .incidents
+                    .iter()
+                    .map(|i| incident_json(p, i, opts.expand_alerts))
+                    .collect(),
+            ),
+            (Kind::Alerts, Some(id)) => p.xdr.incident(id).map(|i| {
+                p.xdr.incidents[i]
+                    .alerts
+                    .iter()
+                    .map(|&a| alert_json(p, &p.xdr.alerts[a]))
+                    .collect()
+            }),
+            (Kind::Alerts, None) => Some(p.xdr.alerts.iter().map(|a| alert_json(p, a)).collect()),
         }
+    };
+    let Some(mut docs) = found else {
+        return incident_not_found(shared, req, of.unwrap_or_default());
     };
     if let Some(f) = &opts.filter {
         docs.retain(|d| odata::eval(f, d));
@@ -521,7 +521,7 @@ fn list(shared: &Shared, req: &Req, kind: Kind, of: Option<usize>) -> Resp {
     let next = opts.offset + page.len();
     let what = match (kind, of) {
         (Kind::Incidents, _) => "security/incidents".to_string(),
-        (Kind::Alerts, Some(_)) => "security/incidents('…')/alerts".to_string(),
+        (Kind::Alerts, Some(id)) => format!("security/incidents('{id}')/alerts"),
         (Kind::Alerts, None) => "security/alerts_v2".to_string(),
     };
     let mut body = Map::new();

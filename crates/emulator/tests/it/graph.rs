@@ -205,6 +205,10 @@ async fn graph_serves_the_portal_incidents_with_their_alerts_and_comments() {
     let (s, _, e) = env.call("GET", &env.graph("incidents/999"), &t, None).await;
     assert_eq!(s, 404);
     assert_eq!(e["error"]["code"], "NotFound");
+    let (s, _, _) = env
+        .call("GET", &env.graph("incidents/999/alerts"), &t, None)
+        .await;
+    assert_eq!(s, 404);
     // alerts_v2, filtered on serviceSource and status.
     let (s, _, v) = env
         .graph_call(
