@@ -21,6 +21,7 @@ pub mod table;
 pub mod throttle;
 pub mod tls;
 pub mod tokens;
+pub mod xdr;
 
 pub use scenario::{Scenario, ScenarioError};
 pub use server::{Emulator, EmulatorHandle, Endpoints, Error, StartOptions};

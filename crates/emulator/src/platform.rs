@@ -79,6 +79,8 @@ pub struct Principal {
     pub display_name: Option<String>,
     /// See `PrincipalSpec::federated_subject`.
     pub federated_subject: Option<String>,
+    /// Microsoft Graph application permissions (`roles` of its Graph tokens).
+    pub graph_permissions: Vec<String>,
 }
 
 impl Principal {
@@ -219,7 +221,9 @@ pub struct DfcInfo {
 /// An alert: a DfC alert seen through Sentinel (or another product's alert, imported).
 #[derive(Debug, Clone)]
 pub struct Alert {
-    pub workspace: usize,
+    /// The workspace whose tables hold the alert's rows (none: a tenant without Sentinel,
+    /// where the alert reaches Defender XDR alone).
+    pub workspace: Option<usize>,
     /// The scenario's handle.
     pub key: Option<String>,
     pub system_alert_id: String,
@@ -347,6 +351,8 @@ pub struct Platform {
     pub frozen_clock: bool,
     /// Bumped on every change of the tables (query caches key on it).
     pub version: u64,
+    /// The Defender XDR side (Microsoft Graph's incidents and alerts_v2).
+    pub xdr: crate::xdr::Xdr,
     alert_by_key: HashMap<String, usize>,
     alert_by_sysid: HashMap<String, usize>,
     alert_by_dfc_name: HashMap<String, usize>,
@@ -492,6 +498,10 @@ impl Platform {
                 modified_by: p.modified_by.clone(),
                 federated_subject: p.federated_subject.clone(),
                 display_name: p.display_name.clone(),
+                graph_permissions: crate::xdr::check_permissions(
+                    &p.graph_permissions,
+                    &path("graph_permissions"),
+                )?,
             });
         }
         let tables = vec![WorkspaceTables::default(); workspaces.len()];
@@ -507,6 +517,7 @@ impl Platform {
             start: now,
             frozen_clock,
             version: 0,
+            xdr: crate::xdr::Xdr::new(spec.defender_xdr, spec.xdr_incident_follows_alerts),
             alert_by_key: HashMap::new(),
             alert_by_sysid: HashMap::new(),
             alert_by_dfc_name: HashMap::new(),
@@ -673,9 +684,19 @@ impl Platform {
         let err = |f: &str, m: String| ScenarioError::at(format!("{path}.{f}"), m);
         match &ev.event {
             Event::NewAlert(a) => {
-                let ws = self
-                    .workspace_by_name(&a.workspace)
-                    .ok_or_else(|| err("workspace", format!("no workspace {:?}", a.workspace)))?;
+                let ws = match &a.workspace {
+                    Some(name) => Some(
+                        self.workspace_by_name(name)
+                            .ok_or_else(|| err("workspace", format!("no workspace {name:?}")))?,
+                    ),
+                    None if self.xdr.enabled => None,
+                    None => {
+                        return Err(err(
+                            "workspace",
+                            "missing field `workspace` (optional only with defender_xdr)".into(),
+                        ));
+                    }
+                };
                 if self.alert_by_key.contains_key(&a.alert) {
                     return Err(err("alert", format!("alert {:?} already exists", a.alert)));
                 }
@@ -807,10 +828,10 @@ impl Platform {
                             location: loc,
                             ..Default::default()
                         };
-                        self.new_alert(ws, params, false, at)
+                        self.new_alert(Some(ws), params, false, at)
                     }
                 };
-                if self.alerts[alert].workspace != self.incidents[inc].workspace {
+                if self.alerts[alert].workspace != Some(self.incidents[inc].workspace) {
                     return Err(err("alert", "the alert is in another workspace".into()));
                 }
                 let sysid = self.alerts[alert].system_alert_id.clone();
@@ -850,6 +871,10 @@ impl Platform {
                 };
                 self.import_rows(ws, kind, &r.rows, &format!("{path}.rows"), at)?;
             }
+            Event::XdrIncidentStatus(x) => {
+                let actor = self.actor_for(&x.by, path, crate::xdr::XDR_ACTOR)?;
+                self.xdr_event_status(x, path, &actor, at)?;
+            }
         }
         Ok(())
     }
@@ -860,19 +885,23 @@ impl Platform {
     /// on and `with_incident`) a `New` incident holding it.
     pub fn new_alert(
         &mut self,
-        ws: usize,
+        ws: Option<usize>,
         p: NewAlertParams,
         with_incident: bool,
         at: DateTime<Utc>,
     ) -> usize {
-        let w = &self.workspaces[ws];
+        let ws_location = ws.map(|w| self.workspaces[w].location.clone());
         let name = self.ids.dfc_alert_name(at);
         let sysid = self.ids.guid();
         let rg = p
             .resource_group
             .clone()
             .unwrap_or_else(|| "rg-workloads".to_string());
-        let location = p.location.clone().unwrap_or_else(|| w.location.clone());
+        let location = p
+            .location
+            .clone()
+            .or(ws_location)
+            .unwrap_or_else(|| "westeurope".to_string());
         let vm = format!("vm-{}", &sysid[..6]);
         let resource_id = p.resource_id.clone().unwrap_or_else(|| {
             format!(
@@ -935,21 +964,26 @@ impl Platform {
         self.alert_by_dfc_name
             .insert(name.to_ascii_lowercase(), idx);
         self.push_alert_row(idx, at);
-        if with_incident && self.workspaces[ws].incident_creation {
-            self.create_incident_from_alert(idx, at);
+        let mut sentinel = None;
+        if let Some(ws) = ws
+            && with_incident
+            && self.workspaces[ws].incident_creation
+        {
+            sentinel = Some(self.create_incident_from_alert(ws, idx, at));
         }
+        self.xdr_on_new_alert(idx, sentinel, with_incident, at);
         idx
     }
 
-    fn create_incident_from_alert(&mut self, alert: usize, at: DateTime<Utc>) -> usize {
+    fn create_incident_from_alert(&mut self, ws: usize, alert: usize, at: DateTime<Utc>) -> usize {
         let a = self.alerts[alert].clone();
-        let ws = a.workspace;
         let name = self.ids.guid();
         let number = self.workspaces[ws].next_incident_number;
         self.workspaces[ws].next_incident_number += 1;
         let portal = self.workspaces[ws].defender_portal;
         let provider_incident_id = if portal {
-            (number + 10_000).to_string()
+            // The Defender portal's incident id (the same incident in Graph).
+            self.xdr.allocate_id()
         } else {
             number.to_string()
         };
@@ -1014,6 +1048,7 @@ impl Platform {
         self.alerts[alert].status = status;
         self.alerts[alert].table_status = status.table_status().into();
         self.push_alert_row(alert, at);
+        self.xdr_on_dfc_status(alert, at);
         true
     }
 
@@ -1237,7 +1272,13 @@ impl Platform {
         self.touch_incident_with(idx, actor, at, false);
     }
 
-    fn touch_incident_with(&mut self, idx: usize, actor: &Actor, at: DateTime<Utc>, closing: bool) {
+    pub(crate) fn touch_incident_with(
+        &mut self,
+        idx: usize,
+        actor: &Actor,
+        at: DateTime<Utc>,
+        closing: bool,
+    ) {
         let etag = self.ids.etag();
         let inc = &mut self.incidents[idx];
         inc.etag = etag;
@@ -1249,6 +1290,7 @@ impl Platform {
         let ws = inc.workspace;
         let alert_ids = inc.alert_ids.clone();
         self.push_incident_row(idx, at);
+        self.xdr_on_sentinel_change(idx, actor, at);
         let mut echoed = Vec::new();
         if closing && self.workspaces[ws].bidirectional_sync {
             for id in &alert_ids {
@@ -1266,6 +1308,7 @@ impl Platform {
                 self.alerts[a].status = DfcStatus::Resolved;
                 self.alerts[a].table_status = "Resolved".into();
                 self.push_alert_row(a, at);
+                self.xdr_on_dfc_status(a, at);
                 echoed.push(a);
             }
         }
@@ -1327,7 +1370,11 @@ impl Platform {
 
     fn push_alert_row(&mut self, idx: usize, at: DateTime<Utc>) {
         let a = &self.alerts[idx];
-        let w = &self.workspaces[a.workspace];
+        let Some(ws) = a.workspace else {
+            // No Sentinel: no table.
+            return;
+        };
+        let w = &self.workspaces[ws];
         let ext = json!({
             "resourceType": "Virtual Machine",
             "Compromised Host": a.compromised_entity.to_uppercase(),
@@ -1387,7 +1434,6 @@ impl Platform {
             ("Type", string("SecurityAlert")),
         ];
         let visible = at + w.ingestion_delay;
-        let ws = a.workspace;
         self.alerts[idx].last_row = at;
         self.tables[ws].push(
             TableKind::SecurityAlert,
@@ -1613,7 +1659,7 @@ impl Platform {
         };
         let idx = self.alerts.len();
         let alert = Alert {
-            workspace: ws,
+            workspace: Some(ws),
             key: None,
             system_alert_id: sysid.clone(),
             status,
@@ -1814,7 +1860,7 @@ impl Platform {
             .iter()
             .map(|a| {
                 json!({
-                    "workspace": self.workspaces[a.workspace].name,
+                    "workspace": a.workspace.map(|w| self.workspaces[w].name.clone()),
                     "key": a.key,
                     "name": a.dfc.as_ref().map(|d| d.name.clone()).unwrap_or_else(|| a.vendor_original_id.clone()),
                     "system_alert_id": a.system_alert_id,
@@ -1827,7 +1873,13 @@ impl Platform {
                 })
             })
             .collect();
-        let mut doc = json!({ "incidents": incidents, "alerts": alerts });
+        let (xdr_incidents, xdr_alerts) = self.xdr_state_json();
+        let mut doc = json!({
+            "incidents": incidents,
+            "alerts": alerts,
+            "xdr_incidents": xdr_incidents,
+            "xdr_alerts": xdr_alerts,
+        });
         if with_tables {
             let mut tables = serde_json::Map::new();
             for kind in [TableKind::SecurityIncident, TableKind::SecurityAlert] {

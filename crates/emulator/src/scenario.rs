@@ -141,6 +141,14 @@ pub struct ScenarioSpec {
     /// (it moves only through the control API).
     #[serde(default)]
     pub clock: Option<String>,
+    /// Defender XDR: every DfC alert is also an XDR alert in an XDR incident, served by
+    /// Microsoft Graph (`/v1.0/security/…`), with or without a Sentinel workspace.
+    #[serde(default)]
+    pub defender_xdr: bool,
+    /// XDR resolves an incident itself when all its alerts are resolved, and reactivates a
+    /// resolved one when an alert of it goes back to new or in progress (observed roll-up).
+    #[serde(default)]
+    pub xdr_incident_follows_alerts: bool,
     /// The events (the rows of `rows` events are not kept once loaded: they are in the tables).
     #[serde(skip)]
     pub events: Vec<EventSpec>,
@@ -224,6 +232,10 @@ pub struct PrincipalSpec {
     /// A user's display name (owner `assignedTo`, comment author `name`).
     #[serde(default)]
     pub display_name: Option<String>,
+    /// Microsoft Graph application permissions granted with admin consent
+    /// (`SecurityIncident.ReadWrite.All`, …): the `roles` claim of the principal's Graph tokens.
+    #[serde(default)]
+    pub graph_permissions: Vec<String>,
 }
 
 /// A role assignment.
@@ -256,6 +268,10 @@ pub struct Limits {
     /// Default page size of incident and comment lists when `$top` is absent.
     #[serde(default = "default_page")]
     pub default_page_size: usize,
+    /// Microsoft Graph security requests per minute per application and tenant (default 50,
+    /// the Defender XDR API's published figure; Graph publishes none for incidents).
+    #[serde(default = "default_graph_rate")]
+    pub graph_requests_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -268,6 +284,7 @@ impl Default for Limits {
             la_max_rows: default_la_rows(),
             la_max_bytes: default_la_bytes(),
             default_page_size: default_page(),
+            graph_requests_per_minute: default_graph_rate(),
         }
     }
 }
@@ -304,6 +321,9 @@ fn default_la_bytes() -> usize {
 fn default_page() -> usize {
     1000
 }
+fn default_graph_rate() -> u32 {
+    50
+}
 
 /// One event with its JSON path (for errors found when it is applied).
 #[derive(Debug, Clone)]
@@ -323,13 +343,17 @@ pub enum Event {
     IncidentAddAlert(IncidentAddAlert),
     IncidentComment(IncidentComment),
     Rows(RowsImport),
+    XdrIncidentStatus(XdrIncidentStatus),
 }
 
 /// `new_alert`: DfC raises an alert.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewAlert {
-    pub workspace: String,
+    /// The workspace whose Sentinel sees the alert; none only with `defender_xdr` (a tenant
+    /// whose alerts reach Defender XDR alone).
+    #[serde(default)]
+    pub workspace: Option<String>,
     pub alert: String,
     pub subscription_id: String,
     #[serde(default)]
@@ -415,6 +439,26 @@ pub struct IncidentComment {
     pub by: Option<String>,
 }
 
+/// `xdr_incident_status`: an analyst (or XDR) changes an XDR incident in the Defender portal
+/// or through Graph: status and, optionally, classification, determination, assignee.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdrIncidentStatus {
+    /// The XDR incident id, or an alert handle (the incident holding that alert).
+    pub incident: Json,
+    /// `active`, `inProgress` or `resolved`.
+    pub status: String,
+    #[serde(default)]
+    pub classification: Option<String>,
+    #[serde(default)]
+    pub determination: Option<String>,
+    /// A UPN (`""` unassigns).
+    #[serde(default)]
+    pub assigned_to: Option<String>,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
 /// `rows`: imports exported rows as they are.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -475,12 +519,13 @@ fn parse_event(item: Json, path: &str) -> Result<EventSpec, ScenarioError> {
         "incident_add_alert" => Event::IncidentAddAlert(from_value_at(path, value)?),
         "incident_comment" => Event::IncidentComment(from_value_at(path, value)?),
         "rows" => Event::Rows(from_value_at(path, value)?),
+        "xdr_incident_status" => Event::XdrIncidentStatus(from_value_at(path, value)?),
         other => {
             return Err(ScenarioError::at(
                 format!("{path}.do"),
                 format!(
                     "unknown event {other:?} (expected new_alert, alert_status, incident_status, \
-                     incident_owner, incident_add_alert, incident_comment or rows)"
+                     incident_owner, incident_add_alert, incident_comment, rows or xdr_incident_status)"
                 ),
             ));
         }

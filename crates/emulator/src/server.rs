@@ -57,6 +57,9 @@ pub struct Endpoints {
     pub authority: String,
     pub arm: String,
     pub log_analytics: String,
+    /// Microsoft Graph's base (`{graph}/v1.0/security/incidents`).
+    #[serde(default)]
+    pub graph: String,
     /// The App Service style managed identity endpoint (`IDENTITY_ENDPOINT`), over plain HTTP
     /// on loopback as Azure serves it on the host (the same path also answers over HTTPS on
     /// the main port).
@@ -287,6 +290,7 @@ impl EmulatorHandle {
             authority: b.clone(),
             arm: b.clone(),
             log_analytics: b.clone(),
+            graph: b.clone(),
             identity_endpoint: format!(
                 "{}{}",
                 self.shared.identity_base_url,

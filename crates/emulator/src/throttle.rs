@@ -1,7 +1,8 @@
 //! Throttling. ARM: token buckets per subscription, principal and operation type (reads,
 //! writes, deletes), plus a global bucket per subscription of 15 times the size, refilled
 //! continuously; the `x-ms-ratelimit-remaining-*` headers and 429 with `Retry-After`.
-//! Log Analytics: at most N requests per 30 s per principal (sliding window).
+//! Log Analytics: at most N requests per 30 s per principal (sliding window). Microsoft Graph:
+//! at most N requests per minute per application (the tenant is the emulator's one).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -87,6 +88,23 @@ pub struct Throttles {
     arm: HashMap<(String, String, OpKind), TokenBucket>,
     global: HashMap<(String, OpKind), TokenBucket>,
     la: HashMap<String, VecDeque<Instant>>,
+    graph: HashMap<String, VecDeque<Instant>>,
+}
+
+/// Counts one request in a sliding window of `limit` requests per `window`;
+/// `Err(retry_after_secs)` past it.
+fn slide(q: &mut VecDeque<Instant>, limit: usize, window: Duration) -> Result<(), u64> {
+    let now = Instant::now();
+    while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        q.pop_front();
+    }
+    if q.len() >= limit {
+        let oldest = q.front().copied().unwrap_or(now);
+        let wait = window.saturating_sub(now.duration_since(oldest));
+        return Err(wait.as_secs_f64().ceil().max(1.0) as u64);
+    }
+    q.push_back(now);
+    Ok(())
 }
 
 impl Throttles {
@@ -136,19 +154,23 @@ impl Throttles {
 
     /// Counts a Log Analytics request of `principal`; `Err(retry_after_secs)` past the rate.
     pub fn la(&mut self, limits: &Limits, principal: &str) -> Result<(), u64> {
-        let window = Duration::from_secs(30);
-        let now = Instant::now();
         let q = self.la.entry(principal.to_string()).or_default();
-        while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
-            q.pop_front();
-        }
-        if q.len() >= limits.la_requests_per_30s as usize {
-            let oldest = q.front().copied().unwrap_or(now);
-            let wait = window.saturating_sub(now.duration_since(oldest));
-            return Err(wait.as_secs_f64().ceil().max(1.0) as u64);
-        }
-        q.push_back(now);
-        Ok(())
+        slide(
+            q,
+            limits.la_requests_per_30s as usize,
+            Duration::from_secs(30),
+        )
+    }
+
+    /// Counts a Microsoft Graph request of application `app`; `Err(retry_after_secs)` past
+    /// `limits.graph_requests_per_minute`.
+    pub fn graph(&mut self, limits: &Limits, app: &str) -> Result<(), u64> {
+        let q = self.graph.entry(app.to_ascii_lowercase()).or_default();
+        slide(
+            q,
+            limits.graph_requests_per_minute as usize,
+            Duration::from_secs(60),
+        )
     }
 }
 

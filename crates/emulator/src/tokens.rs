@@ -1,5 +1,5 @@
-//! Entra ID tokens: JWT-shaped bearer tokens carrying `oid`, `appid`, `tid`, `aud`, `exp`,
-//! signed with a per-run key so that a token the emulator did not issue (or one altered) is
+//! Entra ID tokens: JWT-shaped bearer tokens carrying `oid`, `appid`, `tid`, `aud`, `exp`
+//! (and, for Microsoft Graph, the application permissions in `roles`), signed with a per-run key so that a token the emulator did not issue (or one altered) is
 //! refused, and the checks each service makes of them (audience, expiry).
 
 use base64::Engine;
@@ -29,6 +29,27 @@ pub const LA_AUDIENCES: &[&str] = &[
     "https://api.loganalytics.azure.com/",
 ];
 
+/// The audience of Microsoft Graph tokens.
+pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
+
+/// Audiences Microsoft Graph accepts (its application ID URI, with or without the slash, and
+/// its well-known application id).
+pub const GRAPH_AUDIENCES: &[&str] = &[
+    "https://graph.microsoft.com",
+    "https://graph.microsoft.com/",
+    "00000003-0000-0000-c000-000000000000",
+];
+
+/// The `roles` claim a principal's token carries for an audience: its Graph application
+/// permissions for a Graph token (Entra puts granted app roles there), nothing otherwise.
+pub fn roles_for<'a>(aud: &str, graph_permissions: &'a [String]) -> &'a [String] {
+    if GRAPH_AUDIENCES.iter().any(|a| a.eq_ignore_ascii_case(aud)) {
+        graph_permissions
+    } else {
+        &[]
+    }
+}
+
 /// Maps a requested scope (`https://management.azure.com/.default`) or resource to the
 /// audience of the token, or `None` for a resource the tenant does not know.
 pub fn audience_for(scope_or_resource: &str) -> Option<String> {
@@ -37,6 +58,7 @@ pub fn audience_for(scope_or_resource: &str) -> Option<String> {
     let known = ARM_AUDIENCES
         .iter()
         .chain(LA_AUDIENCES)
+        .chain(GRAPH_AUDIENCES)
         .any(|a| a.eq_ignore_ascii_case(base));
     known.then(|| base.to_string())
 }
@@ -50,6 +72,24 @@ pub struct Claims {
     pub tid: String,
     pub exp: i64,
     pub upn: Option<String>,
+    /// The application permissions granted (`roles`), empty when the token has none.
+    pub roles: Vec<String>,
+}
+
+/// What a token says: its audience, subject, lifetime and permissions.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant<'a> {
+    pub aud: &'a str,
+    pub oid: &'a str,
+    pub appid: Option<&'a str>,
+    pub upn: Option<&'a str>,
+    /// A user-assigned managed identity's ARM id (`xms_mirid`).
+    pub mi_res_id: Option<&'a str>,
+    /// Application permissions (`roles`); none: no claim.
+    pub roles: &'a [String],
+    pub now: DateTime<Utc>,
+    pub lifetime_secs: i64,
+    pub uti: &'a str,
 }
 
 /// Issues and checks tokens.
@@ -87,7 +127,7 @@ impl TokenIssuer {
         URL_SAFE_NO_PAD.encode(h.finalize())
     }
 
-    /// Issues a token valid for `lifetime_secs` from `now`.
+    /// Issues a token valid for `lifetime_secs` from `now`, without `roles`.
     #[allow(clippy::too_many_arguments)]
     pub fn issue(
         &self,
@@ -100,6 +140,32 @@ impl TokenIssuer {
         lifetime_secs: i64,
         uti: &str,
     ) -> String {
+        self.grant(&Grant {
+            aud,
+            oid,
+            appid,
+            upn,
+            mi_res_id,
+            roles: &[],
+            now,
+            lifetime_secs,
+            uti,
+        })
+    }
+
+    /// Issues the token a [`Grant`] describes.
+    pub fn grant(&self, g: &Grant<'_>) -> String {
+        let Grant {
+            aud,
+            oid,
+            appid,
+            upn,
+            mi_res_id,
+            roles,
+            now,
+            lifetime_secs,
+            uti,
+        } = *g;
         let header = json!({"typ": "JWT", "alg": "HS256", "kid": "emulator"});
         let iat = now.timestamp();
         let mut claims = json!({
@@ -126,6 +192,9 @@ impl TokenIssuer {
         }
         if let Some(r) = mi_res_id {
             claims["xms_mirid"] = json!(r);
+        }
+        if !roles.is_empty() {
+            claims["roles"] = json!(roles);
         }
         let data = format!(
             "{}.{}",
@@ -185,6 +254,16 @@ impl TokenIssuer {
             tid: get("tid").unwrap_or_default(),
             exp,
             upn: get("upn"),
+            roles: claims
+                .get("roles")
+                .and_then(Json::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Json::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }
@@ -238,6 +317,27 @@ mod tests {
             audience_for("https://management.azure.com/.default").as_deref(),
             Some("https://management.azure.com")
         );
-        assert_eq!(audience_for("https://graph.microsoft.com/.default"), None);
+        assert_eq!(
+            audience_for("https://graph.microsoft.com/.default").as_deref(),
+            Some(GRAPH_AUDIENCE)
+        );
+        assert_eq!(audience_for("https://vault.azure.net/.default"), None);
+        let perms = vec!["SecurityIncident.Read.All".to_string()];
+        let tok = iss.grant(&Grant {
+            aud: GRAPH_AUDIENCE,
+            oid: "o",
+            appid: Some("a"),
+            upn: None,
+            mi_res_id: None,
+            roles: roles_for(GRAPH_AUDIENCE, &perms),
+            now,
+            lifetime_secs: 60,
+            uti: "u",
+        });
+        let c = iss
+            .check(Some(&format!("Bearer {tok}")), GRAPH_AUDIENCES, now)
+            .unwrap();
+        assert_eq!(c.roles, perms);
+        assert!(roles_for(ARM_AUDIENCE, &perms).is_empty());
     }
 }

@@ -777,7 +777,10 @@ fn comment_json(p: &Platform, i: usize, c: &crate::platform::Comment) -> Json {
 
 fn alert_entity_json(p: &Platform, a: usize) -> Json {
     let al = &p.alerts[a];
-    let w = &p.workspaces[al.workspace];
+    // An incident's alerts are in its workspace; a workspace-less alert is in no incident.
+    let Some(w) = al.workspace.map(|w| &p.workspaces[w]) else {
+        return Json::Null;
+    };
     json!({
         "id": format!("{}/providers/Microsoft.SecurityInsights/Entities/{}", w.arm_id(), al.system_alert_id),
         "name": al.system_alert_id,
@@ -819,7 +822,13 @@ fn dfc_alert_json(p: &Platform, a: usize) -> Json {
     let Some(d) = al.dfc.as_ref() else {
         return Json::Null;
     };
-    let w = &p.workspaces[al.workspace];
+    let mut resource_identifiers =
+        vec![json!({"type": "AzureResource", "azureResourceId": al.resource_id})];
+    if let Some(w) = al.workspace.map(|w| &p.workspaces[w]) {
+        resource_identifiers.push(json!({"type": "LogAnalytics", "workspaceId": w.customer_id,
+            "workspaceSubscriptionId": w.subscription_id, "workspaceResourceGroup": w.resource_group,
+            "agentId": "00000000-0000-0000-0000-000000000000"}));
+    }
     let id = format!(
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Security/locations/{}/alerts/{}",
         d.subscription_id, d.resource_group, d.location, d.name
@@ -839,11 +848,7 @@ fn dfc_alert_json(p: &Platform, a: usize) -> Json {
             "intent": al.intent,
             "startTimeUtc": format_time(al.start),
             "endTimeUtc": format_time(al.end),
-            "resourceIdentifiers": [
-                {"type": "AzureResource", "azureResourceId": al.resource_id},
-                {"type": "LogAnalytics", "workspaceId": w.customer_id, "workspaceSubscriptionId": w.subscription_id,
-                 "workspaceResourceGroup": w.resource_group, "agentId": "00000000-0000-0000-0000-000000000000"}
-            ],
+            "resourceIdentifiers": resource_identifiers,
             "remediationSteps": ["Investigate the process and isolate the machine if it is malicious."],
             "vendorName": al.vendor_name,
             "status": al.status.as_str(),

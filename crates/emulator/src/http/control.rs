@@ -88,12 +88,14 @@ pub fn endpoints_json(shared: &Shared) -> Json {
         "authority": shared.base_url,
         "arm": shared.base_url,
         "log_analytics": shared.base_url,
+        "graph": shared.base_url,
         "identity_endpoint": format!("{}{}", shared.identity_base_url, super::identity::APP_SERVICE_PATH),
         "identity_header": shared.identity_header,
         "imds_endpoint": format!("{}{}", shared.identity_base_url, super::identity::IMDS_PATH),
         "ca": shared.ca_path.display().to_string(),
         "arm_scope": "https://management.azure.com/.default",
         "log_analytics_scope": "https://api.loganalytics.io/.default",
+        "graph_scope": "https://graph.microsoft.com/.default",
     })
 }
 
@@ -227,16 +229,17 @@ fn token(shared: &Shared, req: &Req) -> Resp {
         .get("lifetime_secs")
         .and_then(Json::as_i64)
         .unwrap_or(3599);
-    let t = shared.issuer.issue(
-        &aud,
-        &pr.object_id,
-        (!user).then_some(pr.client_id.as_str()),
-        user.then_some(pr.name.as_str()),
-        pr.resource_id.as_deref(),
+    let t = shared.issuer.grant(&crate::tokens::Grant {
+        aud: &aud,
+        oid: &pr.object_id,
+        appid: (!user).then_some(pr.client_id.as_str()),
+        upn: user.then_some(pr.name.as_str()),
+        mi_res_id: pr.resource_id.as_deref(),
+        roles: crate::tokens::roles_for(&aud, &pr.graph_permissions),
         now,
-        lifetime,
-        &uti,
-    );
+        lifetime_secs: lifetime,
+        uti: &uti,
+    });
     Resp::json(
         200,
         json!({"access_token": t, "token_type": "Bearer", "expires_in": lifetime}),

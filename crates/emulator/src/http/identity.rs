@@ -163,16 +163,17 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         let mut st = shared.lock();
         let now = st.clock.wall_now();
         let uti = st.rng.guid();
-        let t = shared.issuer.issue(
-            &aud,
-            &principal.object_id,
-            Some(&principal.client_id),
-            None,
-            principal.resource_id.as_deref(),
+        let t = shared.issuer.grant(&crate::tokens::Grant {
+            aud: &aud,
+            oid: &principal.object_id,
+            appid: Some(&principal.client_id),
+            upn: None,
+            mi_res_id: principal.resource_id.as_deref(),
+            roles: crate::tokens::roles_for(&aud, &principal.graph_permissions),
             now,
-            LIFETIME,
-            &uti,
-        );
+            lifetime_secs: LIFETIME,
+            uti: &uti,
+        });
         (t, now)
     };
     let expires_on = (now.timestamp() + LIFETIME).to_string();

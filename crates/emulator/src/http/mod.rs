@@ -1,9 +1,10 @@
 //! The HTTP layer: a thin shell over the platform model. One dispatcher classifies each
-//! request by path (token, managed identity, ARM, Log Analytics, control API), applies fault
+//! request by path (token, managed identity, ARM, Log Analytics, Microsoft Graph, control API), applies fault
 //! rules, calls the service's handler and logs the exchange.
 
 pub mod arm;
 pub mod control;
+pub mod graph;
 pub mod identity;
 pub mod la;
 pub mod la_answer;
@@ -161,6 +162,7 @@ pub enum Service {
     Identity,
     Arm,
     LogAnalytics,
+    Graph,
     Control,
     Unknown,
 }
@@ -172,6 +174,7 @@ impl Service {
             Service::Identity => "identity",
             Service::Arm => "arm",
             Service::LogAnalytics => "log_analytics",
+            Service::Graph => "graph",
             Service::Control => "control",
             Service::Unknown => "unknown",
         }
@@ -187,6 +190,8 @@ pub fn classify(path: &str) -> Service {
         Service::Arm
     } else if lower.starts_with("/v1/") {
         Service::LogAnalytics
+    } else if lower.starts_with(graph::PREFIX) {
+        Service::Graph
     } else if lower == identity::APP_SERVICE_PATH || lower == identity::IMDS_PATH {
         Service::Identity
     } else if lower.contains("/oauth2/") {
@@ -284,6 +289,7 @@ async fn dispatch(shared: &Arc<Shared>, req: Req) -> Resp {
             Service::Token => token::handle(shared, &req),
             Service::Identity => identity::handle(shared, &req),
             Service::Arm => arm::handle(shared, &req),
+            Service::Graph => graph::handle(shared, &req),
             Service::LogAnalytics => {
                 let shared2 = shared.clone();
                 let req2 = req.clone();

@@ -202,16 +202,17 @@ pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
         let mut st = shared.lock();
         let now = st.clock.wall_now();
         let uti = st.rng.guid();
-        shared.issuer.issue(
-            &aud,
-            &principal.object_id,
-            Some(&principal.client_id),
-            None,
-            None,
+        shared.issuer.grant(&crate::tokens::Grant {
+            aud: &aud,
+            oid: &principal.object_id,
+            appid: Some(&principal.client_id),
+            upn: None,
+            mi_res_id: None,
+            roles: crate::tokens::roles_for(&aud, &principal.graph_permissions),
             now,
-            LIFETIME,
-            &uti,
-        )
+            lifetime_secs: LIFETIME,
+            uti: &uti,
+        })
     };
     let body: Json = json!({
         "token_type": "Bearer",

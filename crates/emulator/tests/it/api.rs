@@ -51,7 +51,7 @@ async fn token_endpoint_issues_jwt_and_refuses_bad_credentials() {
     let r = env
         .http
         .post(&url)
-        .form(&form(SECRET, "https://graph.microsoft.com/.default"))
+        .form(&form(SECRET, "https://vault.azure.net/.default"))
         .send()
         .await
         .unwrap();

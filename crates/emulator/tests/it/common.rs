@@ -115,8 +115,23 @@ impl Env {
         token: &str,
         body: Option<Value>,
     ) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.call_with(method, url, token, body, &[]).await
+    }
+
+    /// [`Env::call`] with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        url: &str,
+        token: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.http.request(m, url).bearer_auth(token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         } else if method == "POST" {

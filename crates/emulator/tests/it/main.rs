@@ -4,6 +4,7 @@ mod api;
 mod behaviour;
 mod cli;
 mod common;
+mod graph;
 mod limits;
 mod scenario;
 mod seed;

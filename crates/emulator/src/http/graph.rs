@@ -1,0 +1,770 @@
+//! Microsoft Graph's security API over the XDR model (`crate::xdr`): incidents (list, get,
+//! their alerts, PATCH, comments) and alerts_v2 (list, get) under `/v1.0/security/`, with the
+//! OData options and limits of `shared/reference/graph-xdr.md` §2 (`$top` cap of 50 on
+//! incidents, `@odata.nextLink` paging, `Prefer: include-unknown-enum-members`), Graph's error
+//! body, application permissions from the token's `roles`, and the per-app request rate.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value as Json, json};
+
+use super::{Req, Resp, Shared, State, json_body};
+use crate::odata::{self, Expr, Operand};
+use crate::platform::{Actor, Platform};
+use crate::table::format_time;
+use crate::tokens::{GRAPH_AUDIENCES, TokenError};
+use crate::xdr::{self, IncidentPatch, XdrAlert, XdrIncident};
+
+/// Where Graph's paths start.
+pub const PREFIX: &str = "/v1.0/";
+
+const INCIDENT_READ: &[&str] = &[
+    "SecurityIncident.Read.All",
+    "SecurityIncident.ReadWrite.All",
+];
+const INCIDENT_WRITE: &[&str] = &["SecurityIncident.ReadWrite.All"];
+/// The roles Graph names for alerts_v2 (observed 403 message, reference §2.7).
+const ALERT_READ: &[&str] = &[
+    "SecurityAlert.Read.All",
+    "SecurityAlert.ReadWrite.All",
+    "SecurityIncident.Read.All",
+    "SecurityIncident.ReadWrite.All",
+];
+
+/// `$top` cap (and default) of `/security/incidents` (observed, reference §2.2).
+pub const INCIDENTS_TOP: usize = 50;
+/// `$top` cap (and default) of `/security/alerts_v2` (the legacy alerts limit; UNCONFIRMED).
+pub const ALERTS_TOP: usize = 1000;
+
+const INCIDENT_FILTERABLE: &[&str] = &[
+    "assignedTo",
+    "classification",
+    "createdDateTime",
+    "determination",
+    "lastUpdateDateTime",
+    "severity",
+    "status",
+];
+const SORTABLE: &[&str] = &["lastUpdateDateTime", "createdDateTime"];
+const PREFER_UNKNOWN: &str = "include-unknown-enum-members";
+/// A comment's maximum length (the Defender portal's; reference §2.4).
+const COMMENT_MAX: usize = 30_000;
+
+/// Graph's error body, with its `innerError` (date, request-id, client-request-id).
+fn error(shared: &Shared, req: &Req, status: u16, code: &str, message: &str) -> Resp {
+    let (date, request_id) = {
+        let mut st = shared.lock();
+        (
+            st.clock.wall_now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+            st.rng.guid(),
+        )
+    };
+    let client = req
+        .header("client-request-id")
+        .map(str::to_string)
+        .unwrap_or_else(|| request_id.clone());
+    Resp::json(
+        status,
+        json!({"error": {"code": code, "message": message, "innerError": {
+            "date": date, "request-id": request_id, "client-request-id": client,
+        }}}),
+    )
+    .with("request-id", request_id)
+    .with("client-request-id", client)
+}
+
+fn bad(shared: &Shared, req: &Req, message: &str) -> Resp {
+    error(shared, req, 400, "BadRequest", message)
+}
+
+/// Handles a Graph request; returns the response and the caller's principal name.
+pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
+    let (claims, name) = {
+        let st = shared.lock();
+        let now = st.clock.wall_now();
+        let claims = shared
+            .issuer
+            .check(req.header("Authorization"), GRAPH_AUDIENCES, now);
+        let name = claims
+            .as_ref()
+            .ok()
+            .and_then(|c| st.platform.principal(&c.oid))
+            .map(|p| st.platform.principals[p].name.clone());
+        (claims, name)
+    };
+    let claims = match claims {
+        Ok(c) => c,
+        Err(e) => {
+            let message = match e {
+                TokenError::Missing => "Access token is empty.".to_string(),
+                TokenError::Malformed => "Access token validation failure.".to_string(),
+                TokenError::Expired { .. } => {
+                    "Lifetime validation failed, the token is expired.".to_string()
+                }
+                TokenError::WrongAudience(aud) => {
+                    format!("Access token validation failure. Invalid audience '{aud}'.")
+                }
+            };
+            return (
+                error(shared, req, 401, "InvalidAuthenticationToken", &message),
+                None,
+            );
+        }
+    };
+    let Some(name) = name else {
+        return (
+            error(
+                shared,
+                req,
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure.",
+            ),
+            None,
+        );
+    };
+    let throttled = {
+        let mut st = shared.lock();
+        let limits = st.platform.limits.clone();
+        let app = claims.appid.clone().unwrap_or_else(|| claims.oid.clone());
+        st.throttles.graph(&limits, &app).err()
+    };
+    if let Some(retry) = throttled {
+        let r = error(
+            shared,
+            req,
+            429,
+            "TooManyRequests",
+            "Too many requests. Please try again later.",
+        )
+        .with("Retry-After", retry.to_string());
+        return (r, Some(name));
+    }
+    let path = req.path.trim_end_matches('/');
+    let segs: Vec<&str> = path
+        .strip_prefix("/v1.0/")
+        .unwrap_or("")
+        .split('/')
+        .collect();
+    let need = |roles: &[&str]| -> Option<Resp> {
+        if claims.roles.iter().any(|r| roles.contains(&r.as_str())) {
+            return None;
+        }
+        let message = format!(
+            "Missing application roles. API required roles: {}, application roles: {}.",
+            roles.join(","),
+            claims.roles.join(",")
+        );
+        Some(error(shared, req, 403, "Forbidden", &message))
+    };
+    let m = req.method.as_str();
+    let resp = match (m, segs.as_slice()) {
+        ("GET", ["security", "incidents"]) => {
+            need(INCIDENT_READ).unwrap_or_else(|| list(shared, req, Kind::Incidents, None))
+        }
+        ("GET", ["security", "incidents", id]) => {
+            need(INCIDENT_READ).unwrap_or_else(|| get_incident(shared, req, id))
+        }
+        ("PATCH", ["security", "incidents", id]) => {
+            need(INCIDENT_WRITE).unwrap_or_else(|| patch_incident(shared, req, id, &name))
+        }
+        ("GET", ["security", "incidents", id, "alerts"]) => {
+            need(INCIDENT_READ).unwrap_or_else(|| list(shared, req, Kind::Alerts, Some(id)))
+        }
+        ("POST", ["security", "incidents", id, "comments"]) => {
+            need(INCIDENT_WRITE).unwrap_or_else(|| post_comment(shared, req, id, &name))
+        }
+        ("GET", ["security", "alerts_v2"]) => {
+            need(ALERT_READ).unwrap_or_else(|| list(shared, req, Kind::Alerts, None))
+        }
+        ("GET", ["security", "alerts_v2", id]) => {
+            need(ALERT_READ).unwrap_or_else(|| get_alert(shared, req, id))
+        }
+        (_, ["security", "incidents" | "alerts_v2", ..]) => error(
+            shared,
+            req,
+            405,
+            "Request_BadRequest",
+            &format!("The HTTP method '{m}' is not allowed on this resource."),
+        ),
+        _ => error(
+            shared,
+            req,
+            400,
+            "BadRequest",
+            &format!(
+                "Resource not found for the segment '{}'.",
+                segs.last().unwrap_or(&"")
+            ),
+        ),
+    };
+    (resp, Some(name))
+}
+
+fn incident_not_found(shared: &Shared, req: &Req, id: &str) -> Resp {
+    error(
+        shared,
+        req,
+        404,
+        "NotFound",
+        &format!("Incident with id '{id}' was not found."),
+    )
+}
+
+/// Does the caller ask for the evolvable enum members (`Prefer`)?
+fn wants_unknown_members(req: &Req) -> bool {
+    req.headers
+        .get_all("Prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case(PREFER_UNKNOWN))
+        })
+}
+
+/// Adds `Preference-Applied` when the caller asked for the evolvable members.
+fn preference(resp: Resp, req: &Req) -> Resp {
+    if wants_unknown_members(req) {
+        resp.with("Preference-Applied", PREFER_UNKNOWN)
+    } else {
+        resp
+    }
+}
+
+/// What a list returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Incidents,
+    Alerts,
+}
+
+/// The incident as Graph shows it (alerts expanded on request).
+fn incident_json(p: &Platform, i: &XdrIncident, alerts: bool) -> Json {
+    let mut doc = json!({
+        "@odata.type": "#microsoft.graph.security.incident",
+        "id": i.id,
+        "tenantId": p.tenant_id,
+        "status": i.status,
+        "incidentWebUrl": format!("https://security.microsoft.com/incidents/{}?tid={}", i.id, p.tenant_id),
+        "redirectIncidentId": null,
+        "displayName": i.display_name,
+        "description": i.description,
+        "createdDateTime": format_time(i.created),
+        "lastUpdateDateTime": format_time(i.last_update),
+        "assignedTo": i.assigned_to,
+        "classification": i.classification,
+        "determination": i.determination,
+        "severity": i.severity,
+        "customTags": i.custom_tags,
+        "systemTags": [],
+        "lastModifiedBy": i.last_modified_by,
+        "resolvingComment": null,
+        "summary": null,
+        "priorityScore": null,
+        "comments": i.comments.iter().map(xdr::comment_json).collect::<Vec<_>>(),
+    });
+    if alerts {
+        doc["alerts"] = Json::Array(
+            i.alerts
+                .iter()
+                .map(|&a| alert_json(p, &p.xdr.alerts[a]))
+                .collect(),
+        );
+    }
+    doc
+}
+
+/// The alert as Graph shows it, with the evolvable enum members unmasked.
+fn alert_json(p: &Platform, x: &XdrAlert) -> Json {
+    let a = &p.alerts[x.alert];
+    let incident = x.incident.map(|i| p.xdr.incidents[i].id.clone());
+    let detection = if a.product_component == "VirtualMachines" {
+        "microsoftDefenderForServers"
+    } else {
+        "microsoftDefenderForCloud"
+    };
+    json!({
+        "@odata.type": "#microsoft.graph.security.alert",
+        "id": x.id,
+        "providerAlertId": a.dfc.as_ref().map(|d| d.name.clone()).unwrap_or_else(|| a.vendor_original_id.clone()),
+        "incidentId": incident,
+        "status": x.status,
+        "severity": a.severity.to_ascii_lowercase(),
+        "classification": x.classification,
+        "determination": x.determination,
+        "serviceSource": "microsoftDefenderForCloud",
+        "detectionSource": detection,
+        "productName": "Microsoft Defender for Cloud",
+        "detectorId": a.alert_type,
+        "tenantId": p.tenant_id,
+        "title": a.display_name,
+        "description": a.description,
+        "category": a.intent,
+        "assignedTo": null,
+        "alertWebUrl": format!("https://security.microsoft.com/alerts/{}?tid={}", x.id, p.tenant_id),
+        "incidentWebUrl": incident.as_ref().map(|i| format!("https://security.microsoft.com/incidents/{i}?tid={}", p.tenant_id)),
+        "actorDisplayName": null,
+        "threatDisplayName": null,
+        "createdDateTime": format_time(x.created),
+        "lastUpdateDateTime": format_time(x.last_update),
+        "resolvedDateTime": x.resolved.map(format_time),
+        "firstActivityDateTime": format_time(a.start),
+        "lastActivityDateTime": format_time(a.end),
+        "recommendedActions": "",
+        "mitreTechniques": [],
+        "systemTags": [],
+        "comments": [],
+        "evidence": [],
+    })
+}
+
+/// Masks the members after `unknownFutureValue` unless the caller asked for them.
+fn mask(mut doc: Json, unknown_members: bool) -> Json {
+    if unknown_members {
+        return doc;
+    }
+    if let Some(o) = doc.as_object_mut() {
+        for key in ["serviceSource", "detectionSource"] {
+            if o.contains_key(key) {
+                o.insert(key.into(), json!("unknownFutureValue"));
+            }
+        }
+        if let Some(Json::Array(alerts)) = o.get_mut("alerts") {
+            for a in alerts.iter_mut() {
+                *a = mask(a.take(), false);
+            }
+        }
+    }
+    doc
+}
+
+/// The checked OData options of a list.
+struct ListOpts {
+    filter: Option<Expr>,
+    top: usize,
+    offset: usize,
+    orderby: Vec<(Vec<String>, bool)>,
+    count: bool,
+    expand_alerts: bool,
+}
+
+fn paths(e: &Expr, out: &mut Vec<Vec<String>>) {
+    let mut operand = |o: &Operand| {
+        if let Operand::Path(p) = o {
+            out.push(p.clone());
+        }
+    };
+    match e {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            paths(a, out);
+            paths(b, out);
+        }
+        Expr::Not(a) => paths(a, out),
+        Expr::Cmp(a, _, b) | Expr::Func(_, a, b) => {
+            operand(a);
+            operand(b);
+        }
+    }
+}
+
+fn list_opts(req: &Req, kind: Kind) -> Result<ListOpts, String> {
+    let (type_name, max) = match kind {
+        Kind::Incidents => ("microsoft.graph.security.incident", INCIDENTS_TOP),
+        Kind::Alerts => ("microsoft.graph.security.alert", ALERTS_TOP),
+    };
+    let filter = match req.q("$filter") {
+        None => None,
+        Some(text) => {
+            let e = odata::parse_filter(text).map_err(|m| format!("Invalid filter clause: {m}"))?;
+            let mut found = Vec::new();
+            paths(&e, &mut found);
+            for p in found {
+                let name = p.join("/");
+                let ok = p.len() == 1
+                    && (INCIDENT_FILTERABLE.contains(&p[0].as_str())
+                        || (kind == Kind::Alerts && p[0] == "serviceSource"));
+                if !ok {
+                    return Err(format!(
+                        "Invalid filter clause: Could not find a filterable property named '{name}' on type '{type_name}'."
+                    ));
+                }
+            }
+            Some(e)
+        }
+    };
+    let top = match req.q("$top") {
+        None => max,
+        Some(t) => {
+            let n: usize = t
+                .parse()
+                .map_err(|_| format!("Invalid value '{t}' for $top query option."))?;
+            if n > max {
+                return Err(format!(
+                    "The query specified in the URI is not valid. The limit of '{max}' for Top query has been exceeded. The value from the incoming request is '{n}'."
+                ));
+            }
+            n
+        }
+    };
+    let mut offset = match req.q("$skip") {
+        None => 0,
+        Some(s) => s
+            .parse()
+            .map_err(|_| format!("Invalid value '{s}' for $skip query option."))?,
+    };
+    if let Some(tok) = req.q("$skiptoken") {
+        offset = URL_SAFE_NO_PAD
+            .decode(tok)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("skip:").and_then(|n| n.parse().ok()))
+            .ok_or_else(|| "The $skiptoken is not valid.".to_string())?;
+    }
+    let orderby = match req.q("$orderby") {
+        None => vec![(vec!["createdDateTime".to_string()], true)],
+        Some(text) => {
+            let o = odata::parse_orderby(text).map_err(|m| format!("Invalid $orderby: {m}"))?;
+            for (p, _) in &o {
+                if p.len() != 1 || !SORTABLE.contains(&p[0].as_str()) {
+                    return Err(format!(
+                        "Invalid $orderby: the property '{}' cannot be used to sort (lastUpdateDateTime or createdDateTime).",
+                        p.join("/")
+                    ));
+                }
+            }
+            o
+        }
+    };
+    let count = match req.q("$count") {
+        None => false,
+        Some(c) if c.eq_ignore_ascii_case("true") => true,
+        Some(c) if c.eq_ignore_ascii_case("false") => false,
+        Some(c) => return Err(format!("Invalid value '{c}' for $count query option.")),
+    };
+    let expand_alerts = match req.q("$expand") {
+        None => false,
+        Some("alerts") if kind == Kind::Incidents => true,
+        Some(e) => {
+            return Err(format!(
+                "Could not find a navigation property named '{e}' on type '{type_name}'."
+            ));
+        }
+    };
+    Ok(ListOpts {
+        filter,
+        top,
+        offset,
+        orderby,
+        count,
+        expand_alerts,
+    })
+}
+
+/// Lists incidents, or alerts (all, or those of the incident with id `of`).
+fn list(shared: &Shared, req: &Req, kind: Kind, of: Option<&str>) -> Resp {
+    let opts = match list_opts(req, kind) {
+        Ok(o) => o,
+        Err(m) => return bad(shared, req, &m),
+    };
+    let found: Option<Vec<Json>> = {
+        let st = shared.lock();
+        let p = &st.platform;
+        match (kind, of) {
+            (Kind::Incidents, _) => Some(
+                p.xdr
+                    .incidents
+                    .iter()
+                    .map(|i| incident_json(p, i, opts.expand_alerts))
+                    .collect(),
+            ),
+            (Kind::Alerts, Some(id)) => p.xdr.incident(id).map(|i| {
+                p.xdr.incidents[i]
+                    .alerts
+                    .iter()
+                    .map(|&a| alert_json(p, &p.xdr.alerts[a]))
+                    .collect()
+            }),
+            (Kind::Alerts, None) => Some(p.xdr.alerts.iter().map(|a| alert_json(p, a)).collect()),
+        }
+    };
+    let Some(mut docs) = found else {
+        return incident_not_found(shared, req, of.unwrap_or_default());
+    };
+    if let Some(f) = &opts.filter {
+        docs.retain(|d| odata::eval(f, d));
+    }
+    docs.sort_by(|a, b| {
+        for (path, desc) in &opts.orderby {
+            let o = odata::compare(odata::lookup(a, path), odata::lookup(b, path))
+                .unwrap_or(Ordering::Equal);
+            let o = if *desc { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        let id = |d: &Json| d["id"].as_str().map(str::to_string).unwrap_or_default();
+        let (x, y) = (id(a), id(b));
+        (x.len(), x).cmp(&(y.len(), y))
+    });
+    let total = docs.len();
+    let unknown = wants_unknown_members(req);
+    let page: Vec<Json> = docs
+        .into_iter()
+        .skip(opts.offset)
+        .take(opts.top)
+        .map(|d| mask(d, unknown))
+        .collect();
+    let next = opts.offset + page.len();
+    let what = match (kind, of) {
+        (Kind::Incidents, _) => "security/incidents".to_string(),
+        (Kind::Alerts, Some(id)) => format!("security/incidents('{id}')/alerts"),
+        (Kind::Alerts, None) => "security/alerts_v2".to_string(),
+    };
+    let mut body = Map::new();
+    body.insert(
+        "@odata.context".into(),
+        json!(format!("{}/v1.0/$metadata#{what}", shared.base_url)),
+    );
+    if opts.count {
+        body.insert("@odata.count".into(), json!(total));
+    }
+    if next < total && !page.is_empty() {
+        let mut q: Vec<(String, String)> = req
+            .query
+            .iter()
+            .filter(|(k, _)| {
+                !k.eq_ignore_ascii_case("$skip") && !k.eq_ignore_ascii_case("$skiptoken")
+            })
+            .cloned()
+            .collect();
+        q.push((
+            "$skiptoken".into(),
+            URL_SAFE_NO_PAD.encode(format!("skip:{next}")),
+        ));
+        let qs = serde_urlencoded::to_string(&q).unwrap_or_default();
+        body.insert(
+            "@odata.nextLink".into(),
+            json!(format!("{}{}?{qs}", shared.base_url, req.path)),
+        );
+    }
+    body.insert("value".into(), Json::Array(page));
+    preference(Resp::json(200, Json::Object(body)), req)
+}
+
+fn get_incident(shared: &Shared, req: &Req, id: &str) -> Resp {
+    let expand = match req.q("$expand") {
+        None => false,
+        Some("alerts") => true,
+        Some(e) => {
+            return bad(
+                shared,
+                req,
+                &format!(
+                    "Could not find a navigation property named '{e}' on type 'microsoft.graph.security.incident'."
+                ),
+            );
+        }
+    };
+    let doc = {
+        let st = shared.lock();
+        let p = &st.platform;
+        p.xdr
+            .incident(id)
+            .map(|i| incident_json(p, &p.xdr.incidents[i], expand))
+    };
+    match doc {
+        Some(d) => preference(Resp::json(200, mask(d, wants_unknown_members(req))), req),
+        None => incident_not_found(shared, req, id),
+    }
+}
+
+fn get_alert(shared: &Shared, req: &Req, id: &str) -> Resp {
+    let doc = {
+        let st = shared.lock();
+        let p = &st.platform;
+        p.xdr.alert(id).map(|a| alert_json(p, &p.xdr.alerts[a]))
+    };
+    match doc {
+        Some(d) => preference(Resp::json(200, mask(d, wants_unknown_members(req))), req),
+        None => error(
+            shared,
+            req,
+            404,
+            "NotFound",
+            &format!("Alert with id '{id}' was not found."),
+        ),
+    }
+}
+
+/// Checks a PATCH body against the documented writable properties.
+fn parse_patch(body: &Json) -> Result<IncidentPatch, String> {
+    let Some(obj) = body.as_object() else {
+        return Err("The request body must be a JSON object.".into());
+    };
+    let mut patch = IncidentPatch::default();
+    let text = |k: &str, v: &Json| -> Result<String, String> {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("Invalid value for property '{k}': expected a string."))
+    };
+    for (k, v) in obj {
+        match k.as_str() {
+            "@odata.type" => {}
+            "status" => {
+                let s = text(k, v)?;
+                patch.status = Some(
+                    xdr::member(xdr::WRITABLE_INCIDENT_STATUSES, &s).ok_or_else(|| {
+                        format!(
+                            "Invalid value '{s}' for property 'status': a client may set active, inProgress or resolved."
+                        )
+                    })?,
+                );
+            }
+            "classification" => {
+                let s = text(k, v)?;
+                patch.classification =
+                    Some(xdr::member(xdr::CLASSIFICATIONS, &s).ok_or_else(|| {
+                        format!("Invalid value '{s}' for property 'classification'.")
+                    })?);
+            }
+            "determination" => {
+                let s = text(k, v)?;
+                patch.determination =
+                    Some(xdr::member(xdr::DETERMINATIONS, &s).ok_or_else(|| {
+                        format!("Invalid value '{s}' for property 'determination'.")
+                    })?);
+            }
+            "assignedTo" => {
+                patch.assigned_to = Some(match v {
+                    Json::Null => None,
+                    other => Some(text(k, other)?),
+                });
+            }
+            "customTags" => {
+                let tags = v
+                    .as_array()
+                    .and_then(|a| {
+                        a.iter()
+                            .map(|t| t.as_str().map(str::to_string))
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .ok_or_else(|| {
+                        "Invalid value for property 'customTags': expected an array of strings."
+                            .to_string()
+                    })?;
+                patch.custom_tags = Some(tags);
+            }
+            "resolvingComment" | "summary" | "displayName" | "severity" | "description"
+            | "comments" | "systemTags" | "redirectIncidentId" | "id" | "createdDateTime"
+            | "lastUpdateDateTime" | "incidentWebUrl" | "tenantId" | "lastModifiedBy" => {
+                return Err(format!("The property '{k}' cannot be updated."));
+            }
+            other => {
+                return Err(format!(
+                    "The property '{other}' does not exist on type 'microsoft.graph.security.incident'. Make sure to only use property names that are defined by the type or mark the type as open type."
+                ));
+            }
+        }
+    }
+    Ok(patch)
+}
+
+fn caller_actor(p: &Platform, name: &str) -> Actor {
+    p.principal(name)
+        .map(|i| Actor::of(&p.principals[i]))
+        .unwrap_or_else(|| Actor::system(name))
+}
+
+fn patch_incident(shared: &Shared, req: &Req, id: &str, name: &str) -> Resp {
+    let body = match json_body(req) {
+        Ok(b) => b,
+        Err(m) => return bad(shared, req, &m),
+    };
+    let patch = match parse_patch(&body) {
+        Ok(p) => p,
+        Err(m) => return bad(shared, req, &m),
+    };
+    let mut st = shared.lock();
+    let Some(inc) = st.platform.xdr.incident(id) else {
+        drop(st);
+        return incident_not_found(shared, req, id);
+    };
+    let cur = &st.platform.xdr.incidents[inc];
+    let class = patch.classification.unwrap_or(cur.classification);
+    let det = patch.determination.unwrap_or(cur.determination);
+    if !xdr::determination_fits(class, det) {
+        drop(st);
+        return bad(
+            shared,
+            req,
+            &format!("The determination '{det}' is not valid with the classification '{class}'."),
+        );
+    }
+    let now = st.clock.now();
+    let State { platform, .. } = &mut *st;
+    let actor = caller_actor(platform, name);
+    let p = Arc::make_mut(platform);
+    p.xdr_apply(inc, &patch, &actor, now, true);
+    let doc = incident_json(p, &p.xdr.incidents[inc], false);
+    drop(st);
+    preference(Resp::json(200, mask(doc, wants_unknown_members(req))), req)
+}
+
+fn post_comment(shared: &Shared, req: &Req, id: &str, name: &str) -> Resp {
+    let body = match json_body(req) {
+        Ok(b) => b,
+        Err(m) => return bad(shared, req, &m),
+    };
+    if let Some(t) = body.get("@odata.type")
+        && t.as_str().map(|s| s.trim_start_matches('#'))
+            != Some("microsoft.graph.security.alertComment")
+    {
+        return bad(
+            shared,
+            req,
+            "Invalid @odata.type: expected microsoft.graph.security.alertComment.",
+        );
+    }
+    let Some(text) = body.get("comment").and_then(Json::as_str) else {
+        return bad(
+            shared,
+            req,
+            "The property 'comment' is required (a string).",
+        );
+    };
+    if text.trim().is_empty() || text.chars().count() > COMMENT_MAX {
+        return bad(
+            shared,
+            req,
+            &format!("The property 'comment' must hold 1 to {COMMENT_MAX} characters."),
+        );
+    }
+    let mut st = shared.lock();
+    let Some(inc) = st.platform.xdr.incident(id) else {
+        drop(st);
+        return incident_not_found(shared, req, id);
+    };
+    let now = st.clock.now();
+    let State { platform, .. } = &mut *st;
+    let actor = caller_actor(platform, name);
+    let p = Arc::make_mut(platform);
+    p.xdr_comment(inc, text, &actor, now);
+    let comments: Vec<Json> = p.xdr.incidents[inc]
+        .comments
+        .iter()
+        .map(xdr::comment_json)
+        .collect();
+    let base = shared.base_url.clone();
+    drop(st);
+    Resp::json(
+        200,
+        json!({
+            "@odata.context": format!("{base}/v1.0/$metadata#Collection(microsoft.graph.security.alertComment)"),
+            "value": comments,
+        }),
+    )
+}
