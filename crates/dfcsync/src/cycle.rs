@@ -380,8 +380,16 @@ async fn sync_group(
             let Some(r) = resolved[i].as_ref() else {
                 continue;
             };
-            // A workspace with no row in the answer has nothing in scope in this piece.
-            let mut snapshot = by_workspace.remove(&r.ws.customer_id).unwrap_or_default();
+            // A workspace with no row in the answer has nothing in scope in this piece; the
+            // rows of a query of one workspace do not name it.
+            let mut snapshot = by_workspace
+                .remove(&r.ws.customer_id)
+                .or_else(|| {
+                    (members.len() == 1)
+                        .then(|| by_workspace.remove(""))
+                        .flatten()
+                })
+                .unwrap_or_default();
             snapshot.server_now = snapshot.server_now.or(snapshots.server_now);
             retry.extend(
                 sync_snapshot(

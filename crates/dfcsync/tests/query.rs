@@ -52,7 +52,6 @@ fn the_sync_query_parses_and_projects_only_what_the_engine_reads() {
         .collect();
     want.extend(dfcsync::observe::query::ALERT_COLUMNS);
     want.insert("Table");
-    want.insert(dfcsync::observe::query::WORKSPACE_COLUMN);
     assert_eq!(cols, want);
     assert_eq!(
         t.rows.len(),

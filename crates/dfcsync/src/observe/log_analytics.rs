@@ -11,7 +11,8 @@
 //! read goes on with the next.
 //!
 //! Each piece answered whole is handed over as one snapshot per workspace (split by the rows'
-//! `TenantId`); the caller decides and acts on it before asking for the next.
+//! `TenantId`; a query of one workspace leaves the column out, and its rows are under the
+//! empty id); the caller decides and acts on it before asking for the next.
 
 use std::collections::VecDeque;
 
@@ -140,7 +141,14 @@ impl<'a> GroupReader<'a> {
             match std::mem::replace(&mut self.state, State::Done) {
                 State::Done => return None,
                 State::Changed(selection) => {
-                    match self.query(&read_query(self.policy, &selection)).await {
+                    match self
+                        .query(&read_query(
+                            self.policy,
+                            &selection,
+                            self.workspaces.len() > 1,
+                        ))
+                        .await
+                    {
                         Err(e) if e.is_answer_too_large() => {
                             tracing::warn!(error = %e, "the change read is too large for one answer: reading everything, in partitions");
                             self.stats.refused += 1;
@@ -164,7 +172,11 @@ impl<'a> GroupReader<'a> {
                 State::Partitions(mut queue) => {
                     let p = queue.pop_front()?;
                     let result = self
-                        .query(&read_query(self.policy, &Selection::Partition(p)))
+                        .query(&read_query(
+                            self.policy,
+                            &Selection::Partition(p),
+                            self.workspaces.len() > 1,
+                        ))
                         .await;
                     match result {
                         Err(e) if e.is_answer_too_large() => {

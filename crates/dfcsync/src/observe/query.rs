@@ -22,7 +22,8 @@
 //!
 //! Bytes are spent only on what the engine reads: a `ClassificationComment` or `Comments`
 //! cell is sent only when it holds a mark (`[dfcsync:`), the only thing the engine reads of
-//! them; otherwise it comes back empty.
+//! them, otherwise it comes back empty; of `Owner` only the first identifier set (object id,
+//! UPN, e-mail or name, the engine's order), of `AdditionalData` only `alertProductNames`.
 //!
 //! Alert rows are read from `max_age` plus one day ago: no in-scope incident was created
 //! earlier, so no alert row the engine needs is older than its creation minus the one-day
@@ -116,13 +117,20 @@ pub enum Since {
     Within(chrono::TimeDelta),
 }
 
-/// The query text of a whole read for `policy` (`dfcsync query` prints it).
+/// The query text of a whole read of one workspace for `policy` (`dfcsync query` prints it).
 pub fn sync_query(policy: &Policy) -> String {
-    read_query(policy, &Selection::Partition(Partition::WHOLE))
+    read_query(policy, &Selection::Partition(Partition::WHOLE), false)
 }
 
-/// The query text of a read of `selection`.
-pub fn read_query(policy: &Policy, selection: &Selection) -> String {
+/// The query text of a read of `selection`. With `many_workspaces` (a query over several
+/// workspaces), each row also says its workspace ([`WORKSPACE_COLUMN`]); a query of one
+/// workspace does not spend the bytes.
+pub fn read_query(policy: &Policy, selection: &Selection, many_workspaces: bool) -> String {
+    let workspace = if many_workspaces {
+        format!("{WORKSPACE_COLUMN}, ")
+    } else {
+        String::new()
+    };
     let minutes = policy.max_age.num_minutes().max(1);
     let products = policy
         .product_names
@@ -141,6 +149,10 @@ pub fn read_query(policy: &Policy, selection: &Selection) -> String {
                 "Comments = iff(tostring(Comments) contains {mark}, Comments, dynamic(null))",
                 mark = kql_string(MARK_PREFIX)
             ),
+            // The engine reads one identifier of the owner (the first set of these) and the
+            // product names of the additional data; the rest of each bag is left behind.
+            "Owner" => "Owner = bag_pack(\"objectId\", coalesce(tostring(Owner.objectId), tostring(Owner.userPrincipalName), tostring(Owner.email), tostring(Owner.assignedTo)))".to_owned(),
+            "AdditionalData" => "AdditionalData = bag_pack(\"alertProductNames\", AdditionalData.alertProductNames)".to_owned(),
             c => c.to_owned(),
         })
         .collect::<Vec<_>>()
@@ -185,10 +197,10 @@ let scoped_alerts = incident_alerts
 union
     (selected_rows
         | join kind=inner (in_scope) on IncidentName
-        | project Table = "{INCIDENT_TABLE}", {WORKSPACE_COLUMN}, {incident_cols}),
+        | project Table = "{INCIDENT_TABLE}", {workspace}{incident_cols}),
     (alert_rows
         | join kind=inner (scoped_alerts) on $left.SystemAlertId == $right.AlertId
-        | project Table = "{ALERT_TABLE}", {WORKSPACE_COLUMN}, {alert_cols}),
+        | project Table = "{ALERT_TABLE}", {workspace}{alert_cols}),
     (print Table = "{CLOCK_TABLE}", TimeGenerated = now())
 "#
     )

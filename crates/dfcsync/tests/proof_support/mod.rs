@@ -14,7 +14,7 @@ use dfcsync::azure::auth::AuthOptions;
 use dfcsync::azure::http::{AzureHttp, HttpOptions};
 use dfcsync::config::Config;
 use dfcsync::connect::Connection;
-use dfcsync::cycle::{CycleReport, Mode, run_cycle};
+use dfcsync::cycle::{CycleReport, Mode, Syncer, run_cycle};
 use dfcsync::model::ActionKind;
 use emulator::{Emulator, EmulatorHandle, Scenario, StartOptions};
 use serde_json::{Value, json};
@@ -352,13 +352,28 @@ pub async fn converge(
     max: usize,
     wait: Option<(&reqwest::Client, &EmulatorHandle, &str)>,
 ) -> Vec<CycleReport> {
+    converge_with(None, conn, config, max, wait).await
+}
+
+/// [`converge`] with the cycles of `syncer` when given (the change feed between its
+/// resyncs), else a fresh whole read each cycle.
+pub async fn converge_with(
+    mut syncer: Option<&mut Syncer>,
+    conn: &Connection,
+    config: &Config,
+    max: usize,
+    wait: Option<(&reqwest::Client, &EmulatorHandle, &str)>,
+) -> Vec<CycleReport> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut reports = Vec::new();
     for _ in 0..max {
         if let Some((ctl, emu, by)) = wait {
             post(ctl, emu, "/_emulator/clock", json!({ "advance": by })).await;
         }
-        let r = run_cycle(conn, config, Mode::Sync, &stop, &|_, _| {}).await;
+        let r = match syncer.as_deref_mut() {
+            Some(s) => s.cycle(conn, config, Mode::Sync, &stop, &|_, _| {}).await,
+            None => run_cycle(conn, config, Mode::Sync, &stop, &|_, _| {}).await,
+        };
         let done = r.succeeded() && !r.has_actions();
         reports.push(r);
         if done {

@@ -1,0 +1,380 @@
+//! Observe at scale (docs/benchmarks.md, "Observe at scale"): what a cycle reads from Log
+//! Analytics, against the emulator, on realistic workspaces: every incident assigned and
+//! commented, then closed by an analyst, or its alert resolved, dismissed or set in progress
+//! in Defender for Cloud (the emulator's own row generation).
+//!
+//! - `whole_then_quiet_then_changes`: a whole read from scratch (bytes per in-scope incident,
+//!   next to the query of wave 1 on the same data; partitions; every due incident reaches the
+//!   state semantics.md gives, no answer refused), then quiet cycles of the change feed, then
+//!   cycles with k changed incidents (k = 1, 100, 10,000 where the workspace has that many).
+//! - `many_workspaces`: W workspaces of a few incidents each, one `Syncer`: the whole read,
+//!   then quiet cycles (queries, seconds, peak memory).
+//!
+//! ```sh
+//! SCALE_INCIDENTS=100000 cargo test --release -p dfcsync --test bench_scale -- --ignored --nocapture whole
+//! SCALE_WORKSPACES=500 cargo test --release -p dfcsync --test bench_scale -- --ignored --nocapture many
+//! ```
+//!
+//! Each prints one line per measurement; the process's peak RSS holds the emulator too.
+
+mod proof_support;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+
+use dfcsync::config::Config;
+use dfcsync::cycle::{CycleReport, Mode, ReadMode, Syncer};
+use proof_support::{
+    DFC_SUB, NOW, SUB, connect, control, fast, post, request_log, start, workspace,
+};
+
+fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What a story must end as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Story {
+    /// Closed by the analyst (the alert follows, by the platform's sync): nothing to do.
+    AnalystClosed,
+    /// Alert resolved in DfC: close.
+    Resolved,
+    /// Alert dismissed in DfC: close.
+    Dismissed,
+    /// Alert in progress in DfC: activate.
+    InProgress,
+    /// Assigned, commented, nothing else: nothing to do.
+    Open,
+}
+
+/// `n` stories over `workspaces` workspaces, created over the last 80 days, each assigned
+/// and commented, then (by story) closed by the analyst or changed in DfC.
+fn realistic(n: usize, workspaces: usize) -> (Value, Vec<Story>) {
+    let now: DateTime<Utc> = NOW.parse().unwrap();
+    let span = TimeDelta::days(80).num_seconds();
+    let mut events = Vec::with_capacity(n * 4);
+    let mut stories = Vec::with_capacity(n);
+    let mut rng = fastrand::Rng::with_seed(9);
+    for i in 0..n {
+        let t0 = now - TimeDelta::days(82) + TimeDelta::seconds(span * i as i64 / n.max(1) as i64);
+        let at = |m: i64| (t0 + TimeDelta::minutes(m)).to_rfc3339();
+        let h = format!("S{i}");
+        let story = match rng.u32(0..100) {
+            0..60 => Story::AnalystClosed,
+            60..80 => Story::Resolved,
+            80..90 => Story::Dismissed,
+            90..95 => Story::InProgress,
+            _ => Story::Open,
+        };
+        stories.push(story);
+        events.push(json!({"at": at(0), "do": "new_alert", "workspace": workspace(i % workspaces).0,
+            "alert": h, "subscription_id": DFC_SUB, "resource_group": "rg-app", "location": "westeurope",
+            "display_name": format!("Suspicious process executed on vm-{}", i % 997), "severity": "Medium"}));
+        events.push(json!({"at": at(20), "do": "incident_owner", "incident": h,
+            "owner": "analyst@contoso.com", "by": "analyst@contoso.com"}));
+        events.push(json!({"at": at(40), "do": "incident_comment", "incident": h,
+            "text": "Looking into it: the process tree and the sign-ins of the account.", "by": "analyst@contoso.com"}));
+        let dfc = |s: &str| json!({"at": at(120), "do": "alert_status", "alert": h, "status": s, "by": "owner@contoso.com"});
+        match story {
+            Story::AnalystClosed => events.push(json!({"at": at(120), "do": "incident_status", "incident": h,
+                "status": "Closed", "classification": "BenignPositive", "classification_reason": "SuspiciousButExpected",
+                "classification_comment": "An admin's script.", "by": "analyst@contoso.com"})),
+            Story::Resolved => events.push(dfc("Resolved")),
+            Story::Dismissed => events.push(dfc("Dismissed")),
+            Story::InProgress => events.push(dfc("InProgress")),
+            Story::Open => {}
+        }
+    }
+    events.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
+    let big = json!({"bucket": 1_000_000_000u64, "per_second": 1_000_000_000u64});
+    let s = json!({
+        "now": NOW, "seed": "dfcsync-scale", "clock": "frozen",
+        "tenant_id": "72f988bf-0000-0000-0000-000000000001",
+        "limits": {"arm_reads": big, "arm_writes": big, "la_requests_per_30s": 1_000_000,
+                   "default_page_size": 1000},
+        "workspaces": (0..workspaces).map(|k| {
+            let (name, id) = workspace(k);
+            json!({"name": name, "subscription_id": SUB, "resource_group": "rg-sentinel",
+                   "customer_id": id, "location": "westeurope", "incident_creation": true,
+                   "bidirectional_sync": true, "ingestion_delay": "0s"})
+        }).collect::<Vec<_>>(),
+        "principals": [
+            { "name": "dfcsync", "kind": "service_principal",
+              "client_id": "aaaaaaaa-0000-0000-0000-000000000001", "secret": "scale-secret",
+              "object_id": "bbbbbbbb-0000-0000-0000-000000000001",
+              "roles": [ { "role": "Microsoft Sentinel Responder",
+                           "scope": format!("/subscriptions/{SUB}/resourceGroups/rg-sentinel") } ] },
+            { "name": "analyst@contoso.com", "kind": "user", "object_id": "cccccccc-0000-0000-0000-000000000001",
+              "roles": [ { "role": "Microsoft Sentinel Responder", "scope": format!("/subscriptions/{SUB}") } ] },
+            { "name": "owner@contoso.com", "kind": "user", "object_id": "cccccccc-0000-0000-0000-000000000002",
+              "roles": [ { "role": "Security Admin", "scope": format!("/subscriptions/{DFC_SUB}") } ] }
+        ],
+        "events": events
+    });
+    (s, stories)
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Log Analytics answers in the request log after entry `since`: (queries, bytes, rows,
+/// partial answers), and the last entry's seq.
+async fn la_since(
+    ctl: &reqwest::Client,
+    emu: &emulator::EmulatorHandle,
+    since: u64,
+) -> ((u64, u64, u64, u64), u64) {
+    let log = request_log(ctl, emu).await;
+    let last = log.last().and_then(|e| e["seq"].as_u64()).unwrap_or(since);
+    let mut out = (0, 0, 0, 0);
+    for e in log
+        .iter()
+        .filter(|e| e["service"] == "log_analytics" && e["seq"].as_u64().unwrap_or(0) > since)
+    {
+        out.0 += 1;
+        out.1 += e["response_bytes"].as_u64().unwrap_or(0);
+        out.2 += e["rows"].as_u64().unwrap_or(0);
+    }
+    (out, last)
+}
+
+async fn one_cycle(
+    syncer: &mut Syncer,
+    conn: &dfcsync::connect::Connection,
+    config: &Config,
+) -> CycleReport {
+    let stop = Arc::new(AtomicBool::new(false));
+    syncer
+        .cycle(conn, config, Mode::Sync, &stop, &|_, _| {})
+        .await
+}
+
+fn applied(r: &CycleReport, kind: &str) -> usize {
+    r.workspaces
+        .iter()
+        .flat_map(|w| w.act.iter().flat_map(|a| a.outcomes.iter()))
+        .filter(|o| o.kind.as_str() == kind && o.result == dfcsync::act::ActionResult::Applied)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: SCALE_INCIDENTS (default 20,000) stories"]
+async fn whole_then_quiet_then_changes() {
+    let n: usize = env("SCALE_INCIDENTS", 20_000);
+    let t = Instant::now();
+    let (scenario, stories) = realistic(n, 1);
+    let emu = start(&scenario).await;
+    eprintln!(
+        "scale: {n} stories loaded in {:.1?}; peak RSS {:.0} MiB",
+        t.elapsed(),
+        peak_rss_mib()
+    );
+    let config = Config::parse(&emu.config_toml(), "<bench>").unwrap();
+    let conn = connect(&config, fast()).await;
+    let ctl = control(&conn, &emu);
+
+    // Wave 1's query on the same data, for the bytes per incident before.
+    let ws = conn
+        .sentinel
+        .workspace(SUB, "rg-sentinel", "law-sentinel")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    match conn
+        .log_analytics
+        .query(
+            &ws.customer_id,
+            include_str!("data/sync-query-wave1.kql"),
+            None,
+        )
+        .await
+    {
+        Ok(body) => eprintln!(
+            "scale: wave 1's query: {} bytes, {:.0} bytes per story, {:.1?}",
+            body.len(),
+            body.len() as f64 / n as f64,
+            t.elapsed()
+        ),
+        Err(e) => eprintln!("scale: wave 1's query fails: {e}"),
+    }
+    // SCALE_DUMP=FILE keeps the whole read's answer, to see where its bytes go.
+    if let Ok(path) = std::env::var("SCALE_DUMP") {
+        let q = dfcsync::observe::query::sync_query(&config.policy);
+        let body = conn
+            .log_analytics
+            .query(&ws.customer_id, &q, None)
+            .await
+            .unwrap();
+        std::fs::write(path, &body).unwrap();
+    }
+    let (_, mut seq) = la_since(&ctl, &emu, 0).await;
+
+    let mut syncer = Syncer::new(&config, ReadMode::Feed);
+    let t = Instant::now();
+    let whole = one_cycle(&mut syncer, &conn, &config).await;
+    let ((q, bytes, rows, _), s) = la_since(&ctl, &emu, seq).await;
+    seq = s;
+    let due_close = stories
+        .iter()
+        .filter(|s| matches!(s, Story::Resolved | Story::Dismissed))
+        .count();
+    let due_activate = stories.iter().filter(|s| **s == Story::InProgress).count();
+    eprintln!(
+        "scale: whole read from scratch: {q} queries ({} partitions, {} refused), {bytes} bytes ({:.0} per story), {rows} rows; {} closes, {} activates applied; {:.1?}; peak RSS {:.0} MiB",
+        whole.reads.partitions,
+        whole.reads.refused,
+        bytes as f64 / n as f64,
+        applied(&whole, "close"),
+        applied(&whole, "activate"),
+        t.elapsed(),
+        peak_rss_mib()
+    );
+    assert!(
+        whole.succeeded(),
+        "{}",
+        dfcsync::report::summary_line(&whole)
+    );
+    assert_eq!(whole.reads.refused, 0, "no answer refused");
+    assert_eq!(applied(&whole, "close"), due_close);
+    assert_eq!(applied(&whole, "activate"), due_activate);
+
+    // Quiet: past the overlap after our own writes.
+    post(&ctl, &emu, "/_emulator/clock", json!({"advance": "11m"})).await;
+    one_cycle(&mut syncer, &conn, &config).await;
+    let (_, s) = la_since(&ctl, &emu, seq).await;
+    seq = s;
+    for _ in 0..2 {
+        post(&ctl, &emu, "/_emulator/clock", json!({"advance": "1m"})).await;
+        let t = Instant::now();
+        let r = one_cycle(&mut syncer, &conn, &config).await;
+        let ((q, bytes, rows, _), s) = la_since(&ctl, &emu, seq).await;
+        seq = s;
+        eprintln!(
+            "scale: quiet cycle: {q} queries, {bytes} bytes, {rows} rows; {:.1?}",
+            t.elapsed()
+        );
+        assert!(r.succeeded());
+        assert!(q <= 2 && bytes <= 256 * 1024, "{q} queries, {bytes} bytes");
+    }
+
+    // k changed incidents: Open stories' alerts resolved in DfC (each due a close), or
+    // analyst-closed ones commented again (a change that needs nothing) when too few.
+    let open: Vec<usize> = (0..n).filter(|i| stories[*i] == Story::Open).collect();
+    let closed: Vec<usize> = (0..n)
+        .filter(|i| stories[*i] == Story::AnalystClosed)
+        .collect();
+    let mut used_open = 0;
+    let mut used_closed = 0;
+    for k in [1usize, 100, 10_000] {
+        if k > open.len() - used_open + closed.len() - used_closed {
+            break;
+        }
+        let mut events = Vec::with_capacity(k);
+        for _ in 0..k {
+            if used_open < open.len() {
+                events.push(json!({"do": "alert_status", "alert": format!("S{}", open[used_open]), "status": "Resolved", "by": "owner@contoso.com"}));
+                used_open += 1;
+            } else {
+                events.push(json!({"do": "incident_comment", "incident": format!("S{}", closed[used_closed]), "text": "Follow-up: the admin confirmed.", "by": "analyst@contoso.com"}));
+                used_closed += 1;
+            }
+        }
+        // Past the overlap after the previous writes, then the changes.
+        post(&ctl, &emu, "/_emulator/clock", json!({"advance": "11m"})).await;
+        one_cycle(&mut syncer, &conn, &config).await;
+        let (_, s) = la_since(&ctl, &emu, seq).await;
+        seq = s;
+        post(&ctl, &emu, "/_emulator/events", json!({ "events": events })).await;
+        post(&ctl, &emu, "/_emulator/clock", json!({"advance": "1m"})).await;
+        let t = Instant::now();
+        let r = one_cycle(&mut syncer, &conn, &config).await;
+        let ((q, bytes, rows, _), s) = la_since(&ctl, &emu, seq).await;
+        seq = s;
+        eprintln!(
+            "scale: {k} changed: {q} queries, {bytes} bytes ({:.0} per changed incident), {rows} rows; {} closes; {:.1?}",
+            bytes as f64 / k as f64,
+            applied(&r, "close"),
+            t.elapsed()
+        );
+        assert!(r.succeeded());
+        assert_eq!(r.change_reads, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: SCALE_WORKSPACES (default 500) workspaces"]
+async fn many_workspaces() {
+    let w: usize = env("SCALE_WORKSPACES", 500);
+    let per: usize = env("SCALE_PER_WORKSPACE", 4);
+    let (scenario, stories) = realistic(w * per, w);
+    let t = Instant::now();
+    let emu = start(&scenario).await;
+    eprintln!(
+        "many: {w} workspaces, {} stories loaded in {:.1?}",
+        stories.len(),
+        t.elapsed()
+    );
+    let config = Config::parse(&emu.config_toml(), "<bench>").unwrap();
+    assert_eq!(config.file.workspaces.len(), w);
+    let conn = connect(&config, fast()).await;
+    let ctl = control(&conn, &emu);
+    let mut syncer = Syncer::new(&config, ReadMode::Feed);
+    let (_, mut seq) = la_since(&ctl, &emu, 0).await;
+    let t = Instant::now();
+    let whole = one_cycle(&mut syncer, &conn, &config).await;
+    let ((q, bytes, _, _), s) = la_since(&ctl, &emu, seq).await;
+    seq = s;
+    eprintln!(
+        "many: first cycle (ARM lookups, whole reads, {} closes): {q} queries, {bytes} bytes, {:.1?}; peak RSS {:.0} MiB",
+        applied(&whole, "close"),
+        t.elapsed(),
+        peak_rss_mib()
+    );
+    assert!(
+        whole.succeeded(),
+        "{}",
+        dfcsync::report::summary_line(&whole)
+    );
+    post(&ctl, &emu, "/_emulator/clock", json!({"advance": "11m"})).await;
+    one_cycle(&mut syncer, &conn, &config).await;
+    let (_, s) = la_since(&ctl, &emu, seq).await;
+    seq = s;
+    for _ in 0..3 {
+        post(&ctl, &emu, "/_emulator/clock", json!({"advance": "1m"})).await;
+        let t = Instant::now();
+        let r = one_cycle(&mut syncer, &conn, &config).await;
+        let ((q, bytes, rows, _), s) = la_since(&ctl, &emu, seq).await;
+        seq = s;
+        let arm = r
+            .requests
+            .iter()
+            .filter(|(s, _, _)| s == "arm")
+            .map(|r| r.2)
+            .sum::<u64>();
+        eprintln!(
+            "many: quiet cycle: {q} Log Analytics queries, {arm} ARM requests, {bytes} bytes, {rows} rows; {:.2?}; peak RSS {:.0} MiB",
+            t.elapsed(),
+            peak_rss_mib()
+        );
+        assert!(r.succeeded());
+        assert!(q <= 10, "{q} queries in a quiet cycle");
+        assert!(t.elapsed().as_secs() <= 60);
+    }
+}
