@@ -132,8 +132,17 @@ pub fn in_production_build(command: &str) -> bool {
 
 impl CliSpec {
     /// Checks a container's argument vector (after the binary) against the real command
-    /// line; returns the command it runs.
+    /// line, then has the built binary parse it (see [`parses`]); returns the command it
+    /// runs.
     pub fn check_args(&self, args: &[String]) -> Result<String, String> {
+        let command = self.check_names(args)?;
+        parses(args)?;
+        Ok(command)
+    }
+
+    /// The options and commands of an argument vector are those `-h` lists, with a value
+    /// where they take one, among the possible values when clap lists them.
+    fn check_names(&self, args: &[String]) -> Result<String, String> {
         let mut command: Option<&str> = None;
         let mut i = 0;
         while i < args.len() {
@@ -190,6 +199,26 @@ impl CliSpec {
         command
             .map(str::to_owned)
             .ok_or("no command in the arguments".into())
+    }
+}
+
+/// Has the built binary parse `args` followed by `--help`. clap parses every argument
+/// before it acts on `--help`, and runs the value parsers (the `--changed-within` duration,
+/// say) as it goes, so a success means dfcsync accepts these values; with `--help` it then
+/// prints the help and exits, reading no configuration and touching nothing.
+pub fn parses(args: &[String]) -> Result<(), String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_dfcsync"))
+        .args(args)
+        .arg("--help")
+        .output()
+        .map_err(|e| format!("running dfcsync: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "dfcsync refuses {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
