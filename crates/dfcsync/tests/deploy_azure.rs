@@ -8,10 +8,9 @@
 mod deploy_support;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use deploy_support::arm::{self, Env, Eval, V};
-use deploy_support::{BINARY_PATH, check_env, cli, read};
+use deploy_support::{BINARY_PATH, check_env, check_schedules, cli, flag_value, read};
 use serde_json::{Value, json};
 
 const RESPONDER: &str = "3e150937-b8fe-4cfb-8069-0eaf05ecd056";
@@ -382,16 +381,6 @@ fn broken_copies_of_the_template_are_refused() {
     }
 }
 
-/// `*/N * * * *`: every N minutes.
-fn period(cron: &str) -> Duration {
-    let minutes = cron
-        .strip_prefix("*/")
-        .and_then(|r| r.strip_suffix(" * * * *"))
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("{cron:?} is not */N * * * *"));
-    Duration::from_secs(60 * minutes)
-}
-
 #[test]
 fn two_jobs_run_real_dfcsync_commands_a_change_read_often_and_a_full_sync_seldom() {
     let t = template();
@@ -430,37 +419,26 @@ fn two_jobs_run_real_dfcsync_commands_a_change_read_often_and_a_full_sync_seldom
     assert_eq!(full.get("name"), Some(&V::S("dfcsync-full".into())));
     // The frequent job reads what changed within the default window; the full one reads all.
     let args = strings(at(frequent, ARGS));
-    let i = args
-        .iter()
-        .position(|a| a == "--changed-within")
-        .expect("the frequent job reads the change feed");
-    assert_eq!(args[i + 1], "15m");
-    assert!(
-        !strings(at(full, ARGS))
-            .iter()
-            .any(|a| a.starts_with("--changed-within")),
-        "the full sync reads every in-scope incident"
+    let window = flag_value(&args, "--changed-within").expect("the frequent job reads the feed");
+    assert_eq!(window, "15m");
+    assert_eq!(
+        flag_value(&strings(at(full, ARGS)), "--changed-within"),
+        None
     );
-    // The schedules: every 5 minutes, and hourly at a minute the frequent one never runs.
+    // Every 5 minutes, and hourly at a minute the frequent one never starts at; the window
+    // covers a period and ingestion.
     let (cron, full_cron) = (at(frequent, CRON).str(), at(full, CRON).str());
-    assert_eq!(cron, "*/5 * * * *");
-    assert_eq!(full_cron, "17 * * * *");
-    let every = period(cron);
-    let minute: u64 = full_cron
-        .strip_suffix(" * * * *")
-        .and_then(|m| m.parse().ok())
-        .unwrap_or_else(|| panic!("{full_cron:?} is not M * * * *"));
-    assert_ne!(
-        (minute * 60) % every.as_secs(),
-        0,
-        "the two jobs start at the same minute"
-    );
-    // The window covers a period and a few minutes of ingestion delay at the least.
-    let window = humantime::parse_duration(&args[i + 1]).unwrap();
-    assert!(
-        window >= every + Duration::from_secs(5 * 60),
-        "{window:?} does not cover a {every:?} period and ingestion"
-    );
+    assert_eq!((cron, full_cron), ("*/5 * * * *", "17 * * * *"));
+    check_schedules(cron, window, full_cron).unwrap();
+    for (cron, window, full_cron, why) in [
+        ("*/5 * * * *", "15m", "15 * * * *", "also starts at"),
+        ("*/5 * * * *", "6m", "17 * * * *", "does not cover"),
+        ("5 * * * *", "15m", "17 * * * *", "not */N"),
+        ("*/5 * * * *", "15m", "17 */2 * * *", "not M * * * *"),
+    ] {
+        let err = check_schedules(cron, window, full_cron).unwrap_err();
+        assert!(err.contains(why), "{cron} {window} {full_cron}: {err}");
+    }
     // The check above refuses a window dfcsync refuses, and what dfcsync does not know.
     for (bad, why) in [("30s", "at least 1m"), ("15", "not a duration")] {
         let mut ev = Eval::new(

@@ -8,6 +8,7 @@ pub mod arm;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use dfcsync::config::{Config, ENV_OVERRIDES};
 
@@ -220,6 +221,47 @@ pub fn parses(args: &[String]) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+/// How long a row may take to become visible to queries after its event, at the most we
+/// plan for: a change window must cover a schedule period and this.
+pub const INGESTION_ALLOWANCE: Duration = Duration::from_secs(5 * 60);
+
+/// Checks the two schedules of a deployment: a change read every N minutes (`*/N * * * *`)
+/// reading `--changed-within WINDOW`, and a full sync hourly at minute M (`M * * * *`).
+/// M must not be a minute the change read runs at, and WINDOW must cover a period and
+/// [`INGESTION_ALLOWANCE`] (the period alone would lose a row ingested late).
+pub fn check_schedules(change_cron: &str, window: &str, full_cron: &str) -> Result<(), String> {
+    let every: u64 = change_cron
+        .strip_prefix("*/")
+        .and_then(|r| r.strip_suffix(" * * * *"))
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or(format!("{change_cron:?} is not */N * * * *"))?;
+    let minute: u64 = full_cron
+        .strip_suffix(" * * * *")
+        .and_then(|m| m.parse().ok())
+        .filter(|m| *m < 60)
+        .ok_or(format!("{full_cron:?} is not M * * * * (hourly)"))?;
+    if minute.is_multiple_of(every) {
+        return Err(format!(
+            "{full_cron:?} starts at a minute {change_cron:?} also starts at"
+        ));
+    }
+    let window = humantime::parse_duration(window).map_err(|e| format!("{window:?}: {e}"))?;
+    let period = Duration::from_secs(60 * every);
+    if window < period + INGESTION_ALLOWANCE {
+        return Err(format!(
+            "a change window of {window:?} does not cover a period of {period:?} and {INGESTION_ALLOWANCE:?} of ingestion"
+        ));
+    }
+    Ok(())
+}
+
+/// The value after `--flag` in an argument vector.
+pub fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1).map(String::as_str)
 }
 
 /// Variables a deployment may set besides the `DFCSYNC_*` ones.
