@@ -1075,6 +1075,24 @@ mod portal_form {
     }
 
     #[test]
+    fn every_change_window_the_form_allows_is_one_dfcsync_accepts() {
+        // The pattern: 1 to 4 digits without a leading zero, then minutes, hours or days.
+        // The smallest and the largest value of each unit are windows dfcsync accepts
+        // (at least 1m), hence every value between.
+        let el = &elements(&form())[&("sync".to_owned(), "changedWithin".to_owned())];
+        assert_eq!(el["constraints"]["regex"], "^[1-9][0-9]{0,3}[mhd]$");
+        for unit in ["m", "h", "d"] {
+            for n in [1, 9999] {
+                let args = ["sync", "--changed-within", &format!("{n}{unit}")].map(str::to_owned);
+                deploy_support::parses(&args).unwrap();
+            }
+        }
+        assert!(
+            deploy_support::parses(&["sync", "--changed-within", "0m"].map(str::to_owned)).is_err()
+        );
+    }
+
+    #[test]
     fn a_broken_form_is_refused() {
         let t = template();
         type Break = fn(&mut Value);
