@@ -1,7 +1,8 @@
 //! `deploy/azure/azuredeploy.json`, checked the way Resource Manager would before deploying
-//! it (see `deploy_support::arm`), then evaluated for each identity choice and cloud: the
-//! job must run a real dfcsync command with variables dfcsync reads and accepts, and the
-//! role assignments must land on the Sentinel workspace, in whatever resource group and
+//! it (see `deploy_support::arm`), then evaluated for each identity choice and cloud: each
+//! of the two jobs (a frequent change read, a slower full sync) must run a real dfcsync
+//! command with variables dfcsync reads and accepts, and the role assignments of every
+//! identity must land on the Sentinel workspace, in whatever resource group and
 //! subscription it is.
 
 mod deploy_support;
@@ -9,7 +10,7 @@ mod deploy_support;
 use std::collections::BTreeMap;
 
 use deploy_support::arm::{self, Env, Eval, V};
-use deploy_support::{BINARY_PATH, check_env, cli, read};
+use deploy_support::{BINARY_PATH, check_env, check_schedules, cli, flag_value, read};
 use serde_json::{Value, json};
 
 const RESPONDER: &str = "3e150937-b8fe-4cfb-8069-0eaf05ecd056";
@@ -31,11 +32,56 @@ fn resources<'a>(t: &'a Value, ty: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The Container Apps Job resource: one, copied for each schedule.
 fn job(t: &Value) -> &Value {
     let jobs = resources(t, "Microsoft.App/jobs");
-    assert_eq!(jobs.len(), 1, "one Container Apps Job");
+    assert_eq!(jobs.len(), 1, "one Container Apps Job resource");
     jobs[0]
 }
+
+/// Each copy of a resource in a `copy` loop, evaluated.
+fn copies(ev: &mut Eval, r: &Value) -> Vec<V> {
+    let V::I(count) = ev.json(&r["copy"]["count"]).unwrap() else {
+        panic!("the copy count of {} is not a number", r["type"])
+    };
+    let out = (0..count)
+        .map(|i| {
+            ev.copy_index = Some(i);
+            ev.json(r).unwrap()
+        })
+        .collect();
+    ev.copy_index = None;
+    out
+}
+
+/// Each copy of the job resource, evaluated (the frequent one first).
+fn jobs(ev: &mut Eval, t: &Value) -> Vec<V> {
+    copies(ev, job(t))
+}
+
+/// A value inside an evaluated resource: object keys, or array indexes.
+fn at<'v>(v: &'v V, path: &[&str]) -> &'v V {
+    path.iter().fold(v, |v, k| match v {
+        V::O(o) => o.get(*k).unwrap_or_else(|| panic!("no {k} in {path:?}")),
+        V::A(a) => &a[k.parse::<usize>().unwrap()],
+        other => panic!("{path:?}: cannot look up {k} in {other:?}"),
+    })
+}
+
+fn strings(v: &V) -> Vec<String> {
+    match v {
+        V::A(a) => a.iter().map(|x| x.str().to_owned()).collect(),
+        other => panic!("not an array: {other:?}"),
+    }
+}
+
+const ARGS: &[&str] = &["properties", "template", "containers", "0", "args"];
+const CRON: &[&str] = &[
+    "properties",
+    "configuration",
+    "scheduleTriggerConfig",
+    "cronExpression",
+];
 
 /// What `reference()` returns after deployment, for the resources the template creates or
 /// names.
@@ -199,9 +245,9 @@ fn broken_copies_of_the_template_are_refused() {
                 t["resources"][4]["properties"]["parameters"]
                     .as_object_mut()
                     .unwrap()
-                    .remove("principalId");
+                    .remove("principalIds");
             },
-            "needs parameter \"principalId\"",
+            "needs parameter \"principalIds\"",
         ),
         (
             "a nested template given an unknown parameter",
@@ -249,12 +295,63 @@ fn broken_copies_of_the_template_are_refused() {
             "unknown function fromat()",
         ),
         (
-            "a dependsOn cycle",
+            "a dependsOn cycle through the jobs' loop",
+            |t| t["resources"][1]["dependsOn"] = json!(["jobs"]),
+            "cycle",
+        ),
+        (
+            "a dependsOn cycle through one job",
             |t| {
                 t["resources"][1]["dependsOn"] =
-                    json!(["[resourceId('Microsoft.App/jobs', parameters('jobName'))]"])
+                    json!(["[resourceId('Microsoft.App/jobs', variables('syncJobs')[1].name)]"])
             },
             "cycle",
+        ),
+        (
+            "a job named by its former name",
+            |t| {
+                t["outputs"]["jobId"]["value"] =
+                    json!("[resourceId('Microsoft.App/jobs', parameters('jobName'))]")
+            },
+            "names no resource of this template",
+        ),
+        (
+            "a copy of a job named with a misspelt property",
+            |t| {
+                t["outputs"]["fullSyncJobId"]["value"] =
+                    json!("[resourceId('Microsoft.App/jobs', variables('syncJobs')[1].nam)]")
+            },
+            "names no resource of this template",
+        ),
+        (
+            "a dependsOn naming no copy loop",
+            |t| t["resources"][4]["dependsOn"][0] = json!("job"),
+            "names no resource of this template",
+        ),
+        (
+            "a reference() of the full-sync job with a dependsOn on the frequent one only",
+            |t| {
+                t["resources"][4]["dependsOn"][0] =
+                    json!("[resourceId('Microsoft.App/jobs', variables('syncJobs')[0].name)]")
+            },
+            "without a dependsOn",
+        ),
+        (
+            "the role assignments of a nested template without their copy loop",
+            |t| {
+                t["resources"][4]["properties"]["template"]["resources"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("copy");
+            },
+            "copyIndex() outside",
+        ),
+        (
+            "the jobs without their copy loop",
+            |t| {
+                t["resources"][3].as_object_mut().unwrap().remove("copy");
+            },
+            "copyIndex() outside",
         ),
         (
             "a default outside allowedValues",
@@ -285,29 +382,83 @@ fn broken_copies_of_the_template_are_refused() {
 }
 
 #[test]
-fn the_job_runs_a_real_dfcsync_command_on_a_schedule() {
+fn two_jobs_run_real_dfcsync_commands_a_change_read_often_and_a_full_sync_seldom() {
     let t = template();
-    let job = job(&t);
-    let config = &job["properties"]["configuration"];
-    assert_eq!(config["triggerType"], "Schedule");
-    assert_eq!(
-        t["parameters"]["cronExpression"]["defaultValue"], "*/5 * * * *",
-        "every 5 minutes by default"
-    );
-    assert_eq!(config["scheduleTriggerConfig"]["parallelism"], 1);
-    let containers = job["properties"]["template"]["containers"]
-        .as_array()
-        .unwrap();
-    assert_eq!(containers.len(), 1);
-    let c = &containers[0];
-    assert_eq!(c["command"], json!([BINARY_PATH]), "the image's binary");
-    let args: Vec<String> = serde_json::from_value(c["args"].clone()).unwrap();
+    let env = env("AzureCloud");
+    let mut ev = Eval::new(&t, params(&[("workspaceName", json!("law"))]), &env).unwrap();
+    let copies = jobs(&mut ev, &t);
+    assert_eq!(copies.len(), 2, "a frequent job and a full-sync job");
     let cli = cli();
-    assert_eq!(cli.check_args(&args), Ok("sync".to_owned()));
-    // The same check refuses what dfcsync does not know.
+    for j in &copies {
+        assert_eq!(
+            at(j, &["properties", "configuration", "triggerType"]).str(),
+            "Schedule"
+        );
+        assert_eq!(
+            at(
+                j,
+                &[
+                    "properties",
+                    "configuration",
+                    "scheduleTriggerConfig",
+                    "parallelism"
+                ]
+            ),
+            &V::I(1)
+        );
+        let V::A(containers) = at(j, &["properties", "template", "containers"]) else {
+            panic!("containers")
+        };
+        assert_eq!(containers.len(), 1);
+        assert_eq!(strings(at(&containers[0], &["command"])), [BINARY_PATH]);
+        // The real command line accepts them (a value parser included: --changed-within).
+        assert_eq!(cli.check_args(&strings(at(j, ARGS))), Ok("sync".to_owned()));
+    }
+    let (frequent, full) = (&copies[0], &copies[1]);
+    assert_eq!(frequent.get("name"), Some(&V::S("dfcsync".into())));
+    assert_eq!(full.get("name"), Some(&V::S("dfcsync-full".into())));
+    // The frequent job reads what changed within the default window; the full one reads all.
+    let args = strings(at(frequent, ARGS));
+    let window = flag_value(&args, "--changed-within").expect("the frequent job reads the feed");
+    assert_eq!(window, "15m");
+    assert_eq!(
+        flag_value(&strings(at(full, ARGS)), "--changed-within"),
+        None
+    );
+    // Every 5 minutes, and hourly at a minute the frequent one never starts at; the window
+    // covers a period and ingestion.
+    let (cron, full_cron) = (at(frequent, CRON).str(), at(full, CRON).str());
+    assert_eq!((cron, full_cron), ("*/5 * * * *", "17 * * * *"));
+    check_schedules(cron, window, full_cron).unwrap();
+    for (cron, window, full_cron, why) in [
+        ("*/5 * * * *", "15m", "15 * * * *", "also starts at"),
+        ("*/5 * * * *", "6m", "17 * * * *", "does not cover"),
+        ("5 * * * *", "15m", "17 * * * *", "not */N"),
+        ("*/5 * * * *", "15m", "17 */2 * * *", "not M * * * *"),
+    ] {
+        let err = check_schedules(cron, window, full_cron).unwrap_err();
+        assert!(err.contains(why), "{cron} {window} {full_cron}: {err}");
+    }
+    // The check above refuses a window dfcsync refuses, and what dfcsync does not know.
+    for (bad, why) in [("30s", "at least 1m"), ("15", "not a duration")] {
+        let mut ev = Eval::new(
+            &t,
+            params(&[
+                ("workspaceName", json!("law")),
+                ("changedWithin", json!(bad)),
+            ]),
+            &env,
+        )
+        .unwrap();
+        let err = cli
+            .check_args(&strings(at(&jobs(&mut ev, &t)[0], ARGS)))
+            .unwrap_err();
+        assert!(err.contains(why), "changedWithin = {bad}: {err}");
+    }
     for bad in [
         vec!["sync", "--format", "json"],
         vec!["sync", "--output", "yaml"],
+        vec!["sync", "--changed-within"],
         vec!["synchronise"],
         vec!["demo"],
         vec!["--log-format", "xml", "sync"],
@@ -315,6 +466,83 @@ fn the_job_runs_a_real_dfcsync_command_on_a_schedule() {
         let bad: Vec<String> = bad.into_iter().map(str::to_owned).collect();
         assert!(cli.check_args(&bad).is_err(), "{bad:?} was accepted");
     }
+}
+
+#[test]
+fn both_jobs_share_everything_but_their_name_schedule_and_arguments() {
+    let t = template();
+    let env = env("AzureCloud");
+    for identity_type in ["SystemAssigned", "UserAssignedNew"] {
+        for registry in ["", "myregistry.azurecr.io"] {
+            let mut ev = Eval::new(
+                &t,
+                params(&[
+                    ("workspaceName", json!("law")),
+                    ("identityType", json!(identity_type)),
+                    ("registryServer", json!(registry)),
+                ]),
+                &env,
+            )
+            .unwrap();
+            let mut copies = jobs(&mut ev, &t);
+            for j in &mut copies {
+                let V::O(o) = j else { unreachable!() };
+                o.remove("name");
+                for path in [ARGS, CRON] {
+                    let (last, parent) = path.split_last().unwrap();
+                    let mut v = &mut *j;
+                    for k in parent {
+                        v = match v {
+                            V::O(o) => o.get_mut(*k).unwrap(),
+                            V::A(a) => &mut a[k.parse::<usize>().unwrap()],
+                            _ => unreachable!(),
+                        };
+                    }
+                    let V::O(o) = v else { unreachable!() };
+                    assert!(o.remove(*last).is_some(), "{path:?}");
+                }
+            }
+            assert_eq!(
+                copies[0], copies[1],
+                "{identity_type}, registry {registry:?}"
+            );
+        }
+    }
+}
+
+/// The principals the template grants roles to: one per job with system-assigned
+/// identities, the one user-assigned identity otherwise; passed to a nested deployment.
+fn granted(ev: &Eval, deployment: &Value) -> Vec<V> {
+    match ev
+        .json(&deployment["properties"]["parameters"]["principalIds"]["value"])
+        .unwrap()
+    {
+        V::A(a) => a,
+        other => panic!("principalIds: {other:?}"),
+    }
+}
+
+/// A nested deployment's template, evaluated with what the outer one passes it.
+fn nested<'t>(ev: &Eval, d: &'t Value, inner_env: &'t Env<'t>) -> Eval<'t> {
+    let passed: BTreeMap<String, V> = d["properties"]["parameters"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), ev.json(&v["value"]).unwrap()))
+        .collect();
+    Eval::new(&d["properties"]["template"], passed, inner_env).unwrap()
+}
+
+/// The role assignments a nested deployment makes: one per principal, evaluated.
+fn role_assignments(inner: &mut Eval) -> Vec<V> {
+    let ra = &inner.template["resources"][0];
+    assert_eq!(ra["type"], "Microsoft.Authorization/roleAssignments");
+    assert_eq!(
+        inner.template["resources"].as_array().unwrap().len(),
+        1,
+        "one role assignment resource, copied for each principal"
+    );
+    copies(inner, ra)
 }
 
 #[test]
@@ -326,25 +554,30 @@ fn each_identity_choice_gets_the_responder_role_on_the_workspace_in_another_subs
     let new_id = format!(
         "/subscriptions/{DEPLOY_SUB}/resourceGroups/rg-dfcsync/providers/Microsoft.ManagedIdentity/userAssignedIdentities/dfcsync-identity"
     );
-    let job_id = format!(
-        "/subscriptions/{DEPLOY_SUB}/resourceGroups/rg-dfcsync/providers/Microsoft.App/jobs/dfcsync"
-    );
+    let job_id = |name: &str| {
+        format!(
+            "/subscriptions/{DEPLOY_SUB}/resourceGroups/rg-dfcsync/providers/Microsoft.App/jobs/{name}"
+        )
+    };
     let cases = [
         (
             "SystemAssigned",
-            format!("principal-of:{job_id}"),
+            vec![
+                format!("principal-of:{}", job_id("dfcsync")),
+                format!("principal-of:{}", job_id("dfcsync-full")),
+            ],
             None,
             None,
         ),
         (
             "UserAssignedNew",
-            format!("principal-of:{new_id}"),
+            vec![format!("principal-of:{new_id}")],
             Some(format!("client-of:{new_id}")),
             Some(new_id.clone()),
         ),
         (
             "UserAssignedExisting",
-            format!("principal-of:{existing}"),
+            vec![format!("principal-of:{existing}")],
             Some(format!("client-of:{existing}")),
             Some(existing.clone()),
         ),
@@ -352,9 +585,11 @@ fn each_identity_choice_gets_the_responder_role_on_the_workspace_in_another_subs
     let workspace_id = format!(
         "/subscriptions/{WS_SUB}/resourceGroups/rg-sentinel/providers/Microsoft.OperationalInsights/workspaces/law-sentinel"
     );
-    for (identity_type, principal, client_id, uami) in cases {
+    // Role assignments are made only by the nested deployments, one resource in each.
+    assert!(resources(&t, "Microsoft.Authorization/roleAssignments").is_empty());
+    for (identity_type, principals, client_id, uami) in cases {
         let env = env("AzureCloud");
-        let ev = Eval::new(
+        let mut ev = Eval::new(
             &t,
             params(&[
                 ("workspaceName", json!("law-sentinel")),
@@ -373,20 +608,18 @@ fn each_identity_choice_gets_the_responder_role_on_the_workspace_in_another_subs
             V::B(identity_type == "UserAssignedNew"),
             "{identity_type}"
         );
-        // The job's identity.
-        let identity = ev.json(&job(&t)["identity"]).unwrap();
-        match &uami {
-            None => assert_eq!(identity.get("type"), Some(&V::S("SystemAssigned".into()))),
-            Some(id) => {
-                assert_eq!(identity.get("type"), Some(&V::S("UserAssigned".into())));
-                assert!(
-                    identity
-                        .get("userAssignedIdentities")
-                        .unwrap()
-                        .get(id)
-                        .is_some(),
-                    "{identity:?}"
-                );
+        // Each job's identity: its own, or the one user-assigned identity.
+        for j in jobs(&mut ev, &t) {
+            let identity = j.get("identity").unwrap();
+            match &uami {
+                None => assert_eq!(identity.get("type"), Some(&V::S("SystemAssigned".into()))),
+                Some(id) => {
+                    assert_eq!(identity.get("type"), Some(&V::S("UserAssigned".into())));
+                    let V::O(ids) = identity.get("userAssignedIdentities").unwrap() else {
+                        panic!("{identity:?}")
+                    };
+                    assert_eq!(ids.keys().collect::<Vec<_>>(), [id], "{identity:?}");
+                }
             }
         }
         // The environment dfcsync gets, and the configuration it makes of it.
@@ -405,25 +638,21 @@ fn each_identity_choice_gets_the_responder_role_on_the_workspace_in_another_subs
         assert_eq!(config.file.auth.method.as_deref(), Some("managed_identity"));
         assert_eq!(config.file.auth.client_id, client_id, "{identity_type}");
         assert_eq!(config.file.azure.cloud.as_deref(), Some("public"));
-        // The role assignment: a nested deployment in the workspace's subscription and
-        // resource group, scoped to the workspace.
-        let nested: Vec<&Value> = resources(&t, "Microsoft.Resources/deployments")
+        // The role assignments: a nested deployment in the workspace's subscription and
+        // resource group, scoped to the workspace, one per principal.
+        let nested_deployments: Vec<&Value> = resources(&t, "Microsoft.Resources/deployments")
             .into_iter()
             .filter(|d| d.get("copy").is_none())
             .collect();
-        assert_eq!(nested.len(), 1);
-        let d = nested[0];
+        assert_eq!(nested_deployments.len(), 1);
+        let d = nested_deployments[0];
         assert_eq!(ev.json(&d["subscriptionId"]).unwrap(), V::S(WS_SUB.into()));
         assert_eq!(
             ev.json(&d["resourceGroup"]).unwrap(),
             V::S("rg-sentinel".into())
         );
-        let passed: BTreeMap<String, V> = d["properties"]["parameters"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), ev.json(&v["value"]).unwrap()))
-            .collect();
+        let expected: Vec<V> = principals.iter().map(|p| V::S(p.clone())).collect();
+        assert_eq!(granted(&ev, d), expected, "{identity_type}");
         let inner_env = Env {
             subscription_id: WS_SUB.into(),
             resource_group: Some("rg-sentinel".into()),
@@ -431,31 +660,36 @@ fn each_identity_choice_gets_the_responder_role_on_the_workspace_in_another_subs
             cloud: "AzureCloud".into(),
             reference: &reference,
         };
-        let inner_t = &d["properties"]["template"];
-        let inner = Eval::new(inner_t, passed, &inner_env).unwrap();
-        let ra = &inner_t["resources"][0];
-        assert_eq!(ra["type"], "Microsoft.Authorization/roleAssignments");
-        assert_eq!(
-            inner.json(&ra["scope"]).unwrap(),
-            V::S(workspace_id.clone())
-        );
-        let props = inner.json(&ra["properties"]).unwrap();
-        assert_eq!(
-            props.get("roleDefinitionId"),
-            Some(&V::S(format!(
-                "/subscriptions/{WS_SUB}/providers/Microsoft.Authorization/roleDefinitions/{RESPONDER}"
-            )))
-        );
-        assert_eq!(
-            props.get("principalId"),
-            Some(&V::S(principal.clone())),
-            "{identity_type}"
-        );
-        // Deterministic: the same scope, principal and role give the same name.
-        assert_eq!(
-            inner.json(&ra["name"]).unwrap(),
-            V::S(format!("guid({workspace_id}|{principal}|{RESPONDER})"))
-        );
+        let mut inner = nested(&ev, d, &inner_env);
+        let assignments = role_assignments(&mut inner);
+        assert_eq!(assignments.len(), principals.len(), "{identity_type}");
+        for (ra, principal) in assignments.iter().zip(&principals) {
+            assert_eq!(ra.get("scope"), Some(&V::S(workspace_id.clone())));
+            let props = ra.get("properties").unwrap();
+            assert_eq!(
+                props.get("roleDefinitionId"),
+                Some(&V::S(format!(
+                    "/subscriptions/{WS_SUB}/providers/Microsoft.Authorization/roleDefinitions/{RESPONDER}"
+                )))
+            );
+            assert_eq!(
+                props.get("principalId"),
+                Some(&V::S(principal.clone())),
+                "{identity_type}"
+            );
+            // Deterministic: the same scope, principal and role give the same name.
+            assert_eq!(
+                ra.get("name"),
+                Some(&V::S(format!(
+                    "guid({workspace_id}|{principal}|{RESPONDER})"
+                )))
+            );
+        }
+        // The outputs name the jobs and the principals.
+        let out = |k: &str| ev.json(&t["outputs"][k]["value"]).unwrap();
+        assert_eq!(out("principalIds"), V::A(expected));
+        assert_eq!(out("jobId"), V::S(job_id("dfcsync")));
+        assert_eq!(out("fullSyncJobId"), V::S(job_id("dfcsync-full")));
         // No Security Admin without writeback.
         let sa = resources(&t, "Microsoft.Resources/deployments")
             .into_iter()
@@ -466,7 +700,7 @@ fn each_identity_choice_gets_the_responder_role_on_the_workspace_in_another_subs
 }
 
 #[test]
-fn writeback_grants_security_admin_on_each_listed_subscription_only() {
+fn writeback_grants_security_admin_to_every_identity_on_each_listed_subscription_only() {
     let t = template();
     let subs = [
         "33333333-3333-3333-3333-333333333333",
@@ -476,54 +710,76 @@ fn writeback_grants_security_admin_on_each_listed_subscription_only() {
         .into_iter()
         .find(|d| d.get("copy").is_some())
         .expect("the Security Admin deployments");
-    for writeback in [false, true] {
-        let env = env("AzureCloud");
-        let mut ev = Eval::new(
-            &t,
-            params(&[
-                ("workspaceName", json!("law-sentinel")),
-                ("writeback", json!(writeback)),
-                ("securityAdminSubscriptionIds", json!(subs)),
-            ]),
-            &env,
-        )
-        .unwrap();
-        let vars = job_env(&ev, &t);
-        let config = check_env(&vars).unwrap();
-        assert_eq!(config.policy.writeback, writeback);
-        let count = ev.json(&sa["copy"]["count"]).unwrap();
-        assert_eq!(count, V::I(if writeback { 2 } else { 0 }));
-        if !writeback {
-            continue;
-        }
-        for (i, sub) in subs.iter().enumerate() {
-            ev.copy_index = Some(i as i64);
-            assert_eq!(ev.json(&sa["subscriptionId"]).unwrap(), V::S((*sub).into()));
-            assert!(sa.get("resourceGroup").is_none(), "subscription scope");
-            let passed: BTreeMap<String, V> = sa["properties"]["parameters"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), ev.json(&v["value"]).unwrap()))
-                .collect();
-            let inner_env = Env {
-                subscription_id: (*sub).into(),
-                resource_group: None,
-                location: "westeurope".into(),
-                cloud: "AzureCloud".into(),
-                reference: &reference,
-            };
-            let inner_t = &sa["properties"]["template"];
-            let inner = Eval::new(inner_t, passed, &inner_env).unwrap();
-            let ra = &inner_t["resources"][0];
-            assert!(ra.get("scope").is_none(), "the subscription itself");
-            let props = inner.json(&ra["properties"]).unwrap();
+    let responder = resources(&t, "Microsoft.Resources/deployments")
+        .into_iter()
+        .find(|d| d.get("copy").is_none())
+        .expect("the Sentinel Responder deployment");
+    for identity_type in ["SystemAssigned", "UserAssignedNew"] {
+        for writeback in [false, true] {
+            let env = env("AzureCloud");
+            let mut ev = Eval::new(
+                &t,
+                params(&[
+                    ("workspaceName", json!("law-sentinel")),
+                    ("identityType", json!(identity_type)),
+                    ("writeback", json!(writeback)),
+                    ("securityAdminSubscriptionIds", json!(subs)),
+                ]),
+                &env,
+            )
+            .unwrap();
+            let vars = job_env(&ev, &t);
+            let config = check_env(&vars).unwrap();
+            assert_eq!(config.policy.writeback, writeback);
+            let count = ev.json(&sa["copy"]["count"]).unwrap();
+            assert_eq!(count, V::I(if writeback { 2 } else { 0 }));
+            if !writeback {
+                continue;
+            }
+            // The same principals as the Responder role: every identity a job runs with.
+            let principals = granted(&ev, responder);
             assert_eq!(
-                props.get("roleDefinitionId"),
-                Some(&V::S(format!(
-                    "/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{SECURITY_ADMIN}"
-                )))
+                principals.len(),
+                if identity_type == "SystemAssigned" {
+                    2
+                } else {
+                    1
+                }
             );
+            for (i, sub) in subs.iter().enumerate() {
+                ev.copy_index = Some(i as i64);
+                assert_eq!(ev.json(&sa["subscriptionId"]).unwrap(), V::S((*sub).into()));
+                assert!(sa.get("resourceGroup").is_none(), "subscription scope");
+                assert_eq!(granted(&ev, sa), principals);
+                let inner_env = Env {
+                    subscription_id: (*sub).into(),
+                    resource_group: None,
+                    location: "westeurope".into(),
+                    cloud: "AzureCloud".into(),
+                    reference: &reference,
+                };
+                let mut inner = nested(&ev, sa, &inner_env);
+                let assignments = role_assignments(&mut inner);
+                assert_eq!(assignments.len(), principals.len());
+                for (ra, principal) in assignments.iter().zip(&principals) {
+                    assert!(ra.get("scope").is_none(), "the subscription itself");
+                    let props = ra.get("properties").unwrap();
+                    assert_eq!(
+                        props.get("roleDefinitionId"),
+                        Some(&V::S(format!(
+                            "/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{SECURITY_ADMIN}"
+                        )))
+                    );
+                    assert_eq!(props.get("principalId"), Some(principal));
+                    assert_eq!(
+                        ra.get("name"),
+                        Some(&V::S(format!(
+                            "guid(/subscriptions/{sub}|{}|{SECURITY_ADMIN})",
+                            principal.str()
+                        )))
+                    );
+                }
+            }
         }
     }
 }
@@ -787,6 +1043,28 @@ mod portal_form {
                 ));
             }
         }
+        // A text box starts from the template's own literal default: the form deploys what
+        // the template describes when nothing is changed.
+        for ((step, name), e) in &els {
+            let (Some("Microsoft.Common.TextBox"), Some(default)) =
+                (e["type"].as_str(), e["defaultValue"].as_str())
+            else {
+                continue;
+            };
+            let target = outputs.iter().find(|(_, v)| {
+                v.as_str() == Some(&format!("[steps('{step}').{name}]"))
+                    || v.as_str() == Some(&format!("[basics('{name}')]"))
+            });
+            let Some((param, _)) = target else { continue };
+            if let Some(d) = params[param]["defaultValue"].as_str()
+                && arm::expression_text(d).is_none()
+                && d != default
+            {
+                errors.push(format!(
+                    "{step}.{name} starts from {default:?}, the template's {param} from {d:?}"
+                ));
+            }
+        }
         errors
     }
 
@@ -794,6 +1072,24 @@ mod portal_form {
     fn the_portal_form_sets_real_parameters_from_real_elements() {
         let errors = check(&form(), &template());
         assert!(errors.is_empty(), "{}", errors.join("\n"));
+    }
+
+    #[test]
+    fn every_change_window_the_form_allows_is_one_dfcsync_accepts() {
+        // The pattern: 1 to 4 digits without a leading zero, then minutes, hours or days.
+        // The smallest and the largest value of each unit are windows dfcsync accepts
+        // (at least 1m), hence every value between.
+        let el = &elements(&form())[&("sync".to_owned(), "changedWithin".to_owned())];
+        assert_eq!(el["constraints"]["regex"], "^[1-9][0-9]{0,3}[mhd]$");
+        for unit in ["m", "h", "d"] {
+            for n in [1, 9999] {
+                let args = ["sync", "--changed-within", &format!("{n}{unit}")].map(str::to_owned);
+                deploy_support::parses(&args).unwrap();
+            }
+        }
+        assert!(
+            deploy_support::parses(&["sync", "--changed-within", "0m"].map(str::to_owned)).is_err()
+        );
     }
 
     #[test]
@@ -828,6 +1124,10 @@ mod portal_form {
                         ["value"] = json!("UserAssigned")
                 },
                 "does not allow",
+            ),
+            (
+                |f| f["parameters"]["steps"][1]["elements"][2]["defaultValue"] = json!("0 * * * *"),
+                "the template's fullSyncCronExpression from \"17 * * * *\"",
             ),
         ];
         for (break_it, expected) in cases {

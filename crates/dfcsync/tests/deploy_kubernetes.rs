@@ -6,7 +6,7 @@ mod deploy_support;
 
 use std::collections::BTreeMap;
 
-use deploy_support::{BINARY_PATH, check_env, cli, repo};
+use deploy_support::{BINARY_PATH, check_env, check_schedules, cli, flag_value, repo};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -133,14 +133,80 @@ fn workloads_run_real_commands_with_the_workload_identity() {
             Some("workload_identity"),
             "{file}"
         );
-        commands.insert(w["kind"].as_str().unwrap().to_owned(), (command, config));
+        let key = (
+            w["kind"].as_str().unwrap().to_owned(),
+            w["metadata"]["name"].as_str().unwrap().to_owned(),
+        );
+        assert!(commands.insert(key, command).is_none(), "{file}: twice");
     }
-    assert_eq!(commands["CronJob"].0, "sync");
-    assert_eq!(commands["Deployment"].0, "run");
-    assert_eq!(commands["Job"].0, "doctor");
-    let cron = find(&docs, "CronJob", "dfcsync").unwrap();
-    assert_eq!(cron["spec"]["schedule"], "*/5 * * * *");
-    assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
+    let commands: Vec<(&str, &str, &str)> = commands
+        .iter()
+        .map(|((kind, name), command)| (kind.as_str(), name.as_str(), command.as_str()))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            ("CronJob", "dfcsync", "sync"),
+            ("CronJob", "dfcsync-full", "sync"),
+            ("Deployment", "dfcsync", "run"),
+            ("Job", "dfcsync-doctor", "doctor"),
+        ]
+    );
+}
+
+#[test]
+fn a_change_read_every_5_minutes_and_a_full_sync_hourly_in_the_same_pod() {
+    let docs = manifests();
+    let frequent = find(&docs, "CronJob", "dfcsync").expect("the change-read CronJob");
+    let full = find(&docs, "CronJob", "dfcsync-full").expect("the full-sync CronJob");
+    let args = |cron: &Value| -> Vec<String> {
+        serde_json::from_value(pod_spec(cron)["spec"]["containers"][0]["args"].clone()).unwrap()
+    };
+    let window = args(frequent);
+    let window = flag_value(&window, "--changed-within").expect("the change read");
+    assert_eq!(window, "15m");
+    assert_eq!(
+        flag_value(&args(full), "--changed-within"),
+        None,
+        "a full read"
+    );
+    let schedule = |cron: &Value| cron["spec"]["schedule"].as_str().unwrap().to_owned();
+    assert_eq!(schedule(frequent), "*/5 * * * *");
+    assert_eq!(schedule(full), "17 * * * *");
+    check_schedules(&schedule(frequent), window, &schedule(full)).unwrap();
+    for cron in [frequent, full] {
+        assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
+    }
+    // The same pod (security, ServiceAccount, ConfigMap, image, limits) and the same job
+    // settings: only the name, the schedule and the arguments differ.
+    let rest = |cron: &Value| {
+        let mut c = cron.clone();
+        c["metadata"].as_object_mut().unwrap().remove("name");
+        c["spec"].as_object_mut().unwrap().remove("schedule");
+        c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("args");
+        c
+    };
+    assert_eq!(rest(frequent), rest(full));
+}
+
+#[test]
+fn the_deployment_writes_out_the_change_feed_defaults() {
+    let docs = manifests();
+    let d = find(&docs, "Deployment", "dfcsync").expect("the Deployment");
+    let ns = d["metadata"]["namespace"].as_str().unwrap();
+    let mut env = container_env(&docs, ns, &pod_spec(d)["spec"]["containers"][0]);
+    let written = check_env(&env).unwrap().sync;
+    for var in ["DFCSYNC_RESYNC", "DFCSYNC_FEED_OVERLAP"] {
+        assert!(env.remove(var).is_some(), "{var} is not documented");
+    }
+    let defaults = check_env(&env).unwrap().sync;
+    assert_eq!(written.resync, defaults.resync);
+    assert_eq!(written.feed_overlap, defaults.feed_overlap);
+    assert_eq!(written.resync, std::time::Duration::from_secs(3600));
+    assert_eq!(written.feed_overlap, chrono::TimeDelta::minutes(10));
 }
 
 #[test]

@@ -6,8 +6,9 @@
 //! and a name; every expression parses and calls known functions; every `parameters('x')`
 //! and `variables('y')` is declared; every `resourceId()` names a resource of the template
 //! (or an allowed external type) with as many name segments as its type needs; every
-//! `dependsOn` names a resource of the same template, with no cycle; a `reference()` or
-//! `listKeys()` of a template resource is matched by a `dependsOn` and uses its apiVersion;
+//! `dependsOn` names a resource (or a `copy` loop) of the same template, with no cycle; a
+//! `reference()` or `listKeys()` of a template resource is matched by a `dependsOn` on it
+//! (on that copy, or on its whole loop) and uses its apiVersion;
 //! `copyIndex()` only inside a `copy`; nested deployments use the inner scope and pass
 //! exactly the parameters their template declares; role assignments name a built-in role,
 //! have a deterministic `guid()` name and `principalType: ServicePrincipal`.
@@ -404,13 +405,69 @@ fn is_api_version(s: &str) -> bool {
     date && (s.len() == 10 || s[10..].starts_with("-preview") || s[10..].starts_with("-beta"))
 }
 
-/// The resource a `dependsOn` entry or a `resourceId()` call names, if any.
+/// The resource a `dependsOn` entry or a `resourceId()` call names, if any. A resource in
+/// a `copy` loop whose name uses `copyIndex()` is named by that name with any index in its
+/// place: `variables('jobs')[1].name` names a copy of `variables('jobs')[copyIndex()].name`.
 fn find<'a>(scope: &'a Scope, ty: &str, names: &[String]) -> Option<&'a Resource> {
     let name = names.join("/");
     scope
         .resources
         .iter()
-        .find(|r| r.ty.eq_ignore_ascii_case(ty) && r.name == name)
+        .find(|r| r.ty.eq_ignore_ascii_case(ty) && (r.name == name || names_a_copy(r, &name)))
+}
+
+/// The name of the `copy` loop a resource is in.
+fn copy_name(r: &Resource) -> Option<&str> {
+    r.json.pointer("/copy/name").and_then(Value::as_str)
+}
+
+/// Whether `name` (canonical) is the name of a copied resource with another index
+/// expression (bracket-balanced, not empty) in the place of its `copyIndex()`.
+fn names_a_copy(r: &Resource, name: &str) -> bool {
+    let Some((prefix, suffix)) = r.name.split_once("copyindex()") else {
+        return false;
+    };
+    if copy_name(r).is_none()
+        || name.len() <= prefix.len() + suffix.len()
+        || !name.starts_with(prefix)
+        || !name.ends_with(suffix)
+    {
+        return false;
+    }
+    let index = &name[prefix.len()..name.len() - suffix.len()];
+    let mut depth = 0i32;
+    for c in index.chars() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    depth == 0
+}
+
+/// What a `dependsOn` entry names: the resource, and the name it is named by (the name as
+/// the `resourceId()` writes it, so one copy of a loop; or the resource's own name, so
+/// the whole loop when the entry is the loop's name). `Ok(None)`: nothing of this template.
+fn resolve_dep<'a>(scope: &'a Scope, s: &str) -> Result<Option<(&'a Resource, String)>, String> {
+    Ok(match expression_text(s).map(parse) {
+        Some(Ok(Expr::Call(f, args))) if f.eq_ignore_ascii_case("resourceId") => {
+            match split_resource_id(&args)? {
+                (false, ty, names) => find(scope, &ty, &names).map(|r| (r, names.join("/"))),
+                (true, ..) => None,
+            }
+        }
+        Some(Ok(_)) => None,
+        Some(Err(e)) => return Err(e),
+        None => scope
+            .resources
+            .iter()
+            .find(|x| x.name == canon(&Expr::Str(s.to_owned())) || copy_name(x) == Some(s))
+            .map(|r| (r, r.name.clone())),
+    })
 }
 
 /// `resourceId([sub], [rg], 'Type', name…)`: (explicit scope, type, names).
@@ -452,34 +509,19 @@ fn check_resource(r: &Resource, i: usize, scope: &Scope, errors: &mut Vec<String
             errors.push(format!("{rp}: dependsOn entry {d} is not a string"));
             continue;
         };
-        let target = match expression_text(s).map(parse) {
-            Some(Ok(Expr::Call(f, args))) if f.eq_ignore_ascii_case("resourceId") => {
-                match split_resource_id(&args) {
-                    Ok((false, ty, names)) => find(scope, &ty, &names).cloned(),
-                    Ok((true, ..)) => None,
-                    Err(e) => {
-                        errors.push(format!("{rp}: dependsOn {s}: {e}"));
-                        continue;
-                    }
-                }
-            }
-            Some(Ok(_)) => None,
-            Some(Err(e)) => {
+        let target = match resolve_dep(scope, s) {
+            Ok(t) => t,
+            Err(e) => {
                 errors.push(format!("{rp}: dependsOn {s}: {e}"));
                 continue;
             }
-            None => scope
-                .resources
-                .iter()
-                .find(|x| x.name == canon(&Expr::Str(s.to_owned())))
-                .cloned(),
         };
         match target {
-            Some(t) if t.ty == r.ty && t.name == r.name => {
+            Some((t, _)) if t.ty == r.ty && t.name == r.name => {
                 errors.push(format!("{rp}: depends on itself"));
             }
-            Some(t) => {
-                deps.insert((t.ty.to_ascii_lowercase(), t.name.clone()));
+            Some((t, named)) => {
+                deps.insert((t.ty.to_ascii_lowercase(), named));
             }
             None => errors.push(format!(
                 "{rp}: dependsOn {s} names no resource of this template"
@@ -734,11 +776,12 @@ fn check_expr(e: &Expr, scope: &Scope, res: Option<&ResCtx>, path: &str, errors:
                         && let Ok((false, ty, names)) = split_resource_id(rargs)
                         && let Some(target) = find(scope, &ty, &names)
                     {
+                        // A dependsOn on this copy, or on the whole loop (or resource).
+                        let ty_key = target.ty.to_ascii_lowercase();
                         if let Some(r) = res
                             && !(r.this.ty == target.ty && r.this.name == target.name)
-                            && !r
-                                .deps
-                                .contains(&(target.ty.to_ascii_lowercase(), target.name.clone()))
+                            && !r.deps.contains(&(ty_key.clone(), names.join("/")))
+                            && !r.deps.contains(&(ty_key, target.name.clone()))
                         {
                             errors.push(format!(
                                 "{path}: {f}() of {ty} {} without a dependsOn on it",
@@ -786,10 +829,7 @@ fn check_cycles(scope: &Scope, errors: &mut Vec<String>) {
             .into_iter()
             .flatten()
         {
-            if let Some(Ok(Expr::Call(_, args))) = d.as_str().and_then(expression_text).map(parse)
-                && let Ok((false, ty, names)) = split_resource_id(&args)
-                && let Some(t) = find(scope, &ty, &names)
-            {
+            if let Some(Ok(Some((t, _)))) = d.as_str().map(|s| resolve_dep(scope, s)) {
                 out.push(key(t));
             }
         }

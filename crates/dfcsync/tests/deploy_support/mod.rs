@@ -8,6 +8,7 @@ pub mod arm;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use dfcsync::config::{Config, ENV_OVERRIDES};
 
@@ -132,8 +133,17 @@ pub fn in_production_build(command: &str) -> bool {
 
 impl CliSpec {
     /// Checks a container's argument vector (after the binary) against the real command
-    /// line; returns the command it runs.
+    /// line, then has the built binary parse it (see [`parses`]); returns the command it
+    /// runs.
     pub fn check_args(&self, args: &[String]) -> Result<String, String> {
+        let command = self.check_names(args)?;
+        parses(args)?;
+        Ok(command)
+    }
+
+    /// The options and commands of an argument vector are those `-h` lists, with a value
+    /// where they take one, among the possible values when clap lists them.
+    fn check_names(&self, args: &[String]) -> Result<String, String> {
         let mut command: Option<&str> = None;
         let mut i = 0;
         while i < args.len() {
@@ -191,6 +201,67 @@ impl CliSpec {
             .map(str::to_owned)
             .ok_or("no command in the arguments".into())
     }
+}
+
+/// Has the built binary parse `args` followed by `--help`. clap parses every argument
+/// before it acts on `--help`, and runs the value parsers (the `--changed-within` duration,
+/// say) as it goes, so a success means dfcsync accepts these values; with `--help` it then
+/// prints the help and exits, reading no configuration and touching nothing.
+pub fn parses(args: &[String]) -> Result<(), String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_dfcsync"))
+        .args(args)
+        .arg("--help")
+        .output()
+        .map_err(|e| format!("running dfcsync: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "dfcsync refuses {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// How long a row may take to become visible to queries after its event, at the most we
+/// plan for: a change window must cover a schedule period and this.
+pub const INGESTION_ALLOWANCE: Duration = Duration::from_secs(5 * 60);
+
+/// Checks the two schedules of a deployment: a change read every N minutes (`*/N * * * *`)
+/// reading `--changed-within WINDOW`, and a full sync hourly at minute M (`M * * * *`).
+/// M must not be a minute the change read runs at, and WINDOW must cover a period and
+/// [`INGESTION_ALLOWANCE`] (the period alone would lose a row ingested late).
+pub fn check_schedules(change_cron: &str, window: &str, full_cron: &str) -> Result<(), String> {
+    let every: u64 = change_cron
+        .strip_prefix("*/")
+        .and_then(|r| r.strip_suffix(" * * * *"))
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or(format!("{change_cron:?} is not */N * * * *"))?;
+    let minute: u64 = full_cron
+        .strip_suffix(" * * * *")
+        .and_then(|m| m.parse().ok())
+        .filter(|m| *m < 60)
+        .ok_or(format!("{full_cron:?} is not M * * * * (hourly)"))?;
+    if minute.is_multiple_of(every) {
+        return Err(format!(
+            "{full_cron:?} starts at a minute {change_cron:?} also starts at"
+        ));
+    }
+    let window = humantime::parse_duration(window).map_err(|e| format!("{window:?}: {e}"))?;
+    let period = Duration::from_secs(60 * every);
+    if window < period + INGESTION_ALLOWANCE {
+        return Err(format!(
+            "a change window of {window:?} does not cover a period of {period:?} and {INGESTION_ALLOWANCE:?} of ingestion"
+        ));
+    }
+    Ok(())
+}
+
+/// The value after `--flag` in an argument vector.
+pub fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1).map(String::as_str)
 }
 
 /// Variables a deployment may set besides the `DFCSYNC_*` ones.
