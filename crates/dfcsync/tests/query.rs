@@ -171,7 +171,7 @@ proptest! {
         // After `mv-expand` without `to typeof()`, AlertStatus is dynamic (kql-semantics.md §2.10).
         let text = |v: &kql::Value| match v {
             kql::Value::String(s) => Some(s.to_string()),
-            kql::Value::Dynamic(serde_json::Value::String(s)) => Some(s.clone()),
+            kql::Value::Dynamic(j) => j.as_str().map(str::to_string),
             _ => None,
         };
         for row in &t.rows {

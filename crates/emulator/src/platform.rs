@@ -1496,7 +1496,7 @@ impl Platform {
             ("Classification", opt_str(&i.classification)),
             ("ClassificationComment", opt_str(&i.classification_comment)),
             ("ClassificationReason", opt_str(&i.classification_reason)),
-            ("Owner", Cell::Dynamic(table_owner(&i.owner))),
+            ("Owner", Cell::dynamic(table_owner(&i.owner))),
             ("ProviderName", string(i.provider_name.clone())),
             ("ProviderIncidentId", string(i.provider_incident_id.clone())),
             ("FirstActivityTime", opt_time(i.first_activity)),
@@ -1508,15 +1508,15 @@ impl Platform {
             ("IncidentNumber", Cell::Int(i.number as i32)),
             (
                 "RelatedAnalyticRuleIds",
-                Cell::Dynamic(json!(i.related_rule_ids)),
+                Cell::dynamic(json!(i.related_rule_ids)),
             ),
-            ("AlertIds", Cell::Dynamic(json!(i.alert_ids))),
-            ("BookmarkIds", Cell::Dynamic(json!([]))),
-            ("Comments", Cell::Dynamic(Json::Array(comments))),
-            ("Tasks", Cell::Dynamic(json!([]))),
-            ("Labels", Cell::Dynamic(Json::Array(labels))),
+            ("AlertIds", Cell::dynamic(json!(i.alert_ids))),
+            ("BookmarkIds", Cell::dynamic(json!([]))),
+            ("Comments", Cell::dynamic(Json::Array(comments))),
+            ("Tasks", Cell::dynamic(json!([]))),
+            ("Labels", Cell::dynamic(Json::Array(labels))),
             ("IncidentUrl", string(url)),
-            ("AdditionalData", Cell::Dynamic(additional)),
+            ("AdditionalData", Cell::dynamic(additional)),
             ("ModifiedBy", string(i.modified_by.clone())),
             ("SourceSystem", string("Azure")),
             ("Type", string("SecurityIncident")),
@@ -1703,7 +1703,7 @@ impl Platform {
         };
         let t = |c: &str| cell_time(row.get(k, c));
         let d = |c: &str| match row.get(k, c) {
-            Cell::Dynamic(v) => v.clone(),
+            Cell::Dynamic(v) => (**v).clone(),
             _ => Json::Null,
         };
         let strings = |v: Json| -> Vec<String> {

@@ -32,7 +32,7 @@ pub fn cell_json(c: &Cell) -> Json {
             .unwrap_or(Json::Null),
         Cell::String(s) => Json::String(s.to_string()),
         Cell::DateTime(t) => Json::String(format_time(*t)),
-        Cell::Dynamic(v) => v.clone(),
+        Cell::Dynamic(v) => (**v).clone(),
         other => Json::String(other.to_kql_string()),
     }
 }
@@ -271,10 +271,10 @@ pub fn cell_from_json(ty: ColType, v: &Json) -> Result<Cell, String> {
         }
         ColType::Dynamic => match v {
             // Exported dynamic values often arrive as JSON text: decode it when it parses.
-            Json::String(s) => Ok(Cell::Dynamic(
+            Json::String(s) => Ok(Cell::dynamic(
                 serde_json::from_str(s).unwrap_or_else(|_| Json::String(s.clone())),
             )),
-            other => Ok(Cell::Dynamic(other.clone())),
+            other => Ok(Cell::dynamic(other.clone())),
         },
     }
 }

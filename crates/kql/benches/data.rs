@@ -197,11 +197,11 @@ pub fn generate(sizes: &Sizes) -> Database {
         .collect();
     let asc = json!({"alertsCount": 1, "bookmarksCount": 0, "commentsCount": 0, "alertProductNames": ["Azure Security Center"], "tactics": ["Execution"], "techniques": []});
     let mde = json!({"alertsCount": 1, "bookmarksCount": 0, "commentsCount": 0, "alertProductNames": ["Microsoft Defender for Endpoint"], "tactics": [], "techniques": []});
-    let owner = Value::Dynamic(
+    let owner = Value::dynamic(
         json!({"objectId": null, "email": null, "assignedTo": null, "userPrincipalName": null}),
     );
-    let labels = Value::Dynamic(json!([]));
-    let no_comments = Value::Dynamic(json!([]));
+    let labels = Value::dynamic(json!([]));
+    let no_comments = Value::dynamic(json!([]));
     let empty = Value::string("");
     let reason = Value::string("SuspiciousActivity");
     let closing_comment = Value::string("Handled by the SOC.");
@@ -222,9 +222,9 @@ pub fn generate(sizes: &Sizes) -> Database {
         if rng.below(100) == 0 {
             ids.push(serde_json::Value::String(guid(9, n)));
         }
-        let alert_ids = Value::Dynamic(serde_json::Value::Array(ids));
+        let alert_ids = Value::dynamic(serde_json::Value::Array(ids));
         let name = Value::string(guid(3, n));
-        let add = Value::Dynamic(if rng.below(10) == 0 {
+        let add = Value::dynamic(if rng.below(10) == 0 {
             mde.clone()
         } else {
             asc.clone()
@@ -284,7 +284,7 @@ pub fn generate(sizes: &Sizes) -> Database {
                 alert_ids.clone(),
                 if st == 2 {
                     // The analyst's comment, as the table carries it (one JSON object each).
-                    Value::Dynamic(json!([{
+                    Value::dynamic(json!([{
                         "message": "Closed: true positive, handled.",
                         "createdTimeUtc": tg.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                         "author": {"name": "alice@contoso.com"},

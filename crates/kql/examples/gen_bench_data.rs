@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
                 let mut o = serde_json::Map::new();
                 for (c, v) in t.columns.iter().zip(r) {
                     let j = match v {
-                        kql::Value::Dynamic(j) => j.clone(),
+                        kql::Value::Dynamic(j) => (**j).clone(),
                         other => kql::la_json::value_to_wire(other, c.ty),
                     };
                     o.insert(c.name.clone(), j);

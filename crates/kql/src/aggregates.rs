@@ -378,10 +378,7 @@ pub fn compute<'a>(
         AggFn::CountIf(p) => {
             let mut c = vec![0i64; ng];
             for r in rows() {
-                if matches!(
-                    &*eval(p, frame, r),
-                    Value::Bool(true) | Value::Dynamic(serde_json::Value::Bool(true))
-                ) {
+                if eval(p, frame, r).is_true() {
                     c[of_row[r] as usize] += 1;
                 }
             }
@@ -503,22 +500,22 @@ pub fn compute<'a>(
                         list.push(j);
                     }
                 };
-                match &*v {
+                match (&*v, v.as_json()) {
                     // make_set flattens arrays [kql-semantics.md §2.8]; make_list does not.
-                    Value::Dynamic(serde_json::Value::Array(a)) if is_set => {
+                    (_, Some(serde_json::Value::Array(a))) if is_set => {
                         for el in a {
                             add(el.clone(), json_key(el));
                         }
                     }
-                    Value::Dynamic(j) => add(j.clone(), json_key(j)),
-                    other => add(value_to_json(other), other.clone()),
+                    (_, Some(j)) => add(j.clone(), json_key(j)),
+                    (other, None) => add(value_to_json(other), other.clone()),
                 }
             }
             value_col(
                 ColumnType::Dynamic,
                 lists
                     .into_iter()
-                    .map(|l| Value::Dynamic(serde_json::Value::Array(l)))
+                    .map(|l| Value::dynamic(serde_json::Value::Array(l)))
                     .collect(),
             )
         }
@@ -575,7 +572,7 @@ pub fn compute<'a>(
 
 fn json_key(j: &serde_json::Value) -> Value {
     match j {
-        serde_json::Value::Array(_) | serde_json::Value::Object(_) => Value::Dynamic(j.clone()),
+        serde_json::Value::Array(_) | serde_json::Value::Object(_) => Value::dynamic(j.clone()),
         other => json_scalar_to_value(other),
     }
 }

@@ -494,7 +494,7 @@ pub fn coerce(v: Value, ty: ColumnType) -> Option<Value> {
         (Value::Long(i), ColumnType::Real | ColumnType::Decimal) => Value::Real(i as f64),
         (Value::Real(r), ColumnType::Decimal) => Value::Real(r),
         (Value::Dynamic(j), ColumnType::Dynamic) => Value::Dynamic(j),
-        (v, ColumnType::Dynamic) => Value::Dynamic(crate::functions::value_to_json(&v)),
+        (v, ColumnType::Dynamic) => Value::dynamic(crate::functions::value_to_json(&v)),
         (v, t) if v.column_type() == Some(t) => v,
         _ => return None,
     })

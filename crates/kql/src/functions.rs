@@ -724,19 +724,17 @@ pub fn eval_call<'x>(
             _ => Value::Null,
         }),
         Func::ToDynamic => owned(to_dynamic(&arg(0))),
-        Func::ArrayLength => owned(match &*arg(0) {
-            Value::Dynamic(serde_json::Value::Array(a)) => Value::Long(a.len() as i64),
+        Func::ArrayLength => owned(match arg(0).as_json() {
+            Some(serde_json::Value::Array(a)) => Value::Long(a.len() as i64),
             _ => Value::Null,
         }),
         Func::SetHasElement => {
             let a = arg(0);
             let v = arg(1);
-            owned(match &*a {
-                Value::Dynamic(serde_json::Value::Array(items)) => {
-                    Value::Bool(items.iter().any(|x| {
-                        crate::scalar::kql_eq(&json_scalar_to_value(x), &v, false) == Some(true)
-                    }))
-                }
+            owned(match a.as_json() {
+                Some(serde_json::Value::Array(items)) => Value::Bool(items.iter().any(|x| {
+                    crate::scalar::kql_eq(&json_scalar_to_value(x), &v, false) == Some(true)
+                })),
                 _ => Value::Null,
             })
         }
@@ -798,14 +796,12 @@ pub fn eval_call<'x>(
             }
             owned(ty.null_value())
         }
-        Func::BagKeys => owned(match &*arg(0) {
-            Value::Dynamic(serde_json::Value::Object(m)) => {
-                Value::Dynamic(serde_json::Value::Array(
-                    m.keys()
-                        .map(|k| serde_json::Value::String(k.clone()))
-                        .collect(),
-                ))
-            }
+        Func::BagKeys => owned(match arg(0).as_json() {
+            Some(serde_json::Value::Object(m)) => Value::dynamic(serde_json::Value::Array(
+                m.keys()
+                    .map(|k| serde_json::Value::String(k.clone()))
+                    .collect(),
+            )),
             _ => Value::Null,
         }),
         Func::Extract { re, ty } => {
@@ -834,15 +830,14 @@ pub fn eval_call<'x>(
                 Some(s) => convert_string(&s, *ty),
             })
         }
-        Func::Not => owned(match &*arg(0) {
-            Value::Bool(b) => Value::Bool(!b),
-            Value::Dynamic(serde_json::Value::Bool(b)) => Value::Bool(!b),
-            _ => Value::Null,
+        Func::Not => owned(match crate::scalar::as_bool(&arg(0)) {
+            Some(b) => Value::Bool(!b),
+            None => Value::Null,
         }),
         Func::Bin(ty) => owned(bin(&undyn(&arg(0)), &undyn(&arg(1)), *ty)),
         Func::PackArray => {
             let items = (0..args.len()).map(|i| value_to_json(&arg(i))).collect();
-            owned(Value::Dynamic(serde_json::Value::Array(items)))
+            owned(Value::dynamic(serde_json::Value::Array(items)))
         }
         Func::IsNan => owned(match &*undyn(&arg(0)) {
             Value::Real(r) => Value::Bool(r.is_nan()),
@@ -861,7 +856,7 @@ pub fn eval_call<'x>(
             for i in (0..args.len()).step_by(2) {
                 bag.insert(arg(i).to_kql_string(), value_to_json(&arg(i + 1)));
             }
-            owned(Value::Dynamic(serde_json::Value::Object(bag)))
+            owned(Value::dynamic(serde_json::Value::Object(bag)))
         }
         Func::Hash => {
             let Some(h) = hash_xxh64(&arg(0)) else {
@@ -904,10 +899,7 @@ fn hash_xxh64(v: &Value) -> Option<u64> {
 }
 
 fn as_true(v: &Value) -> bool {
-    matches!(
-        v,
-        Value::Bool(true) | Value::Dynamic(serde_json::Value::Bool(true))
-    )
+    v.is_true()
 }
 
 /// Converts a branch value to the branch type (int→long, long→real, null string → "").
@@ -930,7 +922,7 @@ pub fn value_to_json(v: &Value) -> serde_json::Value {
         Value::Long(i) => (*i).into(),
         Value::Real(r) => serde_json::Number::from_f64(*r)
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
-        Value::Dynamic(j) => j.clone(),
+        Value::Dynamic(j) => (**j).clone(),
         other => serde_json::Value::String(other.to_kql_string()),
     }
 }
@@ -939,8 +931,11 @@ fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::String(s) => s.is_empty(),
-        Value::Dynamic(serde_json::Value::Null) => true,
-        Value::Dynamic(serde_json::Value::String(s)) => s.is_empty(),
+        Value::Dynamic(j) => match &**j {
+            serde_json::Value::Null => true,
+            serde_json::Value::String(s) => s.is_empty(),
+            _ => false,
+        },
         _ => false,
     }
 }
@@ -1029,12 +1024,12 @@ pub fn to_dynamic(v: &Value) -> Value {
                 return Value::Null;
             }
             match serde_json::from_str::<serde_json::Value>(s) {
-                Ok(j) => Value::Dynamic(j),
-                Err(_) => Value::Dynamic(serde_json::Value::String(s.to_string())),
+                Ok(j) => Value::dynamic(j),
+                Err(_) => Value::dynamic(serde_json::Value::String(s.to_string())),
             }
         }
         Value::Null => Value::Null,
-        other => Value::Dynamic(value_to_json(other)),
+        other => Value::dynamic(value_to_json(other)),
     }
 }
 

@@ -34,9 +34,11 @@ pub fn value_to_wire(v: &Value, ty: ColumnType) -> J {
         Value::DateTime(d) => J::String(format_datetime(d)),
         Value::TimeSpan(t) => J::String(format_timespan(t)),
         Value::Guid(g) => J::String(g.hyphenated().to_string()),
-        Value::Dynamic(J::Null) => J::Null,
-        Value::Dynamic(J::String(s)) => J::String(s.clone()),
-        Value::Dynamic(j) => J::String(j.to_string()),
+        Value::Dynamic(j) => match &**j {
+            J::Null => J::Null,
+            J::String(s) => J::String(s.clone()),
+            j => J::String(j.to_string()),
+        },
     }
 }
 
@@ -288,7 +290,7 @@ fn from_object_rows(objs: Vec<Vec<(String, J)>>) -> Result<Table, LoadError> {
                 if cell.is_null() {
                     Value::Null
                 } else {
-                    Value::Dynamic(cell)
+                    Value::dynamic(cell)
                 }
             } else {
                 wire_to_value(&cell, col.ty).map_err(|message| LoadError::Cell {
@@ -420,10 +422,10 @@ pub fn wire_to_value(cell: &J, ty: ColumnType) -> Result<Value, String> {
             // The service sends dynamic cells as JSON text; text that is not JSON is a
             // dynamic string (as parse_json does) [kql-semantics.md §3.6].
             J::String(s) => match serde_json::from_str::<J>(s) {
-                Ok(j) => Value::Dynamic(j),
-                Err(_) => Value::Dynamic(J::String(s.clone())),
+                Ok(j) => Value::dynamic(j),
+                Err(_) => Value::dynamic(J::String(s.clone())),
             },
-            other => Value::Dynamic(other.clone()),
+            other => Value::dynamic(other.clone()),
         },
     })
 }

@@ -11,6 +11,23 @@
 //! let t: Table = run("print x = 1 + 2", &db, &opts).unwrap();
 //! assert_eq!(t.rows[0][0], kql::Value::Long(3));
 //! ```
+//!
+//! Rows can carry their ingestion time (`ingestion_time()`), and a query can be limited to the
+//! rows ingested by a given instant without copying the tables:
+//!
+//! ```
+//! use kql::{Column, ColumnType, Database, QueryOptions, Table, Value, run};
+//! let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+//! let mut db = Database::new();
+//! db.insert("T", Table::new("T", vec![Column::new("A", ColumnType::Long)]));
+//! db.append_ingested("T", vec![vec![Value::Long(1)]], at("2026-01-01T10:00:00Z")).unwrap();
+//! db.append_ingested("T", vec![vec![Value::Long(2)]], at("2026-01-01T11:00:00Z")).unwrap();
+//! let mut opts = QueryOptions::new(at("2026-01-02T00:00:00Z"));
+//! let q = "T | where ingestion_time() > datetime(2026-01-01T10:30:00Z) | count";
+//! assert_eq!(run(q, &db, &opts).unwrap().rows[0][0], Value::Long(1));
+//! opts.ingested_by = Some(at("2026-01-01T10:30:00Z"));
+//! assert_eq!(run("T | count", &db, &opts).unwrap().rows[0][0], Value::Long(1));
+//! ```
 
 mod aggregates;
 mod ast;

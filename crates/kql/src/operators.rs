@@ -62,12 +62,7 @@ fn apply_op<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<'
             }
             // Rows where the predicate is false or null are dropped [§2.1].
             let keep: Vec<u32> = (0..f.len)
-                .filter(|&r| {
-                    matches!(
-                        &*eval(&b.expr, &f, r),
-                        Value::Bool(true) | Value::Dynamic(serde_json::Value::Bool(true))
-                    )
-                })
+                .filter(|&r| eval(&b.expr, &f, r).is_true())
                 .map(|r| r as u32)
                 .collect();
             if keep.len() == f.len {
@@ -527,7 +522,7 @@ fn typed_element(j: &serde_json::Value, ty: ColumnType) -> Value {
             if j.is_null() {
                 Value::Null
             } else {
-                Value::Dynamic(j.clone())
+                Value::dynamic(j.clone())
             }
         }
         (ColumnType::String, J::String(s)) => Value::string(s),
@@ -597,9 +592,9 @@ fn mv_expand<'a>(
             let v = eval(&b.expr, f, r);
             let e = &mut elems[k];
             e.clear();
-            match &*v {
-                Value::Dynamic(serde_json::Value::Array(a)) => e.extend(a.iter().cloned()),
-                Value::Dynamic(serde_json::Value::Object(m)) => {
+            match v.as_json() {
+                Some(serde_json::Value::Array(a)) => e.extend(a.iter().cloned()),
+                Some(serde_json::Value::Object(m)) => {
                     for (key, val) in m {
                         e.push(if kind_array {
                             serde_json::json!([key, val])
@@ -611,8 +606,8 @@ fn mv_expand<'a>(
                     }
                 }
                 // Null → one row with null; another scalar → one row, unchanged.
-                Value::Dynamic(j) => e.push(j.clone()),
-                _ => e.push(serde_json::Value::Null),
+                Some(j) => e.push(j.clone()),
+                None => e.push(serde_json::Value::Null),
             }
             n = n.max(e.len());
         }

@@ -188,7 +188,7 @@ impl Scope<'_> {
                 name: None,
             },
             ExprKind::DynamicLiteral(j) => Bound {
-                expr: CExpr::Const(Value::Dynamic(j.clone())),
+                expr: CExpr::Const(Value::dynamic(j.clone())),
                 ty: ColumnType::Dynamic,
                 name: None,
             },
@@ -355,10 +355,12 @@ impl Scope<'_> {
                 let mut terms = Vec::new();
                 for it in items {
                     match it.expr {
-                        CExpr::Const(Value::Dynamic(serde_json::Value::Array(a))) => {
-                            terms.extend(a.iter().map(crate::value::json_to_kql_string));
-                        }
-                        CExpr::Const(v) => terms.push(v.to_kql_string()),
+                        CExpr::Const(v) => match v.as_json() {
+                            Some(serde_json::Value::Array(a)) => {
+                                terms.extend(a.iter().map(crate::value::json_to_kql_string));
+                            }
+                            _ => terms.push(v.to_kql_string()),
+                        },
                         _ => {
                             return Err(semantic(
                                 pos,
@@ -455,7 +457,9 @@ impl Scope<'_> {
                 for it in items {
                     let b = self.bind(it)?;
                     // A dynamic array's elements are the candidates [§3.5].
-                    if let CExpr::Const(Value::Dynamic(serde_json::Value::Array(a))) = &b.expr {
+                    if let CExpr::Const(Value::Dynamic(j)) = &b.expr
+                        && let serde_json::Value::Array(a) = &**j
+                    {
                         for x in a {
                             let v = json_scalar_to_value(x);
                             out.push(Bound {
@@ -652,7 +656,7 @@ fn check_comparable(
 #[inline]
 pub fn undyn(v: &Value) -> Cow<'_, Value> {
     match v {
-        Value::Dynamic(j) => match j {
+        Value::Dynamic(j) => match &**j {
             serde_json::Value::Array(_) | serde_json::Value::Object(_) => Cow::Borrowed(v),
             other => Cow::Owned(json_scalar_to_value(other)),
         },
@@ -682,10 +686,10 @@ pub fn kql_eq(a: &Value, b: &Value, ci: bool) -> Option<bool> {
 }
 
 #[inline]
-fn as_bool(v: &Value) -> Option<bool> {
+pub fn as_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
-        Value::Dynamic(serde_json::Value::Bool(b)) => Some(*b),
+        Value::Dynamic(j) => j.as_bool(),
         _ => None,
     }
 }
@@ -698,7 +702,10 @@ fn opt_bool(b: Option<bool>) -> Value {
 fn text_of(v: &Value) -> Cow<'_, str> {
     match v {
         Value::String(s) => Cow::Borrowed(s),
-        Value::Dynamic(serde_json::Value::String(s)) => Cow::Borrowed(s),
+        Value::Dynamic(j) => match &**j {
+            serde_json::Value::String(s) => Cow::Borrowed(s),
+            _ => Cow::Owned(v.to_kql_string()),
+        },
         other => Cow::Owned(other.to_kql_string()),
     }
 }
@@ -710,15 +717,15 @@ pub fn eval<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> Cow<'x, Value> {
         CExpr::Col(i) => Cow::Borrowed(f.get(*i, row)),
         CExpr::Member(base, key) => {
             match path_ref(e, f, row) {
-                PathRef::Json(j) => return Cow::Owned(Value::Dynamic(j.clone())),
+                PathRef::Json(j) => return Cow::Owned(Value::dynamic(j.clone())),
                 PathRef::Null => return Cow::Owned(Value::Null),
                 PathRef::NotPath => {}
             }
             let b = eval(base, f, row);
-            Cow::Owned(match &*b {
-                Value::Dynamic(serde_json::Value::Object(m)) => m
+            Cow::Owned(match b.as_json() {
+                Some(serde_json::Value::Object(m)) => m
                     .get(key)
-                    .map_or(Value::Null, |j| Value::Dynamic(j.clone())),
+                    .map_or(Value::Null, |j| Value::dynamic(j.clone())),
                 _ => Value::Null,
             })
         }
@@ -855,7 +862,7 @@ fn index_dynamic(b: &Value, i: &Value) -> Value {
         return Value::Null;
     };
     let i = undyn(i);
-    let r = match (j, &*i) {
+    let r = match (&**j, &*i) {
         (serde_json::Value::Array(a), Value::Long(_) | Value::Int(_)) => {
             let k = match &*i {
                 Value::Long(k) => *k,
@@ -869,7 +876,7 @@ fn index_dynamic(b: &Value, i: &Value) -> Value {
         (serde_json::Value::Object(m), Value::String(s)) => m.get(s.as_ref()),
         _ => None,
     };
-    r.map_or(Value::Null, |j| Value::Dynamic(j.clone()))
+    r.map_or(Value::Null, |j| Value::dynamic(j.clone()))
 }
 
 /// A comparison; None is a null result [kql-semantics.md §3.2].
@@ -964,8 +971,8 @@ impl Operand<'_> {
     fn container(&self) -> Option<&serde_json::Value> {
         use serde_json::Value as J;
         match self {
-            Operand::V(v) => match &**v {
-                Value::Dynamic(j @ (J::Array(_) | J::Object(_))) => Some(j),
+            Operand::V(v) => match v.as_json() {
+                Some(j @ (J::Array(_) | J::Object(_))) => Some(j),
                 _ => None,
             },
             Operand::J(j @ (J::Array(_) | J::Object(_))) => Some(j),
@@ -1055,10 +1062,10 @@ pub fn arith(op: ArOp, a: &Value, b: &Value, ty: ColumnType) -> Value {
     let r = arith_plain(op, &a, &b);
     if ty == ColumnType::Dynamic {
         return match r {
-            Value::Long(i) => Value::Dynamic(i.into()),
-            Value::Int(i) => Value::Dynamic(i.into()),
+            Value::Long(i) => Value::dynamic(i.into()),
+            Value::Int(i) => Value::dynamic(i.into()),
             Value::Real(x) => serde_json::Number::from_f64(x).map_or(Value::Null, |n| {
-                Value::Dynamic(serde_json::Value::Number(n))
+                Value::dynamic(serde_json::Value::Number(n))
             }),
             _ => Value::Null,
         };

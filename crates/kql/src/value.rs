@@ -103,7 +103,9 @@ pub enum Value {
     DateTime(DateTime<Utc>),
     TimeSpan(TimeDelta),
     Guid(uuid::Uuid),
-    Dynamic(serde_json::Value),
+    /// A dynamic value, shared: copying a cell (gathering rows, building a union or the
+    /// result) copies a pointer, not the JSON tree. Build one with [`Value::dynamic`].
+    Dynamic(Arc<serde_json::Value>),
 }
 
 impl Value {
@@ -112,9 +114,35 @@ impl Value {
         Value::String(Arc::from(s.as_ref()))
     }
 
+    /// A dynamic value holding `j`.
+    pub fn dynamic(j: serde_json::Value) -> Value {
+        Value::Dynamic(Arc::new(j))
+    }
+
+    /// The JSON inside a dynamic value.
+    pub fn as_json(&self) -> Option<&serde_json::Value> {
+        match self {
+            Value::Dynamic(j) => Some(j),
+            _ => None,
+        }
+    }
+
+    /// True for `true` and a dynamic `true` (what `where` and `countif` keep).
+    pub fn is_true(&self) -> bool {
+        match self {
+            Value::Bool(b) => *b,
+            Value::Dynamic(j) => matches!(**j, serde_json::Value::Bool(true)),
+            _ => false,
+        }
+    }
+
     /// True for `Null` and for a dynamic JSON null.
     pub fn is_null(&self) -> bool {
-        matches!(self, Value::Null | Value::Dynamic(serde_json::Value::Null))
+        match self {
+            Value::Null => true,
+            Value::Dynamic(j) => j.is_null(),
+            _ => false,
+        }
     }
 
     /// The type of a non-null value (`None` for `Null`).
@@ -207,7 +235,7 @@ impl From<TimeDelta> for Value {
 }
 impl From<serde_json::Value> for Value {
     fn from(v: serde_json::Value) -> Self {
-        Value::Dynamic(v)
+        Value::dynamic(v)
     }
 }
 
@@ -424,6 +452,6 @@ pub fn json_scalar_to_value(j: &serde_json::Value) -> Value {
             }
         }
         serde_json::Value::String(s) => Value::string(s),
-        other => Value::Dynamic(other.clone()),
+        other => Value::dynamic(other.clone()),
     }
 }

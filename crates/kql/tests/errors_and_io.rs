@@ -110,9 +110,9 @@ fn loads_the_recorded_msticpy_response() {
 fn dynamic_cells_as_text_or_inline() {
     let v = json!({"tables":[{"name":"PrimaryResult","columns":[{"name":"d","type":"dynamic"}],"rows":[["[\"a\",\"b\"]"],[["c"]],["not json"],[null]]}]});
     let t = Table::from_log_analytics_json(&v).expect("loads");
-    assert_eq!(t.rows[0][0], Value::Dynamic(json!(["a", "b"])));
-    assert_eq!(t.rows[1][0], Value::Dynamic(json!(["c"])));
-    assert_eq!(t.rows[2][0], Value::Dynamic(json!("not json")));
+    assert_eq!(t.rows[0][0], Value::dynamic(json!(["a", "b"])));
+    assert_eq!(t.rows[1][0], Value::dynamic(json!(["c"])));
+    assert_eq!(t.rows[2][0], Value::dynamic(json!("not json")));
     assert_eq!(t.rows[3][0], Value::Null);
 }
 

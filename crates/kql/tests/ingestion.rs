@@ -33,7 +33,7 @@ fn timed_db() -> Database {
             vec![
                 Value::string(n),
                 Value::Long(i as i64),
-                Value::Dynamic(json!(["x", "y"])),
+                Value::dynamic(json!(["x", "y"])),
             ]
         })
         .collect();
@@ -287,7 +287,7 @@ fn change_feed_query_end_to_end() {
         vec![vec![
             Value::string("a"),
             Value::Long(10),
-            Value::Dynamic(json!(["x", "z"])),
+            Value::dynamic(json!(["x", "z"])),
         ]],
         at("2026-11-27T12:30:00Z"),
     )

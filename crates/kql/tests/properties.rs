@@ -354,7 +354,7 @@ proptest! {
             Value::string(&s),
             Value::DateTime(dt),
             Value::TimeSpan(chrono::TimeDelta::nanoseconds(ticks * 100)),
-            Value::Dynamic(serde_json::json!({"s": s, "n": n})),
+            Value::dynamic(serde_json::json!({"s": s, "n": n})),
         ];
         let cols = vec![
             Column::new("n", T::Long), Column::new("r", T::Real), Column::new("s", T::String),

@@ -26,8 +26,8 @@ fn incident(
         Value::string(name),
         Value::string(status),
         Value::string(format!("Incident {num}")),
-        Value::Dynamic(json!({ "alertProductNames": products, "alertsCount": alerts.len() })),
-        Value::Dynamic(json!(alerts)),
+        Value::dynamic(json!({ "alertProductNames": products, "alertsCount": alerts.len() })),
+        Value::dynamic(json!(alerts)),
     ]
 }
 
