@@ -373,10 +373,13 @@ fn apply_env(
     if let Some(v) = get("DFCSYNC_LISTEN") {
         file.sync.listen = Some(v);
     }
+    // Checked here too, so that an error names the variable rather than the file.
     if let Some(v) = get("DFCSYNC_RESYNC") {
+        resync(&v).map_err(|e| bad("DFCSYNC_RESYNC", e))?;
         file.sync.resync = Some(v);
     }
     if let Some(v) = get("DFCSYNC_FEED_OVERLAP") {
+        feed_overlap(&v).map_err(|e| bad("DFCSYNC_FEED_OVERLAP", e))?;
         file.sync.feed_overlap = Some(v);
     }
     Ok(())
@@ -441,21 +444,10 @@ fn build_sync(
         out.conflict_retries = n;
     }
     if let Some(v) = &s.resync {
-        out.resync = duration("sync.resync", v)?;
-        if out.resync < std::time::Duration::from_secs(60) {
-            return Err(invalid("sync.resync", "must be at least 1m".into()));
-        }
+        out.resync = resync(v).map_err(|e| invalid("sync.resync", e))?;
     }
     if let Some(v) = &s.feed_overlap {
-        let d = duration("sync.feed_overlap", v)?;
-        if d < std::time::Duration::from_secs(60) || d > std::time::Duration::from_secs(86_400) {
-            return Err(invalid(
-                "sync.feed_overlap",
-                "must be between 1m and 1d".into(),
-            ));
-        }
-        out.feed_overlap = chrono::TimeDelta::from_std(d)
-            .map_err(|e| invalid("sync.feed_overlap", e.to_string()))?;
+        out.feed_overlap = feed_overlap(v).map_err(|e| invalid("sync.feed_overlap", e))?;
     }
     if let Some(v) = &s.listen {
         out.listen = v
@@ -463,6 +455,24 @@ fn build_sync(
             .map_err(|_| invalid("sync.listen", format!("{v:?} is not an address:port")))?;
     }
     Ok(out)
+}
+
+/// `[sync] resync`: a duration of at least a minute.
+fn resync(v: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(v).map_err(|e| format!("{v:?} is not a duration: {e}"))?;
+    if d < std::time::Duration::from_secs(60) {
+        return Err("must be at least 1m".into());
+    }
+    Ok(d)
+}
+
+/// `[sync] feed_overlap`: a duration from a minute to a day.
+fn feed_overlap(v: &str) -> Result<chrono::TimeDelta, String> {
+    let d = humantime::parse_duration(v).map_err(|e| format!("{v:?} is not a duration: {e}"))?;
+    if d < std::time::Duration::from_secs(60) || d > std::time::Duration::from_secs(86_400) {
+        return Err("must be between 1m and 1d".into());
+    }
+    chrono::TimeDelta::from_std(d).map_err(|e| e.to_string())
 }
 
 /// The largest `max_age`: 100 years (humantime's `100y`, 36,525 days). No workspace holds
@@ -816,6 +826,34 @@ mod env_tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("x.toml: key sync.listen:"), "{err}");
+        let c = Config::parse("[sync]\nresync = \"30m\"\nfeed_overlap = \"5m\"", "x.toml").unwrap();
+        assert_eq!(c.sync.resync, std::time::Duration::from_secs(1800));
+        assert_eq!(c.sync.feed_overlap, chrono::TimeDelta::minutes(5));
+        for (text, key) in [
+            ("resync = \"10s\"", "sync.resync"),
+            ("feed_overlap = \"30s\"", "sync.feed_overlap"),
+            ("feed_overlap = \"2d\"", "sync.feed_overlap"),
+            ("feed_overlap = \"soon\"", "sync.feed_overlap"),
+        ] {
+            let err = Config::parse(&format!("[sync]\n{text}"), "x.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("x.toml: key {key}:")), "{err}");
+        }
+        let c = Config::load_with_env(
+            None,
+            &env(&[("DFCSYNC_RESYNC", "2h"), ("DFCSYNC_FEED_OVERLAP", "15m")]),
+        )
+        .unwrap();
+        assert_eq!(c.sync.resync, std::time::Duration::from_secs(7200));
+        assert_eq!(c.sync.feed_overlap, chrono::TimeDelta::minutes(15));
+        let err = Config::load_with_env(None, &env(&[("DFCSYNC_RESYNC", "often")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("environment variable DFCSYNC_RESYNC: key sync.resync:"),
+            "{err}"
+        );
     }
 }
 

@@ -117,7 +117,7 @@ impl Metrics {
         );
         registry.register(
             "held_incidents",
-            "Incidents held in the last cycle, by reason",
+            "Incidents held, by reason, as of the last cycle that read every in-scope incident",
             held.clone(),
         );
         registry.register(
@@ -215,8 +215,10 @@ impl Metrics {
                 }
             }
         }
-        // Held is a gauge of the last cycle: reasons that went away go to zero.
-        if let Ok(mut known) = self.held_reasons.lock() {
+        // Held is a gauge of the last cycle that read everything (a change read sees only
+        // the incidents that changed): reasons that went away go to zero.
+        let read_everything = report.whole_reads > 0 && report.change_reads == 0;
+        if read_everything && let Ok(mut known) = self.held_reasons.lock() {
             for r in known.iter() {
                 if !held_now.contains_key(r) {
                     self.held

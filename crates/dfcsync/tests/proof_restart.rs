@@ -31,9 +31,21 @@ async fn puts(ctl: &reqwest::Client, emu: &emulator::EmulatorHandle) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_points_converges() {
+    killed_runs(false).await;
+}
+
+/// The killed runs alternate between `dfcsync run` (a whole read, then the change feed every
+/// second) and `dfcsync sync --changed-within 1h` (the change feed alone, which sees only the
+/// incidents the killed runs touched: their half-done writes must be finished from it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_random_points_with_the_change_feed_converges() {
+    killed_runs(true).await;
+}
+
+async fn killed_runs(feed: bool) {
     let n: usize = env_or("RESTART_INCIDENTS", 144);
     let kills: usize = env_or("RESTART_KILLS", 6);
-    let seed: u64 = env_or("RESTART_SEED", 3);
+    let seed: u64 = env_or("RESTART_SEED", if feed { 5 } else { 3 });
     let (s, kinds) = scenario(n, "0s", None);
 
     // The uninterrupted run.
@@ -52,16 +64,21 @@ async fn killed_at_random_points_converges() {
     let path = dir.path().join("dfcsync.toml");
     std::fs::write(
         &path,
-        config_text(&emu, None, "\n[sync]\nconcurrency = 1\n"),
+        config_text(
+            &emu,
+            None,
+            "\n[sync]\nconcurrency = 1\ninterval = \"1s\"\njitter = \"0s\"\nlisten = \"127.0.0.1:0\"\n",
+        ),
     )
     .unwrap();
     let config = Config::parse(&std::fs::read_to_string(&path).unwrap(), "killed.toml").unwrap();
     let conn = connect(&config, fast()).await;
     let ctl = control(&conn, &emu);
     let mut rng = fastrand::Rng::with_seed(seed);
-    let run = || {
+    let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_dfcsync"))
-            .args(["sync", "--config"])
+            .args(args)
+            .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -71,17 +88,32 @@ async fn killed_at_random_points_converges() {
     };
     let mut mid_run = 0;
     let mut landed = Vec::new();
-    for _ in 0..kills {
+    for k in 0..kills {
         let before = puts(&ctl, &emu).await;
-        let mut child = run();
+        let mut child = match (feed, k % 2) {
+            (false, _) => run(&["sync"]),
+            (true, 0) => run(&["run"]),
+            (true, _) => run(&["sync", "--changed-within", "1h"]),
+        };
         // Kill at a random point: after a random number of writes have landed (so the
         // point is inside the act step whatever the machine's speed), or at once (0).
         let target = rng.usize(0..60);
+        // `dfcsync run` never ends by itself: it is also killed once its writes stop for a
+        // few seconds (it has reached the change feed's quiet cycles).
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while puts(&ctl, &emu).await < before + target
-            && child.try_wait().unwrap().is_none()
-            && std::time::Instant::now() < deadline
-        {
+        let (mut seen, mut progress) = (before, std::time::Instant::now());
+        loop {
+            let now_puts = puts(&ctl, &emu).await;
+            if now_puts != seen {
+                (seen, progress) = (now_puts, std::time::Instant::now());
+            }
+            if now_puts >= before + target
+                || child.try_wait().unwrap().is_some()
+                || std::time::Instant::now() > deadline
+                || progress.elapsed() > Duration::from_secs(4)
+            {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         if child.try_wait().unwrap().is_none() {
@@ -100,7 +132,12 @@ async fn killed_at_random_points_converges() {
         "no killed run wrote anything"
     );
 
-    let status = run().wait().unwrap();
+    if feed {
+        // The change feed alone first: it must finish what the killed runs left half done.
+        let status = run(&["sync", "--changed-within", "1h"]).wait().unwrap();
+        assert!(status.success(), "the change read: {status}");
+    }
+    let status = run(&["sync"]).wait().unwrap();
     assert!(status.success(), "the last, uninterrupted run: {status}");
     // It converged: one more cycle plans nothing.
     let reports = converge(&conn, &config, 1, None).await;
