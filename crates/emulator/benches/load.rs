@@ -1,9 +1,13 @@
-//! Load benchmark: a scenario that imports 100,000 incidents and 1,000,000 `SecurityAlert`
-//! rows (`rows` events), loaded, started, and queried. Prints load time, peak memory and
-//! query latencies (recorded in `docs/benchmarks.md`, section "Emulator").
+//! Load benchmark: a scenario written to a file and loaded from it, started, and queried.
+//! Prints load time, peak memory and query latencies (recorded in `docs/benchmarks.md`,
+//! section "Emulator"). By default the scenario is a realistic history of 250,000 incidents
+//! told as events (each raised by a DfC alert, given a second alert, assigned, commented, then
+//! closed by the analyst or resolved or dismissed in DfC: about 1,000,000 `SecurityAlert`
+//! rows); `EMU_BENCH_SHAPE=import` imports rows instead (`rows` events: incidents and
+//! `EMU_BENCH_ALERT_ROWS` alert rows).
 //!
-//! `cargo bench -p emulator --bench load`; sizes with `EMU_BENCH_INCIDENTS` and
-//! `EMU_BENCH_ALERT_ROWS` (defaults 100000 and 1000000).
+//! `cargo bench -p emulator --bench load`; sizes with `EMU_BENCH_INCIDENTS` (default 250000)
+//! and `EMU_BENCH_ALERT_ROWS` (default 1000000, import shape only).
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -108,6 +112,134 @@ fn scenario_text(incidents: usize, alert_rows: usize) -> String {
     s
 }
 
+/// The scenario of a realistic history, as `new_alert` and analyst events, generated while it
+/// is read (so the bench holds no scenario text): each incident is raised by a DfC alert, gets
+/// a second alert, is assigned and commented by an analyst, then either closed by the analyst
+/// in Sentinel (bi-directional sync resolves the alerts), or its alerts are resolved or
+/// dismissed in Defender for Cloud. Each incident makes 4 `SecurityAlert` rows (2 alerts ×
+/// raised + resolved/dismissed) and 4 or 5 `SecurityIncident` rows, with the emulator's own
+/// long alert texts (`Description`, `Entities`, `ExtendedProperties`, `RemediationSteps`).
+struct History {
+    incidents: usize,
+    next: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+    /// Bytes produced so far.
+    produced: usize,
+}
+
+impl History {
+    fn new(incidents: usize) -> History {
+        let head = r#"{"now":"2026-11-27T12:00:00Z","tenant_id":"72f988bf-0000-0000-0000-000000000001","clock":"frozen","workspaces":[{"name":"law-sentinel","subscription_id":"00000000-0000-0000-0000-000000000001","resource_group":"rg-sentinel","customer_id":"11111111-2222-3333-4444-555555555555","bidirectional_sync":true}],"principals":[{"name":"dfcsync","kind":"service_principal","client_id":"aaaaaaaa-0000-0000-0000-000000000001","secret":"s","roles":[{"role":"Microsoft Sentinel Responder","scope":"/subscriptions/00000000-0000-0000-0000-000000000001"}]},{"name":"analyst@contoso.com","kind":"user","object_id":"cccccccc-0000-0000-0000-000000000001","display_name":"Ana Lyst","roles":[{"role":"Microsoft Sentinel Responder","scope":"/subscriptions/00000000-0000-0000-0000-000000000001"}]},{"name":"owner@contoso.com","kind":"user","object_id":"cccccccc-0000-0000-0000-000000000002","roles":[{"role":"Security Admin","scope":"/subscriptions/00000000-0000-0000-0000-000000000002"}]}],"events":["#;
+        History {
+            incidents,
+            next: 0,
+            buf: head.as_bytes().to_vec(),
+            pos: 0,
+            done: false,
+            produced: 0,
+        }
+    }
+
+    /// The events of incident `i`.
+    fn incident(&self, i: usize) -> String {
+        let mut s = String::with_capacity(1600);
+        if i > 0 {
+            s.push(',');
+        }
+        let kinds = [
+            (
+                "Suspicious process executed",
+                "High",
+                "VM_SuspiciousProcess",
+            ),
+            (
+                "Digital currency mining related behavior detected",
+                "Medium",
+                "VM_CurrencyMining",
+            ),
+            (
+                "Access from a suspicious IP address",
+                "Low",
+                "SQL_SuspiciousIpAnomaly",
+            ),
+            (
+                "Anomalous network protocol usage",
+                "Medium",
+                "K8S_NetworkAnomaly",
+            ),
+        ];
+        // 60 days of history, spread evenly, all before the scenario's now.
+        let span_min: i64 = 60 * 24 * 60;
+        let (name, sev, ty) = kinds[i % kinds.len()];
+        let start = span_min - i as i64 * span_min / self.incidents.max(1) as i64 + 600;
+        let at = |m: i64| format!("-{}m", start - m);
+        let (a, b) = (format!("a{i}"), format!("b{i}"));
+        let rg = format!("rg-app-{}", i % 50);
+        let host = format!("vm-{:06}", i % 100_000);
+        let _ = write!(
+            s,
+            r#"{{"at":"{}","do":"new_alert","workspace":"law-sentinel","alert":"{a}","subscription_id":"00000000-0000-0000-0000-000000000002","resource_group":"{rg}","display_name":"{name}","severity":"{sev}","alert_type":"{ty}","compromised_entity":"{host}"}},"#,
+            at(0)
+        );
+        let _ = write!(
+            s,
+            r#"{{"at":"{}","do":"new_alert","workspace":"law-sentinel","alert":"{b}","subscription_id":"00000000-0000-0000-0000-000000000002","resource_group":"{rg}","display_name":"{name}","severity":"{sev}","alert_type":"{ty}","compromised_entity":"{host}","incident":false}},"#,
+            at(5)
+        );
+        let _ = write!(
+            s,
+            r#"{{"at":"{}","do":"incident_add_alert","incident":"{a}","alert":"{b}","by":"analyst@contoso.com"}},{{"at":"{}","do":"incident_owner","incident":"{a}","owner":"analyst@contoso.com","by":"analyst@contoso.com"}},{{"at":"{}","do":"incident_comment","incident":"{a}","text":"Checked the host {host}: the process was started by a scheduled task; see ticket {i}.","by":"analyst@contoso.com"}},"#,
+            at(10),
+            at(20),
+            at(30)
+        );
+        match i % 3 {
+            0 => {
+                let _ = write!(
+                    s,
+                    r#"{{"at":"{}","do":"incident_status","incident":"{a}","status":"Closed","classification":"TruePositive","classification_reason":"SuspiciousActivity","classification_comment":"Contained and remediated.","by":"analyst@contoso.com"}}"#,
+                    at(60)
+                );
+            }
+            k => {
+                let status = if k == 1 { "Resolved" } else { "Dismissed" };
+                let _ = write!(
+                    s,
+                    r#"{{"at":"{}","do":"alert_status","alert":"{a}","status":"{status}","by":"owner@contoso.com"}},{{"at":"{}","do":"alert_status","alert":"{b}","status":"{status}","by":"owner@contoso.com"}}"#,
+                    at(60),
+                    at(61)
+                );
+            }
+        }
+        s
+    }
+}
+
+impl std::io::Read for History {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.buf = if self.next < self.incidents {
+                self.next += 1;
+                self.incident(self.next - 1).into_bytes()
+            } else {
+                self.done = true;
+                b"]}".to_vec()
+            };
+            self.pos = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        self.produced += n;
+        Ok(n)
+    }
+}
+
 const QUERIES: &[(&str, &str)] = &[
     ("count alerts", "SecurityAlert | count"),
     (
@@ -126,23 +258,39 @@ const QUERIES: &[(&str, &str)] = &[
 
 #[tokio::main]
 async fn main() {
-    let incidents = env_usize("EMU_BENCH_INCIDENTS", 100_000);
+    let incidents = env_usize("EMU_BENCH_INCIDENTS", 250_000);
     let alert_rows = env_usize("EMU_BENCH_ALERT_ROWS", 1_000_000);
+    let import = std::env::var("EMU_BENCH_SHAPE").is_ok_and(|v| v == "import");
     let t = Instant::now();
-    let text = scenario_text(incidents, alert_rows);
+    let scenario = if import {
+        let text = scenario_text(incidents, alert_rows);
+        println!(
+            "scenario (rows imports): {:.1} MiB, generated in {:.2?}",
+            text.len() as f64 / 1048576.0,
+            t.elapsed()
+        );
+        println!("RSS before load {:.0} MiB", rss_mib());
+        let t = Instant::now();
+        let scenario = Scenario::from_json_str(&text).expect("scenario loads");
+        println!(
+            "load (parse, build the model and tables): {:.2?}",
+            t.elapsed()
+        );
+        scenario
+    } else {
+        let mut history = History::new(incidents);
+        let scenario = Scenario::from_reader(&mut history).expect("scenario loads");
+        println!(
+            "scenario (history events, generated while read): {:.1} MiB; load (generate, parse, build the model and tables): {:.2?}",
+            history.produced as f64 / 1048576.0,
+            t.elapsed()
+        );
+        scenario
+    };
     println!(
-        "scenario text: {:.1} MiB, generated in {:.2?}",
-        text.len() as f64 / 1048576.0,
-        t.elapsed()
-    );
-
-    let t = Instant::now();
-    let scenario = Scenario::from_json_str(&text).expect("scenario loads");
-    let load = t.elapsed();
-    drop(text);
-    println!(
-        "load (parse + build the model and tables): {load:.2?}, peak RSS {:.0} MiB",
-        peak_rss_mib()
+        "after load: peak RSS {:.0} MiB, RSS {:.0} MiB",
+        peak_rss_mib(),
+        rss_mib()
     );
 
     let t = Instant::now();
@@ -155,15 +303,17 @@ async fn main() {
         peak_rss_mib()
     );
 
-    let (n_inc, n_rows) = emu.with_platform(|p| {
+    let (n_inc, n_rows, n_inc_rows) = emu.with_platform(|p| {
+        use emulator::table::TableKind;
         (
             p.incidents.len(),
-            p.tables[0]
-                .rows(emulator::table::TableKind::SecurityAlert)
-                .len(),
+            p.tables[0].rows(TableKind::SecurityAlert).len(),
+            p.tables[0].rows(TableKind::SecurityIncident).len(),
         )
     });
-    println!("incidents: {n_inc}, SecurityAlert rows: {n_rows}");
+    println!(
+        "incidents: {n_inc}, SecurityAlert rows: {n_rows}, SecurityIncident rows: {n_inc_rows}"
+    );
 
     for (label, q) in QUERIES {
         let mut times = vec![];

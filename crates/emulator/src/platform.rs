@@ -17,11 +17,10 @@ use serde_json::{Value as Json, json};
 use crate::ids::IdGen;
 use crate::rbac::{self, RoleDef};
 use crate::scenario::{
-    Event, EventSpec, Limits, PrincipalKind, ScenarioError, ScenarioSpec, resolve_time,
+    Event, EventSpec, ImportRows, Limits, PrincipalKind, ScenarioError, ScenarioSpec,
+    import_columns, resolve_time,
 };
-use crate::table::{
-    Cell, Row, TableKind, WorkspaceTables, cell_from_json, cell_time, string, time,
-};
+use crate::table::{Cell, Row, TableKind, WorkspaceTables, cell_time, string, time};
 
 /// The product name DfC alerts carry in Sentinel.
 pub const DFC_PRODUCT: &str = "Azure Security Center";
@@ -357,6 +356,9 @@ pub struct Platform {
     alert_by_sysid: HashMap<String, usize>,
     alert_by_dfc_name: HashMap<String, usize>,
     incident_by_name: HashMap<String, usize>,
+    /// The incidents that hold (or once held) an alert, by lower-case `SystemAlertId`; a
+    /// lookup checks the incident still holds it.
+    incidents_by_alert: HashMap<String, Vec<usize>>,
 }
 
 fn guid_like(s: &str) -> bool {
@@ -522,6 +524,7 @@ impl Platform {
             alert_by_sysid: HashMap::new(),
             alert_by_dfc_name: HashMap::new(),
             incident_by_name: HashMap::new(),
+            incidents_by_alert: HashMap::new(),
         };
         for ev in &spec.events {
             platform.apply(ev, now)?;
@@ -587,15 +590,38 @@ impl Platform {
             .copied()
     }
 
-    /// The incidents an alert belongs to.
+    /// The incidents an alert belongs to, in creation order.
     pub fn incidents_of_alert(&self, alert: usize) -> Vec<usize> {
         let id = &self.alerts[alert].system_alert_id;
-        self.incidents
+        let Some(candidates) = self.incidents_by_alert.get(&id.to_ascii_lowercase()) else {
+            return Vec::new();
+        };
+        let mut found: Vec<usize> = candidates
             .iter()
-            .enumerate()
-            .filter(|(_, i)| i.alert_ids.iter().any(|a| a.eq_ignore_ascii_case(id)))
-            .map(|(n, _)| n)
-            .collect()
+            .copied()
+            .filter(|&n| {
+                self.incidents[n]
+                    .alert_ids
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(id))
+            })
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    /// Records that incident `inc` holds the alerts of its `alert_ids` (call after adding).
+    fn index_alerts_of(&mut self, inc: usize) {
+        for id in &self.incidents[inc].alert_ids {
+            let list = self
+                .incidents_by_alert
+                .entry(id.to_ascii_lowercase())
+                .or_default();
+            if !list.contains(&inc) {
+                list.push(inc);
+            }
+        }
     }
 
     /// Resolves an incident reference of an event: an alert handle, a number or a GUID name.
@@ -837,6 +863,7 @@ impl Platform {
                 let sysid = self.alerts[alert].system_alert_id.clone();
                 if !self.incidents[inc].alert_ids.contains(&sysid) {
                     self.incidents[inc].alert_ids.push(sysid);
+                    self.index_alerts_of(inc);
                     let product = self.alerts[alert].product_name.clone();
                     if !self.incidents[inc].product_names.contains(&product) {
                         self.incidents[inc].product_names.push(product);
@@ -1033,6 +1060,7 @@ impl Platform {
         let idx = self.incidents.len();
         self.incidents.push(incident);
         self.incident_by_name.insert(name.to_ascii_lowercase(), idx);
+        self.index_alerts_of(idx);
         self.push_incident_row(idx, at);
         idx
     }
@@ -1536,25 +1564,26 @@ impl Platform {
         &mut self,
         ws: usize,
         kind: TableKind,
-        rows: &[serde_json::Map<String, Json>],
+        rows: &ImportRows,
         path: &str,
         at: DateTime<Utc>,
     ) -> Result<(), ScenarioError> {
         let schema = kind.schema();
+        let names = import_columns();
         let customer_id = self.workspaces[ws].customer_id.clone();
         let delay = self.workspaces[ws].ingestion_delay;
-        let mut imported = Vec::with_capacity(rows.len());
-        for (r, obj) in rows.iter().enumerate() {
+        let mut imported = Vec::with_capacity(rows.0.len());
+        for (r, given) in rows.0.iter().enumerate() {
             let mut cells = vec![Cell::Null; schema.len()];
-            for (k, v) in obj {
+            for (c, cell) in given {
+                let k = names[*c].0;
                 let col = kind.col(k).ok_or_else(|| {
                     ScenarioError::at(
                         format!("{path}[{r}].{k}"),
                         format!("unknown column of {}", kind.name()),
                     )
                 })?;
-                cells[col] = cell_from_json(schema[col].1, v)
-                    .map_err(|m| ScenarioError::at(format!("{path}[{r}].{k}"), m))?;
+                cells[col] = cell.clone();
             }
             let tg = kind.col("TimeGenerated").unwrap_or(1);
             let time = match &cells[tg] {
@@ -1812,14 +1841,19 @@ impl Platform {
         };
         let w = &mut self.workspaces[ws];
         w.next_incident_number = w.next_incident_number.max(number + 1);
-        match existing {
-            Some(idx) => self.incidents[idx] = inc,
+        let idx = match existing {
+            Some(idx) => {
+                self.incidents[idx] = inc;
+                idx
+            }
             None => {
                 let idx = self.incidents.len();
                 self.incidents.push(inc);
                 self.incident_by_name.insert(name, idx);
+                idx
             }
-        }
+        };
+        self.index_alerts_of(idx);
     }
 
     // ---------------------------------------------------------------- views

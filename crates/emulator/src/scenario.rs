@@ -6,10 +6,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use std::fmt;
+use std::sync::OnceLock;
+
 use serde::Deserialize;
-use serde_json::{Map, Value as Json};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value as Json;
 
 use crate::platform::Platform;
+use crate::table::{Cell, ColType, TableKind, cell_from_json};
 
 /// A scenario that failed to load: the JSON path of the bad field and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -52,19 +57,24 @@ pub struct Scenario {
 impl Scenario {
     /// Parses and checks a scenario, and builds the platform it describes.
     pub fn from_json_str(text: &str) -> Result<Scenario, ScenarioError> {
-        let value: Json = serde_json::from_str(text)
-            .map_err(|e| ScenarioError::at("$", format!("not valid JSON: {e}")))?;
-        Self::from_json_value(value)
+        let spec = crate::scenario_read::read(serde_json::Deserializer::from_str(text))?;
+        Self::from_spec(spec)
     }
 
-    /// Reads a scenario file.
+    /// Reads a scenario streaming, event by event (a large scenario is never held whole).
+    pub fn from_reader(reader: impl std::io::Read) -> Result<Scenario, ScenarioError> {
+        let spec = crate::scenario_read::read(serde_json::Deserializer::from_reader(reader))?;
+        Self::from_spec(spec)
+    }
+
+    /// Reads a scenario file, streaming.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        let file = std::fs::File::open(path).map_err(|source| ScenarioError::Io {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_json_str(&text)
+        Self::from_reader(std::io::BufReader::with_capacity(1 << 20, file))
     }
 
     /// Checks a scenario given as a JSON value.
@@ -75,13 +85,14 @@ impl Scenario {
         };
         let mut spec: ScenarioSpec = from_value_at("", value)?;
         spec.events = parse_events(events, "events")?;
+        Self::from_spec(spec)
+    }
+
+    /// Builds the platform of a parsed scenario.
+    fn from_spec(mut spec: ScenarioSpec) -> Result<Scenario, ScenarioError> {
         let initial = Platform::from_spec(&spec)?;
-        // Imported rows now live in the platform's tables; do not keep a second copy.
-        for ev in &mut spec.events {
-            if let Event::Rows(r) = &mut ev.event {
-                r.rows = Vec::new();
-            }
-        }
+        // The events now live in the platform (its model and tables): keep no second copy.
+        spec.events = Vec::new();
         Ok(Scenario {
             spec,
             initial: Arc::new(initial),
@@ -111,7 +122,7 @@ pub(crate) fn from_value_at<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn join_path(prefix: &str, inner: &str) -> String {
+pub(crate) fn join_path(prefix: &str, inner: &str) -> String {
     match (prefix.is_empty(), inner.is_empty()) {
         (true, true) => "$".into(),
         (true, false) => inner.to_string(),
@@ -149,7 +160,7 @@ pub struct ScenarioSpec {
     /// resolved one when an alert of it goes back to new or in progress (observed roll-up).
     #[serde(default)]
     pub xdr_incident_follows_alerts: bool,
-    /// The events (the rows of `rows` events are not kept once loaded: they are in the tables).
+    /// The events while loading; empty once loaded (they are applied into the platform).
     #[serde(skip)]
     pub events: Vec<EventSpec>,
 }
@@ -467,7 +478,92 @@ pub struct RowsImport {
     /// Default: the scenario's only (or first) workspace.
     #[serde(default)]
     pub workspace: Option<String>,
-    pub rows: Vec<Map<String, Json>>,
+    pub rows: ImportRows,
+}
+
+/// The rows of a `rows` event, read straight into typed cells: each row holds the cells of
+/// the columns it names, as (index in [`import_columns`], cell), in the order written.
+#[derive(Debug, Clone, Default)]
+pub struct ImportRows(pub Vec<Vec<(usize, Cell)>>);
+
+/// The columns a `rows` event may name: those of both tables (a name shared by the two has
+/// the same type in both, so a row's cells can be typed before its table is known).
+pub fn import_columns() -> &'static [(&'static str, ColType)] {
+    static COLUMNS: OnceLock<Vec<(&'static str, ColType)>> = OnceLock::new();
+    COLUMNS.get_or_init(|| {
+        let mut cols: Vec<(&'static str, ColType)> = Vec::new();
+        for kind in [TableKind::SecurityIncident, TableKind::SecurityAlert] {
+            for (name, ty) in kind.schema() {
+                if !cols.iter().any(|(n, _)| n == name) {
+                    cols.push((name, *ty));
+                }
+            }
+        }
+        cols
+    })
+}
+
+impl<'de> Deserialize<'de> for ImportRows {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Rows;
+        impl<'de> Visitor<'de> for Rows {
+            type Value = ImportRows;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of row objects")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ImportRows, A::Error> {
+                let mut rows = Vec::new();
+                while let Some(ImportRow(r)) = seq.next_element()? {
+                    rows.push(r);
+                }
+                Ok(ImportRows(rows))
+            }
+        }
+        d.deserialize_seq(Rows)
+    }
+}
+
+/// One row of a `rows` event.
+struct ImportRow(Vec<(usize, Cell)>);
+
+impl<'de> Deserialize<'de> for ImportRow {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Row;
+        impl<'de> Visitor<'de> for Row {
+            type Value = ImportRow;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a row (an object of column values)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ImportRow, A::Error> {
+                let mut cells = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let col = import_columns().iter().position(|(n, _)| *n == key);
+                    let cell = map.next_value_seed(CellSeed(col.map(|c| import_columns()[c].1)))?;
+                    if let Some(c) = col {
+                        cells.push((c, cell));
+                    }
+                }
+                Ok(ImportRow(cells))
+            }
+        }
+        d.deserialize_map(Row)
+    }
+}
+
+/// Reads one cell of a column of the given type (`None`: a column neither table has).
+struct CellSeed(Option<ColType>);
+
+impl<'de> DeserializeSeed<'de> for CellSeed {
+    type Value = Cell;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cell, D::Error> {
+        let value = Json::deserialize(d)?;
+        match self.0 {
+            Some(ty) => cell_from_json(ty, &value).map_err(de::Error::custom),
+            None => Err(de::Error::custom(
+                "unknown column (neither SecurityIncident nor SecurityAlert has it)",
+            )),
+        }
+    }
 }
 
 /// Parses the `events` array (also the body of `POST /_emulator/events`).
@@ -483,7 +579,7 @@ pub fn parse_events(value: Json, prefix: &str) -> Result<Vec<EventSpec>, Scenari
     Ok(out)
 }
 
-fn parse_event(item: Json, path: &str) -> Result<EventSpec, ScenarioError> {
+pub(crate) fn parse_event(item: Json, path: &str) -> Result<EventSpec, ScenarioError> {
     let Json::Object(mut obj) = item else {
         return Err(ScenarioError::at(path, "an event is a JSON object"));
     };

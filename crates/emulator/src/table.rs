@@ -7,6 +7,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 
+use crate::intern::Interner;
+
 pub use kql::ColumnType as ColType;
 pub use kql::Value as Cell;
 
@@ -285,6 +287,8 @@ pub fn cell_from_json(ty: ColType, v: &Json) -> Result<Cell, String> {
 #[derive(Debug, Clone)]
 pub struct WorkspaceTables {
     pub db: kql::Database,
+    /// The texts of the string cells, each kept once (rows repeat them).
+    strings: Interner,
 }
 
 impl Default for WorkspaceTables {
@@ -298,7 +302,10 @@ impl Default for WorkspaceTables {
                 .collect();
             db.insert(kind.name(), kql::Table::new(kind.name(), cols));
         }
-        WorkspaceTables { db }
+        WorkspaceTables {
+            db,
+            strings: Interner::default(),
+        }
     }
 }
 
@@ -337,11 +344,21 @@ impl WorkspaceTables {
             .unwrap_or(&[])
     }
 
-    /// Appends rows.
-    pub fn push(&mut self, kind: TableKind, rows: Vec<Row>) {
+    /// Appends rows; their string cells share the texts already kept.
+    pub fn push(&mut self, kind: TableKind, mut rows: Vec<Row>) {
+        for r in &mut rows {
+            for c in &mut r.cells {
+                self.strings.share(c);
+            }
+        }
         if let Some(t) = self.db.get_mut(kind.name()) {
             append_rows(t, rows);
         }
+    }
+
+    /// How many distinct texts the string cells hold.
+    pub fn distinct_texts(&self) -> usize {
+        self.strings.len()
     }
 
     /// A database holding these tables and the rows of `others` (a query over several

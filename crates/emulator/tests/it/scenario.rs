@@ -9,9 +9,44 @@ use crate::common::DEMO;
 fn err_path(f: impl FnOnce(&mut Value)) -> String {
     let mut v: Value = serde_json::from_str(DEMO).unwrap();
     f(&mut v);
-    let e = Scenario::from_json_value(v).unwrap_err();
+    let e = Scenario::from_json_value(v.clone()).unwrap_err();
     assert!(!e.to_string().is_empty());
+    // The streaming reader (text, file) finds the same error at the same path.
+    let streamed = Scenario::from_json_str(&v.to_string()).unwrap_err();
+    assert_eq!(streamed.path(), e.path(), "{streamed}");
+    let read = Scenario::from_reader(v.to_string().as_bytes()).unwrap_err();
+    assert_eq!(read.path(), e.path(), "{read}");
     e.path().to_string()
+}
+
+#[test]
+fn streaming_reader_refuses_bad_json_and_reads_what_the_value_path_reads() {
+    for (text, path) in [
+        ("[1, 2]", "$"),
+        ("{\"now\": ", "now"),
+        ("{} trailing", "$"),
+        ("{\"events\": {}}", "events"),
+        (
+            "{\"events\": [{\"do\": \"rows\", \"table\": \"SecurityAlert\", \"rows\": [3]}]}",
+            "events[0].rows[0]",
+        ),
+    ] {
+        let e = Scenario::from_json_str(text).unwrap_err();
+        assert_eq!(e.path(), path, "{text}: {e}");
+    }
+    let demo: Value = serde_json::from_str(DEMO).unwrap();
+    let a = Scenario::from_json_value(demo).unwrap();
+    let b = Scenario::from_reader(DEMO.as_bytes()).unwrap();
+    let (pa, pb) = (a.platform(), b.platform());
+    assert_eq!(pa.incidents.len(), pb.incidents.len());
+    assert_eq!(pa.alerts.len(), pb.alerts.len());
+    for kind in [
+        emulator::table::TableKind::SecurityIncident,
+        emulator::table::TableKind::SecurityAlert,
+    ] {
+        assert_eq!(pa.tables[0].rows(kind), pb.tables[0].rows(kind));
+    }
+    assert!(a.spec.events.is_empty(), "events are not kept once applied");
 }
 
 #[test]
@@ -143,10 +178,23 @@ fn rows_import_builds_the_model() {
         vec!["fac479ec-3566-dce6-0ae3-a90c4af39175"]
     );
     assert_eq!(p.workspaces[0].next_incident_number, 43);
+    let streamed = Scenario::from_json_str(&v.to_string()).unwrap();
+    assert_eq!(
+        streamed.platform().tables[0].rows(emulator::table::TableKind::SecurityAlert),
+        p.tables[0].rows(emulator::table::TableKind::SecurityAlert)
+    );
     v["events"][0]["rows"][1]["Colour"] = json!("x");
     let e = Scenario::from_json_value(v.clone()).unwrap_err();
     assert_eq!(e.path(), "events[0].rows[1].Colour");
+    let e = Scenario::from_json_str(&v.to_string()).unwrap_err();
+    assert_eq!(e.path(), "events[0].rows[1].Colour");
+    // A column of the other table.
+    v["events"][0]["rows"][1] = json!({"SystemAlertId": "x", "IncidentNumber": 3});
+    let e = Scenario::from_json_str(&v.to_string()).unwrap_err();
+    assert_eq!(e.path(), "events[0].rows[1].IncidentNumber");
     v["events"][0]["rows"][1] = json!({"SystemAlertId": "x", "TimeGenerated": "noon"});
-    let e = Scenario::from_json_value(v).unwrap_err();
+    let e = Scenario::from_json_value(v.clone()).unwrap_err();
+    assert_eq!(e.path(), "events[0].rows[1].TimeGenerated");
+    let e = Scenario::from_json_str(&v.to_string()).unwrap_err();
     assert_eq!(e.path(), "events[0].rows[1].TimeGenerated");
 }
