@@ -252,7 +252,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// The configuration of a command that talks to Azure: file, then environment.
 fn load_run_config(args: &ConfigArgs) -> Result<Config> {
     let config = load_config(args.config.as_deref())?;
-    if config.file.workspaces.is_empty() {
+    // The Graph backend's target is the tenant: no workspace needed.
+    if config.file.workspaces.is_empty()
+        && config.sync.backend == dfcsync::config::Backend::Sentinel
+    {
         anyhow::bail!(
             "{}: no workspace configured: add a [[workspaces]] block or set DFCSYNC_WORKSPACES",
             config.origin

@@ -77,7 +77,14 @@ pub fn config_checks(config: &Config) -> Vec<Check> {
         format!("read from {}", config.origin),
         None,
     )];
-    if config.file.workspaces.is_empty() {
+    if config.sync.backend == crate::config::Backend::Graph {
+        out.push(check(
+            "backend",
+            Verdict::Ok,
+            "graph: Defender XDR incidents of the credential's tenant, through Microsoft Graph",
+            None,
+        ));
+    } else if config.file.workspaces.is_empty() {
         out.push(check(
             "workspaces",
             Verdict::Fail,

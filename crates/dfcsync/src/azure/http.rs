@@ -187,6 +187,20 @@ pub struct ApiResponse {
     pub request_id: Option<String>,
 }
 
+impl ApiResponse {
+    /// The JSON body as `T`; a body of another shape is [`AzureError::Decode`] naming `what`
+    /// (and the request id).
+    pub fn decode<T: for<'de> serde::Deserialize<'de>>(&self, what: &str) -> Result<T, AzureError> {
+        serde_json::from_slice(&self.body).map_err(|e| AzureError::Decode {
+            what: match &self.request_id {
+                Some(r) => format!("{what} (request id {r})"),
+                None => what.to_owned(),
+            },
+            message: e.to_string(),
+        })
+    }
+}
+
 /// The ARM operation types, as the throttling headers name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum OpKind {

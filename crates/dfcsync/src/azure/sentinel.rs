@@ -297,13 +297,7 @@ impl SentinelClient {
         what: &str,
         resp: &ApiResponse,
     ) -> Result<T, AzureError> {
-        serde_json::from_slice(&resp.body).map_err(|e| AzureError::Decode {
-            what: match &resp.request_id {
-                Some(r) => format!("{what} (request id {r})"),
-                None => what.to_owned(),
-            },
-            message: e.to_string(),
-        })
+        resp.decode(what)
     }
 
     /// The workspace, with its `customerId`.

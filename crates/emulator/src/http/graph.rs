@@ -80,8 +80,21 @@ fn bad(shared: &Shared, req: &Req, message: &str) -> Resp {
     error(shared, req, 400, "BadRequest", message)
 }
 
-/// Handles a Graph request; returns the response and the caller's principal name.
+/// Handles a Graph request; returns the response and the caller's principal name. Every
+/// answer carries the service's clock in a `Date` header (HTTP's IMF-fixdate, whole
+/// seconds), as Graph's do: a change feed takes its watermark from it.
 pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
+    let (resp, name) = answer(shared, req);
+    let date = shared
+        .lock()
+        .clock
+        .now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    (resp.with("Date", date), name)
+}
+
+fn answer(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
     let (claims, name) = {
         let st = shared.lock();
         let now = st.clock.wall_now();
