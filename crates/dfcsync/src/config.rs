@@ -651,6 +651,12 @@ fn check_azure(
                 "Microsoft Graph's security API (incidents, alerts_v2) is not available in Azure operated by 21Vianet (China): use backend = \"sentinel\" there".into(),
             ));
         }
+        if file.policy.writeback == Some(true) {
+            return Err(invalid(
+                "policy.writeback",
+                "writeback (setting DfC alerts InProgress) is not available with backend = \"graph\" yet".into(),
+            ));
+        }
         if let Some(e) = &file.azure.endpoints
             && (e.graph.is_none() || e.graph_scope.is_none())
         {

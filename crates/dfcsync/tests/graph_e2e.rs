@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 use serde_json::{Value, json};
 
 use dfcsync::azure::AzureError;
@@ -13,6 +16,7 @@ use dfcsync::azure::graph::{GraphClient, IncidentUpdate};
 use dfcsync::azure::http::{AzureHttp, HttpOptions};
 use dfcsync::config::Config;
 use dfcsync::connect::Connection;
+use dfcsync::cycle::{CycleReport, Mode, ReadMode, Syncer, run_cycle};
 
 const DEMO: &str = include_str!("../demo/scenario.json");
 
@@ -72,7 +76,6 @@ fn xdr_tenant(f: impl FnOnce(&mut Value)) -> String {
 
 struct Env {
     emu: emulator::EmulatorHandle,
-    #[allow(dead_code)] // read by the cycle tests
     config: Config,
     conn: Connection,
     http: reqwest::Client,
@@ -294,5 +297,287 @@ async fn graph_errors_name_the_missing_role_and_429_waits_retry_after() {
             .await
             .iter()
             .any(|l| l == "GET /v1.0/security/incidents 429")
+    );
+}
+
+impl Env {
+    async fn cycle(&self, mode: Mode) -> CycleReport {
+        let stop = Arc::new(AtomicBool::new(false));
+        run_cycle(&self.conn, &self.config, mode, &stop, &|_, _| {}).await
+    }
+
+    /// The XDR incident of the alert with this scenario handle.
+    fn incident(&self, key: &str) -> Value {
+        let st = self.emu.state();
+        let alert = st["xdr_alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["alert"] == key)
+            .unwrap_or_else(|| panic!("no XDR alert {key}"))
+            .clone();
+        let id = alert["incidentId"].clone();
+        st["xdr_incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap_or_else(|| panic!("no XDR incident of {key}"))
+            .clone()
+    }
+
+    async fn event(&self, e: Value) {
+        self.control("events", json!({ "events": [e] })).await;
+    }
+}
+
+/// `(status, classification)` of an XDR incident.
+fn status(i: &Value) -> (String, String) {
+    (
+        i["status"].as_str().unwrap_or("").to_owned(),
+        i["classification"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+/// The marks on an XDR incident's comments, in order.
+fn marks(i: &Value) -> Vec<String> {
+    i["comments"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .flat_map(|c| {
+                    dfcsync::model::Mark::find_all(c["comment"].as_str().unwrap_or(""))
+                        .into_iter()
+                        .map(|m| m.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    (a.to_owned(), b.to_owned())
+}
+
+/// Every cycle succeeded; the last planned nothing; no incident carries a mark twice.
+async fn sync_to_rest(env: &Env) -> Vec<CycleReport> {
+    let mut reports = Vec::new();
+    for _ in 0..4 {
+        let r = env.cycle(Mode::Sync).await;
+        assert!(r.succeeded(), "{}", dfcsync::report::cycle_table(&r));
+        let rest = !r.has_actions();
+        reports.push(r);
+        if rest {
+            break;
+        }
+    }
+    assert!(
+        !reports.last().unwrap().has_actions(),
+        "a fixed point within four cycles"
+    );
+    for i in env.xdr_incidents() {
+        let m = marks(&i);
+        let unique: std::collections::BTreeSet<&String> = m.iter().collect();
+        assert_eq!(unique.len(), m.len(), "no duplicate comment: {i}");
+    }
+    reports
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_stories_in_a_tenant_without_sentinel() {
+    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    assert!(env.config.file.workspaces.is_empty());
+    let reports = sync_to_rest(&env).await;
+    let first = &reports[0];
+    assert_eq!(first.workspaces.len(), 1);
+    assert!(
+        first
+            .requests
+            .iter()
+            .all(|(s, _, _)| s == "graph" || s == "token"),
+        "{:?}",
+        first.requests
+    );
+    let s = |k: &str| status(&env.incident(k));
+    assert_eq!(
+        s("new"),
+        pair("active", "unknown"),
+        "a new alert: nothing to do"
+    );
+    assert_eq!(s("progress").0, "inProgress", "in progress in DfC: Active");
+    assert_eq!(
+        s("dismissed"),
+        pair("resolved", "informationalExpectedActivity")
+    );
+    assert_eq!(s("resolved"), pair("resolved", "truePositive"));
+    assert_eq!(
+        s("analyst-active").0,
+        "inProgress",
+        "left as the analyst set it"
+    );
+    assert!(marks(&env.incident("analyst-active")).is_empty());
+    assert_eq!(
+        s("analyst-closed"),
+        pair("resolved", "falsePositive"),
+        "left as the analyst closed it"
+    );
+    assert!(marks(&env.incident("analyst-closed")).is_empty());
+    assert_eq!(s("mixed-1"), pair("resolved", "truePositive"));
+    assert_eq!(s("busy-1").0, "inProgress");
+    assert_eq!(s("old"), pair("resolved", "truePositive"));
+    assert_eq!(
+        s("noticed").0,
+        "inProgress",
+        "a person acted after the alert"
+    );
+    let noticed = marks(&env.incident("noticed"));
+    assert_eq!(noticed.len(), 1);
+    assert!(noticed[0].starts_with("[dfcsync:notice:"), "{noticed:?}");
+    let closed = marks(&env.incident("resolved"));
+    assert_eq!(closed.len(), 1);
+    assert!(closed[0].starts_with("[dfcsync:close:"), "{closed:?}");
+    // The Graph request counts are in the report, under the service graph.
+    assert!(
+        first
+            .requests
+            .iter()
+            .any(|(s, st, n)| s == "graph" && *st == 200 && *n > 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_xdr_rolling_incidents_up_the_end_state_is_the_same() {
+    let env = Env::start(
+        &xdr_tenant(|v| v["xdr_incident_follows_alerts"] = json!(true)),
+        "",
+    )
+    .await;
+    sync_to_rest(&env).await;
+    let s = |k: &str| status(&env.incident(k)).0;
+    for (k, want) in [
+        ("new", "active"),
+        ("progress", "inProgress"),
+        ("dismissed", "resolved"),
+        ("resolved", "resolved"),
+        ("analyst-active", "inProgress"),
+        ("analyst-closed", "resolved"),
+        ("mixed-1", "resolved"),
+        ("busy-1", "inProgress"),
+        ("old", "resolved"),
+        ("noticed", "inProgress"),
+    ] {
+        assert_eq!(s(k), want, "{k}");
+    }
+    // XDR closed them itself: dfcsync leaves a close that is not its own.
+    assert!(marks(&env.incident("resolved")).is_empty());
+    assert_eq!(
+        env.incident("resolved")["lastModifiedBy"],
+        "Microsoft Defender XDR"
+    );
+    assert_eq!(marks(&env.incident("noticed")).len(), 1, "one notice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyst_edit_between_read_and_patch_is_decided_again() {
+    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    let g = env.graph();
+    let read = dfcsync::observe::graph::read_whole(g, env.config.policy.max_age)
+        .await
+        .unwrap();
+    let plan =
+        dfcsync::decide::decide(&read.snapshot, &env.config.policy, read.server_now.unwrap());
+    let id = env.incident("resolved")["id"].as_str().unwrap().to_owned();
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| *a.incident == id && a.kind == dfcsync::model::ActionKind::Close)
+    );
+    // The analyst takes the incident after dfcsync read it.
+    env.control("clock", json!({"advance": "1m"})).await;
+    env.event(json!({"do": "xdr_incident_status", "incident": "resolved", "status": "inProgress", "by": "analyst@contoso.com"}))
+        .await;
+    let opts = dfcsync::act::ActOptions {
+        concurrency: 2,
+        conflict_retries: 3,
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let report = dfcsync::act_graph::act(
+        g,
+        &read.snapshot.incidents,
+        &read.snapshot.alerts,
+        &plan,
+        &env.config.policy,
+        &opts,
+        &|_| {},
+    )
+    .await;
+    let o = report.outcomes.iter().find(|o| o.incident == id).unwrap();
+    assert_eq!(
+        o.kind,
+        dfcsync::model::ActionKind::Notice,
+        "decided again: {o:?}"
+    );
+    assert_eq!(o.result, dfcsync::act::ActionResult::Applied);
+    let i = env.incident("resolved");
+    assert_eq!(status(&i).0, "inProgress", "not overwritten");
+    assert_eq!(marks(&i).len(), 1);
+    assert!(marks(&i)[0].starts_with("[dfcsync:notice:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_renewed_and_the_feed_reads_only_changes() {
+    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    let mut syncer = Syncer::new(&env.config, ReadMode::Feed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let r = syncer
+        .cycle(&env.conn, &env.config, Mode::Sync, &stop, &|_, _| {})
+        .await;
+    assert!(r.succeeded(), "{}", dfcsync::report::cycle_table(&r));
+    assert_eq!((r.whole_reads, r.change_reads), (1, 0));
+    // A quiet change read past the overlap (10 minutes) of the first cycle's own writes.
+    env.control("clock", json!({"advance": "15m"})).await;
+    let before = env.graph_requests().await.len();
+    let r = syncer
+        .cycle(&env.conn, &env.config, Mode::Sync, &stop, &|_, _| {})
+        .await;
+    assert!(
+        r.succeeded() && !r.has_actions(),
+        "{}",
+        dfcsync::report::cycle_table(&r)
+    );
+    assert_eq!((r.whole_reads, r.change_reads), (0, 1));
+    let quiet = env.graph_requests().await[before..].to_vec();
+    assert!(
+        quiet.iter().all(|l| l.starts_with("GET")),
+        "a quiet cycle writes nothing: {quiet:?}"
+    );
+    // Two hours on: the cached token has expired; an alert changes.
+    env.control("clock", json!({"advance": "2h"})).await;
+    env.event(json!({"do": "alert_status", "alert": "new", "status": "Resolved", "by": "owner@contoso.com"}))
+        .await;
+    let before = env.graph_requests().await.len();
+    let r = syncer
+        .cycle(&env.conn, &env.config, Mode::Sync, &stop, &|_, _| {})
+        .await;
+    assert!(r.succeeded(), "{}", dfcsync::report::cycle_table(&r));
+    assert_eq!((r.whole_reads, r.change_reads), (0, 1));
+    assert_eq!(
+        status(&env.incident("new")),
+        pair("resolved", "truePositive")
+    );
+    let log = env.graph_requests().await;
+    let this_cycle = &log[before..];
+    assert!(
+        this_cycle.iter().any(|l| l.ends_with(" 401")),
+        "the expired token was refused once: {this_cycle:?}"
+    );
+    // Only the changed incident's alerts were read.
+    assert_eq!(
+        this_cycle
+            .iter()
+            .filter(|l| l.starts_with("GET") && l.contains("/alerts 200"))
+            .count(),
+        1,
+        "{this_cycle:?}"
     );
 }
