@@ -178,7 +178,13 @@ pub fn incident_state(
             });
         }
     }
-    let marks = read_close_marks(marks, &status, updated);
+    let (marks, unfinished_close) = read_close_marks(marks, &status, updated);
+    // An unfinished close: the last update was dfcsync's own comment (the mark is not older
+    // than it), written after a decision to close that passed guard 2 with the status as it
+    // still is. When that status was set is unknown (Graph has no history, and the comment
+    // moved `lastUpdateDateTime`): the incident's creation stands for it, so that the close
+    // is taken again rather than turned into a notice by dfcsync's own comment.
+    let status_since = if unfinished_close { created } else { updated };
     let mut product_names: Vec<Arc<str>> = Vec::new();
     for a in incident_alerts {
         let p: Arc<str> = a
@@ -202,7 +208,7 @@ pub fn incident_state(
         number,
         title: i.display_name.as_deref().unwrap_or_default().into(),
         status,
-        status_since: updated,
+        status_since,
         status_set_by: i
             .last_modified_by
             .as_deref()
@@ -228,12 +234,12 @@ pub fn incident_state(
 /// The two readings of close marks (module docs): a resolved incident whose newest marked
 /// comment is a close mark near `status_since` was closed by this tool (shown as the close
 /// mark of the classification comment); a close mark written at or after `status_since` on an
-/// incident that is not resolved is a close that never landed (not shown).
+/// incident that is not resolved is a close that never landed (not shown; `true` then).
 fn read_close_marks(
     mut marks: Vec<ObservedMark>,
     status: &IncidentStatus,
     status_since: DateTime<Utc>,
-) -> Vec<ObservedMark> {
+) -> (Vec<ObservedMark>, bool) {
     let created = |m: &ObservedMark| match m.source {
         MarkSource::Comment { created } => Some(created),
         MarkSource::ClassificationComment { .. } => None,
@@ -253,12 +259,15 @@ fn read_close_marks(
                 source: MarkSource::ClassificationComment { current: true },
             });
         }
+        (marks, false)
     } else {
+        let before = marks.len();
         marks.retain(|m| {
             !(m.mark.action == ActionKind::Close && created(m).is_some_and(|c| c >= status_since))
         });
+        let unfinished = marks.len() < before;
+        (marks, unfinished)
     }
-    marks
 }
 
 /// What the source read: the snapshot, and what the feed needs.

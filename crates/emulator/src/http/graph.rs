@@ -559,9 +559,16 @@ fn list(shared: &Shared, req: &Req, kind: Kind, of: Option<&str>) -> Resp {
             URL_SAFE_NO_PAD.encode(format!("skip:{next}")),
         ));
         let qs = serde_urlencoded::to_string(&q).unwrap_or_default();
+        // The link names the host the request was sent to (as a service behind a front
+        // door does), so a client reaching the emulator through a proxy stays on it.
+        let base = req
+            .header("host")
+            .filter(|h| !h.is_empty() && !h.contains(['/', ' ']))
+            .map(|h| format!("https://{h}"))
+            .unwrap_or_else(|| shared.base_url.clone());
         body.insert(
             "@odata.nextLink".into(),
-            json!(format!("{}{}?{qs}", shared.base_url, req.path)),
+            json!(format!("{base}{}?{qs}", req.path)),
         );
     }
     body.insert("value".into(), Json::Array(page));
