@@ -642,3 +642,103 @@ async fn the_same_plan_and_marks_through_graph_as_through_sentinel() {
         dfcsync::report::cycle_table(&after)
     );
 }
+
+#[tokio::test]
+async fn doctor_checks_the_graph_application_roles() {
+    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    let checks = dfcsync::doctor::azure_checks(&env.conn, &env.config).await;
+    let perms = checks
+        .iter()
+        .find(|c| c.name == "Graph permissions")
+        .unwrap();
+    assert_eq!(perms.verdict, dfcsync::doctor::Verdict::Ok, "{perms:?}");
+    assert!(
+        checks
+            .iter()
+            .all(|c| c.verdict == dfcsync::doctor::Verdict::Ok),
+        "{checks:?}"
+    );
+    // Without admin consent for the alert role.
+    let env = Env::start(
+        &xdr_tenant(|v| {
+            v["principals"][0]["graph_permissions"] = json!(["SecurityIncident.ReadWrite.All"])
+        }),
+        "",
+    )
+    .await;
+    let checks = dfcsync::doctor::azure_checks(&env.conn, &env.config).await;
+    let perms = checks
+        .iter()
+        .find(|c| c.name == "Graph permissions")
+        .unwrap();
+    assert_eq!(perms.verdict, dfcsync::doctor::Verdict::Fail);
+    assert!(perms.detail.contains("SecurityAlert.Read.All"), "{perms:?}");
+    assert!(
+        perms
+            .fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("appRoleAssignments"),
+        "{perms:?}"
+    );
+}
+
+/// The Graph calls of a cycle, counted from the emulator's request log (docs/benchmarks.md,
+/// "Graph: calls per cycle").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_calls_per_quiet_cycle_and_per_change() {
+    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    let mut syncer = Syncer::new(&env.config, ReadMode::Feed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut cycle = async |label: &str| {
+        let before = env.graph_requests().await.len();
+        let r = syncer
+            .cycle(&env.conn, &env.config, Mode::Sync, &stop, &|_, _| {})
+            .await;
+        assert!(r.succeeded(), "{}", dfcsync::report::cycle_table(&r));
+        let calls = env.graph_requests().await[before..].to_vec();
+        eprintln!("graph calls, {label}: {} {calls:?}", calls.len());
+        (r, calls)
+    };
+    // The whole read: DfC alerts, incidents, then the alerts of each incident holding one.
+    let (r, calls) = cycle("whole read with the demo's actions").await;
+    let incidents = r.workspaces[0].incidents_seen;
+    let reads = calls.iter().filter(|c| c.starts_with("GET")).count();
+    let actions = r.workspaces[0].plan.as_ref().unwrap().actions.clone();
+    let status_changes = actions
+        .iter()
+        .filter(|a| a.kind != dfcsync::model::ActionKind::Notice)
+        .count();
+    // 2 lists + one alert list per incident + a GET per incident acted on and another
+    // before each PATCH.
+    assert_eq!(
+        reads,
+        2 + incidents + actions.len() + status_changes,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("POST")).count(),
+        actions.len(),
+        "one comment per action"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("PATCH")).count(),
+        status_changes
+    );
+    // The first change read re-reads what changed within the overlap (10 minutes) before
+    // the whole read's clock: the incidents dfcsync just wrote, their alerts only.
+    env.control("clock", json!({"advance": "15m"})).await;
+    let (_, calls) = cycle("first change read").await;
+    assert_eq!(calls.len(), 2 + actions.len(), "{calls:?}");
+    // A quiet cycle past the overlap: two list calls, nothing else.
+    env.control("clock", json!({"advance": "15m"})).await;
+    let (_, calls) = cycle("quiet").await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    // One alert resolved: the two lists, the incident, its alerts, then the close (GET,
+    // comment, GET, PATCH).
+    env.control("clock", json!({"advance": "15m"})).await;
+    env.event(json!({"do": "alert_status", "alert": "new", "status": "Resolved", "by": "owner@contoso.com"}))
+        .await;
+    let (_, calls) = cycle("one alert resolved").await;
+    assert_eq!(calls.len(), 8, "{calls:?}");
+}
