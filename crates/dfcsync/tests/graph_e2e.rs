@@ -742,3 +742,31 @@ async fn graph_calls_per_quiet_cycle_and_per_change() {
     let (_, calls) = cycle("one alert resolved").await;
     assert_eq!(calls.len(), 8, "{calls:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_dfcsync_closed_is_reopened_and_one_a_person_reopened_is_left() {
+    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    sync_to_rest(&env).await;
+    assert_eq!(status(&env.incident("resolved")).0, "resolved");
+    assert_eq!(status(&env.incident("dismissed")).0, "resolved");
+    // The resolved alert comes back in DfC: dfcsync closed it, so dfcsync reopens it.
+    env.control("clock", json!({"advance": "5m"})).await;
+    env.event(json!({"do": "alert_status", "alert": "resolved", "status": "Active", "by": "owner@contoso.com"}))
+        .await;
+    // A person reopens the other incident dfcsync closed: it stays as they left it.
+    env.event(json!({"do": "xdr_incident_status", "incident": "dismissed", "status": "inProgress", "by": "analyst@contoso.com"}))
+        .await;
+    sync_to_rest(&env).await;
+    let reopened = env.incident("resolved");
+    assert_eq!(status(&reopened).0, "inProgress");
+    let m = marks(&reopened);
+    assert!(m.iter().any(|m| m.starts_with("[dfcsync:reopen:")), "{m:?}");
+    let left = env.incident("dismissed");
+    assert_eq!(status(&left).0, "inProgress", "not closed again");
+    assert_eq!(
+        marks(&left).len(),
+        1,
+        "only the close's comment: {:?}",
+        marks(&left)
+    );
+}
