@@ -19,6 +19,7 @@ use dfcsync::connect::Connection;
 use dfcsync::cycle::{CycleReport, Mode, ReadMode, Syncer, run_cycle};
 
 const DEMO: &str = include_str!("../demo/scenario.json");
+const XDR_DEMO: &str = include_str!("../demo/scenario_xdr.json");
 
 fn fast_http() -> HttpOptions {
     HttpOptions {
@@ -30,46 +31,13 @@ fn fast_http() -> HttpOptions {
     }
 }
 
-/// The demo's stories in a tenant with Defender XDR and no Sentinel: every alert without a
-/// workspace, the analysts' Sentinel edits made in XDR instead, the rows-only incident
-/// and the alerts added to incidents in Sentinel dropped. `dfcsync` holds the two Graph application roles.
+/// The demo's stories in a tenant with Defender XDR and no Sentinel
+/// (`demo/scenario_xdr.json`, what `dfcsync demo --backend graph` runs): every alert without
+/// a workspace, the analysts' Sentinel edits made in XDR instead, the rows-only incident and
+/// the alerts added to incidents in Sentinel dropped. `dfcsync` holds the two Graph
+/// application roles.
 fn xdr_tenant(f: impl FnOnce(&mut Value)) -> String {
-    let mut v: Value = serde_json::from_str(DEMO).unwrap();
-    v["defender_xdr"] = json!(true);
-    v["workspaces"] = json!([]);
-    v["principals"][0]["graph_permissions"] =
-        json!(["SecurityIncident.ReadWrite.All", "SecurityAlert.Read.All"]);
-    v["limits"] = json!({"graph_requests_per_minute": 100000});
-    let events: Vec<Value> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        // Rows are Log Analytics only; an alert is added to an incident in Sentinel only (a
-        // tenant without Sentinel has single-alert incidents: the portal test has the others).
-        .filter(|e| e["do"] != "rows" && e["do"] != "incident_add_alert")
-        .map(|e| {
-            let mut e = e.clone();
-            if let Some(o) = e.as_object_mut() {
-                o.remove("workspace");
-            }
-            if e["do"] == "incident_status" {
-                let status = match e["status"].as_str().unwrap() {
-                    "Active" => "inProgress",
-                    "Closed" => "resolved",
-                    _ => "active",
-                };
-                let mut x = json!({"at": e["at"], "do": "xdr_incident_status",
-                    "incident": e["incident"], "status": status, "by": e["by"]});
-                if status == "resolved" {
-                    x["classification"] = json!("falsePositive");
-                    x["determination"] = json!("other");
-                }
-                e = x;
-            }
-            e
-        })
-        .collect();
-    v["events"] = Value::Array(events);
+    let mut v: Value = serde_json::from_str(XDR_DEMO).unwrap();
     f(&mut v);
     v.to_string()
 }
@@ -769,4 +737,24 @@ async fn an_incident_dfcsync_closed_is_reopened_and_one_a_person_reopened_is_lef
         "only the close's comment: {:?}",
         marks(&left)
     );
+}
+
+#[test]
+fn the_graph_demo_command_runs() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dfcsync"))
+        .args(["demo", "--backend", "graph"])
+        .output()
+        .expect("dfcsync demo --backend graph");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("tenant (Microsoft Graph)"), "{text}");
+    assert!(
+        text.contains("informationalExpectedActivity / other"),
+        "{text}"
+    );
+    assert!(text.contains("sync: nothing to do"), "{text}");
 }
