@@ -28,12 +28,10 @@
 //! UNCONFIRMED, reference §2.3: a refusal is reported as the action's failure).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 
-use crate::act::{ActOptions, ActReport, ActionOutcome, ActionResult};
+use crate::act::{ActOptions, ActReport, ActionOutcome, ActionResult, per_incident};
 use crate::azure::AzureError;
 use crate::azure::graph::{GraphClient, GraphIncident, IncidentUpdate};
 use crate::decide::{Decision, Plan, PlannedAction, decide_incident};
@@ -82,15 +80,7 @@ struct Ctx<'a> {
 }
 
 fn outcome(a: &PlannedAction, result: ActionResult) -> ActionOutcome {
-    ActionOutcome {
-        incident: a.incident.to_string(),
-        incident_number: a.incident_number,
-        kind: a.kind,
-        fingerprint: a.fingerprint.to_string(),
-        result,
-        conflicts: 0,
-        why: a.why.clone(),
-    }
+    crate::act::outcome(a, result, 0)
 }
 
 /// Carries out `plan` (made from the snapshot whose incidents are `incidents` and alerts
@@ -129,45 +119,11 @@ pub async fn act(
             )
         })
         .collect();
-    let outcomes: Vec<Vec<ActionOutcome>> = futures::stream::iter(work)
-        .map(|(state, planned)| {
-            let ctx = &ctx;
-            async move {
-                let n = planned.len();
-                let out = if opts.stop.load(Ordering::Relaxed) {
-                    planned
-                        .iter()
-                        .map(|a| {
-                            outcome(
-                                a,
-                                ActionResult::Skipped("stopping: left for the next run".into()),
-                            )
-                        })
-                        .collect()
-                } else {
-                    match state {
-                        Some(state) => act_incident(ctx, state, planned).await,
-                        None => planned
-                            .iter()
-                            .map(|a| {
-                                outcome(
-                                    a,
-                                    ActionResult::Failed("incident not in the snapshot".into()),
-                                )
-                            })
-                            .collect(),
-                    }
-                };
-                on_done(n);
-                out
-            }
-        })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    let mut outcomes: Vec<ActionOutcome> = outcomes.into_iter().flatten().collect();
-    outcomes
-        .sort_by(|a, b| (a.incident_number, &a.incident).cmp(&(b.incident_number, &b.incident)));
+    let ctx = &ctx;
+    let outcomes = per_incident(work, opts, on_done, |state, planned| {
+        act_incident(ctx, state, planned)
+    })
+    .await;
     ActReport {
         outcomes,
         ..ActReport::default()

@@ -232,21 +232,15 @@ impl GraphClient {
             let page: Page<T> = resp.decode(what)?;
             out.extend(page.value);
             if let Some(link) = page.next_link.filter(|l| !l.is_empty()) {
-                let u = url::Url::parse(&link)
-                    .map_err(|e| AzureError::decode(what, format!("@odata.nextLink: {e}")))?;
-                // The token goes only where Graph is.
                 let root = url::Url::parse(&self.root)
                     .map_err(|e| AzureError::Config(format!("Graph endpoint: {e}")))?;
-                if u.origin() != root.origin() {
-                    return Err(AzureError::decode(
-                        what,
-                        format!(
-                            "@odata.nextLink points away from Graph ({})",
-                            u.origin().ascii_serialization()
-                        ),
-                    ));
-                }
-                next = Some(u);
+                next = Some(super::http::next_page(
+                    &link,
+                    &root,
+                    "Graph",
+                    "@odata.nextLink",
+                    what,
+                )?);
             }
         }
         Ok(Answer {

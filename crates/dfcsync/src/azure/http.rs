@@ -187,6 +187,29 @@ pub struct ApiResponse {
     pub request_id: Option<String>,
 }
 
+/// A page's link to the next page, checked to stay on the service's origin (`base`, the
+/// service called `service` in errors): the token goes only where the service is. `key`
+/// names the link's property in errors.
+pub(crate) fn next_page(
+    link: &str,
+    base: &Url,
+    service: &str,
+    key: &str,
+    what: &str,
+) -> Result<Url, AzureError> {
+    let u = Url::parse(link).map_err(|e| AzureError::decode(what, format!("{key}: {e}")))?;
+    if u.origin() != base.origin() {
+        return Err(AzureError::decode(
+            what,
+            format!(
+                "{key} points away from {service} ({})",
+                u.origin().ascii_serialization()
+            ),
+        ));
+    }
+    Ok(u)
+}
+
 impl ApiResponse {
     /// The JSON body as `T`; a body of another shape is [`AzureError::Decode`] naming `what`
     /// (and the request id).
