@@ -359,9 +359,11 @@ impl GraphClient {
     }
 }
 
-/// An OData date-time literal (RFC 3339, UTC, with the fraction the instant has).
+/// An OData date-time literal for a `ge` filter: RFC 3339 in UTC, in whole seconds, the
+/// fraction dropped (an earlier instant: the filter only widens). Graph's service parses
+/// .NET date-times, which take at most seven fractional digits; whole seconds are safe.
 pub fn odata_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The `Date` header of an answer (HTTP's IMF-fixdate), when there is one.
@@ -399,7 +401,11 @@ mod tests {
         let t = DateTime::parse_from_rfc3339("2026-12-06T10:00:00.5Z")
             .unwrap()
             .with_timezone(&Utc);
-        assert_eq!(odata_time(t), "2026-12-06T10:00:00.500Z");
+        assert_eq!(
+            odata_time(t),
+            "2026-12-06T10:00:00Z",
+            "floored: the filter widens"
+        );
         let whole = DateTime::parse_from_rfc3339("2026-12-06T10:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
