@@ -411,6 +411,15 @@ async fn the_demo_stories_in_a_tenant_without_sentinel() {
             .iter()
             .any(|(s, st, n)| s == "graph" && *st == 200 && *n > 0)
     );
+    // And in the metrics.
+    let metrics = dfcsync::metrics::Metrics::new();
+    metrics.record(first);
+    let text = metrics.render();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("azure_requests") && l.contains("service=\"graph\"")),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
