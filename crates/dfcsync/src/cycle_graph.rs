@@ -76,6 +76,12 @@ impl GraphSyncer {
             }),
         };
         let whole = read == Read::Whole;
+        // A stateless read (`--changed-within`) knows no incident yet: every changed one is
+        // a candidate.
+        let known = match self.read_mode {
+            ReadMode::Feed => Some(&self.dfc_incidents),
+            ReadMode::ChangedWithin(_) => None,
+        };
         let result = match (&conn.graph, &read) {
             (None, _) => Err(crate::azure::AzureError::Config(
                 "this cloud has no Microsoft Graph endpoint".into(),
@@ -83,11 +89,9 @@ impl GraphSyncer {
             (Some(g), Read::Whole) => crate::observe::graph::read_whole(g, config.policy.max_age)
                 .await
                 .map(|r| (g, r)),
-            (Some(g), Read::Changed(sel)) => {
-                crate::observe::graph::read_changed(g, sel, &self.dfc_incidents)
-                    .await
-                    .map(|r| (g, r))
-            }
+            (Some(g), Read::Changed(sel)) => crate::observe::graph::read_changed(g, sel, known)
+                .await
+                .map(|r| (g, r)),
         };
         match result {
             Ok((g, read)) => {

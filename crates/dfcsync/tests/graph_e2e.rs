@@ -767,3 +767,33 @@ fn the_graph_demo_command_runs() {
     );
     assert!(text.contains("sync: nothing to do"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_within_reads_only_what_changed_in_the_window() {
+    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    // The "resolved" incident, untouched since its alert was resolved 80 minutes ago, is
+    // given an owner now.
+    env.event(json!({"do": "xdr_incident_status", "incident": "resolved", "status": "active", "assigned_to": "analyst@contoso.com", "by": "analyst@contoso.com"}))
+        .await;
+    let mut syncer = Syncer::new(
+        &env.config,
+        ReadMode::ChangedWithin(chrono::TimeDelta::minutes(30)),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let r = syncer
+        .cycle(&env.conn, &env.config, Mode::Sync, &stop, &|_, _| {})
+        .await;
+    assert!(r.succeeded(), "{}", dfcsync::report::cycle_table(&r));
+    assert_eq!((r.whole_reads, r.change_reads), (0, 1));
+    // The given owner, and the demo's changes of the last half hour ("old", "noticed").
+    assert_eq!(r.workspaces[0].incidents_seen, 3);
+    assert_eq!(
+        status(&env.incident("resolved")),
+        pair("resolved", "truePositive")
+    );
+    assert_eq!(
+        status(&env.incident("dismissed")).0,
+        "active",
+        "not changed within the window: not read"
+    );
+}

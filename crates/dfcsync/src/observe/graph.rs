@@ -363,12 +363,13 @@ pub async fn read_whole(client: &GraphClient, max_age: TimeDelta) -> Result<Grap
 }
 
 /// A change read: what changed since the selection's watermark, among the incidents known
-/// to hold a DfC alert (`known`), plus the incidents of DfC alerts that changed, plus the
-/// incidents named to retry.
+/// to hold a DfC alert (`known`; `None`: every changed incident, as a stateless
+/// `--changed-within` read knows none), plus the incidents of DfC alerts that changed, plus
+/// the incidents named to retry.
 pub async fn read_changed(
     client: &GraphClient,
     selection: &Selection,
-    known: &BTreeSet<String>,
+    known: Option<&BTreeSet<String>>,
 ) -> Result<GraphRead, AzureError> {
     let Selection::Changed { since, also } = selection else {
         return Err(AzureError::Config(
@@ -378,7 +379,14 @@ pub async fn read_changed(
     let mut read = GraphRead::default();
     let since = match since {
         Since::At(t) => *t,
-        Since::Within(d) => Utc::now() - *d,
+        // Measured back from the service's clock: an empty list brings its `Date`.
+        Since::Within(d) => {
+            read.requests += 1;
+            let probe = client
+                .list_incidents(Some("createdDateTime ge 9999-01-01T00:00:00Z"))
+                .await?;
+            probe.server_now.unwrap_or_else(Utc::now) - *d
+        }
     };
     read.requests += 1;
     let changed_alerts = client.dfc_alerts_updated_since(since).await?;
@@ -388,7 +396,7 @@ pub async fn read_changed(
     let changed = client.list_incidents(Some(&filter)).await?;
     let mut wanted: BTreeMap<String, Option<GraphIncident>> = BTreeMap::new();
     for i in changed.value {
-        if known.contains(&i.id) {
+        if known.is_none_or(|k| k.contains(&i.id)) {
             wanted.insert(i.id.clone(), Some(i));
         }
     }
