@@ -686,11 +686,11 @@ async fn graph_calls_per_quiet_cycle_and_per_change() {
         .iter()
         .filter(|a| a.kind != dfcsync::model::ActionKind::Notice)
         .count();
-    // 2 lists + one alert list per incident + a GET per incident acted on and another
-    // before each PATCH.
+    // The service's clock (an empty list), 2 lists, one alert list per incident, a GET per
+    // incident acted on and another before each PATCH.
     assert_eq!(
         reads,
-        2 + incidents + actions.len() + status_changes,
+        3 + incidents + actions.len() + status_changes,
         "{calls:?}"
     );
     assert_eq!(

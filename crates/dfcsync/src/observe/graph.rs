@@ -329,21 +329,36 @@ async fn snapshot_of(
     read.snapshot.server_now = read.server_now;
 }
 
+/// The service's clock: the `Date` of an empty list (the local clock if the answer has
+/// none).
+async fn server_clock(client: &GraphClient) -> Result<DateTime<Utc>, AzureError> {
+    let probe = client
+        .list_incidents(Some("createdDateTime ge 9999-01-01T00:00:00Z"))
+        .await?;
+    Ok(probe.server_now.unwrap_or_else(Utc::now))
+}
+
 /// A whole read: every incident created within `max_age` that holds a DfC alert. The DfC
 /// alerts updated since a day before the window (an alert is updated when it is created)
 /// name the candidates; only their alerts are read.
 pub async fn read_whole(client: &GraphClient, max_age: TimeDelta) -> Result<GraphRead, AzureError> {
     let mut read = GraphRead::default();
-    // The window is checked again by the engine at the service's clock; a day of margin
-    // keeps a skewed local clock from dropping an incident here.
-    let since = Utc::now()
-        .checked_sub_signed(max_age + TimeDelta::days(1))
+    // The window is on the service's clock (never the local one): an empty list brings its
+    // `Date` first, which is also the read's clock.
+    read.requests += 1;
+    let now = server_clock(client).await?;
+    read.server_now = Some(now);
+    let since = now
+        .checked_sub_signed(max_age)
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
     read.requests += 1;
     let dfc = client
-        .dfc_alerts_updated_since(since - TimeDelta::days(1))
+        .dfc_alerts_updated_since(
+            since
+                .checked_sub_signed(TimeDelta::days(1))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        )
         .await?;
-    read.server_now = dfc.server_now;
     let candidates: BTreeSet<&str> = dfc
         .value
         .iter()
@@ -357,7 +372,6 @@ pub async fn read_whole(client: &GraphClient, max_age: TimeDelta) -> Result<Grap
         .into_iter()
         .filter(|i| candidates.contains(i.id.as_str()))
         .collect();
-    let now = read.server_now.unwrap_or_else(Utc::now);
     snapshot_of(client, incidents, &mut read, now).await;
     Ok(read)
 }
@@ -379,13 +393,10 @@ pub async fn read_changed(
     let mut read = GraphRead::default();
     let since = match since {
         Since::At(t) => *t,
-        // Measured back from the service's clock: an empty list brings its `Date`.
+        // Measured back from the service's clock.
         Since::Within(d) => {
             read.requests += 1;
-            let probe = client
-                .list_incidents(Some("createdDateTime ge 9999-01-01T00:00:00Z"))
-                .await?;
-            probe.server_now.unwrap_or_else(Utc::now) - *d
+            server_clock(client).await? - *d
         }
     };
     read.requests += 1;
