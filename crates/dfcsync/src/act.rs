@@ -181,29 +181,58 @@ pub async fn act(
         .map(|name| {
             let planned: Vec<PlannedAction> =
                 by_incident[name].iter().map(|a| (*a).clone()).collect();
-            (states.get(name).copied(), planned, prefetched.remove(*name))
+            let pre = prefetched.remove(*name);
+            (states.get(name).map(|s| (*s, pre)), planned)
         })
         .collect();
+    let ctx = &ctx;
+    let outcomes = per_incident(work, opts, on_done, |(state, pre), planned| {
+        act_incident(ctx, state, planned, pre)
+    })
+    .await;
+    ActReport {
+        outcomes,
+        repairs: Vec::new(),
+        missing_roles: ctx
+            .missing_roles
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|e| e.into_inner().clone()),
+    }
+}
+
+/// Works on each incident's actions with `act_incident`, up to `opts.concurrency` at once:
+/// an incident not started when `opts.stop` is set is left for the next run, one missing
+/// from the snapshot (`None`) fails. Returns the outcomes sorted by incident. Shared by the
+/// Sentinel and the Graph sinks.
+pub(crate) async fn per_incident<W, F, Fut>(
+    work: Vec<(Option<W>, Vec<PlannedAction>)>,
+    opts: &ActOptions,
+    on_done: &(dyn Fn(usize) + Sync),
+    act_incident: F,
+) -> Vec<ActionOutcome>
+where
+    F: Fn(W, Vec<PlannedAction>) -> Fut,
+    Fut: std::future::Future<Output = Vec<ActionOutcome>>,
+{
+    let act_incident = &act_incident;
     let outcomes: Vec<Vec<ActionOutcome>> = futures::stream::iter(work)
-        .map(|(state, planned, pre)| {
-            let ctx = &ctx;
-            async move {
-                let n = planned.len();
-                if ctx.opts.stop.load(Ordering::Relaxed) {
-                    on_done(n);
-                    return planned
-                        .iter()
-                        .map(|a| {
-                            outcome(
-                                a,
-                                ActionResult::Skipped("stopping: left for the next run".into()),
-                                0,
-                            )
-                        })
-                        .collect();
-                }
-                let out = match state {
-                    Some(state) => act_incident(ctx, state, planned, pre).await,
+        .map(|(state, planned)| async move {
+            let n = planned.len();
+            let out = if opts.stop.load(Ordering::Relaxed) {
+                planned
+                    .iter()
+                    .map(|a| {
+                        outcome(
+                            a,
+                            ActionResult::Skipped("stopping: left for the next run".into()),
+                            0,
+                        )
+                    })
+                    .collect()
+            } else {
+                match state {
+                    Some(state) => act_incident(state, planned).await,
                     None => planned
                         .iter()
                         .map(|a| {
@@ -214,10 +243,10 @@ pub async fn act(
                             )
                         })
                         .collect(),
-                };
-                on_done(n);
-                out
-            }
+                }
+            };
+            on_done(n);
+            out
         })
         .buffer_unordered(opts.concurrency.max(1))
         .collect()
@@ -225,14 +254,7 @@ pub async fn act(
     let mut outcomes: Vec<ActionOutcome> = outcomes.into_iter().flatten().collect();
     outcomes
         .sort_by(|a, b| (a.incident_number, &a.incident).cmp(&(b.incident_number, &b.incident)));
-    ActReport {
-        outcomes,
-        repairs: Vec::new(),
-        missing_roles: ctx
-            .missing_roles
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner()),
-    }
+    outcomes
 }
 
 /// Reads the incidents to update from list pages (up to 1000 a page), from the oldest
@@ -272,7 +294,7 @@ async fn bulk_read(
     }
 }
 
-fn outcome(a: &PlannedAction, result: ActionResult, conflicts: u32) -> ActionOutcome {
+pub(crate) fn outcome(a: &PlannedAction, result: ActionResult, conflicts: u32) -> ActionOutcome {
     ActionOutcome {
         incident: a.incident.to_string(),
         incident_number: a.incident_number,

@@ -63,7 +63,7 @@ enum Command {
     /// Start the built-in emulator of the Azure APIs with a scenario that tells the story,
     /// and run dfcsync against it: the incidents before, the plan, the incidents after.
     #[cfg(feature = "emulator")]
-    Demo,
+    Demo(DemoArgs),
     /// Serve the built-in emulator of the Azure APIs (Entra ID, ARM, Log Analytics) on
     /// 127.0.0.1 over HTTPS, for tests and trials; prints a ready dfcsync configuration.
     #[cfg(feature = "emulator")]
@@ -203,7 +203,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => runtime()?.block_on(run_daemon(args)),
         Command::Doctor(args) => runtime()?.block_on(doctor(args)),
         #[cfg(feature = "emulator")]
-        Command::Demo => runtime()?.block_on(crate::demo::run()),
+        Command::Demo(args) => runtime()?.block_on(crate::demo::run(args.backend.into())),
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => {
             runtime()?.block_on(emulator::cli::run(args))?;
@@ -217,10 +217,38 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// `dfcsync demo`'s options.
+#[cfg(feature = "emulator")]
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// `sentinel`: the story in a Sentinel workspace; `graph`: the Defender XDR story in a
+    /// tenant without Sentinel, through Microsoft Graph.
+    #[arg(long, value_enum, default_value_t = BackendArg::Sentinel)]
+    pub backend: BackendArg,
+}
+
+/// `--backend`.
+#[cfg(feature = "emulator")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Sentinel,
+    Graph,
+}
+
+#[cfg(feature = "emulator")]
+impl From<BackendArg> for dfcsync::config::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Sentinel => Self::Sentinel,
+            BackendArg::Graph => Self::Graph,
+        }
+    }
+}
+
 /// `demo` and `emulator` print for people: their logs stay at warnings.
 #[cfg(feature = "emulator")]
 fn is_demo(c: &Command) -> bool {
-    matches!(c, Command::Demo | Command::Emulator(_))
+    matches!(c, Command::Demo(_) | Command::Emulator(_))
 }
 
 #[cfg(not(feature = "emulator"))]
@@ -252,7 +280,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// The configuration of a command that talks to Azure: file, then environment.
 fn load_run_config(args: &ConfigArgs) -> Result<Config> {
     let config = load_config(args.config.as_deref())?;
-    if config.file.workspaces.is_empty() {
+    // The Graph backend's target is the tenant: no workspace needed.
+    if config.file.workspaces.is_empty()
+        && config.sync.backend == dfcsync::config::Backend::Sentinel
+    {
         anyhow::bail!(
             "{}: no workspace configured: add a [[workspaces]] block or set DFCSYNC_WORKSPACES",
             config.origin

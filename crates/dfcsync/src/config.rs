@@ -66,6 +66,38 @@ pub struct SyncSection {
     pub resync: Option<String>,
     /// How far before the last read's clock the change feed starts (`10m`).
     pub feed_overlap: Option<String>,
+    /// Which backend is read and written: `sentinel` (default: Log Analytics + the Sentinel
+    /// ARM API, per workspace) or `graph` (Defender XDR incidents through Microsoft Graph,
+    /// for the whole tenant).
+    pub backend: Option<String>,
+}
+
+/// Where incidents are read and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Log Analytics rows and the Sentinel incidents API, per `[[workspaces]]`.
+    #[default]
+    Sentinel,
+    /// Defender XDR incidents and alerts through Microsoft Graph's security API; the
+    /// target is the credential's tenant.
+    Graph,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sentinel => "sentinel",
+            Self::Graph => "graph",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "sentinel" => Some(Self::Sentinel),
+            "graph" => Some(Self::Graph),
+            _ => None,
+        }
+    }
 }
 
 /// The `[sync]` settings, checked.
@@ -78,6 +110,7 @@ pub struct SyncSettings {
     pub listen: std::net::SocketAddr,
     pub resync: std::time::Duration,
     pub feed_overlap: chrono::TimeDelta,
+    pub backend: Backend,
 }
 
 impl Default for SyncSettings {
@@ -90,6 +123,7 @@ impl Default for SyncSettings {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
             resync: std::time::Duration::from_secs(3600),
             feed_overlap: chrono::TimeDelta::minutes(10),
+            backend: Backend::Sentinel,
         }
     }
 }
@@ -119,6 +153,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("DFCSYNC_LISTEN", "sync.listen"),
     ("DFCSYNC_RESYNC", "sync.resync"),
     ("DFCSYNC_FEED_OVERLAP", "sync.feed_overlap"),
+    ("DFCSYNC_BACKEND", "sync.backend"),
 ];
 
 /// `[azure]`: which cloud, and extra trust.
@@ -143,6 +178,12 @@ pub struct EndpointsSection {
     pub arm_scope: String,
     pub log_analytics: String,
     pub log_analytics_scope: String,
+    /// Microsoft Graph's root (`https://graph.microsoft.com`), for `backend = "graph"`.
+    #[serde(default)]
+    pub graph: Option<String>,
+    /// The scope of Graph tokens (`https://graph.microsoft.com/.default`).
+    #[serde(default)]
+    pub graph_scope: Option<String>,
 }
 
 /// `[auth]`: how dfcsync gets its tokens.
@@ -382,6 +423,9 @@ fn apply_env(
         feed_overlap(&v).map_err(|e| bad("DFCSYNC_FEED_OVERLAP", e))?;
         file.sync.feed_overlap = Some(v);
     }
+    if let Some(v) = get("DFCSYNC_BACKEND") {
+        file.sync.backend = Some(v);
+    }
     Ok(())
 }
 
@@ -448,6 +492,10 @@ fn build_sync(
     }
     if let Some(v) = &s.feed_overlap {
         out.feed_overlap = feed_overlap(v).map_err(|e| invalid("sync.feed_overlap", e))?;
+    }
+    if let Some(v) = &s.backend {
+        out.backend = Backend::parse(v)
+            .ok_or_else(|| invalid("sync.backend", format!("{v:?} is not sentinel or graph")))?;
     }
     if let Some(v) = &s.listen {
         out.listen = v
@@ -586,8 +634,8 @@ fn check_azure(
 ) -> Result<(), ConfigError> {
     let cloud = file.azure.cloud.as_deref().unwrap_or("public");
     match (cloud, &file.azure.endpoints) {
-        ("public" | "usgov" | "china", None) | ("custom", Some(_)) => {}
-        ("public" | "usgov" | "china", Some(_)) => {
+        ("public" | "usgov" | "usgov_dod" | "china", None) | ("custom", Some(_)) => {}
+        ("public" | "usgov" | "usgov_dod" | "china", Some(_)) => {
             return Err(invalid(
                 "azure.endpoints",
                 format!("endpoints are given only with cloud = \"custom\" (cloud is {cloud:?})"),
@@ -602,15 +650,39 @@ fn check_azure(
         (other, _) => {
             return Err(invalid(
                 "azure.cloud",
-                format!("{other:?} is not a cloud (public, usgov, china or custom)"),
+                format!("{other:?} is not a cloud (public, usgov, usgov_dod, china or custom)"),
+            ));
+        }
+    }
+    if file.sync.backend.as_deref().and_then(Backend::parse) == Some(Backend::Graph) {
+        if cloud == "china" {
+            return Err(invalid(
+                "sync.backend",
+                "Microsoft Graph's security API (incidents, alerts_v2) is not available in Azure operated by 21Vianet (China): use backend = \"sentinel\" there".into(),
+            ));
+        }
+        if file.policy.writeback == Some(true) {
+            return Err(invalid(
+                "policy.writeback",
+                "writeback (setting DfC alerts InProgress) is not available with backend = \"graph\" yet".into(),
+            ));
+        }
+        if let Some(e) = &file.azure.endpoints
+            && (e.graph.is_none() || e.graph_scope.is_none())
+        {
+            return Err(invalid(
+                "azure.endpoints.graph",
+                "backend = \"graph\" with cloud = \"custom\" needs graph and graph_scope in [azure.endpoints]".into(),
             ));
         }
     }
     if let Some(e) = &file.azure.endpoints {
+        let graph = e.graph.clone().unwrap_or_else(|| "https://".into());
         for (key, url) in [
             ("azure.endpoints.authority", &e.authority),
             ("azure.endpoints.arm", &e.arm),
             ("azure.endpoints.log_analytics", &e.log_analytics),
+            ("azure.endpoints.graph", &graph),
         ] {
             if !url.starts_with("https://") {
                 return Err(invalid(
@@ -660,6 +732,48 @@ fn check_azure(
 mod tests {
     use super::*;
     use crate::model::{Classification, ClassificationReason};
+
+    #[test]
+    fn the_backend_is_read_and_checked() {
+        assert_eq!(
+            Config::parse("", "x.toml").unwrap().sync.backend,
+            Backend::Sentinel
+        );
+        let c = Config::parse("[sync]\nbackend = \"graph\"\n", "x.toml").unwrap();
+        assert_eq!(c.sync.backend, Backend::Graph);
+        let err = Config::parse("[sync]\nbackend = \"xdr\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sync.backend") && err.contains("\"xdr\""),
+            "{err}"
+        );
+        let err = Config::parse(
+            "[azure]\ncloud = \"china\"\n[sync]\nbackend = \"graph\"\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("not available in Azure operated by 21Vianet"),
+            "{err}"
+        );
+        let custom = "[azure]\ncloud = \"custom\"\n[azure.endpoints]\nauthority = \"https://a\"\narm = \"https://a\"\narm_scope = \"https://m/.default\"\nlog_analytics = \"https://a\"\nlog_analytics_scope = \"https://l/.default\"\n";
+        let err = Config::parse(&format!("{custom}[sync]\nbackend = \"graph\"\n"), "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("azure.endpoints.graph"), "{err}");
+        let ok = format!(
+            "{custom}graph = \"https://g\"\ngraph_scope = \"https://graph.microsoft.com/.default\"\n[sync]\nbackend = \"graph\"\n"
+        );
+        assert_eq!(
+            Config::parse(&ok, "x.toml").unwrap().sync.backend,
+            Backend::Graph
+        );
+        let env = |k: &str| (k == "DFCSYNC_BACKEND").then(|| "graph".to_owned());
+        let c = Config::load_with_env(None, &env).unwrap();
+        assert_eq!(c.sync.backend, Backend::Graph);
+    }
 
     #[test]
     fn empty_file_gives_the_defaults() {

@@ -1,4 +1,4 @@
-//! Connecting to Azure: from a checked configuration to the three service clients, sharing
+//! Connecting to Azure: from a checked configuration to the service clients, sharing
 //! one HTTP policy and one credential.
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use crate::azure::AzureError;
 use crate::azure::auth::{AuthOptions, Credential};
 use crate::azure::cloud::Cloud;
 use crate::azure::defender::DefenderClient;
+use crate::azure::graph::GraphClient;
 use crate::azure::http::{AzureHttp, HttpOptions, Stats};
 use crate::azure::log_analytics::LogAnalyticsClient;
 use crate::azure::sentinel::SentinelClient;
@@ -19,6 +20,9 @@ pub struct Connection {
     pub log_analytics: Arc<LogAnalyticsClient>,
     pub sentinel: SentinelClient,
     pub defender: DefenderClient,
+    /// Microsoft Graph's security API, where the cloud has it (`None` in Azure China; the
+    /// configuration refuses `backend = "graph"` there).
+    pub graph: Option<GraphClient>,
     /// Which credential is used, and why (for `doctor` and the start-up log).
     pub credential: String,
     /// The credential itself (for `doctor`, which asks for a token per audience).
@@ -59,6 +63,7 @@ impl Connection {
             log_analytics: Arc::new(LogAnalyticsClient::new(http.clone(), &cloud)),
             sentinel: SentinelClient::new(http.clone(), &cloud),
             defender: DefenderClient::new(http.clone(), &cloud),
+            graph: GraphClient::new(http.clone(), &cloud).ok(),
             stats: http.stats(),
             credential: description,
             tokens,

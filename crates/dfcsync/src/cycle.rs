@@ -122,6 +122,8 @@ pub struct Syncer {
     /// One entry per configured workspace, in configuration order: found, or not yet.
     resolved: Vec<Option<Resolved>>,
     groups: Vec<Group>,
+    /// The Graph backend's state, when `[sync] backend = "graph"`: it runs the cycle.
+    graph: Option<crate::cycle_graph::GraphSyncer>,
 }
 
 impl Syncer {
@@ -134,6 +136,8 @@ impl Syncer {
             },
             resolved: config.file.workspaces.iter().map(|_| None).collect(),
             groups: Vec::new(),
+            graph: (config.sync.backend == crate::config::Backend::Graph)
+                .then(|| crate::cycle_graph::GraphSyncer::new(config, read_mode)),
         }
     }
 
@@ -146,6 +150,9 @@ impl Syncer {
         stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
         on_progress: &(dyn Fn(usize, usize) + Sync),
     ) -> CycleReport {
+        if let Some(graph) = &mut self.graph {
+            return graph.cycle(conn, config, mode, stop, on_progress).await;
+        }
         let started = Utc::now();
         let clock = Instant::now();
         let before_requests = conn.stats.requests();

@@ -6,6 +6,10 @@
 //! incident dfcsync closed, and a second cycle leaves it alone (the original query would
 //! close it again every hour). Nothing here exists only for the demo: it is the same
 //! `Connection` and `run_cycle` as `dfcsync sync`, pointed at the emulator by configuration.
+//!
+//! `--backend graph` tells the same stories in a tenant with Defender XDR and no Sentinel
+//! (`demo/scenario_xdr.json`): the incidents are XDR incidents, read and written through
+//! Microsoft Graph (docs/graph.md), and the analysts act in the Defender portal.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,13 +20,15 @@ use serde_json::{Value, json};
 
 use dfcsync::azure::auth::AuthOptions;
 use dfcsync::azure::http::{AzureHttp, HttpOptions};
-use dfcsync::config::Config;
+use dfcsync::config::{Backend, Config};
 use dfcsync::connect::Connection;
 use dfcsync::cycle::{Mode, run_cycle};
 use dfcsync::report;
 
 /// The scenario: one workspace, one incident per story.
 pub const SCENARIO: &str = include_str!("../demo/scenario.json");
+/// The same stories in a tenant with Defender XDR and no Sentinel.
+pub const SCENARIO_XDR: &str = include_str!("../demo/scenario_xdr.json");
 
 /// What each alert of the scenario stands for.
 const STORIES: &[(&str, &str)] = &[
@@ -38,34 +44,78 @@ const STORIES: &[(&str, &str)] = &[
     ("noticed", "DfC resolved, then analyst set Active"),
 ];
 
-pub async fn run() -> Result<ExitCode> {
-    let scenario = emulator::Scenario::from_json_str(SCENARIO).context("the demo scenario")?;
+/// The stories that read differently in a tenant without Sentinel (analysts act in the
+/// Defender portal; an alert is added to an incident only in Sentinel, so the second alert
+/// of the two-alert stories has no incident there).
+const XDR_STORIES: &[(&str, &str)] = &[
+    (
+        "analyst-active",
+        "Defender portal: analyst set it In progress",
+    ),
+    ("analyst-closed", "Defender portal: analyst resolved it"),
+    ("mixed-1", "DfC: resolved (its pair has no incident)"),
+    ("busy-1", "DfC: set in progress (its pair has no incident)"),
+    ("noticed", "DfC resolved, then analyst set In progress"),
+];
+
+pub async fn run(backend: Backend) -> Result<ExitCode> {
+    let graph = backend == Backend::Graph;
+    let scenario = emulator::Scenario::from_json_str(if graph { SCENARIO_XDR } else { SCENARIO })
+        .context("the demo scenario")?;
     let emu = emulator::Emulator::start(scenario, emulator::StartOptions::default())
         .await
         .context("starting the emulator")?;
-    println!(
-        "dfcsync demo: the built-in emulator of Entra ID, ARM and Log Analytics runs at {}",
-        emu.base_url()
-    );
+    if graph {
+        println!(
+            "dfcsync demo --backend graph: a tenant with Defender for Cloud in Defender XDR and no Sentinel;\nthe built-in emulator of Entra ID and Microsoft Graph runs at {}",
+            emu.base_url()
+        );
+    } else {
+        println!(
+            "dfcsync demo: the built-in emulator of Entra ID, ARM and Log Analytics runs at {}",
+            emu.base_url()
+        );
+    }
     println!("(the same configuration, with a real cloud and credential, runs against Azure)\n");
-    let config = Config::parse(&emu.config_toml(), "<demo configuration>")?;
+    let mut text = emu.config_toml();
+    if graph {
+        text.push_str("\n[sync]\nbackend = \"graph\"\n");
+    }
+    let config = Config::parse(&text, "<demo configuration>")?;
     let conn = Connection::open_with(&config, AuthOptions::isolated(), HttpOptions::default())
         .await
         .context("connecting to the emulator")?;
     let stop = Arc::new(AtomicBool::new(false));
 
-    println!("== Incidents before\n{}", incidents_table(&emu.state()));
+    let table = |state: &Value| {
+        if graph {
+            xdr_incidents_table(state)
+        } else {
+            incidents_table(state)
+        }
+    };
+    println!("== Incidents before\n{}", table(&emu.state()));
 
     let plan = run_cycle(&conn, &config, Mode::Plan, &stop, &|_, _| {}).await;
     println!("== dfcsync plan\n{}", report::cycle_table(&plan));
 
     let first = run_cycle(&conn, &config, Mode::Sync, &stop, &|_, _| {}).await;
     println!("== dfcsync sync\n{}", report::summary_line(&first));
-    println!("\n== Incidents after\n{}", incidents_table(&emu.state()));
+    println!("\n== Incidents after\n{}", table(&emu.state()));
 
     // An analyst reopens the incident dfcsync closed because its alert was resolved.
     let state = emu.state();
-    let reopened = incident_of(&state, "resolved");
+    let (reopened, event) = if graph {
+        (
+            xdr_incident_of(&state, "resolved"),
+            json!({"do": "xdr_incident_status", "incident": "resolved", "status": "inProgress", "by": "analyst@contoso.com"}),
+        )
+    } else {
+        (
+            incident_of(&state, "resolved"),
+            json!({"do": "incident_status", "incident": "resolved", "status": "Active", "by": "analyst@contoso.com"}),
+        )
+    };
     let client = AzureHttp::builder(&conn.cloud)
         .ca_pem(emu.ca_pem().as_bytes())
         .build()?;
@@ -73,7 +123,7 @@ pub async fn run() -> Result<ExitCode> {
         .reqwest_client()
         .post(format!("{}/_emulator/events", emu.base_url()))
         .header("content-type", "application/json")
-        .body(json!({"events": [{"do": "incident_status", "incident": "resolved", "status": "Active", "by": "analyst@contoso.com"}]}).to_string())
+        .body(json!({ "events": [event] }).to_string())
         .send()
         .await
         .and_then(|r| r.error_for_status())
@@ -95,6 +145,66 @@ pub async fn run() -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The XDR incident of the alert with this scenario handle.
+fn xdr_incident_of(state: &Value, key: &str) -> Option<i64> {
+    let id = state["xdr_alerts"]
+        .as_array()?
+        .iter()
+        .find(|a| a["alert"] == key)?["incidentId"]
+        .as_str()?
+        .to_owned();
+    id.parse().ok()
+}
+
+/// The XDR incidents of the emulator's state, with the DfC status of their alerts.
+fn xdr_incidents_table(state: &Value) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_width(120)
+        .set_header(vec![
+            "#",
+            "story",
+            "XDR incident",
+            "classification",
+            "alerts in DfC",
+        ]);
+    let empty = Vec::new();
+    let xdr_alerts = state["xdr_alerts"].as_array().unwrap_or(&empty);
+    let dfc = state["alerts"].as_array().unwrap_or(&empty);
+    for i in state["xdr_incidents"].as_array().unwrap_or(&empty) {
+        let keys: Vec<&str> = i["alert_ids"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .filter_map(|id| xdr_alerts.iter().find(|a| a["id"] == *id))
+            .filter_map(|a| a["alert"].as_str())
+            .collect();
+        let story = keys
+            .iter()
+            .find_map(|k| XDR_STORIES.iter().chain(STORIES).find(|(s, _)| s == k))
+            .map_or("", |(_, s)| s);
+        let statuses: Vec<&str> = keys
+            .iter()
+            .filter_map(|k| dfc.iter().find(|a| a["key"] == *k))
+            .filter_map(|a| a["status"].as_str())
+            .collect();
+        let class = match (i["classification"].as_str(), i["determination"].as_str()) {
+            (Some("unknown") | None, _) => String::new(),
+            (Some(c), Some(d)) => format!("{c} / {d}"),
+            (Some(c), None) => c.to_owned(),
+        };
+        t.add_row(vec![
+            i["id"].as_str().unwrap_or("?").to_owned(),
+            story.to_owned(),
+            i["status"].as_str().unwrap_or("?").to_owned(),
+            class,
+            statuses.join(", "),
+        ]);
+    }
+    format!("{t}\n")
 }
 
 fn incident_of(state: &Value, key: &str) -> Option<i64> {

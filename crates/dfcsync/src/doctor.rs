@@ -77,7 +77,14 @@ pub fn config_checks(config: &Config) -> Vec<Check> {
         format!("read from {}", config.origin),
         None,
     )];
-    if config.file.workspaces.is_empty() {
+    if config.sync.backend == crate::config::Backend::Graph {
+        out.push(check(
+            "backend",
+            Verdict::Ok,
+            "graph: Defender XDR incidents of the credential's tenant, through Microsoft Graph",
+            None,
+        ));
+    } else if config.file.workspaces.is_empty() {
         out.push(check(
             "workspaces",
             Verdict::Fail,
@@ -107,6 +114,10 @@ pub async fn azure_checks(conn: &Connection, config: &Config) -> Vec<Check> {
             None
         },
     )];
+    if config.sync.backend == crate::config::Backend::Graph {
+        out.extend(graph_checks(conn).await);
+        return out;
+    }
     let mut tokens_ok = true;
     for (audience, scope) in [
         ("ARM", conn.cloud.arm_scope.as_str()),
@@ -142,6 +153,123 @@ pub async fn azure_checks(conn: &Connection, config: &Config) -> Vec<Check> {
     }
     for w in &config.file.workspaces {
         out.extend(workspace_checks(conn, config, w).await);
+    }
+    out
+}
+
+/// The Graph application roles dfcsync needs: one of each list.
+pub const GRAPH_ROLES: [&[&str]; 2] = [
+    &["SecurityIncident.ReadWrite.All"],
+    &["SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All"],
+];
+
+/// The app-role id of a Graph application permission (graph-xdr.md §2.7: check it against
+/// the tenant's Microsoft Graph service principal).
+pub fn graph_role_id(role: &str) -> &'static str {
+    match role {
+        "SecurityIncident.Read.All" => "45cc0394-e837-488b-a098-1918f48d186c",
+        "SecurityIncident.ReadWrite.All" => "34bf0e97-1971-4929-b999-9e2442d941d7",
+        "SecurityAlert.Read.All" => "472e4a4d-bb4a-4026-98d1-0b0d74cb74a5",
+        "SecurityAlert.ReadWrite.All" => "ed4fca05-be46-441f-9803-1873825f8fdb",
+        _ => "<the role's id>",
+    }
+}
+
+/// The `roles` claim of a JWT access token (its payload, base64url): the application
+/// permissions granted with admin consent. Empty when the token carries none or is not a JWT.
+pub fn token_roles(token: &str) -> Vec<String> {
+    use base64::Engine;
+    let Some(payload) = token.split('.').nth(1) else {
+        return Vec::new();
+    };
+    let Ok(bytes) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
+    else {
+        return Vec::new();
+    };
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("roles").cloned())
+        .and_then(|r| serde_json::from_value::<Vec<String>>(r).ok())
+        .unwrap_or_default()
+}
+
+/// The Graph backend's checks: a Graph token, its application roles, a read of incidents.
+async fn graph_checks(conn: &Connection) -> Vec<Check> {
+    let mut out = Vec::new();
+    let Some(graph) = &conn.graph else {
+        out.push(check(
+            "Microsoft Graph",
+            Verdict::Fail,
+            "this cloud has no Microsoft Graph security API",
+            Some("use backend = \"sentinel\"".into()),
+        ));
+        return out;
+    };
+    let token = match conn.tokens.token(graph.scope()).await {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(check(
+                "token for Microsoft Graph",
+                Verdict::Fail,
+                e.to_string(),
+                Some("check [auth] and [azure] (tenant_id, cloud); for a managed identity, that it is assigned to this resource".into()),
+            ));
+            return out;
+        }
+    };
+    let roles = token_roles(token.secret());
+    out.push(check(
+        "token for Microsoft Graph",
+        Verdict::Ok,
+        format!(
+            "scope {}, application roles: {}",
+            graph.scope(),
+            if roles.is_empty() {
+                "none".to_owned()
+            } else {
+                roles.join(", ")
+            }
+        ),
+        None,
+    ));
+    let missing: Vec<&str> = GRAPH_ROLES
+        .iter()
+        .filter(|any| !any.iter().any(|r| roles.iter().any(|x| x == r)))
+        .map(|any| any[0])
+        .collect();
+    if missing.is_empty() {
+        out.push(check(
+            "Graph permissions",
+            Verdict::Ok,
+            "SecurityIncident.ReadWrite.All and SecurityAlert.Read.All granted",
+            None,
+        ));
+    } else {
+        out.push(check(
+            "Graph permissions",
+            Verdict::Fail,
+            format!("admin consent missing: the token lacks the application role(s) {}", missing.join(", ")),
+            Some(format!(
+                "an administrator grants each missing role to dfcsync's service principal (ARM role assignments cannot): az rest --method POST --uri https://graph.microsoft.com/v1.0/servicePrincipals/<dfcsync's object id>/appRoleAssignments --body '{{\"principalId\":\"<dfcsync's object id>\",\"resourceId\":\"<the Microsoft Graph service principal's object id>\",\"appRoleId\":\"<role id>\"}}' with role id {} (docs/deploy.md); a new token carries the role",
+                missing
+                    .iter()
+                    .map(|r| format!("{} for {r}", graph_role_id(r)))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )),
+        ));
+        return out;
+    }
+    match graph
+        .list_incidents(Some(&format!(
+            "createdDateTime ge {}",
+            crate::azure::graph::odata_time(chrono::Utc::now())
+        )))
+        .await
+    {
+        Ok(_) => out.push(check("Graph incidents", Verdict::Ok, "listed", None)),
+        Err(e) => out.push(check("Graph incidents", Verdict::Fail, e.to_string(), None)),
     }
     out
 }

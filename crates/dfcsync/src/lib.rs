@@ -7,10 +7,12 @@
 //! `docs/` and the design pages for the contract each module keeps.
 
 pub mod act;
+pub mod act_graph;
 pub mod azure;
 pub mod config;
 pub mod connect;
 pub mod cycle;
+pub mod cycle_graph;
 pub mod daemon;
 pub mod decide;
 pub mod doctor;

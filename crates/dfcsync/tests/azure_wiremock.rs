@@ -40,6 +40,8 @@ fn cloud(base: &str) -> Cloud {
         arm_scope: "https://management.azure.com/.default".into(),
         log_analytics: base.into(),
         log_analytics_scope: "https://api.loganalytics.io/.default".into(),
+        graph: Some(base.into()),
+        graph_scope: Some("https://graph.microsoft.com/.default".into()),
     }
 }
 

@@ -344,6 +344,8 @@ impl EmulatorHandle {
              arm_scope = \"https://management.azure.com/.default\"\n\
              log_analytics = {}\n\
              log_analytics_scope = \"https://api.loganalytics.io/.default\"\n\
+             graph = {}\n\
+             graph_scope = \"https://graph.microsoft.com/.default\"\n\
              \n\
              [auth]\n\
              method = \"client_secret\"\n\
@@ -351,6 +353,7 @@ impl EmulatorHandle {
              client_secret_file = {}\n",
             toml_str(&p.tenant_id),
             toml_str(&self.ca_path.display().to_string()),
+            toml_str(b),
             toml_str(b),
             toml_str(b),
             toml_str(b),

@@ -24,6 +24,11 @@ pub struct Cloud {
     pub log_analytics: String,
     /// The scope of Log Analytics tokens (`…/.default`).
     pub log_analytics_scope: String,
+    /// Microsoft Graph's root, where the cloud has Graph's security API (not in China:
+    /// reference graph-xdr.md §2.7).
+    pub graph: Option<String>,
+    /// The scope of Graph tokens (`…/.default`).
+    pub graph_scope: Option<String>,
 }
 
 impl Cloud {
@@ -37,6 +42,8 @@ impl Cloud {
             // The newer host; the token audience stays api.loganalytics.io (reference §2.1).
             log_analytics: "https://api.loganalytics.azure.com".into(),
             log_analytics_scope: "https://api.loganalytics.io/.default".into(),
+            graph: Some("https://graph.microsoft.com".into()),
+            graph_scope: Some("https://graph.microsoft.com/.default".into()),
         }
     }
 
@@ -49,6 +56,20 @@ impl Cloud {
             arm_scope: "https://management.usgovcloudapi.net/.default".into(),
             log_analytics: "https://api.loganalytics.us".into(),
             log_analytics_scope: "https://api.loganalytics.us/.default".into(),
+            // Graph for US Gov L4 (graph-xdr.md §2.7).
+            graph: Some("https://graph.microsoft.us".into()),
+            graph_scope: Some("https://graph.microsoft.us/.default".into()),
+        }
+    }
+
+    /// Azure US Government with Graph's DoD (L5) root: the same ARM and Log Analytics as
+    /// `usgov`, Graph at `dod-graph.microsoft.us` (graph-xdr.md §2.7).
+    pub fn usgov_dod() -> Cloud {
+        Cloud {
+            name: "usgov_dod".into(),
+            graph: Some("https://dod-graph.microsoft.us".into()),
+            graph_scope: Some("https://dod-graph.microsoft.us/.default".into()),
+            ..Cloud::usgov()
         }
     }
 
@@ -61,6 +82,9 @@ impl Cloud {
             arm_scope: "https://management.chinacloudapi.cn/.default".into(),
             log_analytics: "https://api.loganalytics.azure.cn".into(),
             log_analytics_scope: "https://api.loganalytics.azure.cn/.default".into(),
+            // Graph's security API (incidents, alerts_v2) is not in Azure China.
+            graph: None,
+            graph_scope: None,
         }
     }
 
@@ -71,6 +95,7 @@ impl Cloud {
         let cloud = match (name, &azure.endpoints) {
             ("public", None) => Cloud::public(),
             ("usgov", None) => Cloud::usgov(),
+            ("usgov_dod", None) => Cloud::usgov_dod(),
             ("china", None) => Cloud::china(),
             ("custom", Some(e)) => Cloud {
                 name: "custom".into(),
@@ -79,6 +104,8 @@ impl Cloud {
                 arm_scope: e.arm_scope.clone(),
                 log_analytics: e.log_analytics.clone(),
                 log_analytics_scope: e.log_analytics_scope.clone(),
+                graph: e.graph.clone(),
+                graph_scope: e.graph_scope.clone(),
             },
             ("custom", None) => {
                 return Err(AzureError::Config(
@@ -92,7 +119,7 @@ impl Cloud {
             }
             (other, _) => {
                 return Err(AzureError::Config(format!(
-                    "{other:?} is not a cloud (public, usgov, china or custom)"
+                    "{other:?} is not a cloud (public, usgov, usgov_dod, china or custom)"
                 )));
             }
         };
@@ -102,10 +129,12 @@ impl Cloud {
     /// Checks the endpoints (https, parseable) and drops trailing slashes.
     fn normalized(mut self) -> Result<Cloud, AzureError> {
         for (key, v) in [
-            ("authority", &mut self.authority),
-            ("arm", &mut self.arm),
-            ("log_analytics", &mut self.log_analytics),
+            ("authority", Some(&mut self.authority)),
+            ("arm", Some(&mut self.arm)),
+            ("log_analytics", Some(&mut self.log_analytics)),
+            ("graph", self.graph.as_mut()),
         ] {
+            let Some(v) = v else { continue };
             let url = url::Url::parse(v)
                 .map_err(|e| AzureError::Config(format!("azure.endpoints.{key}: {v:?}: {e}")))?;
             if url.scheme() != "https" {
@@ -118,10 +147,13 @@ impl Cloud {
             }
         }
         for (key, v) in [
-            ("arm_scope", &self.arm_scope),
-            ("log_analytics_scope", &self.log_analytics_scope),
+            ("arm_scope", Some(&self.arm_scope)),
+            ("log_analytics_scope", Some(&self.log_analytics_scope)),
+            ("graph_scope", self.graph_scope.as_ref()),
         ] {
-            if !v.ends_with("/.default") {
+            if let Some(v) = v
+                && !v.ends_with("/.default")
+            {
                 return Err(AzureError::Config(format!(
                     "azure.endpoints.{key}: {v:?} must end in /.default (a resource's default scope)"
                 )));
@@ -167,11 +199,22 @@ mod tests {
                 arm_scope: "https://management.azure.com/.default".into(),
                 log_analytics: "https://127.0.0.1:8443".into(),
                 log_analytics_scope: "https://api.loganalytics.io/.default".into(),
+                graph: Some("https://127.0.0.1:8443/".into()),
+                graph_scope: Some("https://graph.microsoft.com/.default".into()),
             }),
             ..Default::default()
         };
         let c = Cloud::from_config(&a).unwrap();
         assert_eq!(c.authority, "https://127.0.0.1:8443");
+        assert_eq!(c.graph.as_deref(), Some("https://127.0.0.1:8443"));
+        assert_eq!(Cloud::china().graph, None, "no Graph security API in China");
+        let dod = Cloud::from_config(&AzureSection {
+            cloud: Some("usgov_dod".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(dod.graph.as_deref(), Some("https://dod-graph.microsoft.us"));
+        assert_eq!(dod.arm, Cloud::usgov().arm);
         if let Some(e) = a.endpoints.as_mut() {
             e.arm = "http://127.0.0.1:8443".into();
         }

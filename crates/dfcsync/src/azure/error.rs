@@ -17,6 +17,8 @@ pub enum Service {
     Arm,
     /// The Log Analytics query API.
     LogAnalytics,
+    /// Microsoft Graph's security API (Defender XDR incidents and alerts).
+    Graph,
     /// Entra ID or a managed-identity endpoint (hand-written token requests only).
     Token,
 }
@@ -27,6 +29,7 @@ impl Service {
         match self {
             Service::Arm => "arm",
             Service::LogAnalytics => "log_analytics",
+            Service::Graph => "graph",
             Service::Token => "token",
         }
     }
@@ -37,6 +40,7 @@ impl fmt::Display for Service {
         f.write_str(match self {
             Service::Arm => "Azure Resource Manager",
             Service::LogAnalytics => "Log Analytics",
+            Service::Graph => "Microsoft Graph",
             Service::Token => "the token endpoint",
         })
     }
@@ -226,6 +230,23 @@ pub fn role_for_action(action: &str) -> String {
     }
 }
 
+/// The Graph application role a 403 asks for (its message: "Missing application roles. API
+/// required roles: A,B, application roles: C."), with how it is granted: Graph roles are
+/// application permissions with admin consent, which ARM cannot grant (docs/deploy.md).
+pub fn graph_role_hint(message: &str) -> String {
+    let required = message
+        .split_once("required roles:")
+        .map(|(_, rest)| rest.split(", application roles").next().unwrap_or(rest))
+        .map(|r| r.trim().trim_end_matches('.').replace(',', " or "))
+        .filter(|r| !r.is_empty());
+    format!(
+        "{} (a Microsoft Graph application role: an administrator grants it to dfcsync's identity with admin consent, e.g. `az rest --method POST --uri https://graph.microsoft.com/v1.0/servicePrincipals/<dfcsync's object id>/appRoleAssignments` as docs/deploy.md shows; ARM role assignments cannot)",
+        required.unwrap_or_else(|| {
+            "SecurityIncident.ReadWrite.All and SecurityAlert.Read.All".to_owned()
+        })
+    )
+}
+
 /// The text between `key '` and the next `'` in an ARM message.
 fn quoted_after(message: &str, key: &str) -> Option<String> {
     let start = message.find(key)? + key.len();
@@ -296,6 +317,9 @@ pub(crate) fn from_response(
                 Service::LogAnalytics => {
                     " (the token audience is wrong: check log_analytics_scope in [azure.endpoints])"
                 }
+                Service::Graph => {
+                    " (the token audience is wrong: check graph_scope in [azure.endpoints])"
+                }
                 _ => " (the token audience is wrong: check arm_scope in [azure.endpoints])",
             }
         } else {
@@ -343,6 +367,16 @@ pub(crate) fn from_response(
                 request_id,
             }
         }
+        403 if service == Service::Graph => {
+            let role_hint = graph_role_hint(&message);
+            AzureError::Forbidden {
+                role_hint,
+                scope: "Microsoft Graph (the tenant)".into(),
+                action: None,
+                message,
+                request_id,
+            }
+        }
         429 => AzureError::Throttled {
             service,
             retry_after: None,
@@ -377,6 +411,24 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("Security Admin") && text.contains("several minutes"));
         assert!(text.contains("rid-1"));
+    }
+
+    #[test]
+    fn graph_403_names_the_missing_application_role() {
+        let body = br#"{"error":{"code":"Forbidden","message":"Missing application roles. API required roles: SecurityIncident.ReadWrite.All, application roles: SecurityIncident.Read.All.","innerError":{"request-id":"r"}}}"#;
+        let e = from_response(Service::Graph, 403, body, Some("r".into()), "/v1.0/x");
+        let AzureError::Forbidden { role_hint, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            role_hint
+                .starts_with("SecurityIncident.ReadWrite.All (a Microsoft Graph application role"),
+            "{role_hint}"
+        );
+        assert!(e.to_string().contains("appRoleAssignments"), "{e}");
+        let body = br#"{"error":{"code":"InvalidAuthenticationToken","message":"Lifetime validation failed, the token is expired."}}"#;
+        let e = from_response(Service::Graph, 401, body, None, "/v1.0/x");
+        assert!(matches!(e, AzureError::Auth { .. }), "{e:?}");
     }
 
     #[test]

@@ -187,6 +187,43 @@ pub struct ApiResponse {
     pub request_id: Option<String>,
 }
 
+/// A page's link to the next page, checked to stay on the service's origin (`base`, the
+/// service called `service` in errors): the token goes only where the service is. `key`
+/// names the link's property in errors.
+pub(crate) fn next_page(
+    link: &str,
+    base: &Url,
+    service: &str,
+    key: &str,
+    what: &str,
+) -> Result<Url, AzureError> {
+    let u = Url::parse(link).map_err(|e| AzureError::decode(what, format!("{key}: {e}")))?;
+    if u.origin() != base.origin() {
+        return Err(AzureError::decode(
+            what,
+            format!(
+                "{key} points away from {service} ({})",
+                u.origin().ascii_serialization()
+            ),
+        ));
+    }
+    Ok(u)
+}
+
+impl ApiResponse {
+    /// The JSON body as `T`; a body of another shape is [`AzureError::Decode`] naming `what`
+    /// (and the request id).
+    pub fn decode<T: for<'de> serde::Deserialize<'de>>(&self, what: &str) -> Result<T, AzureError> {
+        serde_json::from_slice(&self.body).map_err(|e| AzureError::Decode {
+            what: match &self.request_id {
+                Some(r) => format!("{what} (request id {r})"),
+                None => what.to_owned(),
+            },
+            message: e.to_string(),
+        })
+    }
+}
+
 /// The ARM operation types, as the throttling headers name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum OpKind {

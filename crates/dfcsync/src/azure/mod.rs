@@ -31,6 +31,7 @@ pub mod auth;
 pub mod cloud;
 pub mod defender;
 pub mod error;
+pub mod graph;
 pub mod http;
 pub mod log_analytics;
 pub mod sentinel;

@@ -297,13 +297,7 @@ impl SentinelClient {
         what: &str,
         resp: &ApiResponse,
     ) -> Result<T, AzureError> {
-        serde_json::from_slice(&resp.body).map_err(|e| AzureError::Decode {
-            what: match &resp.request_id {
-                Some(r) => format!("{what} (request id {r})"),
-                None => what.to_owned(),
-            },
-            message: e.to_string(),
-        })
+        resp.decode(what)
     }
 
     /// The workspace, with its `customerId`.
@@ -377,20 +371,10 @@ impl SentinelClient {
             let page: Page<T> = Self::decode(what, &resp)?;
             out.extend(page.value);
             if let Some(link) = page.next_link.filter(|l| !l.is_empty()) {
-                let u = url::Url::parse(&link)
-                    .map_err(|e| AzureError::decode(what, format!("nextLink: {e}")))?;
-                // The token goes only where ARM is.
                 let arm = self.url("/", &[])?;
-                if u.origin() != arm.origin() {
-                    return Err(AzureError::decode(
-                        what,
-                        format!(
-                            "nextLink points away from ARM ({})",
-                            u.origin().ascii_serialization()
-                        ),
-                    ));
-                }
-                next = Some(u);
+                next = Some(super::http::next_page(
+                    &link, &arm, "ARM", "nextLink", what,
+                )?);
             }
         }
         Ok(out)

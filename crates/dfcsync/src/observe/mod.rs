@@ -10,10 +10,12 @@
 //!   partition, or what changed);
 //! - [`partition`] sizes a whole read so that no answer nears the service's limits;
 //! - [`change_feed`] decides which read a cycle makes and keeps the watermark;
-//! - [`log_analytics`] runs those reads against one or many workspaces (the I/O).
+//! - [`log_analytics`] runs those reads against one or many workspaces (the I/O);
+//! - [`graph`] is the other backend's source: Defender XDR incidents through Microsoft Graph.
 
 pub mod build;
 pub mod change_feed;
+pub mod graph;
 pub mod log_analytics;
 pub mod partition;
 pub mod query;

@@ -80,8 +80,21 @@ fn bad(shared: &Shared, req: &Req, message: &str) -> Resp {
     error(shared, req, 400, "BadRequest", message)
 }
 
-/// Handles a Graph request; returns the response and the caller's principal name.
+/// Handles a Graph request; returns the response and the caller's principal name. Every
+/// answer carries the service's clock in a `Date` header (HTTP's IMF-fixdate, whole
+/// seconds), as Graph's do: a change feed takes its watermark from it.
 pub fn handle(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
+    let (resp, name) = answer(shared, req);
+    let date = shared
+        .lock()
+        .clock
+        .now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    (resp.with("Date", date), name)
+}
+
+fn answer(shared: &Shared, req: &Req) -> (Resp, Option<String>) {
     let (claims, name) = {
         let st = shared.lock();
         let now = st.clock.wall_now();
@@ -546,9 +559,16 @@ fn list(shared: &Shared, req: &Req, kind: Kind, of: Option<&str>) -> Resp {
             URL_SAFE_NO_PAD.encode(format!("skip:{next}")),
         ));
         let qs = serde_urlencoded::to_string(&q).unwrap_or_default();
+        // The link names the host the request was sent to (as a service behind a front
+        // door does), so a client reaching the emulator through a proxy stays on it.
+        let base = req
+            .header("host")
+            .filter(|h| !h.is_empty() && !h.contains(['/', ' ']))
+            .map(|h| format!("https://{h}"))
+            .unwrap_or_else(|| shared.base_url.clone());
         body.insert(
             "@odata.nextLink".into(),
-            json!(format!("{}{}?{qs}", shared.base_url, req.path)),
+            json!(format!("{base}{}?{qs}", req.path)),
         );
     }
     body.insert("value".into(), Json::Array(page));

@@ -237,11 +237,19 @@ async fn serve_on(
         .query()
         .map(|q| serde_urlencoded::from_str(q).unwrap_or_default())
         .unwrap_or_default();
+    let mut headers = parts.headers;
+    // HTTP/2 carries the host as `:authority` (in the URI), not as a Host header.
+    if !headers.contains_key(hyper::header::HOST)
+        && let Some(a) = parts.uri.authority()
+        && let Ok(v) = hyper::header::HeaderValue::from_str(a.as_str())
+    {
+        headers.insert(hyper::header::HOST, v);
+    }
     let req = Req {
         method: parts.method.as_str().to_string(),
         path,
         query,
-        headers: parts.headers,
+        headers,
         body,
         remote,
     };
