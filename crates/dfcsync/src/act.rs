@@ -28,8 +28,8 @@ use crate::model::{
 use crate::observe::records::parse_time;
 use crate::policy::Policy;
 
-/// Above this many incidents to update, their ETags are read from list pages rather than
-/// one GET each.
+/// Above this many incidents to update (and when the pages are few against them: see
+/// [`bulk_read_pays`]), their ETags are read from list pages rather than one GET each.
 const BULK_READ_THRESHOLD: usize = 25;
 
 /// How the act step runs.
@@ -40,6 +40,12 @@ pub struct ActOptions {
     /// Set on SIGTERM/SIGINT: incidents not yet started are left for the next run; writes in
     /// flight finish.
     pub stop: std::sync::Arc<AtomicBool>,
+    /// What share of the workspace's in-scope incidents the snapshot holds: 1 for a whole
+    /// read, the partition's modulus for a partition; `None` for a change read, where the
+    /// snapshot says nothing of the rest. With it, ETags are read from list pages only when
+    /// the pages are few against the incidents to update (a list returns every incident
+    /// created since the oldest of them, most of which a partition does not need).
+    pub snapshot_share: Option<u32>,
 }
 
 /// What became of one planned action.
@@ -170,7 +176,7 @@ pub async fn act(
     }
     let states: HashMap<&str, &IncidentState> =
         snapshot.incidents.iter().map(|i| (&*i.name, i)).collect();
-    let mut prefetched = if order.len() > BULK_READ_THRESHOLD {
+    let mut prefetched = if bulk_read_pays(&order, &states, snapshot, opts.snapshot_share) {
         bulk_read(&ctx, &order, &states).await
     } else {
         HashMap::new()
@@ -259,6 +265,37 @@ where
 
 /// Reads the incidents to update from list pages (up to 1000 a page), from the oldest
 /// creation among them on. What a list does not return is read one by one later.
+/// A list page (1,000 incidents) takes about as long as this many reads of one incident.
+const PAGE_COST_IN_GETS: u64 = 10;
+
+/// Whether reading the ETags of the incidents to update from list pages (every incident
+/// created since the oldest of them) costs less than one GET each.
+fn bulk_read_pays(
+    names: &[&str],
+    states: &HashMap<&str, &IncidentState>,
+    snapshot: &Snapshot,
+    share: Option<u32>,
+) -> bool {
+    let (Some(share), true) = (share, names.len() > BULK_READ_THRESHOLD) else {
+        return false;
+    };
+    let Some(oldest) = names
+        .iter()
+        .filter_map(|n| states.get(n))
+        .map(|s| s.created)
+        .min()
+    else {
+        return false;
+    };
+    let listed = snapshot
+        .incidents
+        .iter()
+        .filter(|i| i.created >= oldest)
+        .count() as u64
+        * u64::from(share.max(1));
+    listed.div_ceil(1000) * PAGE_COST_IN_GETS <= names.len() as u64
+}
+
 async fn bulk_read(
     ctx: &Ctx<'_>,
     names: &[&str],

@@ -26,7 +26,7 @@ use crate::connect::Connection;
 use crate::decide::{Plan, decide};
 use crate::model::Snapshot;
 use crate::observe::change_feed::{ChangeFeed, FeedSettings, Read};
-use crate::observe::log_analytics::{GroupReader, MAX_WORKSPACES_PER_QUERY, ReadStats};
+use crate::observe::log_analytics::{GroupReader, MAX_WORKSPACES_PER_QUERY, PieceKind, ReadStats};
 use crate::observe::query::{Selection, Since};
 
 /// Whether a cycle changes anything.
@@ -398,12 +398,17 @@ async fn sync_group(
                 })
                 .unwrap_or_default();
             snapshot.server_now = snapshot.server_now.or(snapshots.server_now);
+            // What share of the workspace the snapshot holds, for the act step's ETag reads.
+            let share = match &piece.kind {
+                PieceKind::Partition(p) => Some(p.modulus),
+                PieceKind::Changed => None,
+            };
             retry.extend(
                 sync_snapshot(
                     conn,
                     config,
                     r,
-                    snapshot,
+                    (snapshot, share),
                     mode,
                     stop,
                     on_progress,
@@ -469,7 +474,7 @@ async fn sync_snapshot(
     conn: &Connection,
     config: &Config,
     r: &Resolved,
-    snapshot: Snapshot,
+    (snapshot, snapshot_share): (Snapshot, Option<u32>),
     mode: Mode,
     stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
     on_progress: &(dyn Fn(usize, usize) + Sync),
@@ -500,6 +505,7 @@ async fn sync_snapshot(
                 concurrency: config.sync.concurrency,
                 conflict_retries: config.sync.conflict_retries,
                 stop: stop.clone(),
+                snapshot_share,
             };
             let total = plan.actions.len();
             let done = std::sync::atomic::AtomicUsize::new(0);

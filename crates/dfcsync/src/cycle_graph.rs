@@ -122,6 +122,7 @@ impl GraphSyncer {
                         concurrency: config.sync.concurrency,
                         conflict_retries: config.sync.conflict_retries,
                         stop: stop.clone(),
+                        snapshot_share: None,
                     };
                     let total = plan.actions.len();
                     let done = std::sync::atomic::AtomicUsize::new(0);

@@ -16,6 +16,8 @@
 //! ```
 //!
 //! Each prints one line per measurement; the process's peak RSS holds the emulator too.
+//! `SCALE_DUE_PERCENT` (35) sets the share of stories due an action (20 resolved, 10 dismissed,
+//! 5 in progress in 35); the rest are closed by the analyst, but 5 % left open.
 
 mod proof_support;
 
@@ -62,16 +64,24 @@ fn realistic(n: usize, workspaces: usize) -> (Value, Vec<Story>) {
     let mut events = Vec::with_capacity(n * 4);
     let mut stories = Vec::with_capacity(n);
     let mut rng = fastrand::Rng::with_seed(9);
+    let due_percent: f64 = env("SCALE_DUE_PERCENT", 35.0);
     for i in 0..n {
         let t0 = now - TimeDelta::days(82) + TimeDelta::seconds(span * i as i64 / n.max(1) as i64);
         let at = |m: i64| (t0 + TimeDelta::minutes(m)).to_rfc3339();
         let h = format!("S{i}");
-        let story = match rng.u32(0..100) {
-            0..60 => Story::AnalystClosed,
-            60..80 => Story::Resolved,
-            80..90 => Story::Dismissed,
-            90..95 => Story::InProgress,
-            _ => Story::Open,
+        // The share of stories due an action is SCALE_DUE_PERCENT (default 35: 20 resolved,
+        // 10 dismissed, 5 in progress); 5 % stay open, the rest are closed by the analyst.
+        let r = rng.u32(0..1000) as f64 / 10.0;
+        let story = if r < due_percent * 20.0 / 35.0 {
+            Story::Resolved
+        } else if r < due_percent * 30.0 / 35.0 {
+            Story::Dismissed
+        } else if r < due_percent {
+            Story::InProgress
+        } else if r < due_percent + 5.0 {
+            Story::Open
+        } else {
+            Story::AnalystClosed
         };
         stories.push(story);
         events.push(json!({"at": at(0), "do": "new_alert", "workspace": workspace(i % workspaces).0,

@@ -20,10 +20,11 @@ pub const MAX_ANSWER_BYTES: u64 = 104_857_600;
 const TARGET_SHARE: u64 = 4;
 /// A generous bound on the bytes one row of a read takes in the answer: the projected
 /// columns of an incident row (names, title, owner, alert ids, product names, times, and a
-/// marked comment) or an alert row (ids, names, the alert link), as JSON. Measured rows of
-/// the emulator's realistic workspaces are smaller (docs/benchmarks.md); a row larger than
-/// this only makes a partition's answer larger than aimed for, and the split handles it.
-pub const BYTES_PER_ROW_ESTIMATE: u64 = 2_048;
+/// marked comment) or an alert row (ids, names, the alert link), as JSON. The rows of the
+/// emulator's realistic workspace average 434 bytes (docs/benchmarks.md, "Observe at
+/// scale"); a row larger than this only makes a partition's answer larger than aimed for
+/// (a quarter of the limit), and the split handles an answer refused anyway.
+pub const BYTES_PER_ROW_ESTIMATE: u64 = 1_024;
 /// The most partitions a read is split into (then a partition's answer is refused, the read
 /// fails, and the failure is reported).
 pub const MAX_MODULUS: u32 = 1 << 16;
@@ -86,8 +87,8 @@ mod tests {
         assert_eq!(modulus_for(ReadSize::default()), 1);
         assert_eq!(
             modulus_for(ReadSize {
-                incident_rows: 5_000,
-                alert_rows: 5_000
+                incident_rows: 10_000,
+                alert_rows: 10_000
             }),
             1
         );
