@@ -382,7 +382,8 @@ pub fn summary_line(report: &CycleReport) -> String {
     line
 }
 
-/// `whole, 4 partitions, 3 queries, 1.2 MB` or `changes only, 1 query, 3.1 kB`.
+/// `everything, in 4 partitions (5 Log Analytics queries, 1.2 MiB)` or `changes only (1 Log
+/// Analytics query, 999 B)`.
 fn reads_phrase(report: &CycleReport) -> String {
     let r = &report.reads;
     let kind = match (report.whole_reads, report.change_reads) {
@@ -392,8 +393,12 @@ fn reads_phrase(report: &CycleReport) -> String {
         (_, 0) => "everything".to_owned(),
         (w, c) => format!("everything in {w} group(s), changes in {c}"),
     };
+    if r.queries == 0 {
+        // Not through Log Analytics (the Graph backend counts its calls as requests).
+        return kind;
+    }
     format!(
-        "{kind} ({} quer{}, {})",
+        "{kind} ({} Log Analytics quer{}, {})",
         r.queries,
         if r.queries == 1 { "y" } else { "ies" },
         human_bytes(r.bytes)
