@@ -13,7 +13,8 @@
 //! `dfcsync::observe::query::read_query` writes for `Selection::Changed { since: Since::At(t),
 //! also: vec![] }` with the default policy) with two watermarks: the scenario's now (nothing
 //! changed since) and the last ingestion of the 100th most recently changed incident (about
-//! 100 changed).
+//! 100 changed), and dfcsync's full sync query with and without the `kql` engine's semi-join
+//! reduction.
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -325,27 +326,18 @@ async fn main() {
     );
 
     for (label, q) in QUERIES {
-        let mut times = vec![];
-        let mut result = String::new();
-        for _ in 0..3 {
-            let t = Instant::now();
-            let r = emu.with_platform(|p| {
-                let opts = kql::QueryOptions::new(p.start);
-                kql::run(q, &p.tables[0].db, &opts)
-            });
-            times.push(t.elapsed());
-            result = match r {
-                Ok(t) => format!("{} rows", t.rows.len()),
-                Err(e) => format!("error: {e:?}"),
-            };
-        }
-        times.sort();
+        let (times, r) = run_timed(&emu, q, 3);
+        let result = match r {
+            Ok(t) => format!("{} rows", t.rows.len()),
+            Err(e) => format!("error: {e:?}"),
+        };
         println!(
             "query {label:?}: median {:.2?} (min {:.2?}, max {:.2?}); {result}",
             times[1], times[0], times[2]
         );
     }
     change_feed(&emu);
+    sync_query(&emu);
     println!(
         "peak RSS {:.0} MiB, RSS now {:.0} MiB",
         peak_rss_mib(),
@@ -389,38 +381,28 @@ fn change_feed(emu: &EmulatorHandle) {
     });
     for (label, since) in [("~0 changed", now), ("~100 changed", hundredth)] {
         let q = change_feed_query(since);
-        let mut times = vec![];
-        let mut answer = String::new();
-        for _ in 0..5 {
-            let t = Instant::now();
-            let r = emu.with_platform(|p| {
-                let opts = kql::QueryOptions::new(p.start);
-                kql::run(&q, &p.tables[0].db, &opts)
-            });
-            times.push(t.elapsed());
-            answer = match r {
-                Ok(t) => {
-                    let mut incidents = std::collections::HashSet::new();
-                    let mut alert_rows = 0;
-                    for row in &t.rows {
-                        match row.first().map(|c| c.to_kql_string()).as_deref() {
-                            Some("SecurityIncident") => {
-                                incidents.insert(row.get(2).map(|c| c.to_kql_string()));
-                            }
-                            Some("SecurityAlert") => alert_rows += 1,
-                            _ => {}
+        let (times, r) = run_timed(emu, &q, 5);
+        let answer = match r {
+            Ok(t) => {
+                let mut incidents = std::collections::HashSet::new();
+                let mut alert_rows = 0;
+                for row in &t.rows {
+                    match row.first().map(|c| c.to_kql_string()).as_deref() {
+                        Some("SecurityIncident") => {
+                            incidents.insert(row.get(2).map(|c| c.to_kql_string()));
                         }
+                        Some("SecurityAlert") => alert_rows += 1,
+                        _ => {}
                     }
-                    format!(
-                        "{} rows: {} incidents, {alert_rows} alert rows",
-                        t.rows.len(),
-                        incidents.len()
-                    )
                 }
-                Err(e) => format!("error: {e:?}"),
-            };
-        }
-        times.sort();
+                format!(
+                    "{} rows: {} incidents, {alert_rows} alert rows",
+                    t.rows.len(),
+                    incidents.len()
+                )
+            }
+            Err(e) => format!("error: {e:?}"),
+        };
         if std::env::var("EMU_BENCH_STAGES").is_ok() {
             change_feed_stages(emu, &q);
         }
@@ -468,4 +450,48 @@ fn change_feed_stages(emu: &EmulatorHandle, q: &str) {
         );
         last = el;
     }
+}
+
+/// dfcsync's full sync query with the default policy (`crates/kql/benches/sync-query.kql`, kept
+/// current by dfcsync's test `the_benchmarks_copy_of_the_sync_query_is_current`), three runs,
+/// then three runs of the same query with the `kql` engine's semi-join reduction stopped (an
+/// `as` before each `join`, which changes nothing else): what the reduction costs or saves
+/// where the joins' right sides are not small.
+fn sync_query(emu: &EmulatorHandle) {
+    let full = include_str!("../../kql/benches/sync-query.kql");
+    let unreduced = full.replace("| join ", "| as unreduced | join ");
+    for (label, q) in [("reduced", full), ("unreduced", unreduced.as_str())] {
+        let (times, r) = run_timed(emu, q, 3);
+        let answer = match r {
+            Ok(t) => format!("{} rows", t.rows.len()),
+            Err(e) => format!("error: {e:?}"),
+        };
+        println!(
+            "full sync query, {label}: median {:.3?} (min {:.3?}, max {:.3?}); {answer}",
+            times[1], times[0], times[2]
+        );
+    }
+}
+
+/// Runs `q` `runs` times on the first workspace's tables (`now()` = the scenario's now): the
+/// times, sorted, and the last answer.
+fn run_timed(
+    emu: &EmulatorHandle,
+    q: &str,
+    runs: usize,
+) -> (Vec<std::time::Duration>, Result<kql::Table, kql::KqlError>) {
+    let mut times = vec![];
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = emu.with_platform(|p| {
+            let opts = kql::QueryOptions::new(p.start);
+            kql::run(q, &p.tables[0].db, &opts)
+        });
+        times.push(t.elapsed());
+        last = Some(r);
+    }
+    times.sort();
+    let last = last.expect("at least one run");
+    (times, last)
 }

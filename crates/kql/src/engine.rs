@@ -205,8 +205,9 @@ impl<'a> Engine<'a> {
                     continue;
                 };
                 let r = self.pipeline(right)?;
-                // A right side larger than the left one would cost more than it saves.
-                let keys = (r.len <= f.len)
+                // Only for a right side small beside the left one: with a larger one the
+                // extra pass costs more than it saves (`semijoin::MAX_RIGHT_SHARE`).
+                let keys = (r.len.saturating_mul(semijoin::MAX_RIGHT_SHARE) <= f.len)
                     .then(|| semijoin::right_keys(&r, &on[0].right))
                     .flatten();
                 if let Some(keys) = keys {
