@@ -8,11 +8,19 @@
 //!
 //! `cargo bench -p emulator --bench load`; sizes with `EMU_BENCH_INCIDENTS` (default 250000)
 //! and `EMU_BENCH_ALERT_ROWS` (default 1000000, import shape only).
+//!
+//! It also runs dfcsync's change-feed query (`crates/kql/benches/change-feed-query.kql`, what
+//! `dfcsync::observe::query::read_query` writes for `Selection::Changed { since: Since::At(t),
+//! also: vec![] }` with the default policy) with two watermarks: the scenario's now (nothing
+//! changed since) and the last ingestion of the 100th most recently changed incident (about
+//! 100 changed), and dfcsync's full sync query with and without the `kql` engine's semi-join
+//! reduction.
 
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use emulator::{Emulator, Scenario, StartOptions};
+use chrono::{DateTime, Utc};
+use emulator::{Emulator, EmulatorHandle, Scenario, StartOptions};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -303,43 +311,187 @@ async fn main() {
         peak_rss_mib()
     );
 
-    let (n_inc, n_rows, n_inc_rows) = emu.with_platform(|p| {
+    let (n_inc, n_rows, n_inc_rows, texts, dynamics) = emu.with_platform(|p| {
         use emulator::table::TableKind;
         (
             p.incidents.len(),
             p.tables[0].rows(TableKind::SecurityAlert).len(),
             p.tables[0].rows(TableKind::SecurityIncident).len(),
+            p.tables[0].distinct_texts(),
+            p.tables[0].distinct_dynamics(),
         )
     });
     println!(
-        "incidents: {n_inc}, SecurityAlert rows: {n_rows}, SecurityIncident rows: {n_inc_rows}"
+        "incidents: {n_inc}, SecurityAlert rows: {n_rows}, SecurityIncident rows: {n_inc_rows}; distinct texts {texts}, distinct dynamic values {dynamics}"
     );
 
     for (label, q) in QUERIES {
-        let mut times = vec![];
-        let mut result = String::new();
-        for _ in 0..3 {
-            let t = Instant::now();
-            let r = emu.with_platform(|p| {
-                let opts = kql::QueryOptions::new(p.start);
-                kql::run(q, &p.tables[0].db, &opts)
-            });
-            times.push(t.elapsed());
-            result = match r {
-                Ok(t) => format!("{} rows", t.rows.len()),
-                Err(e) => format!("error: {e:?}"),
-            };
-        }
-        times.sort();
+        let (times, r) = run_timed(&emu, q, 3);
+        let result = match r {
+            Ok(t) => format!("{} rows", t.rows.len()),
+            Err(e) => format!("error: {e:?}"),
+        };
         println!(
             "query {label:?}: median {:.2?} (min {:.2?}, max {:.2?}); {result}",
             times[1], times[0], times[2]
         );
     }
+    change_feed(&emu);
+    sync_query(&emu);
     println!(
         "peak RSS {:.0} MiB, RSS now {:.0} MiB",
         peak_rss_mib(),
         rss_mib()
     );
     emu.shutdown().await;
+}
+
+/// dfcsync's change-feed query with the default policy, as `read_query` writes it for a
+/// watermark of 2026-11-27T00:00:00Z (the bench puts its own watermark in).
+const CHANGE_FEED_QUERY: &str = include_str!("../../kql/benches/change-feed-query.kql");
+
+/// The change-feed query with the watermark `since`.
+fn change_feed_query(since: DateTime<Utc>) -> String {
+    let line = "let changed_since = datetime(2026-11-27T00:00:00Z);";
+    assert!(
+        CHANGE_FEED_QUERY.contains(line),
+        "the change-feed query's watermark line changed"
+    );
+    CHANGE_FEED_QUERY.replace(
+        line,
+        &format!(
+            "let changed_since = datetime({});",
+            since.format("%Y-%m-%dT%H:%M:%S%.fZ")
+        ),
+    )
+}
+
+/// Runs the change-feed query with a watermark selecting no incident and one selecting about
+/// 100, five times each, and prints the median and what it answered.
+fn change_feed(emu: &EmulatorHandle) {
+    let (now, hundredth) = emu.with_platform(|p| {
+        let opts = kql::QueryOptions::new(p.start);
+        let q = "SecurityIncident | summarize c = max(ingestion_time()) by IncidentName | top 100 by c desc | summarize min(c)";
+        let t = kql::run(q, &p.tables[0].db, &opts).expect("watermark query runs");
+        let at = match t.rows.first().and_then(|r| r.first()) {
+            Some(kql::Value::DateTime(d)) => *d,
+            other => panic!("no watermark: {other:?}"),
+        };
+        (p.start, at)
+    });
+    for (label, since) in [("~0 changed", now), ("~100 changed", hundredth)] {
+        let q = change_feed_query(since);
+        let (times, r) = run_timed(emu, &q, 5);
+        let answer = match r {
+            Ok(t) => {
+                let mut incidents = std::collections::HashSet::new();
+                let mut alert_rows = 0;
+                for row in &t.rows {
+                    match row.first().map(|c| c.to_kql_string()).as_deref() {
+                        Some("SecurityIncident") => {
+                            incidents.insert(row.get(2).map(|c| c.to_kql_string()));
+                        }
+                        Some("SecurityAlert") => alert_rows += 1,
+                        _ => {}
+                    }
+                }
+                format!(
+                    "{} rows: {} incidents, {alert_rows} alert rows",
+                    t.rows.len(),
+                    incidents.len()
+                )
+            }
+            Err(e) => format!("error: {e:?}"),
+        };
+        if std::env::var("EMU_BENCH_STAGES").is_ok() {
+            change_feed_stages(emu, &q);
+        }
+        println!(
+            "change-feed query, {label} (since {since}): median {:.3?} (min {:.3?}, max {:.3?}); {answer}",
+            times[2], times[0], times[4]
+        );
+    }
+}
+
+/// With `EMU_BENCH_STAGES` set: the time each `let` of the change-feed query adds (the query
+/// up to that `let`, then a count of it).
+fn change_feed_stages(emu: &EmulatorHandle, q: &str) {
+    let mut prefix = String::new();
+    let mut last = std::time::Duration::ZERO;
+    for stmt in q.split_inclusive(";\n") {
+        prefix.push_str(stmt);
+        let Some(name) = stmt
+            .trim_start()
+            .strip_prefix("let ")
+            .and_then(|s| s.split_whitespace().next())
+        else {
+            continue;
+        };
+        let counted = format!("{prefix}{name} | count");
+        let t = Instant::now();
+        let r = emu.with_platform(|p| {
+            let opts = kql::QueryOptions::new(p.start);
+            kql::run(&counted, &p.tables[0].db, &opts)
+        });
+        let el = t.elapsed();
+        let n = match r {
+            Ok(t) => t
+                .rows
+                .first()
+                .and_then(|r| r.first())
+                .map(|c| c.to_kql_string()),
+            Err(_) => None,
+        };
+        println!(
+            "  let {name}: {:.1?} (+{:.1?}), {} rows",
+            el,
+            el.saturating_sub(last),
+            n.unwrap_or_else(|| "a scalar".into())
+        );
+        last = el;
+    }
+}
+
+/// dfcsync's full sync query with the default policy (`crates/kql/benches/sync-query.kql`, kept
+/// current by dfcsync's test `the_benchmarks_copy_of_the_sync_query_is_current`), three runs,
+/// then three runs of the same query with the `kql` engine's semi-join reduction stopped (an
+/// `as` before each `join`, which changes nothing else): what the reduction costs or saves
+/// where the joins' right sides are not small.
+fn sync_query(emu: &EmulatorHandle) {
+    let full = include_str!("../../kql/benches/sync-query.kql");
+    let unreduced = full.replace("| join ", "| as unreduced | join ");
+    for (label, q) in [("reduced", full), ("unreduced", unreduced.as_str())] {
+        let (times, r) = run_timed(emu, q, 3);
+        let answer = match r {
+            Ok(t) => format!("{} rows", t.rows.len()),
+            Err(e) => format!("error: {e:?}"),
+        };
+        println!(
+            "full sync query, {label}: median {:.3?} (min {:.3?}, max {:.3?}); {answer}",
+            times[1], times[0], times[2]
+        );
+    }
+}
+
+/// Runs `q` `runs` times on the first workspace's tables (`now()` = the scenario's now): the
+/// times, sorted, and the last answer.
+fn run_timed(
+    emu: &EmulatorHandle,
+    q: &str,
+    runs: usize,
+) -> (Vec<std::time::Duration>, Result<kql::Table, kql::KqlError>) {
+    let mut times = vec![];
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = emu.with_platform(|p| {
+            let opts = kql::QueryOptions::new(p.start);
+            kql::run(q, &p.tables[0].db, &opts)
+        });
+        times.push(t.elapsed());
+        last = Some(r);
+    }
+    times.sort();
+    let last = last.expect("at least one run");
+    (times, last)
 }

@@ -287,7 +287,8 @@ pub fn cell_from_json(ty: ColType, v: &Json) -> Result<Cell, String> {
 #[derive(Debug, Clone)]
 pub struct WorkspaceTables {
     pub db: kql::Database,
-    /// The texts of the string cells, each kept once (rows repeat them).
+    /// The texts of the string cells and the values of the dynamic cells, each kept once
+    /// (rows repeat them).
     strings: Interner,
 }
 
@@ -344,7 +345,8 @@ impl WorkspaceTables {
             .unwrap_or(&[])
     }
 
-    /// Appends rows; their string cells share the texts already kept.
+    /// Appends rows; their string and dynamic cells share the equal texts and values already
+    /// kept.
     pub fn push(&mut self, kind: TableKind, mut rows: Vec<Row>) {
         for r in &mut rows {
             for c in &mut r.cells {
@@ -359,6 +361,11 @@ impl WorkspaceTables {
     /// How many distinct texts the string cells hold.
     pub fn distinct_texts(&self) -> usize {
         self.strings.len()
+    }
+
+    /// How many distinct values the dynamic cells hold.
+    pub fn distinct_dynamics(&self) -> usize {
+        self.strings.dynamic_len()
     }
 
     /// A database holding these tables and the rows of `others` (a query over several

@@ -5,12 +5,13 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::ast::{LetValue, Pipeline, Source, Statement, UnionSpec};
+use crate::ast::{LetValue, Operator, Pipeline, Source, Statement, UnionSpec};
 use crate::error::{KqlError, KqlErrorKind};
 use crate::frame::{Frame, Meta};
 use crate::lexer::Pos;
 use crate::operators;
 use crate::scalar::{Scope, err_at, eval, semantic};
+use crate::semijoin;
 use crate::table::{Database, Table};
 use crate::value::{ColumnType, Value};
 use crate::{QueryOptions, parser};
@@ -193,8 +194,39 @@ impl<'a> Engine<'a> {
     /// Evaluates a pipeline.
     pub fn pipeline(&self, p: &Pipeline) -> Result<Frame<'a>, KqlError> {
         let mut f = self.source(&p.source)?;
-        for op in &p.ops {
-            f = operators::apply(self, f, op)?;
+        let plans = semijoin::plan(p);
+        // Right sides evaluated early for a semi-join reduction, by the join's index.
+        let mut rights: HashMap<usize, Frame<'a>> = HashMap::new();
+        for (k, op) in p.ops.iter().enumerate() {
+            for plan in plans.iter().filter(|pl| match pl.at {
+                semijoin::At::Column(m) | semijoin::At::Expand(m) => m == k,
+            }) {
+                let Operator::Join { right, on, .. } = &p.ops[plan.join] else {
+                    continue;
+                };
+                let r = self.pipeline(right)?;
+                // Only for a right side small beside the left one: with a larger one the
+                // extra pass costs more than it saves (`semijoin::MAX_RIGHT_SHARE`).
+                let keys = (r.len.saturating_mul(semijoin::MAX_RIGHT_SHARE) <= f.len)
+                    .then(|| semijoin::right_keys(&r, &on[0].right))
+                    .flatten();
+                if let Some(keys) = keys {
+                    let reduced = match plan.at {
+                        semijoin::At::Column(_) => semijoin::reduce_column(&f, &on[0].left, &keys),
+                        semijoin::At::Expand(_) => semijoin::reduce_expand(self, &f, op, &keys)?,
+                    };
+                    if let Some(g) = reduced {
+                        f = g;
+                    }
+                }
+                rights.insert(plan.join, r);
+            }
+            f = match (op, rights.remove(&k)) {
+                (Operator::Join { kind, on, .. }, Some(r)) => {
+                    operators::join_with(f, &r, *kind, on)?
+                }
+                _ => operators::apply(self, f, op)?,
+            };
         }
         Ok(f)
     }

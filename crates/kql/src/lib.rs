@@ -43,6 +43,7 @@ mod names;
 mod operators;
 mod parser;
 mod scalar;
+mod semijoin;
 mod strops;
 pub mod table;
 pub mod value;

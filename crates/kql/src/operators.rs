@@ -27,6 +27,19 @@ use crate::names::{ColumnNamer, make_unique};
 use crate::scalar::{Bound, CExpr, err_at, eval, semantic};
 use crate::value::{ColumnType, Value, compare_values, parse_datetime, parse_timespan_c};
 
+/// Applies a `join` whose right side `r` is already evaluated (see `semijoin`).
+pub fn join_with<'a>(
+    f: Frame<'a>,
+    r: &Frame<'a>,
+    kind: JoinKind,
+    on: &[JoinCond],
+) -> Result<Frame<'a>, KqlError> {
+    // A join's output is not serialized (`serialized_after`).
+    let mut out = join(&f, r, kind, on)?;
+    out.serialized = false;
+    Ok(out)
+}
+
 /// Applies one operator to `f`.
 pub fn apply<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<'a>, KqlError> {
     let serialized = serialized_after(op, f.serialized);
