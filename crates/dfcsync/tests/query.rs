@@ -259,3 +259,24 @@ fn the_benchmarks_copy_of_the_sync_query_is_current() {
         "regenerate crates/kql/benches/sync-query.kql with `dfcsync query`"
     );
 }
+
+/// `crates/kql/benches/change-feed-query.kql` is the change-feed read the emulator's load
+/// benchmark times: it must be the query dfcsync sends (default policy, watermark
+/// 2026-11-27T00:00:00Z, one workspace).
+#[test]
+fn the_benchmarks_copy_of_the_change_feed_query_is_current() {
+    use dfcsync::observe::query::{Selection, Since, read_query};
+    let copy = include_str!("../../kql/benches/change-feed-query.kql");
+    let since = chrono::DateTime::parse_from_rfc3339("2026-11-27T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let selection = Selection::Changed {
+        since: Since::At(since),
+        also: vec![],
+    };
+    assert_eq!(
+        copy,
+        read_query(&dfcsync::policy::Policy::default(), &selection, false),
+        "regenerate crates/kql/benches/change-feed-query.kql from observe::query::read_query"
+    );
+}
