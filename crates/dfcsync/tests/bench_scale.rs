@@ -31,7 +31,8 @@ use serde_json::{Value, json};
 use dfcsync::config::Config;
 use dfcsync::cycle::{CycleReport, Mode, ReadMode, Syncer};
 use proof_support::{
-    DFC_SUB, NOW, SUB, connect, control, fast, post, request_log, start, workspace,
+    DFC_SUB, NOW, SUB, connect, control, fast, out_of_the_way, post, request_log, scenario_of,
+    start, workspace,
 };
 
 fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
@@ -103,31 +104,8 @@ fn realistic(n: usize, workspaces: usize) -> (Value, Vec<Story>) {
         }
     }
     events.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
-    let big = json!({"bucket": 1_000_000_000u64, "per_second": 1_000_000_000u64});
-    let s = json!({
-        "now": NOW, "seed": "dfcsync-scale", "clock": "frozen",
-        "tenant_id": "72f988bf-0000-0000-0000-000000000001",
-        "limits": {"arm_reads": big, "arm_writes": big, "la_requests_per_30s": 1_000_000,
-                   "default_page_size": 1000},
-        "workspaces": (0..workspaces).map(|k| {
-            let (name, id) = workspace(k);
-            json!({"name": name, "subscription_id": SUB, "resource_group": "rg-sentinel",
-                   "customer_id": id, "location": "westeurope", "incident_creation": true,
-                   "bidirectional_sync": true, "ingestion_delay": "0s"})
-        }).collect::<Vec<_>>(),
-        "principals": [
-            { "name": "dfcsync", "kind": "service_principal",
-              "client_id": "aaaaaaaa-0000-0000-0000-000000000001", "secret": "scale-secret",
-              "object_id": "bbbbbbbb-0000-0000-0000-000000000001",
-              "roles": [ { "role": "Microsoft Sentinel Responder",
-                           "scope": format!("/subscriptions/{SUB}/resourceGroups/rg-sentinel") } ] },
-            { "name": "analyst@contoso.com", "kind": "user", "object_id": "cccccccc-0000-0000-0000-000000000001",
-              "roles": [ { "role": "Microsoft Sentinel Responder", "scope": format!("/subscriptions/{SUB}") } ] },
-            { "name": "owner@contoso.com", "kind": "user", "object_id": "cccccccc-0000-0000-0000-000000000002",
-              "roles": [ { "role": "Security Admin", "scope": format!("/subscriptions/{DFC_SUB}") } ] }
-        ],
-        "events": events
-    });
+    let mut s = scenario_of(events, workspaces, "0s", out_of_the_way());
+    s["clock"] = json!("frozen");
     (s, stories)
 }
 

@@ -210,17 +210,37 @@ pub fn scenario_in(
             e
         })
         .collect();
+    let s = scenario_of(
+        events,
+        workspaces,
+        ingestion_delay,
+        limits.unwrap_or_else(out_of_the_way),
+    );
+    (s, kinds)
+}
+
+/// ARM and Log Analytics limits raised out of the way.
+pub fn out_of_the_way() -> Value {
     let big = json!({"bucket": 1_000_000, "per_second": 1_000_000});
-    let limits = limits.unwrap_or_else(|| {
-        json!({"arm_reads": big, "arm_writes": big, "la_requests_per_30s": 1_000_000,
-               "default_page_size": 1000})
-    });
-    let s = json!({
+    json!({"arm_reads": big, "arm_writes": big, "la_requests_per_30s": 1_000_000,
+           "default_page_size": 1000})
+}
+
+/// A scenario of these events over `workspaces` workspaces ([`workspace`]) in one resource
+/// group, with the `dfcsync` principal (Sentinel Responder on the group), an analyst and a
+/// subscription owner.
+pub fn scenario_of(
+    events: Vec<Value>,
+    workspaces: usize,
+    ingestion_delay: &str,
+    limits: Value,
+) -> Value {
+    json!({
         "now": NOW,
         "seed": "dfcsync-proof",
         "tenant_id": "72f988bf-0000-0000-0000-000000000001",
         "limits": limits,
-        "workspaces": (0..workspaces).map(|k| {
+        "workspaces": (0..workspaces.max(1)).map(|k| {
             let (name, id) = workspace(k);
             json!({ "name": name, "subscription_id": SUB, "resource_group": "rg-sentinel",
               "customer_id": id, "location": "westeurope",
@@ -239,8 +259,7 @@ pub fn scenario_in(
               "roles": [ { "role": "Security Admin", "scope": format!("/subscriptions/{DFC_SUB}") } ] }
         ],
         "events": events
-    });
-    (s, kinds)
+    })
 }
 
 /// Short waits for tests: retries in milliseconds, `Retry-After` up to 3 s.
