@@ -8,7 +8,8 @@
 //! run_queries DIR RUNS OUT NAME=QUERYFILE [NAME=QUERYFILE …]
 //! ```
 //!
-//! Standard output: one JSON object a line, `{"query", "run", "ms", "rows"}` per run, then
+//! Standard output: one JSON object a line, `{"query", "run", "ms", "cpu_ms", "rows"}` per
+//! run (`cpu_ms`: the main thread's CPU time, Linux), then
 //! `{"peak_rss_mib"}` (VmHWM, Linux). Progress goes to standard error.
 
 use std::io::Write;
@@ -40,6 +41,15 @@ fn peak_rss_mib() -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
+/// CPU time this thread has used, in ms (`/proc/thread-self/schedstat`, Linux; 0 elsewhere):
+/// on a shared machine it varies less than the wall time.
+fn thread_cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e6)
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, runs, out, queries @ ..] = args.as_slice() else {
@@ -67,13 +77,14 @@ fn main() -> anyhow::Result<()> {
     for (name, text) in &named {
         let mut last = None;
         for run in 0..runs {
-            let t0 = std::time::Instant::now();
+            let (t0, cpu0) = (std::time::Instant::now(), thread_cpu_ms());
             let t = kql::run(text, &db, &opts).map_err(|e| anyhow!("{name}: {e}"))?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
+            let cpu_ms = thread_cpu_ms() - cpu0;
             writeln!(
                 o,
                 "{}",
-                serde_json::json!({"query": name, "run": run, "ms": ms, "rows": t.rows.len()})
+                serde_json::json!({"query": name, "run": run, "ms": ms, "cpu_ms": cpu_ms, "rows": t.rows.len()})
             )?;
             o.flush()?;
             last = Some(t);

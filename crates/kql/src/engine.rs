@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crate::ast::{LetValue, Operator, Pipeline, Source, Statement, UnionSpec};
 use crate::error::{KqlError, KqlErrorKind};
-use crate::frame::{Frame, Meta};
+use crate::frame::{Col, Concat, Frame, Meta, Store};
 use crate::lexer::Pos;
 use crate::operators;
 use crate::scalar::{Scope, err_at, eval, semantic};
@@ -468,24 +468,37 @@ impl<'a> Engine<'a> {
         }
         crate::names::make_unique(&mut names);
         let total: usize = legs.iter().map(|l| l.len).sum();
-        let mut data: Vec<Vec<Value>> = vec![Vec::with_capacity(total); names.len()];
-        let off = usize::from(u.withsource.is_some());
-        for l in &legs {
-            let idx: Vec<Option<usize>> = cols
+        // The result's columns read the legs' columns in place (no cell is copied here).
+        let mut data: Vec<Col<'a>> = Vec::with_capacity(names.len());
+        if u.withsource.is_some() {
+            let parts = legs
                 .iter()
-                .map(|(n, t)| l.meta.iter().position(|m| m.name == *n && m.ty == *t))
+                .map(|l| {
+                    let label = Value::string(l.label.clone().unwrap_or_default());
+                    (
+                        Frame::owned_col(ColumnType::String, vec![label; l.len]),
+                        l.len,
+                    )
+                })
                 .collect();
-            for r in 0..l.len {
-                if off == 1 {
-                    data[0].push(Value::string(l.label.clone().unwrap_or_default()));
-                }
-                for (k, ci) in idx.iter().enumerate() {
-                    data[k + off].push(match ci {
-                        Some(c) => l.get(*c, r).clone(),
-                        None => cols[k].1.null_value(),
-                    });
-                }
-            }
+            data.push(Concat::column(parts, ColumnType::String.null_value()));
+        }
+        for (n, t) in &cols {
+            let parts = legs
+                .iter()
+                .map(|l| {
+                    let col = match l.meta.iter().position(|m| m.name == *n && m.ty == *t) {
+                        Some(c) => l.cols[c].clone(),
+                        None => Col {
+                            store: Store::Nulls,
+                            sel: None,
+                            null: t.null_value(),
+                        },
+                    };
+                    (col, l.len)
+                })
+                .collect();
+            data.push(Concat::column(parts, t.null_value()));
         }
         let mut meta: Vec<Meta> = Vec::new();
         if u.withsource.is_some() {
@@ -496,20 +509,33 @@ impl<'a> Engine<'a> {
         }
         for (k, (_, t)) in cols.iter().enumerate() {
             meta.push(Meta {
-                name: names[k + off].clone(),
+                name: names[k + usize::from(u.withsource.is_some())].clone(),
                 ty: *t,
             });
         }
-        let mut out = Frame::from_columns(meta, data, total);
         // A union's rows are its legs' records, each keeping its ingestion time.
-        if legs.iter().any(|l| l.ingest.is_some()) {
-            let times = legs
+        let ingest = legs.iter().any(|l| l.ingest.is_some()).then(|| {
+            let parts = legs
                 .iter()
-                .flat_map(|l| (0..l.len).map(move |r| l.ingestion_time(r).clone()))
+                .map(|l| {
+                    let col = l.ingest.clone().unwrap_or(Col {
+                        store: Store::Nulls,
+                        sel: None,
+                        null: Value::Null,
+                    });
+                    (col, l.len)
+                })
                 .collect();
-            out.ingest = Some(Frame::owned_col(ColumnType::DateTime, times));
-        }
-        Ok(out)
+            Concat::column(parts, Value::Null)
+        });
+        Ok(Frame {
+            meta,
+            cols: data,
+            len: total,
+            label: None,
+            ingest,
+            serialized: false,
+        })
     }
 }
 

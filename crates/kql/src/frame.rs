@@ -21,6 +21,46 @@ pub enum Store<'a> {
     Owned(Arc<Vec<Value>>),
     /// The ingestion times of the borrowed table (null past their end).
     Ingestion(&'a Table),
+    /// Columns one after another (a `union`'s legs), read in place.
+    Concat(Arc<Concat<'a>>),
+    /// Only nulls (a union leg without the column): every row reads as the column's null.
+    Nulls,
+}
+
+/// Columns read one after another: row `r` is row `r - starts[k]` of part `k`, the last part
+/// whose start is at most `r`.
+pub struct Concat<'a> {
+    parts: Vec<Col<'a>>,
+    /// The first row of each part, ascending; `starts[0]` is 0.
+    starts: Vec<usize>,
+}
+
+impl<'a> Concat<'a> {
+    /// A column of `parts`, each given with its number of rows.
+    pub fn column(parts: Vec<(Col<'a>, usize)>, null: Value) -> Col<'a> {
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut next = 0;
+        let parts = parts
+            .into_iter()
+            .map(|(c, len)| {
+                starts.push(next);
+                next += len;
+                c
+            })
+            .collect();
+        Col {
+            store: Store::Concat(Arc::new(Concat { parts, starts })),
+            sel: None,
+            null,
+        }
+    }
+
+    #[inline]
+    fn get(&self, row: usize) -> &Value {
+        // Unions have a few legs: a linear scan from the end beats a binary search.
+        let k = self.starts.iter().rposition(|&s| s <= row).unwrap_or(0);
+        self.parts[k].get(row - self.starts[k])
+    }
 }
 
 /// What a missing ingestion time reads as.
@@ -51,6 +91,8 @@ impl<'a> Col<'a> {
             Store::Base(t, c) => &t.rows[i][*c],
             Store::Owned(v) => &v[i],
             Store::Ingestion(t) => t.ingestion_values().get(i).unwrap_or(&NO_INGESTION_TIME),
+            Store::Concat(c) => c.get(i),
+            Store::Nulls => &self.null,
         }
     }
 }
