@@ -8,9 +8,12 @@
 //! run_queries DIR RUNS OUT NAME=QUERYFILE [NAME=QUERYFILE …]
 //! ```
 //!
-//! Standard output: one JSON object a line, `{"query", "run", "ms", "cpu_ms", "rows"}` per
-//! run (`cpu_ms`: the main thread's CPU time, Linux), then
-//! `{"peak_rss_mib"}` (VmHWM, Linux). Progress goes to standard error.
+//! Standard output: one JSON object a line: `{"loaded_rss_mib"}` once the tables are loaded
+//! (VmRSS), then for each query `{"query", "run", "ms", "cpu_ms", "rows"}` per run (`cpu_ms`:
+//! the CPU time of all the process's threads) and `{"query", "peak_rss_mib"}`: the peak
+//! resident set while its runs ran (VmHWM reset before them; one result held at a time; the
+//! result's writing, after, is not counted). Memory and CPU figures are Linux's (0 elsewhere).
+//! Progress goes to standard error.
 
 use std::io::Write;
 
@@ -29,25 +32,38 @@ fn load(path: &str) -> anyhow::Result<kql::Table> {
     Ok(t)
 }
 
-/// The peak resident set of this process in MiB (Linux only; 0 elsewhere).
-fn peak_rss_mib() -> u64 {
+/// A field of `/proc/self/status` in MiB (Linux only; 0 elsewhere).
+fn status_mib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)
 }
 
-/// CPU time this thread has used, in ms (`/proc/thread-self/schedstat`, Linux; 0 elsewhere):
-/// on a shared machine it varies less than the wall time.
-fn thread_cpu_ms() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |ns| ns / 1e6)
+/// Resets the peak resident set (`VmHWM`) to the current one (Linux: `clear_refs` 5), so
+/// that each query's peak is its own and not the previous result's writing.
+fn reset_peak_rss() {
+    // Best effort: where it is refused, the peak reported is the process's since its start.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// CPU time the process's threads have used, in ms (each thread's
+/// `/proc/self/task/*/schedstat`, Linux; 0 elsewhere): on a shared machine it varies less
+/// than the wall time, and it shows what running on several threads costs in all.
+fn cpu_ms() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 1e6
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,17 +86,25 @@ fn main() -> anyhow::Result<()> {
     for name in ["SecurityIncident", "SecurityAlert"] {
         db.insert(name, load(&format!("{dir}/{name}.json"))?);
     }
+    writeln!(
+        std::io::stdout(),
+        "{}",
+        serde_json::json!({"loaded_rss_mib": status_mib("VmRSS:")})
+    )?;
     let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")?.to_utc();
     let opts = kql::QueryOptions::new(now);
     let stdout = std::io::stdout();
     let mut o = stdout.lock();
     for (name, text) in &named {
         let mut last = None;
+        reset_peak_rss();
         for run in 0..runs {
-            let (t0, cpu0) = (std::time::Instant::now(), thread_cpu_ms());
+            // The previous run's result is not kept while this one runs.
+            drop(last.take());
+            let (t0, cpu0) = (std::time::Instant::now(), cpu_ms());
             let t = kql::run(text, &db, &opts).map_err(|e| anyhow!("{name}: {e}"))?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
-            let cpu_ms = thread_cpu_ms() - cpu0;
+            let cpu_ms = cpu_ms() - cpu0;
             writeln!(
                 o,
                 "{}",
@@ -89,6 +113,11 @@ fn main() -> anyhow::Result<()> {
             o.flush()?;
             last = Some(t);
         }
+        writeln!(
+            o,
+            "{}",
+            serde_json::json!({"query": name, "peak_rss_mib": status_mib("VmHWM:")})
+        )?;
         if let Some(t) = last {
             let path = format!("{out}/{name}.json");
             let mut f = std::io::BufWriter::new(
@@ -99,6 +128,5 @@ fn main() -> anyhow::Result<()> {
             eprintln!("kql: wrote {path}");
         }
     }
-    writeln!(o, "{}", serde_json::json!({"peak_rss_mib": peak_rss_mib()}))?;
     Ok(())
 }

@@ -230,9 +230,9 @@ impl<'a> Frame<'a> {
             .iter()
             .map(|m| Column::new(m.name.clone(), m.ty))
             .collect();
-        let rows = (0..self.len)
-            .map(|r| self.cols.iter().map(|c| c.get(r).clone()).collect())
-            .collect();
+        let rows = crate::par::map(self.len, |r| {
+            self.cols.iter().map(|c| c.get(r).clone()).collect()
+        });
         Table::from_checked_rows(name, columns, rows)
     }
 }

@@ -145,13 +145,14 @@ pub fn group_rows_visit(
         .collect();
     // Computed keys are evaluated once, into `owned` (n × nk).
     let owned: Vec<Value> = if cols.is_none() {
-        let mut v = Vec::with_capacity(n * nk);
-        for row in 0..n {
-            for k in keys {
-                v.push(eval(k, frame, row).into_owned());
-            }
-        }
-        v
+        crate::par::map(n, |row| {
+            keys.iter()
+                .map(|k| eval(k, frame, row).into_owned())
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten()
+        .collect()
     } else {
         Vec::new()
     };
@@ -162,8 +163,7 @@ pub fn group_rows_visit(
         }
     };
     const SKIP: u64 = 0;
-    let mut row_hash: Vec<u64> = Vec::with_capacity(n);
-    for row in 0..n {
+    let row_hash: Vec<u64> = crate::par::map(n, |row| {
         let mut h = FxHasher::default();
         let mut null = false;
         for k in 0..nk {
@@ -172,12 +172,12 @@ pub fn group_rows_visit(
             hash_value(v, &mut h);
         }
         // A real hash of 0 is moved to 1 so that 0 can mark a skipped row.
-        row_hash.push(if skip_nulls && null {
+        if skip_nulls && null {
             SKIP
         } else {
             h.finish().max(1)
-        });
-    }
+        }
+    });
     let mut table: HashTable<(u64, u32)> = HashTable::new();
     let mut group_keys: Vec<Value> = Vec::new();
     let mut of_row = Vec::with_capacity(n);

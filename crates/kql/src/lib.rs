@@ -41,6 +41,7 @@ mod la_stream;
 mod lexer;
 mod names;
 mod operators;
+mod par;
 mod parser;
 mod scalar;
 mod semijoin;

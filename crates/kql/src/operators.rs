@@ -74,10 +74,7 @@ fn apply_op<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<'
                 ));
             }
             // Rows where the predicate is false or null are dropped [§2.1].
-            let keep: Vec<u32> = (0..f.len)
-                .filter(|&r| eval(&b.expr, &f, r).is_true())
-                .map(|r| r as u32)
-                .collect();
+            let keep = crate::par::filter(f.len, |r| eval(&b.expr, &f, r).is_true());
             if keep.len() == f.len {
                 return Ok(f);
             }
@@ -287,16 +284,14 @@ fn compute_col<'a>(f: &Frame<'a>, b: &Bound) -> Col<'a> {
         return f.cols[c].clone();
     }
     let string = b.ty == ColumnType::String;
-    let data = (0..f.len)
-        .map(|r| {
-            let v = eval(&b.expr, f, r).into_owned();
-            if string && v.is_null() {
-                ColumnType::String.null_value()
-            } else {
-                v
-            }
-        })
-        .collect();
+    let data = crate::par::map(f.len, |r| {
+        let v = eval(&b.expr, f, r).into_owned();
+        if string && v.is_null() {
+            ColumnType::String.null_value()
+        } else {
+            v
+        }
+    });
     Frame::owned_col(b.ty, data)
 }
 

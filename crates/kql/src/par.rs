@@ -1,0 +1,52 @@
+//! Data parallelism for the evaluator's per-row work. A frame's rows are independent for a
+//! filter, a computed column, a key's hash or the result's rows: on a large frame, ranges of
+//! rows go to rayon's thread pool and the results are joined back **in row order**, so a
+//! query answers exactly what it answers on one thread. Small frames stay on the calling
+//! thread (splitting costs more than it saves).
+
+use rayon::prelude::*;
+
+/// Frames with fewer rows are evaluated on the calling thread.
+pub const MIN_PARALLEL_ROWS: usize = 32 * 1024;
+
+/// Rows a task takes at least (a task per few rows would cost more than its rows).
+const MIN_TASK_ROWS: usize = 4 * 1024;
+
+/// `f(0), f(1), …, f(n - 1)`, in that order.
+pub fn map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    if n < MIN_PARALLEL_ROWS {
+        return (0..n).map(f).collect();
+    }
+    (0..n)
+        .into_par_iter()
+        .with_min_len(MIN_TASK_ROWS)
+        .map(f)
+        .collect()
+}
+
+/// The rows among `0..n` for which `keep` holds, ascending.
+pub fn filter(n: usize, keep: impl Fn(usize) -> bool + Sync + Send) -> Vec<u32> {
+    if n < MIN_PARALLEL_ROWS {
+        return (0..n).filter(|&r| keep(r)).map(|r| r as u32).collect();
+    }
+    (0..n)
+        .into_par_iter()
+        .with_min_len(MIN_TASK_ROWS)
+        .filter(|&r| keep(r))
+        .map(|r| r as u32)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_and_filter_keep_row_order_on_both_sides_of_the_threshold() {
+        for n in [0, 10, MIN_PARALLEL_ROWS - 1, MIN_PARALLEL_ROWS * 3 + 7] {
+            assert_eq!(map(n, |r| r * 2), (0..n).map(|r| r * 2).collect::<Vec<_>>());
+            let odd: Vec<u32> = (0..n as u32).filter(|r| r % 3 == 1).collect();
+            assert_eq!(filter(n, |r| r % 3 == 1), odd);
+        }
+    }
+}
