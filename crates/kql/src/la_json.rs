@@ -342,10 +342,14 @@ fn looks_like_datetime(s: &str) -> bool {
 }
 
 /// Shares one allocation between equal strings of a column (exports repeat most values:
-/// statuses, product names, tenant ids, and each id on every row of its history).
+/// statuses, product names, tenant ids, and each id on every row of its history), and one
+/// value between equal dynamic cells of a column, found by their JSON text (an incident's
+/// rows repeat its `Owner`, `AlertIds`, `AdditionalData`, … and many incidents have equal
+/// ones), so each distinct text is parsed once.
 #[derive(Default)]
 pub struct Interner {
     set: hashbrown::HashSet<Arc<str>>,
+    dynamics: hashbrown::HashMap<Box<str>, Arc<J>>,
 }
 
 impl Interner {
@@ -357,6 +361,18 @@ impl Interner {
         self.set.insert(a.clone());
         a
     }
+
+    /// The dynamic value of the JSON text `text` (a dynamic string when it is not JSON, as
+    /// `parse_json` reads it [kql-semantics.md §3.6]), shared with equal texts' cells.
+    pub fn dynamic(&mut self, text: &str) -> Value {
+        if let Some(v) = self.dynamics.get(text) {
+            return Value::Dynamic(v.clone());
+        }
+        let j = serde_json::from_str::<J>(text).unwrap_or_else(|_| J::String(text.to_owned()));
+        let v = Arc::new(j);
+        self.dynamics.insert(Box::from(text), v.clone());
+        Value::Dynamic(v)
+    }
 }
 
 /// Reads one cell of type `ty`, interning strings.
@@ -367,6 +383,7 @@ pub fn wire_to_value_interned(
 ) -> Result<Value, String> {
     match (ty, cell) {
         (ColumnType::String, J::String(s)) => Ok(Value::String(interner.intern(s))),
+        (ColumnType::Dynamic, J::String(s)) => Ok(interner.dynamic(s)),
         _ => wire_to_value(cell, ty),
     }
 }
