@@ -80,9 +80,15 @@ pub struct Groups {
     /// The key values of each group, `nkeys` per group.
     pub keys: Vec<Value>,
     nkeys: usize,
-    /// (full hash, group): the full hash sits in the probed bucket, so a mismatch costs no
-    /// extra memory access.
-    table: HashTable<(u64, u32)>,
+    /// One table per hash partition (see `partition_of`) of (full hash, group): the full hash
+    /// sits in the probed bucket, so a mismatch costs no extra memory access.
+    tables: Vec<HashTable<(u64, u32)>>,
+}
+
+/// The partition of a hash among `n` (the high bits: the tables index by the low ones).
+#[inline]
+fn partition_of(hash: u64, n: usize) -> usize {
+    ((hash >> 40) % n as u64) as usize
 }
 
 impl Groups {
@@ -95,22 +101,18 @@ impl Groups {
         &self.keys[g * self.nkeys + k]
     }
 
-    /// The group whose keys equal `vals`.
-    pub fn lookup(&self, vals: &[&Value]) -> Option<u32> {
-        let mut h = FxHasher::default();
-        for v in vals {
-            hash_value(v, &mut h);
-        }
-        let hash = h.finish();
+    /// The group whose key `k` equals `val(k)` for every key.
+    pub fn lookup_by<'v>(&self, val: impl Fn(usize) -> &'v Value) -> Option<u32> {
         let n = self.nkeys;
-        self.table
+        let mut h = FxHasher::default();
+        for k in 0..n {
+            hash_value(val(k), &mut h);
+        }
+        let hash = h.finish().max(1);
+        self.tables[partition_of(hash, self.tables.len())]
             .find(hash, |&(h, g)| {
                 let g = g as usize;
-                h == hash
-                    && self.keys[g * n..(g + 1) * n]
-                        .iter()
-                        .zip(vals)
-                        .all(|(a, b)| group_eq(a, b))
+                h == hash && (0..n).all(|k| group_eq(&self.keys[g * n + k], val(k)))
             })
             .map(|&(_, g)| g)
     }
@@ -120,14 +122,25 @@ impl Groups {
 /// With `skip_nulls`, rows with a null key (e.g. a join key, which never matches) get the
 /// group `u32::MAX`.
 ///
-/// Two passes: first every row's hash (independent iterations, so cache misses on the
-/// row data overlap), then the hash-table probes.
+/// Three passes: every row's hash (independent iterations, so cache misses on the row data
+/// overlap, and split over threads on a large frame); the hash-table probes, one table per
+/// hash partition, the partitions on parallel threads (a key's rows all fall in one
+/// partition); then, in row order, the groups numbered by first appearance.
 pub fn group_rows(frame: &Frame<'_>, keys: &[CExpr], skip_nulls: bool) -> Groups {
     group_rows_visit(frame, keys, skip_nulls, |_, _| {})
 }
 
-/// `group_rows`, calling `visit(row, group)` for each grouped row during the probe pass (so
-/// an aggregate can be computed without another pass over the rows).
+/// One partition's grouping: its groups' first rows (ascending) and the local group of each of
+/// its rows, in row order.
+struct Partition {
+    table: HashTable<(u64, u32)>,
+    /// The key values of each local group, `nk` per group.
+    keys: Vec<Value>,
+    of_row: Vec<u32>,
+}
+
+/// `group_rows`, calling `visit(row, group)` for each grouped row in row order (so an
+/// aggregate can be computed without another pass over the rows).
 pub fn group_rows_visit(
     frame: &Frame<'_>,
     keys: &[CExpr],
@@ -178,39 +191,77 @@ pub fn group_rows_visit(
             h.finish().max(1)
         }
     });
-    let mut table: HashTable<(u64, u32)> = HashTable::new();
-    let mut group_keys: Vec<Value> = Vec::new();
+    let nparts = crate::par::partitions(n);
+    let probe = |p: usize| -> Partition {
+        let mut part = Partition {
+            table: HashTable::new(),
+            keys: Vec::new(),
+            of_row: Vec::new(),
+        };
+        for (row, &hash) in row_hash.iter().enumerate() {
+            if hash == SKIP || partition_of(hash, nparts) != p {
+                continue;
+            }
+            let found = part.table.find(hash, |&(h, g)| {
+                let g = g as usize;
+                h == hash && (0..nk).all(|k| group_eq(&part.keys[g * nk + k], key_at(row, k)))
+            });
+            let g = match found {
+                Some(&(_, g)) => g,
+                None => {
+                    let g = part.table.len() as u32;
+                    part.keys.extend((0..nk).map(|k| key_at(row, k).clone()));
+                    part.table.insert_unique(hash, (hash, g), |&(h, _)| h);
+                    g
+                }
+            };
+            part.of_row.push(g);
+        }
+        part
+    };
+    let mut parts: Vec<Partition> = crate::par::tasks(nparts, probe);
+    // Global numbers in order of first appearance: a partition's local groups first appear
+    // in the order of their numbers.
+    let mut global: Vec<Vec<u32>> = parts
+        .iter()
+        .map(|p| Vec::with_capacity(p.table.len()))
+        .collect();
+    let mut next = vec![0usize; nparts];
     let mut of_row = Vec::with_capacity(n);
     let mut first_row: Vec<u32> = Vec::new();
+    let mut group_keys: Vec<Value> = Vec::new();
     for (row, &hash) in row_hash.iter().enumerate() {
         if hash == SKIP {
             of_row.push(u32::MAX);
             continue;
         }
-        let found = table.find(hash, |&(h, g)| {
-            let g = g as usize;
-            h == hash && (0..nk).all(|k| group_eq(&group_keys[g * nk + k], key_at(row, k)))
-        });
-        let g = match found {
-            Some(&(_, g)) => g,
-            None => {
-                let g = first_row.len() as u32;
-                first_row.push(row as u32);
-                for k in 0..nk {
-                    group_keys.push(key_at(row, k).clone());
-                }
-                table.insert_unique(hash, (hash, g), |&(h, _)| h);
-                g
-            }
+        let p = partition_of(hash, nparts);
+        let local = parts[p].of_row[next[p]] as usize;
+        next[p] += 1;
+        let g = if local == global[p].len() {
+            let g = first_row.len() as u32;
+            first_row.push(row as u32);
+            global[p].push(g);
+            // Moved, not cloned: the partition's copy is not needed any more.
+            let keys = &mut parts[p].keys[local * nk..(local + 1) * nk];
+            group_keys.extend(keys.iter_mut().map(|v| std::mem::replace(v, Value::Null)));
+            g
+        } else {
+            global[p][local]
         };
         of_row.push(g);
         visit(row, g);
+    }
+    for (part, global) in parts.iter_mut().zip(&global) {
+        for (_, g) in part.table.iter_mut() {
+            *g = global[*g as usize];
+        }
     }
     Groups {
         of_row,
         first_row,
         keys: group_keys,
         nkeys: nk,
-        table,
+        tables: parts.into_iter().map(|p| p.table).collect(),
     }
 }

@@ -727,17 +727,13 @@ fn join<'a>(
     let group_rows_of =
         |g: u32| &members[start[g as usize] as usize..start[g as usize + 1] as usize];
     // Probe: the right group of each left row.
-    let mut vals: Vec<&Value> = Vec::with_capacity(lk.len());
-    let mut lmatch: Vec<Option<u32>> = Vec::with_capacity(l.len);
-    for row in 0..l.len {
-        vals.clear();
-        vals.extend(lk.iter().map(|&c| l.get(c, row)));
-        lmatch.push(if vals.iter().any(|v| v.is_null()) {
+    let lmatch: Vec<Option<u32>> = crate::par::map(l.len, |row| {
+        if lk.iter().any(|&c| l.get(c, row).is_null()) {
             None
         } else {
-            rgroups.lookup(&vals)
-        });
-    }
+            rgroups.lookup_by(|k| l.get(lk[k], row))
+        }
+    });
     let mut li: Vec<u32> = Vec::new();
     let mut ri: Vec<u32> = Vec::new();
     let mut right_hit = vec![false; ng];

@@ -12,9 +12,19 @@ pub const MIN_PARALLEL_ROWS: usize = 32 * 1024;
 /// Rows a task takes at least (a task per few rows would cost more than its rows).
 const MIN_TASK_ROWS: usize = 4 * 1024;
 
+/// How many hash partitions to group `n` rows in: one per thread of the pool for a large
+/// frame, one for a small one.
+pub fn partitions(n: usize) -> usize {
+    if n < MIN_PARALLEL_ROWS {
+        1
+    } else {
+        rayon::current_num_threads().max(1)
+    }
+}
+
 /// `f(0), f(1), …, f(n - 1)`, in that order.
 pub fn map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-    if n < MIN_PARALLEL_ROWS {
+    if n < MIN_PARALLEL_ROWS || rayon::current_num_threads() == 1 {
         return (0..n).map(f).collect();
     }
     (0..n)
@@ -22,6 +32,15 @@ pub fn map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
         .with_min_len(MIN_TASK_ROWS)
         .map(f)
         .collect()
+}
+
+/// `f(0), …, f(n - 1)` as `n` tasks of their own, in that order (for a few large tasks, such
+/// as one per hash partition).
+pub fn tasks<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    if n <= 1 {
+        return (0..n).map(f).collect();
+    }
+    (0..n).into_par_iter().with_max_len(1).map(f).collect()
 }
 
 /// The rows among `0..n` for which `keep` holds, ascending.
