@@ -14,6 +14,7 @@
 //! `datatable`, `range`). The docs say only "the current record" and "null outside a table";
 //! the rest is this crate's reading of them.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use crate::aggregates;
@@ -24,7 +25,7 @@ use crate::frame::{Col, Frame, Meta, NULL_ROW, gather_cols};
 use crate::grouping::{Groups, group_rows, group_rows_visit};
 use crate::lexer::Pos;
 use crate::names::{ColumnNamer, make_unique};
-use crate::scalar::{Bound, CExpr, err_at, eval, semantic};
+use crate::scalar::{Bound, CExpr, DynamicCell, dynamic_cell, err_at, eval, semantic};
 use crate::value::{ColumnType, Value, compare_values, parse_datetime, parse_timespan_c};
 
 /// Applies a `join` whose right side `r` is already evaluated (see `semijoin`).
@@ -558,6 +559,43 @@ fn typed_element(j: &serde_json::Value, ty: ColumnType) -> Value {
     }
 }
 
+/// The elements `mv-expand` makes of one dynamic value, read in place where they can be: an
+/// array's elements, a bag's properties (each a new one-property bag, or a `[key, value]`
+/// pair with `kind=array`), or the value itself (null for a value that is not dynamic).
+fn expand_json<'j>(
+    j: Option<&'j serde_json::Value>,
+    kind_array: bool,
+    e: &mut Vec<Cow<'j, serde_json::Value>>,
+) {
+    match j {
+        Some(serde_json::Value::Array(a)) => e.extend(a.iter().map(Cow::Borrowed)),
+        Some(serde_json::Value::Object(m)) => {
+            for (key, val) in m {
+                e.push(Cow::Owned(if kind_array {
+                    serde_json::json!([key, val])
+                } else {
+                    let mut one = serde_json::Map::new();
+                    one.insert(key.clone(), val.clone());
+                    serde_json::Value::Object(one)
+                }));
+            }
+        }
+        // Null → one row with null; another scalar → one row, unchanged.
+        Some(j) => e.push(Cow::Borrowed(j)),
+        None => e.push(Cow::Owned(serde_json::Value::Null)),
+    }
+}
+
+/// The rows `mv-expand` makes of a range of input rows.
+struct Expanded {
+    /// The input row of each output row.
+    rows: Vec<u32>,
+    /// Each expanded item's values.
+    data: Vec<Vec<Value>>,
+    /// The element's index in its array (`with_itemindex`).
+    index: Vec<Value>,
+}
+
 /// `mv-expand` [§2.10].
 fn mv_expand<'a>(
     eng: &Engine<'a>,
@@ -590,53 +628,62 @@ fn mv_expand<'a>(
         out_names.push(name);
         bound.push(b);
     }
+    let types: Vec<ColumnType> = items
+        .iter()
+        .map(|it| it.to_type.unwrap_or(ColumnType::Dynamic))
+        .collect();
+    // Ranges of rows expand on parallel threads; their outputs are joined in row order.
+    let chunks = crate::par::chunks(f.len, |range| {
+        let mut out = Expanded {
+            rows: Vec::new(),
+            data: vec![Vec::new(); items.len()],
+            index: Vec::new(),
+        };
+        let mut elems: Vec<Vec<Cow<'_, serde_json::Value>>> = vec![Vec::new(); items.len()];
+        for r in range {
+            let mut n = 0usize;
+            for (k, b) in bound.iter().enumerate() {
+                let e = &mut elems[k];
+                e.clear();
+                match dynamic_cell(&b.expr, f, r) {
+                    DynamicCell::Borrowed(j) => expand_json(Some(j), kind_array, e),
+                    DynamicCell::Value(Cow::Borrowed(v)) => expand_json(v.as_json(), kind_array, e),
+                    DynamicCell::Value(Cow::Owned(v)) => {
+                        let mut owned = Vec::new();
+                        expand_json(v.as_json(), kind_array, &mut owned);
+                        e.extend(owned.into_iter().map(|j| Cow::Owned(j.into_owned())));
+                    }
+                }
+                n = n.max(e.len());
+            }
+            let n = n.min(limit);
+            for i in 0..n {
+                out.rows.push(r as u32);
+                for (k, &ty) in types.iter().enumerate() {
+                    out.data[k].push(match elems[k].get(i) {
+                        Some(j) => typed_element(j, ty),
+                        None => ty.null_value(),
+                    });
+                }
+                if item_index.is_some() {
+                    out.index.push(Value::Long(i as i64));
+                }
+            }
+        }
+        out
+    });
     let mut rows: Vec<u32> = Vec::new();
     let mut data: Vec<Vec<Value>> = vec![Vec::new(); items.len()];
     let mut index: Vec<Value> = Vec::new();
-    let mut elems: Vec<Vec<serde_json::Value>> = vec![Vec::new(); items.len()];
-    for r in 0..f.len {
-        let mut n = 0usize;
-        for (k, b) in bound.iter().enumerate() {
-            let v = eval(&b.expr, f, r);
-            let e = &mut elems[k];
-            e.clear();
-            match v.as_json() {
-                Some(serde_json::Value::Array(a)) => e.extend(a.iter().cloned()),
-                Some(serde_json::Value::Object(m)) => {
-                    for (key, val) in m {
-                        e.push(if kind_array {
-                            serde_json::json!([key, val])
-                        } else {
-                            let mut one = serde_json::Map::new();
-                            one.insert(key.clone(), val.clone());
-                            serde_json::Value::Object(one)
-                        });
-                    }
-                }
-                // Null → one row with null; another scalar → one row, unchanged.
-                Some(j) => e.push(j.clone()),
-                None => e.push(serde_json::Value::Null),
-            }
-            n = n.max(e.len());
+    for c in chunks {
+        rows.extend(c.rows);
+        for (d, cd) in data.iter_mut().zip(c.data) {
+            d.extend(cd);
         }
-        let n = n.min(limit);
-        for i in 0..n {
-            rows.push(r as u32);
-            for (k, it) in items.iter().enumerate() {
-                let ty = it.to_type.unwrap_or(ColumnType::Dynamic);
-                data[k].push(match elems[k].get(i) {
-                    Some(j) => typed_element(j, ty),
-                    None => ty.null_value(),
-                });
-            }
-            if item_index.is_some() {
-                index.push(Value::Long(i as i64));
-            }
-        }
+        index.extend(c.index);
     }
     let mut out = f.gather(&rows);
-    for (k, it) in items.iter().enumerate() {
-        let ty = it.to_type.unwrap_or(ColumnType::Dynamic);
+    for (k, &ty) in types.iter().enumerate() {
         let col = Frame::owned_col(ty, std::mem::take(&mut data[k]));
         match out.index_of(&out_names[k]) {
             Some(c) => {

@@ -43,6 +43,19 @@ pub fn tasks<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> 
     (0..n).into_par_iter().with_max_len(1).map(f).collect()
 }
 
+/// `f` of consecutive ranges covering `0..n`, in order: one range on a small frame, a few per
+/// thread on a large one (for work whose output per row varies, such as `mv-expand`).
+pub fn chunks<T: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> T + Sync + Send) -> Vec<T> {
+    let threads = rayon::current_num_threads();
+    if n < MIN_PARALLEL_ROWS || threads == 1 {
+        return vec![f(0..n)];
+    }
+    let size = (n / (threads * 4)).max(MIN_TASK_ROWS);
+    let ranges: Vec<std::ops::Range<usize>> =
+        (0..n).step_by(size).map(|s| s..(s + size).min(n)).collect();
+    tasks(ranges.len(), |i| f(ranges[i].clone()))
+}
+
 /// The rows among `0..n` for which `keep` holds, ascending.
 pub fn filter(n: usize, keep: impl Fn(usize) -> bool + Sync + Send) -> Vec<u32> {
     if n < MIN_PARALLEL_ROWS {
@@ -66,6 +79,8 @@ mod tests {
             assert_eq!(map(n, |r| r * 2), (0..n).map(|r| r * 2).collect::<Vec<_>>());
             let odd: Vec<u32> = (0..n as u32).filter(|r| r % 3 == 1).collect();
             assert_eq!(filter(n, |r| r % 3 == 1), odd);
+            let joined: Vec<usize> = chunks(n, |r| r.collect::<Vec<_>>()).concat();
+            assert_eq!(joined, (0..n).collect::<Vec<_>>());
         }
     }
 }

@@ -949,6 +949,21 @@ fn path_ref<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> PathRef<'x> {
     }
 }
 
+/// A dynamic value read for `mv-expand`: borrowed from the frame where the expression is a
+/// column or a path into one (no copy of the tree), or evaluated.
+pub enum DynamicCell<'x> {
+    Borrowed(&'x serde_json::Value),
+    Value(Cow<'x, Value>),
+}
+
+/// The dynamic value of `e` at `row`, borrowed where it can be.
+pub fn dynamic_cell<'x>(e: &'x CExpr, f: &'x Frame<'_>, row: usize) -> DynamicCell<'x> {
+    match operand(e, f, row) {
+        Operand::J(j) => DynamicCell::Borrowed(j),
+        Operand::V(v) => DynamicCell::Value(v),
+    }
+}
+
 /// The left operand of a string operator: a value, or a borrowed dynamic sub-value.
 enum Operand<'x> {
     V(Cow<'x, Value>),
