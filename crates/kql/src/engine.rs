@@ -73,6 +73,8 @@ pub fn run_query(query: &str, db: &Database, opts: &QueryOptions) -> Result<Tabl
             }
         }
     }
+    // The lets' frames are not needed any more: what the result reads, it holds itself.
+    drop(eng);
     match result {
         Some((f, _)) => Ok(f.to_table("PrimaryResult")),
         None => Err(KqlError::new(

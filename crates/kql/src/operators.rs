@@ -285,7 +285,7 @@ fn compute_col<'a>(f: &Frame<'a>, b: &Bound) -> Col<'a> {
         return f.cols[c].clone();
     }
     let string = b.ty == ColumnType::String;
-    let data = crate::par::map(f.len, |r| {
+    let mut data = crate::par::map(f.len, |r| {
         let v = eval(&b.expr, f, r).into_owned();
         if string && v.is_null() {
             ColumnType::String.null_value()
@@ -293,7 +293,27 @@ fn compute_col<'a>(f: &Frame<'a>, b: &Bound) -> Col<'a> {
             v
         }
     });
+    if b.ty == ColumnType::Dynamic {
+        share_equal_dynamics(&mut data);
+    }
     Frame::owned_col(b.ty, data)
+}
+
+/// Makes equal dynamic values of a computed column one shared value: a bag or array built
+/// per row (`bag_pack`, `pack_array`, a path into each row's dynamic) mostly repeats a few
+/// values, and one copy of each keeps the query's memory near its input's.
+fn share_equal_dynamics(data: &mut [Value]) {
+    let mut seen: hashbrown::HashSet<std::sync::Arc<serde_json::Value>> = hashbrown::HashSet::new();
+    for v in data {
+        if let Value::Dynamic(j) = v {
+            match seen.get(&**j) {
+                Some(shared) => *j = shared.clone(),
+                None => {
+                    seen.insert(j.clone());
+                }
+            }
+        }
+    }
 }
 
 /// `project` (and `print` when `print` is set: unnamed columns are `print_<i>`) [§2.2, §2.14].
