@@ -578,7 +578,9 @@ fn json_key(j: &serde_json::Value) -> Value {
 }
 
 /// `arg_max`/`arg_min` computed while rows are grouped: feed every (row, group) to
-/// `visit`, then take the output columns from `finish`.
+/// `visit` (one stream per hash partition, merged with `merge`), then take the output columns
+/// from `finish`.
+#[derive(Clone)]
 pub struct ArgStream<'e> {
     key: &'e CExpr,
     want: std::cmp::Ordering,
@@ -624,6 +626,23 @@ impl<'e> ArgStream<'e> {
             self.best[g] = Some(v.into_owned());
             self.pick[g] = r as u32;
         }
+    }
+
+    /// The streams of the partitions (fed from clones of this empty one), each given with
+    /// the global number of each of its groups, as one stream of `ngroups` groups.
+    pub fn merge(self, parts: Vec<(ArgStream<'e>, Vec<u32>)>, ngroups: usize) -> ArgStream<'e> {
+        let mut out = ArgStream {
+            best: vec![None; ngroups],
+            pick: vec![NULL_ROW; ngroups],
+            ..self
+        };
+        for (part, global) in parts {
+            for ((best, pick), g) in part.best.into_iter().zip(part.pick).zip(global) {
+                out.best[g as usize] = best;
+                out.pick[g as usize] = pick;
+            }
+        }
+        out
     }
 
     pub fn finish<'a>(self, agg: &Agg, frame: &Frame<'a>) -> Vec<Col<'a>> {

@@ -127,26 +127,31 @@ impl Groups {
 /// hash partition, the partitions on parallel threads (a key's rows all fall in one
 /// partition); then, in row order, the groups numbered by first appearance.
 pub fn group_rows(frame: &Frame<'_>, keys: &[CExpr], skip_nulls: bool) -> Groups {
-    group_rows_visit(frame, keys, skip_nulls, |_, _| {})
+    group_rows_visit(frame, keys, skip_nulls, || (), |_, _, _| {}).0
 }
 
-/// One partition's grouping: its groups' first rows (ascending) and the local group of each of
-/// its rows, in row order.
-struct Partition {
+/// One partition's grouping: its groups' keys and the local group of each of its rows, in
+/// row order, and its visitor's state.
+struct Partition<S> {
+    state: S,
     table: HashTable<(u64, u32)>,
     /// The key values of each local group, `nk` per group.
     keys: Vec<Value>,
     of_row: Vec<u32>,
 }
 
-/// `group_rows`, calling `visit(row, group)` for each grouped row in row order (so an
-/// aggregate can be computed without another pass over the rows).
-pub fn group_rows_visit(
+/// `group_rows`, calling `visit(state, row, group)` for each grouped row during the probes
+/// (so an aggregate can be computed without another pass over the rows). Each hash partition
+/// has a `state` of its own (`new_state()`) and numbers its groups itself: a partition's rows
+/// are visited in row order, and all the rows of a group are in one partition. Returned with
+/// the groups: each partition's state and the global number of each of its groups.
+pub fn group_rows_visit<S: Send>(
     frame: &Frame<'_>,
     keys: &[CExpr],
     skip_nulls: bool,
-    mut visit: impl FnMut(usize, u32),
-) -> Groups {
+    new_state: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, usize, u32) + Sync,
+) -> (Groups, Vec<(S, Vec<u32>)>) {
     let n = frame.len;
     let nk = keys.len();
     let cols: Option<Vec<usize>> = keys
@@ -192,8 +197,9 @@ pub fn group_rows_visit(
         }
     });
     let nparts = crate::par::partitions(n);
-    let probe = |p: usize| -> Partition {
+    let probe = |p: usize| -> Partition<S> {
         let mut part = Partition {
+            state: new_state(),
             table: HashTable::new(),
             keys: Vec::new(),
             of_row: Vec::new(),
@@ -216,10 +222,11 @@ pub fn group_rows_visit(
                 }
             };
             part.of_row.push(g);
+            visit(&mut part.state, row, g);
         }
         part
     };
-    let mut parts: Vec<Partition> = crate::par::tasks(nparts, probe);
+    let mut parts: Vec<Partition<S>> = crate::par::tasks(nparts, probe);
     // Global numbers in order of first appearance: a partition's local groups first appear
     // in the order of their numbers.
     let mut global: Vec<Vec<u32>> = parts
@@ -250,18 +257,24 @@ pub fn group_rows_visit(
             global[p][local]
         };
         of_row.push(g);
-        visit(row, g);
     }
     for (part, global) in parts.iter_mut().zip(&global) {
         for (_, g) in part.table.iter_mut() {
             *g = global[*g as usize];
         }
     }
-    Groups {
+    let mut tables = Vec::with_capacity(nparts);
+    let mut states = Vec::with_capacity(nparts);
+    for (part, global) in parts.into_iter().zip(global) {
+        tables.push(part.table);
+        states.push((part.state, global));
+    }
+    let groups = Groups {
         of_row,
         first_row,
         keys: group_keys,
         nkeys: nk,
-        tables: parts.into_iter().map(|p| p.table).collect(),
-    }
+        tables,
+    };
+    (groups, states)
 }

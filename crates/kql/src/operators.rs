@@ -462,9 +462,15 @@ fn summarize<'a>(
     let mut streamed: Option<Vec<Col<'a>>> = None;
     let groups: Groups = match (bound_aggs.as_slice(), keys.is_empty()) {
         ([only], false) => match aggregates::ArgStream::new(only) {
-            Some(mut st) => {
-                let g = group_rows_visit(f, &key_exprs, false, |r, g| st.visit(f, r, g));
-                streamed = Some(st.finish(only, f));
+            Some(st) => {
+                let (g, parts) = group_rows_visit(
+                    f,
+                    &key_exprs,
+                    false,
+                    || st.clone(),
+                    |s, r, g| s.visit(f, r, g),
+                );
+                streamed = Some(st.merge(parts, g.len()).finish(only, f));
                 g
             }
             None => group_rows(f, &key_exprs, false),
