@@ -58,6 +58,8 @@ const QUERIES: &[&str] = &[
     "T | where N % 7 == 3 and Status != 'Closed' | extend Up = toupper(Name), Next = At + 1m",
     "T | summarize n = count(), last = max(At) by Name | order by Name asc",
     "T | distinct Name, Status",
+    "T | summarize arg_max(At, *) by Name",
+    "T | summarize arg_min(N, Name, At) by Status, Bucket = N % 1000",
     "T | mv-expand Id = Ids to typeof(string) | join kind=inner (T | where N % 2 == 0 | project Name, N2 = N) on Name | where N2 < 2000",
     "union (T | where N < 40000), (T | where N >= 60000 | project N, Name) | extend S = strcat(Name, '/', tostring(N))",
 ];
@@ -97,6 +99,25 @@ fn a_large_filter_and_computed_column_keep_every_row_in_order() {
         };
         assert_eq!(up.as_ref(), name.to_uppercase());
     }
-    let union = run_on(4, &db, QUERIES[4]);
+    let union = run_on(4, &db, QUERIES[6]);
     assert_eq!(union.rows.len(), 40_000 + 40_000);
+}
+
+#[test]
+fn a_large_arg_max_picks_each_names_last_row() {
+    let mut db = Database::new();
+    db.insert("T", table());
+    let t = run_on(4, &db, QUERIES[3]);
+    // `At` grows with `N`: a name's latest row is its last one.
+    let mut last = std::collections::HashMap::new();
+    for i in 0..ROWS as i64 {
+        last.insert(format!("name-{}", i * 31 % 997), i);
+    }
+    assert_eq!(t.rows.len(), last.len());
+    for r in &t.rows {
+        let (Value::String(name), Value::Long(n)) = (&r[0], &r[2]) else {
+            panic!("Name, At, N, …: {r:?}");
+        };
+        assert_eq!(Some(n), last.get(name.as_ref()), "{name}");
+    }
 }
