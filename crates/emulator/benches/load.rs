@@ -135,6 +135,9 @@ struct History {
     done: bool,
     /// Bytes produced so far.
     produced: usize,
+    /// (incidents produced, RSS MiB, peak RSS MiB) at each quarter of the history: how the
+    /// memory grows while the scenario is read and applied.
+    marks: Vec<(usize, f64, f64)>,
 }
 
 impl History {
@@ -147,6 +150,7 @@ impl History {
             pos: 0,
             done: false,
             produced: 0,
+            marks: Vec::new(),
         }
     }
 
@@ -231,6 +235,9 @@ impl std::io::Read for History {
             if self.done {
                 return Ok(0);
             }
+            if self.next > 0 && self.next % (self.incidents / 4).max(1) == 0 {
+                self.marks.push((self.next, rss_mib(), peak_rss_mib()));
+            }
             self.buf = if self.next < self.incidents {
                 self.next += 1;
                 self.incident(self.next - 1).into_bytes()
@@ -293,6 +300,9 @@ async fn main() {
             history.produced as f64 / 1048576.0,
             t.elapsed()
         );
+        for (n, rss, peak) in &history.marks {
+            println!("  read and applied {n} incidents: RSS {rss:.0} MiB, peak RSS {peak:.0} MiB");
+        }
         scenario
     };
     println!(

@@ -375,6 +375,17 @@ fn guid_like(s: &str) -> bool {
 impl Platform {
     /// Builds the platform a scenario describes (applying its events in order).
     pub fn from_spec(spec: &ScenarioSpec) -> Result<Platform, ScenarioError> {
+        let mut platform = Self::without_events(spec)?;
+        let now = platform.start;
+        for ev in &spec.events {
+            platform.apply(ev, now)?;
+        }
+        Ok(platform)
+    }
+
+    /// The platform of a scenario's fields other than its events (checked as `from_spec`
+    /// checks them), before any event: apply the events with `apply(ev, platform.start)`.
+    pub(crate) fn without_events(spec: &ScenarioSpec) -> Result<Platform, ScenarioError> {
         let now = DateTime::parse_from_rfc3339(&spec.now)
             .map_err(|e| ScenarioError::at("now", format!("bad time {:?}: {e}", spec.now)))?
             .with_timezone(&Utc);
@@ -507,7 +518,7 @@ impl Platform {
             });
         }
         let tables = vec![WorkspaceTables::default(); workspaces.len()];
-        let mut platform = Platform {
+        Ok(Platform {
             tenant_id: spec.tenant_id.clone(),
             workspaces,
             principals,
@@ -525,11 +536,7 @@ impl Platform {
             alert_by_dfc_name: HashMap::new(),
             incident_by_name: HashMap::new(),
             incidents_by_alert: HashMap::new(),
-        };
-        for ev in &spec.events {
-            platform.apply(ev, now)?;
-        }
-        Ok(platform)
+        })
     }
 
     // ---------------------------------------------------------------- lookups
