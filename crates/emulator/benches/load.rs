@@ -48,6 +48,23 @@ fn status_mib(key: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The CPU time (user + system) the process has used, in seconds (`/proc/self/stat`, ticks of
+/// 1/100 s): on a shared machine it varies far less than the wall time.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's closing parenthesis: state is the 3rd field of the line,
+    // utime the 14th and stime the 15th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let field = |n: usize| {
+        after
+            .split_whitespace()
+            .nth(n - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (field(14) + field(15)) / 100.0
+}
+
 fn guid(n: u64, tag: u64) -> String {
     format!(
         "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
@@ -135,6 +152,9 @@ struct History {
     done: bool,
     /// Bytes produced so far.
     produced: usize,
+    /// (incidents produced, RSS MiB, peak RSS MiB) at each quarter of the history: how the
+    /// memory grows while the scenario is read and applied.
+    marks: Vec<(usize, f64, f64)>,
 }
 
 impl History {
@@ -147,6 +167,7 @@ impl History {
             pos: 0,
             done: false,
             produced: 0,
+            marks: Vec::new(),
         }
     }
 
@@ -231,6 +252,9 @@ impl std::io::Read for History {
             if self.done {
                 return Ok(0);
             }
+            if self.next > 0 && self.next % (self.incidents / 4).max(1) == 0 {
+                self.marks.push((self.next, rss_mib(), peak_rss_mib()));
+            }
             self.buf = if self.next < self.incidents {
                 self.next += 1;
                 self.incident(self.next - 1).into_bytes()
@@ -270,6 +294,7 @@ async fn main() {
     let alert_rows = env_usize("EMU_BENCH_ALERT_ROWS", 1_000_000);
     let import = std::env::var("EMU_BENCH_SHAPE").is_ok_and(|v| v == "import");
     let t = Instant::now();
+    let cpu = cpu_secs();
     let scenario = if import {
         let text = scenario_text(incidents, alert_rows);
         println!(
@@ -293,12 +318,17 @@ async fn main() {
             history.produced as f64 / 1048576.0,
             t.elapsed()
         );
+        for (n, rss, peak) in &history.marks {
+            println!("  read and applied {n} incidents: RSS {rss:.0} MiB, peak RSS {peak:.0} MiB");
+        }
         scenario
     };
     println!(
-        "after load: peak RSS {:.0} MiB, RSS {:.0} MiB",
+        "after load: peak RSS {:.0} MiB, RSS {:.0} MiB; CPU time of the load {:.1} s (wall {:.1} s)",
         peak_rss_mib(),
-        rss_mib()
+        rss_mib(),
+        cpu_secs() - cpu,
+        t.elapsed().as_secs_f64()
     );
 
     let t = Instant::now();

@@ -375,6 +375,17 @@ fn guid_like(s: &str) -> bool {
 impl Platform {
     /// Builds the platform a scenario describes (applying its events in order).
     pub fn from_spec(spec: &ScenarioSpec) -> Result<Platform, ScenarioError> {
+        let mut platform = Self::without_events(spec)?;
+        let now = platform.start;
+        for ev in &spec.events {
+            platform.apply(ev, now)?;
+        }
+        Ok(platform)
+    }
+
+    /// The platform of a scenario's fields other than its events (checked as `from_spec`
+    /// checks them), before any event: apply the events with `apply(ev, platform.start)`.
+    pub(crate) fn without_events(spec: &ScenarioSpec) -> Result<Platform, ScenarioError> {
         let now = DateTime::parse_from_rfc3339(&spec.now)
             .map_err(|e| ScenarioError::at("now", format!("bad time {:?}: {e}", spec.now)))?
             .with_timezone(&Utc);
@@ -507,7 +518,7 @@ impl Platform {
             });
         }
         let tables = vec![WorkspaceTables::default(); workspaces.len()];
-        let mut platform = Platform {
+        Ok(Platform {
             tenant_id: spec.tenant_id.clone(),
             workspaces,
             principals,
@@ -525,11 +536,7 @@ impl Platform {
             alert_by_dfc_name: HashMap::new(),
             incident_by_name: HashMap::new(),
             incidents_by_alert: HashMap::new(),
-        };
-        for ev in &spec.events {
-            platform.apply(ev, now)?;
-        }
-        Ok(platform)
+        })
     }
 
     // ---------------------------------------------------------------- lookups
@@ -1422,19 +1429,19 @@ impl Platform {
             resource_upper = resource_upper.to_uppercase();
         }
         let cells = vec![
-            ("TenantId", string(w.customer_id.clone())),
+            ("TenantId", string(&w.customer_id)),
             ("TimeGenerated", time(at)),
-            ("DisplayName", string(a.display_name.clone())),
-            ("AlertName", string(a.display_name.clone())),
-            ("AlertSeverity", string(a.severity.clone())),
-            ("Description", string(a.description.clone())),
-            ("ProviderName", string(a.provider_name.clone())),
-            ("VendorName", string(a.vendor_name.clone())),
-            ("VendorOriginalId", string(a.vendor_original_id.clone())),
-            ("SystemAlertId", string(a.system_alert_id.clone())),
+            ("DisplayName", string(&a.display_name)),
+            ("AlertName", string(&a.display_name)),
+            ("AlertSeverity", string(&a.severity)),
+            ("Description", string(&a.description)),
+            ("ProviderName", string(&a.provider_name)),
+            ("VendorName", string(&a.vendor_name)),
+            ("VendorOriginalId", string(&a.vendor_original_id)),
+            ("SystemAlertId", string(&a.system_alert_id)),
             ("ResourceId", string(resource_upper)),
             ("SourceComputerId", string(String::new())),
-            ("AlertType", string(a.alert_type.clone())),
+            ("AlertType", string(&a.alert_type)),
             ("ConfidenceLevel", string(String::new())),
             ("ConfidenceScore", Cell::Null),
             ("IsIncident", Cell::Bool(false)),
@@ -1448,15 +1455,15 @@ impl Platform {
             ("ExtendedProperties", string(ext.to_string())),
             ("Entities", string(entities.to_string())),
             ("SourceSystem", string("Detection")),
-            ("WorkspaceSubscriptionId", string(w.subscription_id.clone())),
-            ("WorkspaceResourceGroup", string(w.resource_group.clone())),
+            ("WorkspaceSubscriptionId", string(&w.subscription_id)),
+            ("WorkspaceResourceGroup", string(&w.resource_group)),
             ("ExtendedLinks", string(String::new())),
-            ("ProductName", string(a.product_name.clone())),
-            ("ProductComponentName", string(a.product_component.clone())),
-            ("AlertLink", string(a.alert_link.clone())),
-            ("Status", string(a.table_status.clone())),
-            ("CompromisedEntity", string(a.compromised_entity.clone())),
-            ("Tactics", string(a.intent.clone())),
+            ("ProductName", string(&a.product_name)),
+            ("ProductComponentName", string(&a.product_component)),
+            ("AlertLink", string(&a.alert_link)),
+            ("Status", string(&a.table_status)),
+            ("CompromisedEntity", string(&a.compromised_entity)),
+            ("Tactics", string(&a.intent)),
             ("Techniques", string(String::new())),
             ("SubTechniques", string(String::new())),
             ("Type", string("SecurityAlert")),
@@ -1507,10 +1514,10 @@ impl Platform {
         let opt_str = |s: &Option<String>| string(s.clone().unwrap_or_default());
         let opt_time = |t: Option<DateTime<Utc>>| t.map(Cell::DateTime).unwrap_or(Cell::Null);
         let cells = vec![
-            ("TenantId", string(w.customer_id.clone())),
+            ("TenantId", string(&w.customer_id)),
             ("TimeGenerated", time(at)),
-            ("IncidentName", string(i.name.clone())),
-            ("Title", string(i.title.clone())),
+            ("IncidentName", string(&i.name)),
+            ("Title", string(&i.title)),
             (
                 "Description",
                 string(if w.defender_portal {
@@ -1519,14 +1526,14 @@ impl Platform {
                     i.description.clone()
                 }),
             ),
-            ("Severity", string(i.severity.clone())),
-            ("Status", string(i.status.clone())),
+            ("Severity", string(&i.severity)),
+            ("Status", string(&i.status)),
             ("Classification", opt_str(&i.classification)),
             ("ClassificationComment", opt_str(&i.classification_comment)),
             ("ClassificationReason", opt_str(&i.classification_reason)),
             ("Owner", Cell::dynamic(table_owner(&i.owner))),
-            ("ProviderName", string(i.provider_name.clone())),
-            ("ProviderIncidentId", string(i.provider_incident_id.clone())),
+            ("ProviderName", string(&i.provider_name)),
+            ("ProviderIncidentId", string(&i.provider_incident_id)),
             ("FirstActivityTime", opt_time(i.first_activity)),
             ("LastActivityTime", opt_time(i.last_activity)),
             ("FirstModifiedTime", time(i.first_modified)),
@@ -1545,7 +1552,7 @@ impl Platform {
             ("Labels", Cell::dynamic(Json::Array(labels))),
             ("IncidentUrl", string(url)),
             ("AdditionalData", Cell::dynamic(additional)),
-            ("ModifiedBy", string(i.modified_by.clone())),
+            ("ModifiedBy", string(&i.modified_by)),
             ("SourceSystem", string("Azure")),
             ("Type", string("SecurityIncident")),
         ];
@@ -1595,7 +1602,7 @@ impl Platform {
             };
             // Log Analytics sets `TenantId` (the workspace's id) on every row it ingests.
             if let Some(c) = kind.col("TenantId") {
-                cells[c] = string(customer_id.clone());
+                cells[c] = string(&customer_id);
             }
             if let Some(c) = kind.col("Type")
                 && cells[c] == Cell::Null

@@ -14,6 +14,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::Value as Json;
 
 use crate::platform::Platform;
+use crate::scenario_read::{self, Loaded, Streamed};
 use crate::table::{Cell, ColType, TableKind, cell_from_json};
 
 /// A scenario that failed to load: the JSON path of the bad field and what is wrong with it.
@@ -55,26 +56,50 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Parses and checks a scenario, and builds the platform it describes.
+    /// Parses and checks a scenario, and builds the platform it describes (events applied as
+    /// they are read when the other fields come first; any order of the fields is read).
     pub fn from_json_str(text: &str) -> Result<Scenario, ScenarioError> {
-        let spec = crate::scenario_read::read(serde_json::Deserializer::from_str(text))?;
-        Self::from_spec(spec)
+        match scenario_read::read_streaming(serde_json::Deserializer::from_str(text))? {
+            Streamed::Loaded(l) => Ok(Self::from_loaded(*l)),
+            Streamed::FieldAfterEvents { .. } => Ok(Self::from_loaded(
+                scenario_read::read_buffered(serde_json::Deserializer::from_str(text))?,
+            )),
+        }
     }
 
-    /// Reads a scenario streaming, event by event (a large scenario is never held whole).
+    /// Reads a scenario streaming, event by event, each applied as soon as it is read (a
+    /// large scenario is never held whole): the top-level fields other than `events` must
+    /// come before it (a field after events that were applied is refused, naming the field;
+    /// `from_json_str` and `from_file` read any order).
     pub fn from_reader(reader: impl std::io::Read) -> Result<Scenario, ScenarioError> {
-        let spec = crate::scenario_read::read(serde_json::Deserializer::from_reader(reader))?;
-        Self::from_spec(spec)
+        match scenario_read::read_streaming(serde_json::Deserializer::from_reader(reader))? {
+            Streamed::Loaded(l) => Ok(Self::from_loaded(*l)),
+            Streamed::FieldAfterEvents { key } => Err(ScenarioError::at(
+                key,
+                "comes after `events`, which were applied as they were read: a scenario read \
+                 from a stream gives its other fields before its events",
+            )),
+        }
     }
 
-    /// Reads a scenario file, streaming.
+    /// Reads a scenario file, streaming (read a second time, keeping the events until the
+    /// end, when a top-level field comes after them).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|source| ScenarioError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_reader(std::io::BufReader::with_capacity(1 << 20, file))
+        let open = || {
+            std::fs::File::open(path)
+                .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+                .map_err(|source| ScenarioError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+        };
+        match scenario_read::read_streaming(serde_json::Deserializer::from_reader(open()?))? {
+            Streamed::Loaded(l) => Ok(Self::from_loaded(*l)),
+            Streamed::FieldAfterEvents { .. } => Ok(Self::from_loaded(
+                scenario_read::read_buffered(serde_json::Deserializer::from_reader(open()?))?,
+            )),
+        }
     }
 
     /// Checks a scenario given as a JSON value.
@@ -89,14 +114,15 @@ impl Scenario {
     }
 
     /// Builds the platform of a parsed scenario.
-    fn from_spec(mut spec: ScenarioSpec) -> Result<Scenario, ScenarioError> {
-        let initial = Platform::from_spec(&spec)?;
-        // The events now live in the platform (its model and tables): keep no second copy.
-        spec.events = Vec::new();
-        Ok(Scenario {
-            spec,
-            initial: Arc::new(initial),
-        })
+    fn from_spec(spec: ScenarioSpec) -> Result<Scenario, ScenarioError> {
+        Loaded::from_spec(spec).map(Self::from_loaded)
+    }
+
+    fn from_loaded(l: Loaded) -> Scenario {
+        Scenario {
+            spec: l.spec,
+            initial: Arc::new(l.platform),
+        }
     }
 
     /// The platform state the scenario describes.

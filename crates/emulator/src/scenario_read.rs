@@ -1,7 +1,13 @@
 //! Reads scenario text streaming: the top-level fields and each event are deserialized one by
 //! one from the reader, and the rows of `rows` events go straight into typed cells
-//! (`ImportRows`), so a large scenario is never held as one `serde_json::Value` tree. Errors
-//! carry the JSON path of the bad field, as `Scenario::from_json_value` reports them.
+//! (`ImportRows`), so a large scenario is never held as one `serde_json::Value` tree. When the
+//! other fields come before `events` (as scenario files write them), each event is applied to
+//! the platform as soon as it is read and then dropped, so the events are never held together
+//! either ([`read_streaming`]); otherwise they are kept until the whole text is read
+//! ([`read_buffered`]). Both report the same error for the same text: the first error of the
+//! text's syntax or of an event's shape (in text order), then a top-level field, then an
+//! event that cannot apply (in event order). Errors carry the JSON path of the bad field, as
+//! `Scenario::from_json_value` reports them.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -9,19 +15,88 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
+use crate::platform::Platform;
 use crate::scenario::{
     Event, EventSpec, ImportRows, ScenarioError, ScenarioSpec, from_value_at, join_path,
     parse_event,
 };
 
-/// Reads a whole scenario (its spec, with its events parsed) from a `serde_json` reader.
-pub fn read<'de, R: serde_json::de::Read<'de>>(
+/// A scenario read and applied: its fields (no events) and the platform they describe.
+pub struct Loaded {
+    pub spec: ScenarioSpec,
+    pub platform: Platform,
+}
+
+/// What [`read_streaming`] read.
+pub enum Streamed {
+    /// The scenario, loaded.
+    Loaded(Box<Loaded>),
+    /// The events were applied as they were read, but the top-level field `key` comes after
+    /// them (and could change what they do): the text must be read again with
+    /// [`read_buffered`].
+    FieldAfterEvents { key: String },
+}
+
+/// Reads a scenario, applying each event as soon as it is read when the other fields come
+/// before `events` and describe a valid platform (otherwise the events are kept until the end,
+/// as [`read_buffered`] does).
+pub fn read_streaming<'de, R: serde_json::de::Read<'de>>(
+    de: serde_json::Deserializer<R>,
+) -> Result<Streamed, ScenarioError> {
+    let doc = read_doc(de, true)?;
+    let Some(applied) = doc.applied else {
+        return loaded(doc.fields, doc.events).map(|l| Streamed::Loaded(Box::new(l)));
+    };
+    if let Some(key) = doc.field_after_events {
+        return Ok(Streamed::FieldAfterEvents { key });
+    }
+    if let Some(e) = applied.error {
+        return Err(e);
+    }
+    Ok(Streamed::Loaded(Box::new(Loaded {
+        spec: applied.spec,
+        platform: applied.platform,
+    })))
+}
+
+/// Reads a whole scenario, keeping its events until the text is read, then builds the
+/// platform (any order of the top-level fields).
+pub fn read_buffered<'de, R: serde_json::de::Read<'de>>(
+    de: serde_json::Deserializer<R>,
+) -> Result<Loaded, ScenarioError> {
+    let doc = read_doc(de, false)?;
+    loaded(doc.fields, doc.events)
+}
+
+impl Loaded {
+    /// The platform of a parsed scenario (its events applied, then dropped from the spec).
+    pub fn from_spec(mut spec: ScenarioSpec) -> Result<Loaded, ScenarioError> {
+        let platform = Platform::from_spec(&spec)?;
+        // The events now live in the platform (its model and tables): keep no second copy.
+        spec.events = Vec::new();
+        Ok(Loaded { spec, platform })
+    }
+}
+
+/// The scenario of top-level `fields` and parsed `events`.
+fn loaded(fields: Map<String, Json>, events: Vec<EventSpec>) -> Result<Loaded, ScenarioError> {
+    let mut spec: ScenarioSpec = from_value_at("", Json::Object(fields))?;
+    spec.events = events;
+    Loaded::from_spec(spec)
+}
+
+/// Reads the document (syntax and event shapes checked, trailing text refused).
+fn read_doc<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
-) -> Result<ScenarioSpec, ScenarioError> {
+    stream: bool,
+) -> Result<Doc, ScenarioError> {
     let failure = RefCell::new(None);
     let mut track = serde_path_to_error::Track::new();
-    let result = DocSeed { failure: &failure }
-        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
+    let result = DocSeed {
+        failure: &failure,
+        stream,
+    }
+    .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
     let doc = match result {
         Ok(doc) => doc,
         Err(e) => {
@@ -40,15 +115,48 @@ pub fn read<'de, R: serde_json::de::Read<'de>>(
     };
     de.end()
         .map_err(|e| ScenarioError::at("$", format!("not valid JSON: {e}")))?;
-    let mut spec: ScenarioSpec = from_value_at("", Json::Object(doc.fields))?;
-    spec.events = doc.events;
-    Ok(spec)
+    Ok(doc)
 }
 
-/// The top-level object: its fields other than `events`, and the events parsed.
+/// The top-level object: its fields other than `events`, and the events parsed (or applied).
 struct Doc {
     fields: Map<String, Json>,
+    /// The events kept (none when they were applied as read).
     events: Vec<EventSpec>,
+    /// The platform the events were applied to as they were read.
+    applied: Option<Applied>,
+    /// The first top-level key after `events` when they were applied as read.
+    field_after_events: Option<String>,
+}
+
+/// A platform built from the fields before `events`, with the events applied as read.
+struct Applied {
+    spec: ScenarioSpec,
+    platform: Platform,
+    /// The first event that could not apply (the later ones are then only read).
+    error: Option<ScenarioError>,
+}
+
+impl Applied {
+    /// The platform of the fields read so far, when they make a valid scenario without events.
+    fn start(fields: &Map<String, Json>) -> Option<Applied> {
+        let spec: ScenarioSpec = from_value_at("", Json::Object(fields.clone())).ok()?;
+        let platform = Platform::without_events(&spec).ok()?;
+        Some(Applied {
+            spec,
+            platform,
+            error: None,
+        })
+    }
+
+    /// Applies one event (unless one failed already).
+    fn apply(&mut self, ev: &EventSpec) {
+        if self.error.is_none()
+            && let Err(e) = self.platform.apply(ev, self.platform.start)
+        {
+            self.error = Some(e);
+        }
+    }
 }
 
 /// A scenario error found while streaming (serde's error type cannot carry its path).
@@ -56,6 +164,8 @@ type Failure<'a> = &'a RefCell<Option<ScenarioError>>;
 
 struct DocSeed<'a> {
     failure: Failure<'a>,
+    /// Apply the events as they are read when the fields before them allow it.
+    stream: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for DocSeed<'_> {
@@ -76,12 +186,27 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
         let mut doc = Doc {
             fields: Map::new(),
             events: Vec::new(),
+            applied: None,
+            field_after_events: None,
         };
         while let Some(key) = map.next_key::<String>()? {
+            if doc.applied.is_some() && doc.field_after_events.is_none() {
+                // Also a second `events`: what it replaces was applied already.
+                doc.field_after_events = Some(key.clone());
+            }
             if key == "events" {
+                let mut applied = if self.stream && doc.applied.is_none() {
+                    Applied::start(&doc.fields)
+                } else {
+                    None
+                };
                 doc.events = map.next_value_seed(EventsSeed {
                     failure: self.failure,
+                    applied: applied.as_mut(),
                 })?;
+                if applied.is_some() {
+                    doc.applied = applied;
+                }
             } else {
                 let value = map.next_value::<Json>()?;
                 doc.fields.insert(key, value);
@@ -93,6 +218,8 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
 
 struct EventsSeed<'a> {
     failure: Failure<'a>,
+    /// Where each event is applied as soon as it is read (none: the events are kept).
+    applied: Option<&'a mut Applied>,
 }
 
 impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
@@ -109,13 +236,18 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
         f.write_str("an array of events")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<EventSpec>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Vec<EventSpec>, A::Error> {
         let mut events = Vec::new();
+        let mut index = 0;
         while let Some(ev) = seq.next_element_seed(EventSeed {
             failure: self.failure,
-            index: events.len(),
+            index,
         })? {
-            events.push(ev);
+            index += 1;
+            match self.applied.as_deref_mut() {
+                Some(applied) => applied.apply(&ev),
+                None => events.push(ev),
+            }
         }
         Ok(events)
     }

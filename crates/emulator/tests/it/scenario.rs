@@ -16,7 +16,100 @@ fn err_path(f: impl FnOnce(&mut Value)) -> String {
     assert_eq!(streamed.path(), e.path(), "{streamed}");
     let read = Scenario::from_reader(v.to_string().as_bytes()).unwrap_err();
     assert_eq!(read.path(), e.path(), "{read}");
+    // `to_string` writes the keys sorted (`events` before `now`), so the events above were
+    // kept until the end; with the other fields first they are applied as they are read, and
+    // the error is the same.
+    let text = fields_first(&v);
+    let streamed = Scenario::from_json_str(&text).unwrap_err();
+    assert_eq!(streamed.path(), e.path(), "{streamed}");
+    let read = Scenario::from_reader(text.as_bytes()).unwrap_err();
+    assert_eq!(read.path(), e.path(), "{read}");
     e.path().to_string()
+}
+
+/// The scenario's text with `events` after the other top-level fields (as scenario files are
+/// written), then `after` (fields written after the events).
+fn fields_first_then(v: &Value, after: &[(&str, Value)]) -> String {
+    let obj = v.as_object().expect("a scenario is an object");
+    let mut parts: Vec<String> = obj
+        .iter()
+        .filter(|(k, _)| k.as_str() != "events")
+        .map(|(k, x)| format!("{}:{x}", json!(k)))
+        .collect();
+    if let Some(events) = obj.get("events") {
+        parts.push(format!("\"events\":{events}"));
+    }
+    parts.extend(after.iter().map(|(k, x)| format!("{}:{x}", json!(k))));
+    format!("{{{}}}", parts.join(","))
+}
+
+fn fields_first(v: &Value) -> String {
+    fields_first_then(v, &[])
+}
+
+/// Both tables of the first workspace, and the model's sizes, are equal.
+fn same_platform(a: &Scenario, b: &Scenario) {
+    let (pa, pb) = (a.platform(), b.platform());
+    assert_eq!(pa.incidents.len(), pb.incidents.len());
+    assert_eq!(pa.alerts.len(), pb.alerts.len());
+    assert_eq!(pa.limits.default_page_size, pb.limits.default_page_size);
+    for kind in [
+        emulator::table::TableKind::SecurityIncident,
+        emulator::table::TableKind::SecurityAlert,
+    ] {
+        assert_eq!(pa.tables[0].rows(kind), pb.tables[0].rows(kind));
+    }
+}
+
+#[test]
+fn events_after_the_other_fields_are_applied_as_read_and_any_order_still_loads() {
+    let demo: Value = serde_json::from_str(DEMO).unwrap();
+    let by_value = Scenario::from_json_value(demo.clone()).unwrap();
+    let text = fields_first(&demo);
+    for s in [
+        Scenario::from_json_str(&text).unwrap(),
+        Scenario::from_reader(text.as_bytes()).unwrap(),
+        Scenario::from_json_str(&demo.to_string()).unwrap(),
+        Scenario::from_reader(demo.to_string().as_bytes()).unwrap(),
+    ] {
+        same_platform(&s, &by_value);
+        assert!(s.spec.events.is_empty());
+    }
+
+    // A field after events that were applied as read: the text is read again (the field can
+    // change what the events do), so `from_json_str` and `from_file` load what the value
+    // path loads; `from_reader` cannot read twice and refuses, naming the field.
+    let mut with_limits = demo.clone();
+    with_limits["limits"] = json!({"default_page_size": 7});
+    let by_value = Scenario::from_json_value(with_limits.clone()).unwrap();
+    assert_eq!(by_value.platform().limits.default_page_size, 7);
+    let mut without = demo.clone();
+    without.as_object_mut().unwrap().remove("limits");
+    let late = fields_first_then(&without, &[("limits", json!({"default_page_size": 7}))]);
+    same_platform(&Scenario::from_json_str(&late).unwrap(), &by_value);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("late.json");
+    std::fs::write(&file, &late).unwrap();
+    same_platform(&Scenario::from_file(&file).unwrap(), &by_value);
+    let e = Scenario::from_reader(late.as_bytes()).unwrap_err();
+    assert_eq!(e.path(), "limits", "{e}");
+    assert!(e.to_string().contains("after `events`"), "{e}");
+
+    // The workspace the events name comes after them: applied as read they would fail, but
+    // the text is read again and loads; `from_reader` names the late field, not the event.
+    let mut workspaces_late = demo.clone();
+    let ws = workspaces_late
+        .as_object_mut()
+        .unwrap()
+        .remove("workspaces")
+        .unwrap();
+    let late = fields_first_then(&workspaces_late, &[("workspaces", ws)]);
+    same_platform(
+        &Scenario::from_json_str(&late).unwrap(),
+        &Scenario::from_json_value(demo.clone()).unwrap(),
+    );
+    let e = Scenario::from_reader(late.as_bytes()).unwrap_err();
+    assert_eq!(e.path(), "workspaces", "{e}");
 }
 
 #[test]
@@ -120,6 +213,15 @@ fn dangling_references_are_refused() {
     assert_eq!(
         err_path(|v| v["events"][1]["status"] = json!("Gone")),
         "events[1].status"
+    );
+    // An event that cannot apply, then a later one of a bad shape: the shape is reported, as
+    // when every event is read before any applies.
+    assert_eq!(
+        err_path(|v| {
+            v["events"][0]["workspace"] = json!("nope");
+            v["events"][5]["colour"] = json!(1);
+        }),
+        "events[5].colour"
     );
     assert_eq!(
         err_path(|v| v["events"][0]["do"] = json!("explode")),
