@@ -17,6 +17,9 @@
 
 use std::io::Write;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, anyhow};
 
 fn load(path: &str) -> anyhow::Result<kql::Table> {
