@@ -251,17 +251,14 @@ pub fn gather_cols<'a>(cols: impl IntoIterator<Item = Col<'a>>, idx: &[u32]) -> 
                 Some(s) => cache
                     .entry(Arc::as_ptr(s) as usize)
                     .or_insert_with(|| {
-                        Arc::new(
-                            idx.iter()
-                                .map(|&i| {
-                                    if i == NULL_ROW {
-                                        NULL_ROW
-                                    } else {
-                                        s[i as usize]
-                                    }
-                                })
-                                .collect(),
-                        )
+                        Arc::new(crate::par::map(idx.len(), |k| {
+                            let i = idx[k];
+                            if i == NULL_ROW {
+                                NULL_ROW
+                            } else {
+                                s[i as usize]
+                            }
+                        }))
                     })
                     .clone(),
             };
