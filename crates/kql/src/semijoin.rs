@@ -230,7 +230,7 @@ fn indexed(col: &Col<'_>, len: usize, keys: &HashSet<&str>, ty: ColumnType) -> O
     let index = t.key_index(c)?;
     let mut rows = Vec::new();
     for k in keys {
-        index.rows_of(k, &mut rows);
+        index.rows_of(t, k, &mut rows);
     }
     rows.sort_unstable();
     rows.dedup();

@@ -19,7 +19,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::table::Table;
 use crate::value::{ColumnType, Value};
@@ -31,43 +33,59 @@ pub const NOT_A_TIME: i64 = i64::MIN;
 /// No entry (the end of a chain).
 const END: u32 = u32::MAX;
 
-/// Rows by key text: for each key, a chain of entries (row, previous entry with that key).
+/// Rows by key text: for each hash of a key, a chain of entries (row, previous entry with that
+/// hash). Keys are kept as 64-bit hashes, not texts (no copy of a text, no write to a shared
+/// one), and a lookup checks each row it finds against the cell, so a collision costs a read,
+/// never a wrong row.
 #[derive(Debug, Clone, Default)]
 pub struct KeyIndex {
     /// How many rows of the table are indexed.
     rows: usize,
-    /// The last entry of each key.
-    last: FxHashMap<Arc<str>, u32>,
-    /// Entries: the row, and the previous entry with the same key (`END` for none).
+    /// The column indexed, and its type.
+    col: usize,
+    ty: Option<ColumnType>,
+    /// The last entry of each key's hash.
+    last: FxHashMap<u64, u32>,
+    /// Entries: the row, and the previous entry with the same hash (`END` for none).
     entries: Vec<(u32, u32)>,
 }
 
+fn hash_of(key: &str) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
 impl KeyIndex {
-    /// Appends to `out` the rows holding `key` (in no particular order; a row of a dynamic
-    /// column may come more than once).
-    pub fn rows_of(&self, key: &str, out: &mut Vec<u32>) {
-        let mut e = self.last.get(key).copied().unwrap_or(END);
+    /// Appends to `out` the rows of `t` (the table indexed) holding `key` (in no particular
+    /// order; a row of a dynamic column may come more than once).
+    pub fn rows_of(&self, t: &Table, key: &str, out: &mut Vec<u32>) {
+        let mut e = self.last.get(&hash_of(key)).copied().unwrap_or(END);
         while e != END {
             let (row, prev) = self.entries[e as usize];
-            out.push(row);
+            let cell = t.rows.get(row as usize).and_then(|r| r.get(self.col));
+            if cell.is_some_and(|v| self.holds(v, key)) {
+                out.push(row);
+            }
             e = prev;
         }
     }
 
-    fn add(&mut self, key: Arc<str>, row: u32) {
-        let e = self.entries.len() as u32;
-        let prev = self.last.insert(key, e).unwrap_or(END);
-        self.entries.push((row, prev));
+    /// True when `cell` holds `key` as the index reads cells (see `extend`).
+    fn holds(&self, cell: &Value, key: &str) -> bool {
+        let is_key = |j: &serde_json::Value| matches!(j, serde_json::Value::String(s) if s == key);
+        match (cell, self.ty) {
+            (Value::String(s), Some(ColumnType::String)) => &**s == key,
+            (Value::Dynamic(j), Some(ColumnType::Dynamic)) => match &**j {
+                serde_json::Value::Array(a) => a.iter().any(is_key),
+                j => is_key(j),
+            },
+            _ => false,
+        }
     }
 
-    fn add_text(&mut self, key: &str, row: u32) {
-        if let Some(last) = self.last.get_mut(key) {
-            let e = self.entries.len() as u32;
-            let prev = std::mem::replace(last, e);
-            self.entries.push((row, prev));
-        } else {
-            self.add(Arc::from(key), row);
-        }
+    fn add(&mut self, key: &str, row: u32) {
+        let e = self.entries.len() as u32;
+        let prev = self.last.insert(hash_of(key), e).unwrap_or(END);
+        self.entries.push((row, prev));
     }
 
     /// Indexes rows `self.rows..` of column `c` of `t`: its string cells when it is a string
@@ -75,16 +93,18 @@ impl KeyIndex {
     /// only a table built without type checks holds, is left out, as the readers of the
     /// index leave it out).
     fn extend(&mut self, t: &Table, c: usize, ty: ColumnType) {
+        self.col = c;
+        self.ty = Some(ty);
         for (i, r) in t.rows.iter().enumerate().skip(self.rows) {
             let row = i as u32;
             match (r.get(c), ty) {
-                (Some(Value::String(s)), ColumnType::String) => self.add(s.clone(), row),
+                (Some(Value::String(s)), ColumnType::String) => self.add(s, row),
                 (Some(Value::Dynamic(j)), ColumnType::Dynamic) => match &**j {
-                    serde_json::Value::String(s) => self.add_text(s, row),
+                    serde_json::Value::String(s) => self.add(s, row),
                     serde_json::Value::Array(a) => {
                         for el in a {
                             if let serde_json::Value::String(s) = el {
-                                self.add_text(s, row);
+                                self.add(s, row);
                             }
                         }
                     }
@@ -319,9 +339,9 @@ mod tests {
         Table::from_rows("T", cols, rows).unwrap()
     }
 
-    fn rows_of(ix: &KeyIndex, k: &str) -> Vec<u32> {
+    fn rows_of(t: &Table, ix: &KeyIndex, k: &str) -> Vec<u32> {
         let mut v = vec![];
-        ix.rows_of(k, &mut v);
+        ix.rows_of(t, k, &mut v);
         v.sort_unstable();
         v
     }
@@ -336,13 +356,13 @@ mod tests {
             ("a", json!(["y", "y"])),
         ]);
         let s = t.key_index(0).unwrap();
-        assert_eq!(rows_of(&s, "a"), vec![0, 3]);
-        assert_eq!(rows_of(&s, "b"), vec![1]);
-        assert!(rows_of(&s, "").is_empty());
+        assert_eq!(rows_of(&t, &s, "a"), vec![0, 3]);
+        assert_eq!(rows_of(&t, &s, "b"), vec![1]);
+        assert!(rows_of(&t, &s, "").is_empty());
         let d = t.key_index(1).unwrap();
-        assert_eq!(rows_of(&d, "x"), vec![0, 1]);
-        assert_eq!(rows_of(&d, "y"), vec![0, 3, 3]);
-        assert!(rows_of(&d, "3").is_empty());
+        assert_eq!(rows_of(&t, &d, "x"), vec![0, 1]);
+        assert_eq!(rows_of(&t, &d, "y"), vec![0, 3, 3]);
+        assert!(rows_of(&t, &d, "3").is_empty());
         assert!(t.key_index(2).is_none());
 
         t.append_rows(vec![vec![
@@ -351,10 +371,10 @@ mod tests {
             Value::Null,
         ]])
         .unwrap();
-        assert_eq!(rows_of(&t.key_index(0).unwrap(), "b"), vec![1, 4]);
-        assert_eq!(rows_of(&t.key_index(1).unwrap(), "x"), vec![0, 1, 4]);
+        assert_eq!(rows_of(&t, &t.key_index(0).unwrap(), "b"), vec![1, 4]);
+        assert_eq!(rows_of(&t, &t.key_index(1).unwrap(), "x"), vec![0, 1, 4]);
         // The index taken before the append is unchanged (shared, copied on extension).
-        assert_eq!(rows_of(&s, "b"), vec![1]);
+        assert_eq!(rows_of(&t, &s, "b"), vec![1]);
         // A clone shares the indexes and grows its own.
         let mut u = t.clone();
         u.append_rows(vec![vec![
@@ -363,11 +383,22 @@ mod tests {
             Value::Null,
         ]])
         .unwrap();
-        assert_eq!(rows_of(&u.key_index(0).unwrap(), "a"), vec![0, 3, 5]);
-        assert_eq!(rows_of(&t.key_index(0).unwrap(), "a"), vec![0, 3]);
+        assert_eq!(rows_of(&u, &u.key_index(0).unwrap(), "a"), vec![0, 3, 5]);
+        assert_eq!(rows_of(&t, &t.key_index(0).unwrap(), "a"), vec![0, 3]);
         // Rows removed behind the index's back: rebuilt.
         u.rows.truncate(2);
-        assert_eq!(rows_of(&u.key_index(0).unwrap(), "a"), vec![0]);
+        assert_eq!(rows_of(&u, &u.key_index(0).unwrap(), "a"), vec![0]);
+        // A row found by its key's hash is checked against the cell (a collision is dropped).
+        let ix = u.key_index(1).unwrap();
+        assert!(ix.holds(&Value::dynamic(json!(["q", "x"])), "x"));
+        assert!(ix.holds(&Value::dynamic(json!("x")), "x"));
+        assert!(!ix.holds(&Value::dynamic(json!(["q", "xx"])), "x"));
+        assert!(!ix.holds(&Value::string("x"), "x"));
+        assert!(
+            !u.key_index(0)
+                .unwrap()
+                .holds(&Value::dynamic(json!("a")), "a")
+        );
     }
 
     #[test]
