@@ -13,8 +13,10 @@
 //! `dfcsync::observe::query::read_query` writes for `Selection::Changed { since: Since::At(t),
 //! also: vec![] }` with the default policy) with two watermarks: the scenario's now (nothing
 //! changed since) and the last ingestion of the 100th most recently changed incident (about
-//! 100 changed), and dfcsync's full sync query with and without the `kql` engine's semi-join
-//! reduction.
+//! 100 changed), dfcsync's full sync query with and without the `kql` engine's semi-join
+//! reduction, and last the change-feed query after a cycle's worth of events (new alerts and
+//! comments, posted to `/_emulator/events`: the tables grow and the `kql` engine's table
+//! indexes are extended; `EMU_BENCH_CYCLE_INCIDENTS`, default 50, of each).
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -373,6 +375,17 @@ async fn main() {
         peak_rss_mib(),
         rss_mib()
     );
+    // Last: the first write copies the state shared with the scenario (memory doubles); the
+    // second cycle is the steady state.
+    let n = env_usize("EMU_BENCH_CYCLE_INCIDENTS", 50);
+    for cycle in 0..2 {
+        change_feed_after_events(&emu, cycle, n).await;
+    }
+    println!(
+        "after the cycles: peak RSS {:.0} MiB, RSS now {:.0} MiB",
+        peak_rss_mib(),
+        rss_mib()
+    );
     emu.shutdown().await;
 }
 
@@ -441,6 +454,60 @@ fn change_feed(emu: &EmulatorHandle) {
             times[2], times[0], times[4]
         );
     }
+}
+
+/// Cycle `cycle`: `n` new alerts (each raising an incident) and comments on `n` existing
+/// incidents, posted as events at the scenario's now, then the change-feed query with the
+/// scenario's now as its watermark (what changed is those incidents and the earlier cycles'),
+/// five times: the first run extends the `kql` engine's table indexes with the new rows (and,
+/// after the first write, copies them from the state shared with the scenario).
+async fn change_feed_after_events(emu: &EmulatorHandle, cycle: usize, n: usize) {
+    let mut events = Vec::new();
+    for i in 0..n {
+        events.push(serde_json::json!({"do": "new_alert", "workspace": "law-sentinel", "alert": format!("cycle{cycle}-{i}"),
+            "subscription_id": "00000000-0000-0000-0000-000000000002", "resource_group": "rg-app-0",
+            "display_name": "Suspicious process executed", "severity": "High", "alert_type": "VM_SuspiciousProcess",
+            "compromised_entity": "vm-cycle"}));
+        events.push(
+            serde_json::json!({"do": "incident_comment", "incident": format!("a{}", (i + cycle * n) * 7),
+            "text": "Looked again.", "by": "analyst@contoso.com"}),
+        );
+    }
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(emu.ca_pem().as_bytes()).expect("the emulator's CA"),
+        )
+        .build()
+        .expect("client");
+    let t = Instant::now();
+    let r = http
+        .post(format!("{}/_emulator/events", emu.base_url()))
+        .json(&serde_json::json!({ "events": events }))
+        .send()
+        .await
+        .expect("events posted");
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    assert!(status.is_success(), "events refused: {status} {body}");
+    println!(
+        "cycle {cycle}: {} events applied in {:.2?}: {body}",
+        events.len(),
+        t.elapsed()
+    );
+    let now = emu.with_platform(|p| p.start);
+    let q = change_feed_query(now);
+    let (first, _) = run_timed(emu, &q, 1);
+    let (times, r) = run_timed(emu, &q, 4);
+    let answer = match r {
+        Ok(t) => format!("{} rows", t.rows.len()),
+        Err(e) => format!("error: {e:?}"),
+    };
+    println!(
+        "change-feed query after cycle {cycle}'s events (since {now}): first run {:.3?}, then median {:.3?} (min {:.3?}, max {:.3?}); {answer}",
+        first[0], times[1], times[0], times[3]
+    );
 }
 
 /// With `EMU_BENCH_STAGES` set: the time each `let` of the change-feed query adds (the query

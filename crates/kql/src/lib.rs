@@ -33,6 +33,7 @@ mod aggregates;
 mod ast;
 mod engine;
 pub mod error;
+mod fastwhere;
 mod frame;
 mod functions;
 mod grouping;
@@ -47,6 +48,7 @@ mod scalar;
 mod semijoin;
 mod strops;
 pub mod table;
+mod tableindex;
 pub mod value;
 
 pub use error::{KqlError, KqlErrorKind, LoadError};

@@ -21,6 +21,7 @@ use crate::aggregates;
 use crate::ast::{JoinCond, JoinKind, MvExpandItem, NamedExpr, Operator, SortKey};
 use crate::engine::Engine;
 use crate::error::{KqlError, KqlErrorKind};
+use crate::fastwhere;
 use crate::frame::{Col, Frame, Meta, NULL_ROW, gather_cols};
 use crate::grouping::{Groups, group_rows, group_rows_visit};
 use crate::lexer::Pos;
@@ -74,8 +75,12 @@ fn apply_op<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<'
                     format!("the 'where' predicate must be bool, found {}", b.ty),
                 ));
             }
-            // Rows where the predicate is false or null are dropped [§2.1].
-            let keep = crate::par::filter(f.len, |r| eval(&b.expr, &f, r).is_true());
+            // Rows where the predicate is false or null are dropped [§2.1]. Comparisons of
+            // an input table's datetime columns with constants read its time columns.
+            let keep: Vec<u32> = match fastwhere::filter(&b.expr, &f) {
+                Some(keep) => keep,
+                None => crate::par::filter(f.len, |r| eval(&b.expr, &f, r).is_true()),
+            };
             if keep.len() == f.len {
                 return Ok(f);
             }

@@ -58,7 +58,7 @@ pub fn chunks<T: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> T + Sync 
 
 /// The rows among `0..n` for which `keep` holds, ascending.
 pub fn filter(n: usize, keep: impl Fn(usize) -> bool + Sync + Send) -> Vec<u32> {
-    if n < MIN_PARALLEL_ROWS {
+    if n < MIN_PARALLEL_ROWS || rayon::current_num_threads() == 1 {
         return (0..n).filter(|&r| keep(r)).map(|r| r as u32).collect();
     }
     (0..n)
@@ -66,6 +66,20 @@ pub fn filter(n: usize, keep: impl Fn(usize) -> bool + Sync + Send) -> Vec<u32> 
         .with_min_len(MIN_TASK_ROWS)
         .filter(|&r| keep(r))
         .map(|r| r as u32)
+        .collect()
+}
+
+/// The rows of `rows` for which `keep` holds, in their order.
+pub fn retain(rows: Vec<u32>, keep: impl Fn(usize) -> bool + Sync + Send) -> Vec<u32> {
+    if rows.len() < MIN_PARALLEL_ROWS || rayon::current_num_threads() == 1 {
+        let mut rows = rows;
+        rows.retain(|&r| keep(r as usize));
+        return rows;
+    }
+    rows.par_iter()
+        .with_min_len(MIN_TASK_ROWS)
+        .filter(|&&r| keep(r as usize))
+        .copied()
         .collect()
 }
 
@@ -79,6 +93,8 @@ mod tests {
             assert_eq!(map(n, |r| r * 2), (0..n).map(|r| r * 2).collect::<Vec<_>>());
             let odd: Vec<u32> = (0..n as u32).filter(|r| r % 3 == 1).collect();
             assert_eq!(filter(n, |r| r % 3 == 1), odd);
+            let kept: Vec<u32> = (0..n as u32).filter(|r| r % 5 == 2).collect();
+            assert_eq!(retain((0..n as u32).collect(), |r| r % 5 == 2), kept);
             let joined: Vec<usize> = chunks(n, |r| r.collect::<Vec<_>>()).concat();
             assert_eq!(joined, (0..n).collect::<Vec<_>>());
         }

@@ -11,14 +11,20 @@
 //! copies the key). At an `mv-expand` that makes the key, a row is kept when one of its
 //! elements is a key of the right side. The right side is evaluated before the left side's
 //! operators from that point on (a query with errors in both may report the other one first).
+//!
+//! Where the key column is still a column of an input table, seen through a selection in
+//! table order (a table, or a `let` of one filtered by `where`), the rows to keep are found
+//! with the table's key index (`tableindex::KeyIndex`): a lookup per right key instead of a
+//! pass over every left row. The rows kept, and their order, are the same.
 
 use rustc_hash::FxHashSet as HashSet;
 
 use crate::ast::{ExprKind, JoinKind, Operator, Pipeline};
 use crate::engine::Engine;
 use crate::error::KqlError;
-use crate::frame::Frame;
-use crate::scalar::eval;
+use crate::frame::{Col, Frame, Store};
+use crate::scalar::{CExpr, eval};
+use crate::tableindex::positions;
 use crate::value::{ColumnType, Value};
 
 /// The reduction is applied when the right side has at most 1/`MAX_RIGHT_SHARE` of the left
@@ -148,10 +154,13 @@ pub fn reduce_column<'a>(f: &Frame<'a>, key: &str, keys: &HashSet<&str>) -> Opti
     if keys.is_empty() {
         return Some(f.gather(&[]));
     }
-    let keep: Vec<u32> = (0..f.len)
-        .filter(|&r| matches!(f.get(c, r), Value::String(s) if keys.contains(&**s)))
-        .map(|r| r as u32)
-        .collect();
+    let keep: Vec<u32> = match indexed(&f.cols[c], f.len, keys, ColumnType::String) {
+        Some(keep) => keep,
+        None => (0..f.len)
+            .filter(|&r| matches!(f.get(c, r), Value::String(s) if keys.contains(&**s)))
+            .map(|r| r as u32)
+            .collect(),
+    };
     Some(if keep.len() == f.len {
         f.clone()
     } else {
@@ -185,17 +194,45 @@ pub fn reduce_expand<'a>(
         return Ok(None);
     }
     let hit = |j: &serde_json::Value| matches!(j, serde_json::Value::String(s) if keys.contains(s.as_str()));
-    let keep: Vec<u32> = (0..f.len)
-        .filter(|&r| match eval(&b.expr, f, r).as_json() {
-            Some(serde_json::Value::Array(a)) => a.iter().any(hit),
-            Some(j) => hit(j),
-            None => false,
-        })
-        .map(|r| r as u32)
-        .collect();
+    let from_index = match b.expr {
+        CExpr::Col(c) => indexed(&f.cols[c], f.len, keys, ColumnType::Dynamic),
+        _ => None,
+    };
+    let keep: Vec<u32> = match from_index {
+        Some(keep) => keep,
+        None => (0..f.len)
+            .filter(|&r| match eval(&b.expr, f, r).as_json() {
+                Some(serde_json::Value::Array(a)) => a.iter().any(hit),
+                Some(j) => hit(j),
+                None => false,
+            })
+            .map(|r| r as u32)
+            .collect(),
+    };
     Ok(Some(if keep.len() == f.len {
         f.clone()
     } else {
         f.gather(&keep)
     }))
+}
+
+/// The positions (in increasing order) of the rows of `col` (`len` rows) holding one of
+/// `keys`, found with its table's key index: a string cell equal to a key, or a dynamic cell
+/// that is such a string or an array with one among its elements. `None` when the column is
+/// not an input table's column of type `ty` (string or dynamic) seen in table order.
+fn indexed(col: &Col<'_>, len: usize, keys: &HashSet<&str>, ty: ColumnType) -> Option<Vec<u32>> {
+    let Store::Base(t, c) = col.store else {
+        return None;
+    };
+    if t.columns.get(c).map(|m| m.ty) != Some(ty) {
+        return None;
+    }
+    let index = t.key_index(c)?;
+    let mut rows = Vec::new();
+    for k in keys {
+        index.rows_of(t, k, &mut rows);
+    }
+    rows.sort_unstable();
+    rows.dedup();
+    positions(col.sel.as_deref().map(Vec::as_slice), len, &rows)
 }

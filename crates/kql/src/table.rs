@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::error::LoadError;
+use crate::tableindex::{Indexes, KeyIndex, TimeColumn, TimeSource};
 use crate::value::{ColumnType, Value};
 
 /// A column: its name and type.
@@ -35,11 +36,16 @@ impl Column {
 pub struct Table {
     pub name: String,
     pub columns: Vec<Column>,
+    /// The rows. Append to them (or remove some) freely, but do not change the cells of a
+    /// row in place once the table has been queried: the indexes a query builds (`tableindex`)
+    /// are extended with appended rows, not rebuilt.
     pub rows: Vec<Vec<Value>>,
     /// Ingestion time of each row (`Value::DateTime`, or `Value::Null` for a row appended
     /// without one); empty for a table without ingestion times. Kept as values so that the
     /// evaluator reads it like any other column. Rows pushed to `rows` directly have none.
     ingestion: Vec<Value>,
+    /// Indexes built by queries (derived from the rows; ignored by equality).
+    indexes: Indexes,
 }
 
 impl Table {
@@ -50,6 +56,7 @@ impl Table {
             columns,
             rows: Vec::new(),
             ingestion: Vec::new(),
+            indexes: Indexes::default(),
         }
     }
 
@@ -64,6 +71,7 @@ impl Table {
             columns,
             rows,
             ingestion: Vec::new(),
+            indexes: Indexes::default(),
         }
     }
 
@@ -76,6 +84,8 @@ impl Table {
             });
         }
         self.ingestion = times.into_iter().map(Value::DateTime).collect();
+        // Rows that read as null before now have times.
+        self.indexes.clear();
         Ok(self)
     }
 
@@ -98,6 +108,18 @@ impl Table {
     /// the evaluator's view of the hidden column).
     pub(crate) fn ingestion_values(&self) -> &[Value] {
         &self.ingestion
+    }
+
+    /// The rows of each text in column `c` (a string column, or a dynamic one by the strings
+    /// of its values), indexed up to the table's current rows: `None` for another column.
+    pub(crate) fn key_index(&self, c: usize) -> Option<std::sync::Arc<KeyIndex>> {
+        self.indexes.key_index(self, c)
+    }
+
+    /// The times of a datetime column, or of the rows' ingestion times, as nanoseconds,
+    /// indexed up to the table's current rows: `None` for a column of another type.
+    pub(crate) fn time_column(&self, src: TimeSource) -> Option<std::sync::Arc<TimeColumn>> {
+        self.indexes.time_column(self, src)
     }
 
     /// Appends rows ingested at `at` (amortised O(rows appended), like

@@ -465,8 +465,9 @@ proptest! {
     fn semi_join_reduction_keeps_the_result(
         l in prop::collection::vec(
             (0..WORDS.len(), prop::collection::vec((any::<bool>(), 0..WORDS.len()), 0..4), -3i64..3),
-            // Left sides at least 8 times the right ones, so that the reduction applies.
-            32..60,
+            // Left sides (and their first halves) at least 8 times the right ones, so that
+            // the reduction applies.
+            64..100,
         ),
         r in prop::collection::vec(0..WORDS.len() - 1, 0..4),
         with_empty in any::<bool>(),
@@ -477,16 +478,77 @@ proptest! {
         if with_empty {
             r.push(WORDS.len() - 1);
         }
-        let db = semi_db(&l, &r);
-        for q in [
+        // The left table first holds half its rows, then grows: the reduction reads the
+        // table's key index (built by the first query, extended after the append).
+        let half = l.len() / 2;
+        let mut db = semi_db(&l[..half], &r);
+        let more = semi_db(&l[half..], &r);
+        let queries = [
             format!("L | where a > {k} | distinct s, a | join kind={kind} (R) on $left.s == $right.k"),
             format!("L | mv-expand x = ids to typeof(string) | where a > {k} | join kind={kind} (R | distinct k) on $left.x == $right.k"),
             format!("L | mv-expand ids to typeof(string) | distinct ids | join kind={kind} (R) on $left.ids == $right.k"),
             format!("L | join kind={kind} (R | where k != \"Closed\") on $left.s == $right.k"),
-        ] {
-            let blocked = q.replacen(" | join", " | as B | join", 1);
-            let (a, b) = (run(&db, &q), run(&db, &blocked));
-            prop_assert_eq!(&a.rows, &b.rows, "{}", q);
+            // A `let` of the table filtered (a selection in table order) and one expanded
+            // (a selection repeating rows: no index).
+            format!("let W = L | where a > {k}; W | mv-expand x = ids to typeof(string) | join kind={kind} (R) on $left.x == $right.k"),
+            format!("let W = L | where a > {k}; W | join kind={kind} (R) on $left.s == $right.k"),
+            format!("let W = L | mv-expand y = ids; W | join kind={kind} (R) on $left.s == $right.k"),
+        ];
+        for grown in [false, true] {
+            if grown {
+                let rows = more.get("L").expect("L").rows.clone();
+                db.append("L", rows).expect("same columns");
+            }
+            for q in &queries {
+                let blocked = q.replacen(" | join", " | as B | join", 1);
+                let (a, b) = (run(&db, q), run(&db, &blocked));
+                prop_assert_eq!(&a.rows, &b.rows, "{}", q);
+            }
+        }
+    }
+
+    /// A `where` comparing a datetime column or `ingestion_time()` with a constant (answered
+    /// from the table's time columns) keeps the rows, in the order, that the row-by-row
+    /// evaluation keeps (`+ 0s` stops the shortcut), before and after the table grows.
+    #[test]
+    fn time_column_where_keeps_the_rows(
+        batches in prop::collection::vec(
+            (prop::collection::vec((prop::option::of(0i64..8), -3i64..3), 0..12), 0i64..8),
+            1..4,
+        ),
+        k in 0i64..8,
+        j in 0i64..8,
+        m in -3i64..3,
+        op in prop::sample::select(vec!["<", "<=", ">", ">=", "==", "!="]),
+    ) {
+        let at = |h: i64| now() - chrono::TimeDelta::hours(h);
+        let time = |h: i64| format!("datetime({})", at(h).to_rfc3339());
+        let cols = vec![Column::new("t", T::DateTime), Column::new("a", T::Long)];
+        let mut db = Database::new();
+        db.insert("T", Table::new("T", cols));
+        let queries = [
+            format!("T | where t {op} {}", time(k)),
+            format!("T | where {} {op} t and a > {m}", time(k)),
+            format!("T | where ingestion_time() {op} {} and t >= {}", time(j), time(k)),
+            format!("let W = T | where a != {m}; W | where t {op} {} and ingestion_time() < {}", time(k), time(j)),
+            format!("T | sort by a asc | where t {op} {} | project t, a, i = ingestion_time()", time(k)),
+        ];
+        for (rows, ingested) in &batches {
+            let rows = rows
+                .iter()
+                .map(|(t, a)| vec![t.map_or(Value::Null, |h| Value::DateTime(at(h))), Value::Long(*a)])
+                .collect();
+            db.append_ingested("T", rows, at(*ingested)).expect("rows");
+            for q in &queries {
+                let blocked = q
+                    .replace("where t ", "where t + 0s ")
+                    .replace(" t and", " t + 0s and")
+                    .replace("and t ", "and t + 0s ")
+                    .replace("ingestion_time() ", "ingestion_time() + 0s ");
+                prop_assert_ne!(q, &blocked);
+                let (a, b) = (run(&db, q), run(&db, &blocked));
+                prop_assert_eq!(&a.rows, &b.rows, "{}", q);
+            }
         }
     }
 }
