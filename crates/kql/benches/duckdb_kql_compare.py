@@ -12,7 +12,8 @@ into typed tables (JSON for dynamic columns). `now()` is 2026-11-27T12:00:00Z in
 The queries: `tests/data/seed-query.kql` (the seed's, verbatim) and `benches/sync-query.kql`
 (what `dfcsync query` prints with the default policy; a dfcsync test keeps the copy current).
 
-Timings: the kql engine's `kql::run` (the result materialised as rows); duckdb-kql's query
+Timings: the kql engine's `kql::run` (the result materialised as rows; run_queries allocates
+with mimalloc, run with MIMALLOC_PURGE_DELAY=-1 unless the environment sets it); duckdb-kql's query
 with its result materialised in a DuckDB table (`CREATE TABLE … AS`), so that neither side
 pays for converting its result to something else; fetching duckdb's rows into Python, which
 the comparison needs, is timed apart. Exit status 1 when the results differ or a query fails
@@ -73,7 +74,11 @@ def run_kql(d, runs, out):
         cmd = [exe] + args if exe else [
             "cargo", "run", "--quiet", "--release", "-p", "kql", "--example", "run_queries",
             "--"] + args
-        p = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, check=False, text=True)
+        # run_queries allocates with mimalloc; memory a run frees is kept for the next run
+        # instead of being returned to the system and faulted in again (as DuckDB's buffer
+        # manager keeps its memory): mimalloc's documented MIMALLOC_PURGE_DELAY=-1.
+        env = dict(os.environ, MIMALLOC_PURGE_DELAY=os.environ.get("MIMALLOC_PURGE_DELAY", "-1"))
+        p = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, check=False, text=True, env=env)
         if p.returncode != 0:
             sys.exit(f"kql: run_queries failed with status {p.returncode}")
         for line in p.stdout.splitlines():

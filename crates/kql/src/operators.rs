@@ -26,7 +26,7 @@ use crate::frame::{Col, Frame, Meta, NULL_ROW, gather_cols};
 use crate::grouping::{Groups, group_rows, group_rows_visit};
 use crate::lexer::Pos;
 use crate::names::{ColumnNamer, make_unique};
-use crate::scalar::{Bound, CExpr, DynamicCell, dynamic_cell, err_at, eval, semantic};
+use crate::scalar::{Bound, CExpr, DynamicCell, dynamic_cell, err_at, eval, only_column, semantic};
 use crate::value::{ColumnType, Value, compare_values, parse_datetime, parse_timespan_c};
 
 /// Applies a `join` whose right side `r` is already evaluated (see `semijoin`).
@@ -290,18 +290,63 @@ fn compute_col<'a>(f: &Frame<'a>, b: &Bound) -> Col<'a> {
         return f.cols[c].clone();
     }
     let string = b.ty == ColumnType::String;
-    let mut data = crate::par::map(f.len, |r| {
+    let value_at = |r: usize| {
         let v = eval(&b.expr, f, r).into_owned();
         if string && v.is_null() {
             ColumnType::String.null_value()
         } else {
             v
         }
-    });
+    };
+    let mut data = match only_column(&b.expr) {
+        Some(c) if f.meta[c].ty == ColumnType::Dynamic => {
+            crate::par::chunks(f.len, |rows| by_shared_cell(f, c, rows, value_at)).concat()
+        }
+        _ => crate::par::map(f.len, value_at),
+    };
     if b.ty == ColumnType::Dynamic {
         share_equal_dynamics(&mut data);
     }
     Frame::owned_col(b.ty, data)
+}
+
+/// `value_at(r)` for the rows `rows`, where it is a function of the dynamic cell of column `c`
+/// alone: computed once per shared cell (equal dynamic cells of a loaded table are one
+/// value, so an expression over `Owner` or `AdditionalData` mostly repeats). Cells are told
+/// apart by their allocation, which the frame keeps alive; when few cells repeat, the rest
+/// of the rows are computed without the cache.
+fn by_shared_cell(
+    f: &Frame<'_>,
+    c: usize,
+    rows: std::ops::Range<usize>,
+    value_at: impl Fn(usize) -> Value,
+) -> Vec<Value> {
+    /// Rows after which the cache is dropped unless a quarter of them were found in it.
+    const PROBATION: usize = 4096;
+    let mut cache: hashbrown::HashMap<usize, Value> = hashbrown::HashMap::new();
+    let mut hits = 0usize;
+    let mut caching = true;
+    rows.enumerate()
+        .map(|(i, r)| {
+            if caching && i == PROBATION && hits < PROBATION / 4 {
+                caching = false;
+                cache = hashbrown::HashMap::new();
+            }
+            match f.get(c, r) {
+                Value::Dynamic(cell) if caching => {
+                    let key = std::sync::Arc::as_ptr(cell) as usize;
+                    if let Some(v) = cache.get(&key) {
+                        hits += 1;
+                        return v.clone();
+                    }
+                    let v = value_at(r);
+                    cache.insert(key, v.clone());
+                    v
+                }
+                _ => value_at(r),
+            }
+        })
+        .collect()
 }
 
 /// Makes equal dynamic values of a computed column one shared value: a bag or array built

@@ -167,6 +167,36 @@ fn foldable(e: &CExpr) -> bool {
     }
 }
 
+/// The one column `e` reads, when it reads exactly one and nothing else of its row (no
+/// ingestion time, row number or neighbouring row): `e`'s value at a row is then a function of
+/// that cell alone, as every operation and function here is pure.
+pub fn only_column(e: &CExpr) -> Option<usize> {
+    fn walk(e: &CExpr, col: &mut Option<usize>) -> bool {
+        match e {
+            CExpr::Const(_) => true,
+            CExpr::Col(c) => *col.get_or_insert(*c) == *c,
+            CExpr::IngestionTime | CExpr::RowNumber(_) | CExpr::PerRow(_) | CExpr::Shift { .. } => {
+                false
+            }
+            CExpr::Member(b, _) | CExpr::Neg(b) => walk(b, col),
+            CExpr::Index(a, b)
+            | CExpr::Arith(_, a, b, _)
+            | CExpr::Cmp(_, a, b)
+            | CExpr::And(a, b)
+            | CExpr::Or(a, b)
+            | CExpr::Str { l: a, r: b, .. } => walk(a, col) && walk(b, col),
+            CExpr::In { lhs, items, .. } => walk(lhs, col) && items.iter().all(|x| walk(x, col)),
+            CExpr::InSet { lhs, .. } | CExpr::InLongs { lhs, .. } | CExpr::HasAny { lhs, .. } => {
+                walk(lhs, col)
+            }
+            CExpr::Between { lhs, lo, hi, .. } => walk(lhs, col) && walk(lo, col) && walk(hi, col),
+            CExpr::Call(_, args) => args.iter().all(|x| walk(x, col)),
+        }
+    }
+    let mut col = None;
+    if walk(e, &mut col) { col } else { None }
+}
+
 impl Scope<'_> {
     /// Binds an expression, computing constant sub-expressions once.
     pub fn bind(&self, e: &Expr) -> Result<Bound, KqlError> {

@@ -10,13 +10,18 @@ mod common;
 const ROWS: usize = 100_000;
 
 /// A table of `ROWS` rows, a deterministic mix: `N` (0..ROWS), `Name` (one of 997 names),
-/// `Status` (one of 3), `At` (a minute apart), `Ids` (a dynamic array of 0–2 ids).
+/// `Status` (one of 3), `At` (a minute apart), `Ids` (a dynamic array of 0–2 ids, each row its
+/// own), `Owner` (a bag, one of 50 shared values).
 fn table() -> Table {
     let base = Utc
         .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
         .single()
         .expect("a valid time");
     let statuses = ["New", "Active", "Closed"];
+    // 50 owners, each one shared value (as a loaded table's equal dynamic cells are).
+    let owners: Vec<Value> = (0..50)
+        .map(|k| Value::dynamic(serde_json::json!({"objectId": format!("owner-{k}")})))
+        .collect();
     let rows = (0..ROWS)
         .map(|i| {
             let ids: Vec<serde_json::Value> = (0..i % 3)
@@ -28,6 +33,7 @@ fn table() -> Table {
                 Value::string(statuses[i % 3]),
                 Value::DateTime(base + TimeDelta::minutes(i as i64)),
                 Value::dynamic(serde_json::Value::Array(ids)),
+                owners[i * 7 % 50].clone(),
             ]
         })
         .collect();
@@ -39,6 +45,7 @@ fn table() -> Table {
             Column::new("Status", T::String),
             Column::new("At", T::DateTime),
             Column::new("Ids", T::Dynamic),
+            Column::new("Owner", T::Dynamic),
         ],
         rows,
     )
@@ -62,6 +69,7 @@ const QUERIES: &[&str] = &[
     "T | summarize arg_min(N, Name, At) by Status, Bucket = N % 1000",
     "T | mv-expand Id = Ids to typeof(string) | join kind=inner (T | where N % 2 == 0 | project Name, N2 = N) on Name | where N2 < 2000",
     "union (T | where N < 40000), (T | where N >= 60000 | project N, Name) | extend S = strcat(Name, '/', tostring(N))",
+    "T | project N, O = bag_pack('id', tostring(Owner.objectId)), First = tostring(Ids[0]), Count = array_length(Ids)",
 ];
 
 #[test]
@@ -94,13 +102,32 @@ fn a_large_filter_and_computed_column_keep_every_row_in_order() {
         .collect();
     assert_eq!(got, expected);
     for r in &t.rows {
-        let (Value::String(name), Value::String(up)) = (&r[1], &r[5]) else {
+        let (Value::String(name), Value::String(up)) = (&r[1], &r[6]) else {
             panic!("Name and Up are strings: {r:?}");
         };
         assert_eq!(up.as_ref(), name.to_uppercase());
     }
     let union = run_on(4, &db, QUERIES[6]);
     assert_eq!(union.rows.len(), 40_000 + 40_000);
+}
+
+#[test]
+fn computed_columns_of_one_dynamic_cell_are_each_rows_own() {
+    let mut db = Database::new();
+    db.insert("T", table());
+    let t = run_on(4, &db, QUERIES[7]);
+    assert_eq!(t.rows.len(), ROWS);
+    for (i, r) in t.rows.iter().enumerate() {
+        let owner = serde_json::json!({"id": format!("owner-{}", i * 7 % 50)});
+        assert_eq!(r[1].as_json(), Some(&owner), "row {i}");
+        let first = if i % 3 == 0 {
+            String::new()
+        } else {
+            format!("id-{}", i * 7 % 5_003)
+        };
+        assert_eq!(r[2], Value::string(first), "row {i}");
+        assert_eq!(r[3], Value::Long((i % 3) as i64), "row {i}");
+    }
 }
 
 #[test]
