@@ -2,8 +2,8 @@
 //! evaluates tabular sources (`datatable`, `print`, `range`, `union`, nested pipelines) and
 //! hands each piped operator to `operators`.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::ast::{LetValue, Operator, Pipeline, Source, Statement, UnionSpec};
 use crate::error::{KqlError, KqlErrorKind};
@@ -28,7 +28,7 @@ pub struct Engine<'a> {
     /// `toscalar(…)` results by the position of the call in the query text (one expression
     /// per position, however often the syntax tree is cloned): each is evaluated once per
     /// query, however many operators or rows use it.
-    pub scalars: RefCell<HashMap<(usize, usize), (Value, ColumnType)>>,
+    pub scalars: Mutex<HashMap<(usize, usize), (Value, ColumnType)>>,
 }
 
 /// A one-row frame without columns, for evaluating constants.
@@ -51,7 +51,7 @@ pub fn run_query(query: &str, db: &Database, opts: &QueryOptions) -> Result<Tabl
         opts,
         tabular_lets: HashMap::new(),
         scalar_lets: HashMap::new(),
-        scalars: RefCell::new(HashMap::new()),
+        scalars: Mutex::new(HashMap::new()),
     };
     let mut result: Option<(Frame<'_>, Pos)> = None;
     for st in &q.statements {
@@ -173,7 +173,7 @@ impl<'a> Engine<'a> {
     /// column's type) when there is no row; a result without columns is an error.
     fn to_scalar(&self, p: &Pipeline, pos: Pos) -> Result<(Value, ColumnType), KqlError> {
         let key = (pos.line, pos.column);
-        if let Some(v) = self.scalars.borrow().get(&key) {
+        if let Some(v) = self.known_scalars().get(&key) {
             return Ok(v.clone());
         }
         let f = self.pipeline(p)?;
@@ -189,8 +189,18 @@ impl<'a> Engine<'a> {
             f.get(0, 0).clone()
         };
         let out = (v, m.ty);
-        self.scalars.borrow_mut().insert(key, out.clone());
+        self.known_scalars().insert(key, out.clone());
         Ok(out)
+    }
+
+    /// The `toscalar(…)` results computed so far (union legs run on parallel threads). A
+    /// poisoned lock (a panic elsewhere) still holds only complete results.
+    fn known_scalars(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(usize, usize), (Value, ColumnType)>> {
+        self.scalars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Evaluates a pipeline.
@@ -436,8 +446,10 @@ impl<'a> Engine<'a> {
         if let Some(f) = first {
             legs.push(f);
         }
-        for (i, p) in u.legs.iter().enumerate() {
-            let mut f = self.pipeline(p)?;
+        // The legs are independent: they run as parallel tasks (each splitting its own rows).
+        let evaluated = crate::par::tasks(u.legs.len(), |i| self.pipeline(&u.legs[i]));
+        for (i, f) in evaluated.into_iter().enumerate() {
+            let mut f = f?;
             if f.label.is_none() {
                 f.label = Some(format!("union_arg{i}"));
             }
