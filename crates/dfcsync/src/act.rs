@@ -279,12 +279,7 @@ fn bulk_read_pays(
     let (Some(share), true) = (share, names.len() > BULK_READ_THRESHOLD) else {
         return false;
     };
-    let Some(oldest) = names
-        .iter()
-        .filter_map(|n| states.get(n))
-        .map(|s| s.created)
-        .min()
-    else {
+    let Some(oldest) = oldest_created(names, states) else {
         return false;
     };
     let listed = snapshot
@@ -296,17 +291,24 @@ fn bulk_read_pays(
     listed.div_ceil(1000) * PAGE_COST_IN_GETS <= names.len() as u64
 }
 
+/// When the oldest of the incidents `names` was created (None when none is known).
+fn oldest_created(
+    names: &[&str],
+    states: &HashMap<&str, &IncidentState>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    names
+        .iter()
+        .filter_map(|n| states.get(n))
+        .map(|s| s.created)
+        .min()
+}
+
 async fn bulk_read(
     ctx: &Ctx<'_>,
     names: &[&str],
     states: &HashMap<&str, &IncidentState>,
 ) -> HashMap<String, Incident> {
-    let Some(oldest) = names
-        .iter()
-        .filter_map(|n| states.get(n))
-        .map(|s| s.created)
-        .min()
-    else {
+    let Some(oldest) = oldest_created(names, states) else {
         return HashMap::new();
     };
     let since = (oldest - chrono::TimeDelta::seconds(1)).format("%Y-%m-%dT%H:%M:%SZ");
