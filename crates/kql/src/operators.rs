@@ -354,11 +354,19 @@ fn by_shared_cell(
 /// values, and one copy of each keeps the query's memory near its input's.
 fn share_equal_dynamics(data: &mut [Value]) {
     let mut seen: hashbrown::HashSet<std::sync::Arc<serde_json::Value>> = hashbrown::HashSet::new();
+    // The allocations already kept: a value computed once per shared cell (`by_shared_cell`)
+    // repeats its allocation, which is recognised without hashing its content again.
+    let mut kept: hashbrown::HashSet<usize> = hashbrown::HashSet::new();
     for v in data {
         if let Value::Dynamic(j) = v {
+            let at = std::sync::Arc::as_ptr(j) as usize;
+            if kept.contains(&at) {
+                continue;
+            }
             match seen.get(&**j) {
                 Some(shared) => *j = shared.clone(),
                 None => {
+                    kept.insert(at);
                     seen.insert(j.clone());
                 }
             }
