@@ -160,17 +160,13 @@ fn xdr_incident_of(state: &Value, key: &str) -> Option<i64> {
 
 /// The XDR incidents of the emulator's state, with the DfC status of their alerts.
 fn xdr_incidents_table(state: &Value) -> String {
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-        .set_width(120)
-        .set_header(vec![
-            "#",
-            "story",
-            "XDR incident",
-            "classification",
-            "alerts in DfC",
-        ]);
+    let mut t = dfcsync::report::new_table(&[
+        "#",
+        "story",
+        "XDR incident",
+        "classification",
+        "alerts in DfC",
+    ]);
     let empty = Vec::new();
     let xdr_alerts = state["xdr_alerts"].as_array().unwrap_or(&empty);
     let dfc = state["alerts"].as_array().unwrap_or(&empty);
@@ -228,17 +224,8 @@ fn incidents_table(state: &Value) -> String {
         .as_array()
         .map(|a| a.iter().collect())
         .unwrap_or_default();
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-        .set_width(120)
-        .set_header(vec![
-            "#",
-            "story",
-            "incident",
-            "classification",
-            "alerts in DfC",
-        ]);
+    let mut t =
+        dfcsync::report::new_table(&["#", "story", "incident", "classification", "alerts in DfC"]);
     let mut incidents: Vec<&Value> = state["incidents"]
         .as_array()
         .map(|a| a.iter().collect())

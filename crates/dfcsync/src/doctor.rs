@@ -515,11 +515,7 @@ fn clock_check(server_now: Option<chrono::DateTime<Utc>>) -> Check {
 
 /// The checks as a table for people.
 pub fn table(checks: &[Check]) -> String {
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-        .set_width(120)
-        .set_header(vec!["check", "verdict", "detail", "fix"]);
+    let mut t = crate::report::new_table(&["check", "verdict", "detail", "fix"]);
     for c in checks {
         t.add_row(vec![
             c.name.clone(),

@@ -195,7 +195,8 @@ pub fn plan_table(plan: &Plan) -> String {
     out
 }
 
-fn new_table(header: &[&str]) -> Table {
+/// A table in the CLI's style (condensed UTF-8 borders, wrapped to 120 columns).
+pub fn new_table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
