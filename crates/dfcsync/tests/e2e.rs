@@ -7,82 +7,17 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use dfcsync::azure::auth::AuthOptions;
-use dfcsync::azure::http::{AzureHttp, HttpOptions};
-use dfcsync::config::Config;
-use dfcsync::connect::Connection;
 use dfcsync::cycle::{CycleReport, Mode, run_cycle};
 
 const DEMO: &str = include_str!("../demo/scenario.json");
 
-struct Env {
-    emu: emulator::EmulatorHandle,
-    config: Config,
-    conn: Connection,
-    http: reqwest::Client,
-}
-
-fn fast_http() -> HttpOptions {
-    HttpOptions {
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-        access_retries: 0,
-        access_retry_delay: Duration::from_millis(5),
-        ..HttpOptions::default()
-    }
-}
+mod emulator_env;
+use emulator_env::Env;
 
 impl Env {
-    async fn start(scenario: &str, extra_config: &str) -> Env {
-        let scenario = emulator::Scenario::from_json_str(scenario).expect("scenario");
-        let emu = emulator::Emulator::start(scenario, emulator::StartOptions::default())
-            .await
-            .expect("emulator");
-        let config = Config::parse(&format!("{}\n{extra_config}", emu.config_toml()), "<test>")
-            .expect("config");
-        let conn = Connection::open_with(&config, AuthOptions::isolated(), fast_http())
-            .await
-            .expect("connection");
-        let http = AzureHttp::builder(&conn.cloud)
-            .ca_pem(emu.ca_pem().as_bytes())
-            .build()
-            .unwrap()
-            .reqwest_client()
-            .clone();
-        Env {
-            emu,
-            config,
-            conn,
-            http,
-        }
-    }
-
     async fn cycle(&self, mode: Mode) -> CycleReport {
         let stop = Arc::new(AtomicBool::new(false));
         run_cycle(&self.conn, &self.config, mode, &stop, &|_, _| {}).await
-    }
-
-    async fn control(&self, path: &str, body: Value) {
-        let r = self
-            .http
-            .post(format!("{}/_emulator/{path}", self.emu.base_url()))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-    }
-
-    async fn requests(&self) -> Vec<Value> {
-        let r = self
-            .http
-            .get(format!("{}/_emulator/requests", self.emu.base_url()))
-            .send()
-            .await
-            .unwrap();
-        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-        v.as_array().cloned().unwrap_or_default()
     }
 
     /// The incident created for the alert with this scenario handle.

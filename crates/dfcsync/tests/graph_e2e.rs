@@ -13,23 +13,12 @@ use serde_json::{Value, json};
 use dfcsync::azure::AzureError;
 use dfcsync::azure::auth::AuthOptions;
 use dfcsync::azure::graph::{GraphClient, IncidentUpdate};
-use dfcsync::azure::http::{AzureHttp, HttpOptions};
 use dfcsync::config::Config;
 use dfcsync::connect::Connection;
 use dfcsync::cycle::{CycleReport, Mode, ReadMode, Syncer, run_cycle};
 
 const DEMO: &str = include_str!("../demo/scenario.json");
 const XDR_DEMO: &str = include_str!("../demo/scenario_xdr.json");
-
-fn fast_http() -> HttpOptions {
-    HttpOptions {
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-        access_retries: 0,
-        access_retry_delay: Duration::from_millis(5),
-        ..HttpOptions::default()
-    }
-}
 
 /// The demo's stories in a tenant with Defender XDR and no Sentinel
 /// (`demo/scenario_xdr.json`, what `dfcsync demo --backend graph` runs): every alert without
@@ -42,69 +31,21 @@ fn xdr_tenant(f: impl FnOnce(&mut Value)) -> String {
     v.to_string()
 }
 
-struct Env {
-    emu: emulator::EmulatorHandle,
-    config: Config,
-    conn: Connection,
-    http: reqwest::Client,
-}
+mod emulator_env;
+use emulator_env::{Env, fast_http};
 
 impl Env {
-    async fn start(scenario: &str, extra_config: &str) -> Env {
-        let scenario = emulator::Scenario::from_json_str(scenario).expect("scenario");
-        let emu = emulator::Emulator::start(scenario, emulator::StartOptions::default())
-            .await
-            .expect("emulator");
-        let config = Config::parse(
-            &format!(
-                "{}\n[sync]\nbackend = \"graph\"\n{extra_config}",
-                emu.config_toml()
-            ),
-            "<test>",
+    /// `Env::start` with the Graph backend.
+    async fn start_graph(scenario: &str, extra_config: &str) -> Env {
+        Env::start(
+            scenario,
+            &format!("[sync]\nbackend = \"graph\"\n{extra_config}"),
         )
-        .expect("config");
-        let conn = Connection::open_with(&config, AuthOptions::isolated(), fast_http())
-            .await
-            .expect("connection");
-        let http = AzureHttp::builder(&conn.cloud)
-            .ca_pem(emu.ca_pem().as_bytes())
-            .build()
-            .unwrap()
-            .reqwest_client()
-            .clone();
-        Env {
-            emu,
-            config,
-            conn,
-            http,
-        }
+        .await
     }
 
     fn graph(&self) -> &GraphClient {
         self.conn.graph.as_ref().expect("a Graph client")
-    }
-
-    async fn control(&self, path: &str, body: Value) {
-        let r = self
-            .http
-            .post(format!("{}/_emulator/{path}", self.emu.base_url()))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-    }
-
-    async fn requests(&self) -> Vec<Value> {
-        let r = self
-            .http
-            .get(format!("{}/_emulator/requests", self.emu.base_url()))
-            .send()
-            .await
-            .unwrap();
-        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-        v.as_array().cloned().unwrap_or_default()
     }
 
     /// The Graph requests of the log, as `METHOD path status`.
@@ -146,7 +87,7 @@ async fn the_client_pages_filters_and_writes() {
             );
         }
     });
-    let env = Env::start(&scenario, "").await;
+    let env = Env::start_graph(&scenario, "").await;
     let g = env.graph();
     let all = g.list_incidents(None).await.unwrap();
     let expected = env.xdr_incidents().len();
@@ -229,7 +170,7 @@ async fn graph_errors_name_the_missing_role_and_429_waits_retry_after() {
     let scenario = xdr_tenant(|v| {
         v["principals"][0]["graph_permissions"] = json!(["SecurityIncident.Read.All"]);
     });
-    let env = Env::start(&scenario, "").await;
+    let env = Env::start_graph(&scenario, "").await;
     let g = env.graph();
     let id = g.list_incidents(None).await.unwrap().value[0].id.clone();
     let e = g
@@ -353,7 +294,7 @@ async fn sync_to_rest(env: &Env) -> Vec<CycleReport> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_stories_in_a_tenant_without_sentinel() {
-    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    let env = Env::start_graph(&xdr_tenant(|_| {}), "").await;
     assert!(env.config.file.workspaces.is_empty());
     let reports = sync_to_rest(&env).await;
     let first = &reports[0];
@@ -424,7 +365,7 @@ async fn the_demo_stories_in_a_tenant_without_sentinel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_xdr_rolling_incidents_up_the_end_state_is_the_same() {
-    let env = Env::start(
+    let env = Env::start_graph(
         &xdr_tenant(|v| v["xdr_incident_follows_alerts"] = json!(true)),
         "",
     )
@@ -456,7 +397,7 @@ async fn with_xdr_rolling_incidents_up_the_end_state_is_the_same() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analyst_edit_between_read_and_patch_is_decided_again() {
-    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    let env = Env::start_graph(&xdr_tenant(|_| {}), "").await;
     let g = env.graph();
     let read = dfcsync::observe::graph::read_whole(g, env.config.policy.max_age)
         .await
@@ -504,7 +445,7 @@ async fn an_analyst_edit_between_read_and_patch_is_decided_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_renewed_and_the_feed_reads_only_changes() {
-    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    let env = Env::start_graph(&xdr_tenant(|_| {}), "").await;
     let mut syncer = Syncer::new(&env.config, ReadMode::Feed);
     let stop = Arc::new(AtomicBool::new(false));
     let r = syncer
@@ -584,7 +525,7 @@ async fn the_same_plan_and_marks_through_graph_as_through_sentinel() {
         json!(["SecurityIncident.ReadWrite.All", "SecurityAlert.Read.All"]);
     v["limits"] = json!({"graph_requests_per_minute": 100000});
     let scenario = v.to_string();
-    let graph = Env::start(&scenario, "").await;
+    let graph = Env::start_graph(&scenario, "").await;
     let sentinel = {
         let s = emulator::Scenario::from_json_str(&scenario).unwrap();
         let emu = emulator::Emulator::start(s, emulator::StartOptions::default())
@@ -623,7 +564,7 @@ async fn the_same_plan_and_marks_through_graph_as_through_sentinel() {
 
 #[tokio::test]
 async fn doctor_checks_the_graph_application_roles() {
-    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    let env = Env::start_graph(&xdr_tenant(|_| {}), "").await;
     let checks = dfcsync::doctor::azure_checks(&env.conn, &env.config).await;
     let perms = checks
         .iter()
@@ -637,7 +578,7 @@ async fn doctor_checks_the_graph_application_roles() {
         "{checks:?}"
     );
     // Without admin consent for the alert role.
-    let env = Env::start(
+    let env = Env::start_graph(
         &xdr_tenant(|v| {
             v["principals"][0]["graph_permissions"] = json!(["SecurityIncident.ReadWrite.All"])
         }),
@@ -665,7 +606,7 @@ async fn doctor_checks_the_graph_application_roles() {
 /// "Graph: calls per cycle").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graph_calls_per_quiet_cycle_and_per_change() {
-    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    let env = Env::start_graph(&xdr_tenant(|_| {}), "").await;
     let mut syncer = Syncer::new(&env.config, ReadMode::Feed);
     let stop = Arc::new(AtomicBool::new(false));
     let mut cycle = async |label: &str| {
@@ -723,7 +664,7 @@ async fn graph_calls_per_quiet_cycle_and_per_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incident_dfcsync_closed_is_reopened_and_one_a_person_reopened_is_left() {
-    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    let env = Env::start_graph(&xdr_tenant(|_| {}), "").await;
     sync_to_rest(&env).await;
     assert_eq!(status(&env.incident("resolved")).0, "resolved");
     assert_eq!(status(&env.incident("dismissed")).0, "resolved");
@@ -771,7 +712,7 @@ fn the_graph_demo_command_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_within_reads_only_what_changed_in_the_window() {
-    let env = Env::start(&xdr_tenant(|_| {}), "").await;
+    let env = Env::start_graph(&xdr_tenant(|_| {}), "").await;
     // The "resolved" incident, untouched since its alert was resolved 80 minutes ago, is
     // given an owner now.
     env.event(json!({"do": "xdr_incident_status", "incident": "resolved", "status": "active", "assigned_to": "analyst@contoso.com", "by": "analyst@contoso.com"}))
