@@ -37,6 +37,7 @@ mod fastwhere;
 mod frame;
 mod functions;
 mod grouping;
+mod keycodes;
 pub mod la_json;
 mod la_stream;
 mod lexer;

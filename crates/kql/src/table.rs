@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::error::LoadError;
+use crate::keycodes::KeyCodes;
 use crate::tableindex::{Indexes, KeyIndex, TimeColumn, TimeSource};
 use crate::value::{ColumnType, Value};
 
@@ -114,6 +115,12 @@ impl Table {
     /// of its values), indexed up to the table's current rows: `None` for another column.
     pub(crate) fn key_index(&self, c: usize) -> Option<std::sync::Arc<KeyIndex>> {
         self.indexes.key_index(self, c)
+    }
+
+    /// The key codes of column `c` (see `keycodes`), up to the table's current rows: `None`
+    /// for a dynamic column.
+    pub(crate) fn key_codes(&self, c: usize) -> Option<std::sync::Arc<KeyCodes>> {
+        self.indexes.key_codes(self, c)
     }
 
     /// The times of a datetime column, or of the rows' ingestion times, as nanoseconds,

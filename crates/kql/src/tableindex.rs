@@ -5,6 +5,8 @@
 //! - [`KeyIndex`]: the rows of each text of a string column, or of each string in a dynamic
 //!   column's values (an array's string elements, or the string itself), for the semi-join
 //!   reduction (`semijoin`) with a small right side.
+//! - [`KeyCodes`]: each row's cell of a column as a small integer, equal cells sharing one, for
+//!   grouping and joining by that column (`grouping`).
 //! - [`TimeColumn`]: a datetime column (or the rows' ingestion times) as a contiguous array of
 //!   nanoseconds, for `where` comparisons of such a column with a constant (`fastwhere`).
 //!
@@ -23,6 +25,7 @@ use std::hash::BuildHasher;
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
+use crate::keycodes::KeyCodes;
 use crate::table::Table;
 use crate::value::{ColumnType, Value};
 
@@ -169,6 +172,7 @@ pub fn nanos_of(v: Option<&Value>) -> i64 {
 struct State {
     keys: Vec<(usize, Arc<KeyIndex>)>,
     times: Vec<(TimeSource, Arc<TimeColumn>)>,
+    codes: Vec<(usize, Arc<KeyCodes>)>,
 }
 
 /// A table's indexes, each built when a query first asks for it. Cloning a table shares them
@@ -211,6 +215,24 @@ impl Indexes {
             |ix| ix.extend(t, c, ty),
         );
         Some(ix)
+    }
+
+    /// The key codes of column `c` of `t` (whose indexes these are), up to date: `None` for a
+    /// dynamic column (never a group or join key) or a column `t` does not have.
+    pub fn key_codes(&self, t: &Table, c: usize) -> Option<Arc<KeyCodes>> {
+        let ty = t.columns.get(c).map(|col| col.ty)?;
+        if ty == ColumnType::Dynamic {
+            return None;
+        }
+        let mut st = self.lock();
+        let codes = up_to_date(
+            &mut st.codes,
+            c,
+            t.rows.len(),
+            |k| k.codes.len(),
+            |k| k.extend(t, c),
+        );
+        Some(codes)
     }
 
     /// The times of `src` in `t` (whose indexes these are), up to date: `None` for a column
