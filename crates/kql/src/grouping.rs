@@ -200,10 +200,10 @@ const MIN_CODED_ROWS: usize = 16 * 1024;
 const SKIP_CODE: u32 = u32::MAX;
 
 /// A frame's rows as key codes (see `coded_rows`).
-struct Coded {
-    codes: Arc<KeyCodes>,
+pub struct Coded {
+    pub codes: Arc<KeyCodes>,
     /// The code of each row (`SKIP_CODE` for a skipped one).
-    row_code: Vec<u32>,
+    pub row_code: Vec<u32>,
     /// The value of code `codes.values.len()` (see `Lookup::Coded`).
     extra: Option<Value>,
 }
@@ -215,6 +215,13 @@ impl Coded {
             None => self.extra.as_ref().unwrap_or(&Value::Null),
         }
     }
+}
+
+/// The key codes of the rows of column `c` of `frame` (codes up to `codes.values.len()`
+/// included: the last one is a padding row's null when the table has no such value), on the
+/// terms of `coded_rows`.
+pub fn column_codes(frame: &Frame<'_>, c: usize) -> Option<Coded> {
+    coded_rows(frame, &[CExpr::Col(c)], false)
 }
 
 /// The key codes of the rows of `frame`, when `keys` is one column of an input table and the

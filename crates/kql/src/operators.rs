@@ -77,9 +77,15 @@ fn apply_op<'a>(eng: &Engine<'a>, f: Frame<'a>, op: &Operator) -> Result<Frame<'
             }
             // Rows where the predicate is false or null are dropped [§2.1]. Comparisons of
             // an input table's datetime columns with constants read its time columns.
+            let is_true = |r: usize| eval(&b.expr, &f, r).is_true();
             let keep: Vec<u32> = match fastwhere::filter(&b.expr, &f) {
                 Some(keep) => keep,
-                None => crate::par::filter(f.len, |r| eval(&b.expr, &f, r).is_true()),
+                None => match only_column(&b.expr).and_then(|c| by_key_code(&f, c, is_true)) {
+                    Some((row_code, per_code)) => {
+                        crate::par::filter(f.len, |r| per_code[row_code[r] as usize] == Some(true))
+                    }
+                    None => crate::par::filter(f.len, is_true),
+                },
             };
             if keep.len() == f.len {
                 return Ok(f);
@@ -298,11 +304,20 @@ fn compute_col<'a>(f: &Frame<'a>, b: &Bound) -> Col<'a> {
             v
         }
     };
-    let mut data = match only_column(&b.expr) {
+    let column = only_column(&b.expr);
+    let mut data = match column {
         Some(c) if f.meta[c].ty == ColumnType::Dynamic => {
             crate::par::chunks(f.len, |rows| by_shared_cell(f, c, rows, value_at)).concat()
         }
-        _ => crate::par::map(f.len, value_at),
+        Some(c) => match by_key_code(f, c, value_at) {
+            Some((row_code, per_code)) => crate::par::map(f.len, |r| {
+                per_code[row_code[r] as usize]
+                    .clone()
+                    .unwrap_or(Value::Null)
+            }),
+            None => crate::par::map(f.len, value_at),
+        },
+        None => crate::par::map(f.len, value_at),
     };
     if b.ty == ColumnType::Dynamic {
         share_equal_dynamics(&mut data);
@@ -347,6 +362,35 @@ fn by_shared_cell(
             }
         })
         .collect()
+}
+
+/// `value_at(r)` once per key code (`keycodes`) of column `c`, where it is a function of that
+/// cell alone, the column is an input table's and its rows have few distinct cells (codes for
+/// at most a quarter of the rows): each code's value is computed at its first row. Returned:
+/// the code of each row and the value of each code (`None` for a code no row holds). `None`
+/// where the codes do not apply.
+fn by_key_code<T: Send>(
+    f: &Frame<'_>,
+    c: usize,
+    value_at: impl Fn(usize) -> T + Sync + Send,
+) -> Option<(Vec<u32>, Vec<Option<T>>)> {
+    let coded = crate::grouping::column_codes(f, c)?;
+    let ncodes = coded.codes.values.len() + 1;
+    if ncodes.saturating_mul(4) > f.len {
+        return None;
+    }
+    let mut first = vec![u32::MAX; ncodes];
+    for (r, &code) in coded.row_code.iter().enumerate() {
+        let at = &mut first[code as usize];
+        if *at == u32::MAX {
+            *at = r as u32;
+        }
+    }
+    let per_code = crate::par::map(ncodes, |code| {
+        let r = first[code];
+        (r != u32::MAX).then(|| value_at(r as usize))
+    });
+    Some((coded.row_code, per_code))
 }
 
 /// Makes equal dynamic values of a computed column one shared value: a bag or array built
