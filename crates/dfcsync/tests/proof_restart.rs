@@ -74,6 +74,16 @@ async fn killed_runs(feed: bool) {
     let config = Config::parse(&std::fs::read_to_string(&path).unwrap(), "killed.toml").unwrap();
     let conn = connect(&config, fast()).await;
     let ctl = control(&conn, &emu);
+    // Every write takes 10 ms more, so that a run's writes outlast several polls of the
+    // request log below, however loaded the machine (without it, a run could write all its
+    // incidents between two polls, and no kill land inside it).
+    post(
+        &ctl,
+        &emu,
+        "/_emulator/faults",
+        serde_json::json!({"method": "PUT", "delay": "10ms"}),
+    )
+    .await;
     let mut rng = fastrand::Rng::with_seed(seed);
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_dfcsync"))

@@ -304,22 +304,54 @@ fn compute_col<'a>(f: &Frame<'a>, b: &Bound) -> Col<'a> {
             v
         }
     };
-    let column = only_column(&b.expr);
-    let mut data = match column {
+    let mut shared = true;
+    let mut data = match only_column(&b.expr) {
         Some(c) if f.meta[c].ty == ColumnType::Dynamic => {
             crate::par::chunks(f.len, |rows| by_shared_cell(f, c, rows, value_at)).concat()
         }
         Some(c) => match by_key_code(f, c, value_at) {
-            Some((row_code, per_code)) => crate::par::map(f.len, |r| {
-                per_code[row_code[r] as usize]
-                    .clone()
-                    .unwrap_or(Value::Null)
-            }),
-            None => crate::par::map(f.len, value_at),
+            Some((row_code, per_code)) => crate::par::chunks(f.len, |rows| {
+                // A range of rows takes copies of its own of a few codes' values (see
+                // `own_copy`); of many codes' values, the shared ones.
+                let mut own: Vec<Option<Value>> = Vec::new();
+                if per_code.len() <= OWN_COPIES_UP_TO {
+                    own.resize(per_code.len(), None);
+                }
+                rows.map(|r| {
+                    let code = row_code[r] as usize;
+                    let shared = per_code[code].as_ref().unwrap_or(&Value::Null);
+                    match own.get_mut(code) {
+                        Some(mine) => mine.get_or_insert_with(|| own_copy(shared)).clone(),
+                        None => shared.clone(),
+                    }
+                })
+                .collect::<Vec<Value>>()
+            })
+            .concat(),
+            None => {
+                shared = false;
+                crate::par::map(f.len, value_at)
+            }
         },
-        None => crate::par::map(f.len, value_at),
+        None => match &b.expr {
+            // A constant: each range of rows shares a copy of its own (see `own_copy`).
+            CExpr::Const(_) => crate::par::chunks(f.len, |rows| {
+                if rows.is_empty() {
+                    return Vec::new();
+                }
+                vec![own_copy(&value_at(rows.start)); rows.len()]
+            })
+            .concat(),
+            _ => {
+                shared = false;
+                crate::par::map(f.len, value_at)
+            }
+        },
     };
-    if b.ty == ColumnType::Dynamic {
+    // Values computed once per shared cell, per code or once are shared already (within
+    // each range of rows computed together: one value for all the rows would have every
+    // thread raise the same reference count when the result is copied, see `own_copy`).
+    if b.ty == ColumnType::Dynamic && !shared {
         share_equal_dynamics(&mut data);
     }
     Frame::owned_col(b.ty, data)
@@ -329,7 +361,7 @@ fn compute_col<'a>(f: &Frame<'a>, b: &Bound) -> Col<'a> {
 /// alone: computed once per shared cell (equal dynamic cells of a loaded table are one
 /// value, so an expression over `Owner` or `AdditionalData` mostly repeats). Cells are told
 /// apart by their allocation, which the frame keeps alive; when few cells repeat, the rest
-/// of the rows are computed without the cache.
+/// of the rows are computed without the cache, and equal values among them made one.
 fn by_shared_cell(
     f: &Frame<'_>,
     c: usize,
@@ -338,10 +370,15 @@ fn by_shared_cell(
 ) -> Vec<Value> {
     /// Rows after which the cache is dropped unless a quarter of them were found in it.
     const PROBATION: usize = 4096;
-    let mut cache: hashbrown::HashMap<usize, Value> = hashbrown::HashMap::new();
+    /// Hits after which a cell's value is replaced by the range's own copy (see `own_copy`):
+    /// the value may be one that every range computes or shares, such as a constant or the
+    /// cell itself.
+    const OWN_AFTER: u32 = 8;
+    let mut cache: hashbrown::HashMap<usize, (Value, u32)> = hashbrown::HashMap::new();
     let mut hits = 0usize;
     let mut caching = true;
-    rows.enumerate()
+    let mut out = rows
+        .enumerate()
         .map(|(i, r)| {
             if caching && i == PROBATION && hits < PROBATION / 4 {
                 caching = false;
@@ -350,18 +387,45 @@ fn by_shared_cell(
             match f.get(c, r) {
                 Value::Dynamic(cell) if caching => {
                     let key = std::sync::Arc::as_ptr(cell) as usize;
-                    if let Some(v) = cache.get(&key) {
+                    if let Some((v, n)) = cache.get_mut(&key) {
                         hits += 1;
+                        *n += 1;
+                        if *n == OWN_AFTER {
+                            *v = own_copy(v);
+                        }
                         return v.clone();
                     }
                     let v = value_at(r);
-                    cache.insert(key, v.clone());
+                    cache.insert(key, (v.clone(), 0));
                     v
                 }
                 _ => value_at(r),
             }
         })
-        .collect()
+        .collect::<Vec<Value>>();
+    if !caching {
+        // Computed per row: equal values made one, as for any computed column.
+        share_equal_dynamics(&mut out);
+    }
+    out
+}
+
+/// Codes up to which a range of rows computed together takes copies of its own of the codes'
+/// values (`compute_col`).
+const OWN_COPIES_UP_TO: usize = 1024;
+
+/// A copy of `v` that shares nothing with it. A string or dynamic value is reference-counted:
+/// when many rows share one value and several threads copy those rows (a computed column, then
+/// the result), every copy raises the same count from several cores at once, and the count's
+/// cache line moving between cores costs several times the copy (the sync query's `Owner`
+/// column took 58 ms on two threads with one shared value, 18 ms with one per range of rows).
+/// So a range of rows shares a value of its own.
+fn own_copy(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(std::sync::Arc::from(&**s)),
+        Value::Dynamic(j) => Value::Dynamic(std::sync::Arc::new((**j).clone())),
+        other => other.clone(),
+    }
 }
 
 /// `value_at(r)` once per key code (`keycodes`) of column `c`, where it is a function of that
@@ -1057,4 +1121,68 @@ fn sort<'a>(
         idx.truncate(n);
     }
     Ok(f.gather(&idx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{Column, Database, Table};
+    use std::sync::Arc;
+
+    fn dynamic_of(t: &Table, row: usize) -> Arc<serde_json::Value> {
+        match &t.rows[row][0] {
+            Value::Dynamic(j) => j.clone(),
+            other => panic!("not a dynamic value: {other:?}"),
+        }
+    }
+
+    /// A computed dynamic column keeps few values for equal results, whether the input cells
+    /// are shared (computed once per cell, then copied once for the range of rows, see
+    /// `own_copy`) or all distinct (computed per row, then made one value): one range of rows
+    /// here (fewer than `par::MIN_PARALLEL_ROWS`).
+    #[test]
+    fn equal_computed_dynamic_values_are_one_value() {
+        for distinct in [false, true] {
+            let shared = Value::dynamic(serde_json::json!({"n": 0, "p": ["x"]}));
+            let rows = (0..10_000)
+                .map(|i| {
+                    vec![if distinct {
+                        Value::dynamic(serde_json::json!({"n": i, "p": ["x"]}))
+                    } else {
+                        shared.clone()
+                    }]
+                })
+                .collect();
+            let mut db = Database::new();
+            db.insert(
+                "T",
+                Table::from_rows("T", vec![Column::new("D", ColumnType::Dynamic)], rows)
+                    .expect("rows of the column's width"),
+            );
+            let opts = crate::QueryOptions::new(chrono::Utc::now());
+            let t = crate::run("T | project P = D.p", &db, &opts).expect("runs");
+            let values: Vec<Arc<serde_json::Value>> =
+                (0..t.rows.len()).map(|r| dynamic_of(&t, r)).collect();
+            assert!(values.iter().all(|v| **v == serde_json::json!(["x"])));
+            let allocations: std::collections::HashSet<usize> =
+                values.iter().map(|v| Arc::as_ptr(v) as usize).collect();
+            assert!(
+                allocations.len() <= 2,
+                "{} values for one (distinct cells: {distinct})",
+                allocations.len()
+            );
+        }
+    }
+
+    #[test]
+    fn an_own_copy_is_equal_and_shares_nothing() {
+        let s = Value::string("shared");
+        let copy = own_copy(&s);
+        assert_eq!(copy, s);
+        match (&s, &copy) {
+            (Value::String(a), Value::String(b)) => assert!(!Arc::ptr_eq(a, b)),
+            _ => panic!("strings expected"),
+        }
+        assert_eq!(own_copy(&Value::Long(3)), Value::Long(3));
+    }
 }
