@@ -626,8 +626,10 @@ fn summarize<'a>(
     // A lone arg_max/arg_min (`summarize arg_max(T, *) by K`, the latest row per key) is
     // computed during grouping, saving a pass over the rows.
     let mut streamed: Option<Vec<Col<'a>>> = None;
-    let groups: Groups = match (bound_aggs.as_slice(), keys.is_empty()) {
-        ([only], false) => match aggregates::ArgStream::new(only) {
+    // Without `by`, every row is in the one group: nothing to group.
+    let mut groups: Option<Groups> = match bound_aggs.as_slice() {
+        _ if keys.is_empty() => None,
+        [only] => match aggregates::ArgStream::new(only) {
             Some(st) => {
                 let (g, parts) = group_rows_visit(
                     f,
@@ -637,19 +639,21 @@ fn summarize<'a>(
                     |s, r, g| s.visit(f, r, g),
                 );
                 streamed = Some(st.merge(parts, g.len()).finish(only, f));
-                g
+                Some(g)
             }
-            None => group_rows(f, &key_exprs, false),
+            None => Some(group_rows(f, &key_exprs, false)),
         },
-        _ => group_rows(f, &key_exprs, false),
+        _ => Some(group_rows(f, &key_exprs, false)),
     };
-    let (of_row, first_row): (Vec<u32>, Vec<u32>) = if keys.is_empty() && f.len == 0 {
+    // The groups' rows are moved out; their keys stay (read below).
+    let (of_row, first_row): (Vec<u32>, Vec<u32>) = match &mut groups {
         // No `by` on empty input: one row of defaults [§2.5].
-        (vec![], vec![NULL_ROW])
-    } else if keys.is_empty() {
-        (vec![0; f.len], vec![0])
-    } else {
-        (groups.of_row.clone(), groups.first_row.clone())
+        None if f.len == 0 => (vec![], vec![NULL_ROW]),
+        None => (vec![0; f.len], vec![0]),
+        Some(g) => (
+            std::mem::take(&mut g.of_row),
+            std::mem::take(&mut g.first_row),
+        ),
     };
     let mut meta = Vec::new();
     let mut cols: Vec<Col<'a>> = Vec::new();
@@ -666,9 +670,11 @@ fn summarize<'a>(
         let col = match &b.expr {
             CExpr::Col(_) => gathered.next(),
             _ => {
-                let data = (0..groups.len())
-                    .map(|g| groups.key(g, k).clone())
-                    .collect();
+                // A computed key: there are `by` keys, so there are groups.
+                let data = match &groups {
+                    Some(g) => (0..first_row.len()).map(|i| g.key(i, k).clone()).collect(),
+                    None => Vec::new(),
+                };
                 Some(Frame::owned_col(b.ty, data))
             }
         };
