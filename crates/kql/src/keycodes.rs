@@ -49,7 +49,11 @@ fn hash_of(v: &Value) -> u64 {
 impl KeyCodes {
     /// The code of `v`, when some indexed row holds a value that groups with it.
     pub fn code_of(&self, v: &Value) -> Option<u32> {
-        let hash = hash_of(v);
+        self.find(hash_of(v), v)
+    }
+
+    /// The code of `v`, whose hash is `hash`.
+    fn find(&self, hash: u64, v: &Value) -> Option<u32> {
         self.table
             .find(hash, |&(h, c)| {
                 h == hash && group_eq(&self.values[c as usize], v)
@@ -67,13 +71,7 @@ impl KeyCodes {
         self.codes.reserve(rows.len());
         for (r, hash) in rows.iter().zip(hashes) {
             let v = cell(r, c);
-            let values = &self.values;
-            let found = self
-                .table
-                .find(hash, |&(h, code)| {
-                    h == hash && group_eq(&values[code as usize], v)
-                })
-                .map(|&(_, code)| code);
+            let found = self.find(hash, v);
             let code = match found {
                 Some(code) => code,
                 None => {
