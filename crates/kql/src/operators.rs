@@ -304,53 +304,22 @@ fn compute_col<'a>(f: &Frame<'a>, b: &Bound) -> Col<'a> {
             v
         }
     };
-    let mut shared = true;
-    let mut data = match only_column(&b.expr) {
-        Some(c) if f.meta[c].ty == ColumnType::Dynamic => {
-            crate::par::chunks(f.len, |rows| by_shared_cell(f, c, rows, value_at)).concat()
-        }
-        Some(c) => match by_key_code(f, c, value_at) {
-            Some((row_code, per_code)) => crate::par::chunks(f.len, |rows| {
-                // A range of rows takes copies of its own of a few codes' values (see
-                // `own_copy`); of many codes' values, the shared ones.
-                let mut own: Vec<Option<Value>> = Vec::new();
-                if per_code.len() <= OWN_COPIES_UP_TO {
-                    own.resize(per_code.len(), None);
-                }
-                rows.map(|r| {
-                    let code = row_code[r] as usize;
-                    let shared = per_code[code].as_ref().unwrap_or(&Value::Null);
-                    match own.get_mut(code) {
-                        Some(mine) => mine.get_or_insert_with(|| own_copy(shared)).clone(),
-                        None => shared.clone(),
-                    }
-                })
-                .collect::<Vec<Value>>()
-            })
-            .concat(),
-            None => {
-                shared = false;
-                crate::par::map(f.len, value_at)
-            }
-        },
-        None => match &b.expr {
-            // A constant: each range of rows shares a copy of its own (see `own_copy`).
-            CExpr::Const(_) => crate::par::chunks(f.len, |rows| {
-                if rows.is_empty() {
-                    return Vec::new();
-                }
-                vec![own_copy(&value_at(rows.start)); rows.len()]
-            })
-            .concat(),
-            _ => {
-                shared = false;
-                crate::par::map(f.len, value_at)
-            }
-        },
+    // Values computed once per shared cell, per code or once are shared already, within each
+    // range of rows computed together (one value for all the rows would have every thread
+    // raise the same reference count when the result is copied, see `own_copy`).
+    let column = only_column(&b.expr);
+    let dynamic_cell = column.filter(|&c| f.meta[c].ty == ColumnType::Dynamic);
+    let (mut data, shared) = if let Some(c) = dynamic_cell {
+        let rows = crate::par::chunks(f.len, |rows| by_shared_cell(f, c, rows, value_at));
+        (rows.concat(), true)
+    } else if let Some((row_code, per_code)) = column.and_then(|c| by_key_code(f, c, value_at)) {
+        (rows_of_codes(&row_code, &per_code), true)
+    } else if let CExpr::Const(_) = &b.expr {
+        // (`value_at` of a constant reads no row; it makes a null string "".)
+        (rows_of_constant(f.len, &value_at(0)), true)
+    } else {
+        (crate::par::map(f.len, value_at), false)
     };
-    // Values computed once per shared cell, per code or once are shared already (within
-    // each range of rows computed together: one value for all the rows would have every
-    // thread raise the same reference count when the result is copied, see `own_copy`).
     if b.ty == ColumnType::Dynamic && !shared {
         share_equal_dynamics(&mut data);
     }
@@ -428,8 +397,34 @@ fn own_copy(v: &Value) -> Value {
     }
 }
 
+/// Each row's value from its code's (`by_key_code`): a range of rows computed together takes
+/// copies of its own of a few codes' values (see `own_copy`), the shared ones of many codes'.
+fn rows_of_codes(row_code: &[u32], per_code: &[Option<Value>]) -> Vec<Value> {
+    crate::par::chunks(row_code.len(), |rows| {
+        let mut own: Vec<Option<Value>> = Vec::new();
+        if per_code.len() <= OWN_COPIES_UP_TO {
+            own.resize(per_code.len(), None);
+        }
+        rows.map(|r| {
+            let code = row_code[r] as usize;
+            let shared = per_code[code].as_ref().unwrap_or(&Value::Null);
+            match own.get_mut(code) {
+                Some(mine) => mine.get_or_insert_with(|| own_copy(shared)).clone(),
+                None => shared.clone(),
+            }
+        })
+        .collect::<Vec<Value>>()
+    })
+    .concat()
+}
+
+/// `n` rows of the constant `v`: each range of rows shares a copy of its own (see `own_copy`).
+fn rows_of_constant(n: usize, v: &Value) -> Vec<Value> {
+    crate::par::chunks(n, |rows| vec![own_copy(v); rows.len()]).concat()
+}
+
 /// `value_at(r)` once per key code (`keycodes`) of column `c`, where it is a function of that
-/// cell alone, the column is an input table's and its rows have few distinct cells (codes for
+/// cell alone, the column is an input table's string column and its rows have few distinct cells (codes for
 /// at most a quarter of the rows): each code's value is computed at its first row. Returned:
 /// the code of each row and the value of each code (`None` for a code no row holds). `None`
 /// where the codes do not apply.
@@ -438,6 +433,11 @@ fn by_key_code<T: Send>(
     c: usize,
     value_at: impl Fn(usize) -> T + Sync + Send,
 ) -> Option<(Vec<u32>, Vec<Option<T>>)> {
+    // A string column, whose rows mostly repeat a few texts: the codes of a datetime or
+    // number column would mostly be built and kept only to find it has too many values.
+    if f.meta.get(c)?.ty != ColumnType::String {
+        return None;
+    }
     let coded = crate::grouping::column_codes(f, c)?;
     let ncodes = coded.codes.values.len() + 1;
     if ncodes.saturating_mul(4) > f.len {

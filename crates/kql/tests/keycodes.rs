@@ -1,6 +1,6 @@
 //! Grouping or joining by a column of a large part of an input table reads the table's key
 //! codes (`src/keycodes.rs`) instead of hashing every row's cell, and a `where` or computed
-//! column over such a column alone is evaluated once per code. Each query here is answered
+//! column over such a string column alone is evaluated once per code. Each query here is answered
 //! twice: by a plain column (the codes) and by the same key computed (`strcat(K, '')` or
 //! `K + 0`, which the codes cannot serve, so grouped by hash); the answers must be the same
 //! rows in the same order. The table is queried again after an append, so the codes are
@@ -116,8 +116,9 @@ const PAIRS: &[(&str, &str)] = &[
         "T | join kind=leftouter (T | where N < 20000 | project N, M2 = M) on N | join kind=inner (T | where N < 50 | project M2 = M, N3 = N) on M2 | count",
         "T | join kind=leftouter (T | where N < 20000 | project N, M2 = M) on N | extend M2 = M2 + 0 | join kind=inner (T | where N < 50 | project M2 = M + 0, N3 = N) on M2 | count",
     ),
-    // A `where` or a computed column over one such column is evaluated once per code; the
-    // `extend` makes the column a computed one, evaluated per row.
+    // A `where` or a computed column over one such string column is evaluated once per code
+    // (over the number column `M`, per row); the `extend` makes the column a computed one,
+    // evaluated per row.
     (
         "T | where Name in~ ('NAME-1', 'name-32', '') | project N",
         "T | extend Name = strcat(Name, '') | where Name in~ ('NAME-1', 'name-32', '') | project N",
