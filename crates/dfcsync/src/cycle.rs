@@ -1,32 +1,39 @@
-//! Sync cycles over every configured workspace: observe, decide and, unless it is a dry
-//! run, act. A workspace, or a piece of a read, that fails is reported and the others carry
-//! on.
+//! The sync loop: one cycle over every target of a backend (the configured workspaces, or
+//! the tenant), for any backend. Resolve the targets, read them group by group and piece by
+//! piece, decide each piece, act on it unless it is a dry run, and tell the observers. A
+//! target, or a piece of a read, that fails is reported and the others carry on.
 //!
-//! Workspaces are looked up in ARM once (their workspace id does not change) and read in
-//! groups of up to 100, one Log Analytics query a group (the query body's `workspaces`), so
-//! that hundreds of workspaces cost a handful of queries a cycle. Which read a group makes
-//! is its [`ChangeFeed`]'s choice: a whole read first and every `resync`, partitioned when
-//! large, and in between only what changed. A group whose query fails for one of its
-//! workspaces (no access, gone) is split in two and both halves are read again, so one bad
-//! workspace never holds the others. Each piece of a read is decided and acted on before
-//! the next is read.
+//! ```text
+//!             resolve          read (pieces)           decide         act
+//! Syncer ──► Source ──► groups ──► PieceReader ──► Snapshot ──► Plan ──► Sink ──► ActReport
+//!              │           │ ChangeFeed: whole / partitioned / changes  (pure)        │
+//!              └───────────┴──────── events ──► observers (logs, metrics) ◄─────────┘
+//! ```
+//!
+//! Targets found join groups of up to the source's limit (a Log Analytics query reads 100
+//! workspaces), so that hundreds of workspaces cost a handful of reads a cycle. Which read a
+//! group makes is its [`ChangeFeed`]'s choice: a whole read first and every `resync`, and in
+//! between only what changed. A group whose read fails in a way one of its targets may cause
+//! (no access, gone) is split in two and both halves are read again, so one bad workspace
+//! never holds the others. Each piece of a read is decided and acted on before the next is
+//! read. Which backend is [`backend::from_config`]'s choice, once; nothing here depends on it.
 //!
 //! [`Syncer`] keeps that state between the cycles of `dfcsync run`; [`run_cycle`] is one
 //! cycle of a fresh state (a whole read), as `dfcsync sync` makes it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::act::{ActOptions, ActReport, ActionResult, act};
-use crate::azure::AzureError;
-use crate::azure::sentinel::Workspace;
+use crate::act::{ActOptions, ActReport};
+use crate::backend::{self, Backend, Piece, ReadStats, Resolution};
 use crate::config::Config;
 use crate::connect::Connection;
 use crate::decide::{Plan, decide};
+use crate::events::{Event, LogEvents, Observer};
 use crate::model::Snapshot;
 use crate::observe::change_feed::{ChangeFeed, FeedSettings, Read};
-use crate::observe::log_analytics::{GroupReader, MAX_WORKSPACES_PER_QUERY, PieceKind, ReadStats};
 use crate::observe::query::{Selection, Since};
 
 /// Whether a cycle changes anything.
@@ -38,10 +45,10 @@ pub enum Mode {
     Sync,
 }
 
-/// What happened in one workspace.
+/// What happened in one target: a workspace, or the tenant.
 #[derive(Debug, Clone)]
 pub struct WorkspaceReport {
-    /// `subscription/resourceGroup/name`.
+    /// `subscription/resourceGroup/name`, or the tenant's label.
     pub workspace: String,
     pub plan: Option<Plan>,
     pub act: Option<ActReport>,
@@ -64,7 +71,7 @@ pub struct CycleReport {
     pub retries: u64,
     pub throttle_waits: u64,
     pub throttle_wait: Duration,
-    /// The Log Analytics reads of the cycle, summed over the groups.
+    /// The reads of the cycle, summed over the groups.
     pub reads: ReadStats,
     /// Groups read whole, and groups read through the change feed.
     pub whole_reads: u32,
@@ -79,7 +86,7 @@ impl CycleReport {
                 && w.act.as_ref().is_none_or(|a| {
                     a.outcomes
                         .iter()
-                        .all(|o| !matches!(o.result, ActionResult::Failed(_)))
+                        .all(|o| !matches!(o.result, crate::act::ActionResult::Failed(_)))
                 })
         })
     }
@@ -102,42 +109,52 @@ pub enum ReadMode {
     ChangedWithin(chrono::TimeDelta),
 }
 
-/// A configured workspace found in ARM.
-struct Resolved {
-    label: String,
-    ws: Workspace,
-}
-
-/// Workspaces read by one query, and their feed.
+/// Targets read together, and their feed.
 struct Group {
-    /// Indexes into `Syncer::resolved`.
+    /// Indexes of the targets.
     members: Vec<usize>,
     feed: ChangeFeed,
 }
 
-/// The state of a run's cycles: the workspaces found, their groups and their feeds.
+/// The state of a run's cycles: the backend (with the targets it found), the groups and
+/// their feeds, and who watches.
 pub struct Syncer {
     read_mode: ReadMode,
     feed: FeedSettings,
-    /// One entry per configured workspace, in configuration order: found, or not yet.
-    resolved: Vec<Option<Resolved>>,
+    backend: Box<dyn Backend>,
     groups: Vec<Group>,
-    /// The Graph backend's state, when `[sync] backend = "graph"`: it runs the cycle.
-    graph: Option<crate::cycle_graph::GraphSyncer>,
+    observers: Vec<Arc<dyn Observer>>,
 }
 
 impl Syncer {
+    /// A syncer over the backend `config` names, logging its events.
     pub fn new(config: &Config, read_mode: ReadMode) -> Self {
+        Self::with_backend(config, read_mode, backend::from_config(config))
+    }
+
+    /// A syncer over `backend`.
+    pub fn with_backend(config: &Config, read_mode: ReadMode, backend: Box<dyn Backend>) -> Self {
         Self {
             read_mode,
             feed: FeedSettings {
                 resync: config.sync.resync,
                 overlap: config.sync.feed_overlap,
             },
-            resolved: config.file.workspaces.iter().map(|_| None).collect(),
+            backend,
             groups: Vec::new(),
-            graph: (config.sync.backend == crate::config::Backend::Graph)
-                .then(|| crate::cycle_graph::GraphSyncer::new(config, read_mode)),
+            observers: vec![Arc::new(LogEvents)],
+        }
+    }
+
+    /// Adds an observer of the loop's events.
+    pub fn observe(&mut self, observer: Arc<dyn Observer>) -> &mut Self {
+        self.observers.push(observer);
+        self
+    }
+
+    fn tell(&self, event: Event<'_>) {
+        for o in &self.observers {
+            o.on(&event);
         }
     }
 
@@ -150,19 +167,15 @@ impl Syncer {
         stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
         on_progress: &(dyn Fn(usize, usize) + Sync),
     ) -> CycleReport {
-        if let Some(graph) = &mut self.graph {
-            return graph.cycle(conn, config, mode, stop, on_progress).await;
-        }
         let started = Utc::now();
         let clock = Instant::now();
-        let before_requests = conn.stats.requests();
-        let before = snapshot_counters(conn);
-        let mut reports: Vec<WorkspaceReport> = config
-            .file
-            .workspaces
-            .iter()
-            .map(|w| WorkspaceReport {
-                workspace: format!("{}/{}/{}", w.subscription_id, w.resource_group, w.name),
+        let before = Counters::of(conn);
+        let mut reports: Vec<WorkspaceReport> = self
+            .backend
+            .targets()
+            .into_iter()
+            .map(|workspace| WorkspaceReport {
+                workspace,
                 plan: None,
                 act: None,
                 error: None,
@@ -170,7 +183,7 @@ impl Syncer {
                 incidents_seen: 0,
             })
             .collect();
-        self.resolve(conn, config, &mut reports).await;
+        self.resolve(conn, &mut reports).await;
         let mut reads = ReadStats::default();
         let (mut whole_reads, mut change_reads) = (0, 0);
         let mut queue: Vec<Group> = std::mem::take(&mut self.groups);
@@ -184,45 +197,29 @@ impl Syncer {
                     also: Vec::new(),
                 }),
             };
-            let ids: Vec<String> = group
-                .members
-                .iter()
-                .filter_map(|&i| self.resolved[i].as_ref())
-                .map(|r| r.ws.customer_id.clone())
-                .collect();
-            let outcome = sync_group(
-                conn,
-                config,
-                &self.resolved,
-                &group.members,
-                &ids,
-                &read,
-                mode,
-                stop,
-                on_progress,
-                &mut reports,
-            )
-            .await;
+            let outcome = self
+                .sync_group(
+                    conn,
+                    config,
+                    &group.members,
+                    &read,
+                    mode,
+                    stop,
+                    on_progress,
+                    &mut reports,
+                )
+                .await;
             reads.add(&outcome.stats);
-            match outcome.split_for {
-                // A query that one of several workspaces makes fail: read each half alone.
-                Some(e) if group.members.len() > 1 => {
-                    tracing::warn!(workspaces = group.members.len(), error = %e, "a query over several workspaces failed: reading each half of them alone");
-                    let half = group.members.len() / 2;
-                    let second = group.members.split_off(half);
-                    queue.push(Group {
-                        members: second,
-                        feed: group.feed.clone(),
-                    });
-                    queue.push(group);
-                    continue;
-                }
-                Some(e) => {
-                    for &i in &group.members {
-                        set_error(&mut reports[i], format!("querying the workspace: {e}"));
-                    }
-                }
-                None => {}
+            if outcome.split {
+                // A read that one of several targets makes fail: read each half alone.
+                let half = group.members.len() / 2;
+                let second = group.members.split_off(half);
+                queue.push(Group {
+                    members: second,
+                    feed: group.feed.clone(),
+                });
+                queue.push(group);
+                continue;
             }
             if outcome.whole {
                 whole_reads += 1;
@@ -232,80 +229,205 @@ impl Syncer {
             if let Some(seen) = outcome.seen_until.filter(|_| outcome.complete) {
                 group.feed.read_done(outcome.whole, seen, Instant::now());
             }
-            group.feed.retry_later(outcome.retry);
+            group.feed.retry_later(outcome.read_again);
             done.push(group);
         }
         self.groups = done;
-        let after = snapshot_counters(conn);
-        let requests = conn
-            .stats
-            .requests()
-            .into_iter()
-            .map(|(s, st, n)| {
-                let was = before_requests
-                    .iter()
-                    .find(|(bs, bst, _)| *bs == s && *bst == st)
-                    .map_or(0, |b| b.2);
-                (s.name().to_owned(), st, n - was)
-            })
-            .filter(|r| r.2 > 0)
-            .collect();
-        CycleReport {
+        let after = Counters::of(conn);
+        let report = CycleReport {
             started,
             duration: clock.elapsed(),
             mode,
             workspaces: reports,
-            requests,
-            retries: after.0 - before.0,
-            throttle_waits: after.1 - before.1,
-            throttle_wait: Duration::from_millis(after.2 - before.2),
+            requests: after.requests_since(&before),
+            retries: after.retries - before.retries,
+            throttle_waits: after.throttle_waits - before.throttle_waits,
+            throttle_wait: Duration::from_millis(after.throttle_wait_ms - before.throttle_wait_ms),
             reads,
             whole_reads,
             change_reads,
-        }
+        };
+        self.tell(Event::CycleDone { report: &report });
+        report
     }
 
-    /// Looks up in ARM the workspaces not found yet; those found join a new group (read
-    /// whole first), in groups of at most [`MAX_WORKSPACES_PER_QUERY`].
-    async fn resolve(
-        &mut self,
-        conn: &Connection,
-        config: &Config,
-        reports: &mut [WorkspaceReport],
-    ) {
+    /// Looks up the targets not found yet; those found join new groups (read whole first),
+    /// of at most the source's limit.
+    async fn resolve(&mut self, conn: &Connection, reports: &mut [WorkspaceReport]) {
         let mut found = Vec::new();
-        for (i, w) in config.file.workspaces.iter().enumerate() {
-            if self.resolved[i].is_some() {
-                continue;
-            }
-            match conn
-                .sentinel
-                .workspace(&w.subscription_id, &w.resource_group, &w.name)
-                .await
-            {
-                Ok(ws) => {
-                    self.resolved[i] = Some(Resolved {
-                        label: reports[i].workspace.clone(),
-                        ws,
+        for r in self.backend.resolve(conn).await {
+            match r {
+                Resolution::Found(i) => found.push(i),
+                Resolution::Failed(i, message) => {
+                    self.tell(Event::LookupFailed {
+                        target: &reports[i].workspace,
+                        message: &message,
                     });
-                    found.push(i);
-                }
-                Err(e) => {
-                    tracing::error!(workspace = %reports[i].workspace, error = %e, "workspace lookup failed");
-                    reports[i].error = Some(format!("looking up the workspace: {e}"));
+                    set_error(&mut reports[i], message);
                 }
             }
         }
-        for chunk in found.chunks(MAX_WORKSPACES_PER_QUERY) {
+        for chunk in found.chunks(self.backend.group_limit().max(1)) {
             self.groups.push(Group {
                 members: chunk.to_vec(),
                 feed: ChangeFeed::new(self.feed),
             });
         }
     }
+
+    /// Reads one group piece by piece; decides and acts on each piece for each target.
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_group(
+        &self,
+        conn: &Connection,
+        config: &Config,
+        members: &[usize],
+        read: &Read,
+        mode: Mode,
+        stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+        on_progress: &(dyn Fn(usize, usize) + Sync),
+        reports: &mut [WorkspaceReport],
+    ) -> GroupOutcome {
+        let mut reader = self.backend.read(conn, &config.policy, members, read);
+        let mut read_again = Vec::new();
+        let mut first = true;
+        while let Some(Piece { share, result }) = reader.next().await {
+            let snapshots = match result {
+                Ok(s) => s,
+                Err(f) if first && members.len() > 1 && f.one_target_may_cause => {
+                    self.tell(Event::GroupSplit {
+                        targets: members.len(),
+                        error: &f.error,
+                    });
+                    let o = reader.outcome();
+                    return GroupOutcome {
+                        stats: o.stats,
+                        split: true,
+                        ..GroupOutcome::default()
+                    };
+                }
+                Err(f) => {
+                    let labels: Vec<&str> =
+                        members.iter().map(|&i| &*reports[i].workspace).collect();
+                    self.tell(Event::ReadFailed {
+                        targets: &labels,
+                        what: &f.what,
+                        error: &f.error,
+                    });
+                    for &i in members {
+                        set_error(&mut reports[i], format!("{}: {}", f.what, f.error));
+                    }
+                    first = false;
+                    continue;
+                }
+            };
+            first = false;
+            for (i, snapshot) in snapshots {
+                read_again.extend(
+                    self.sync_snapshot(
+                        conn,
+                        config,
+                        i,
+                        (snapshot, share),
+                        mode,
+                        stop,
+                        on_progress,
+                        &mut reports[i],
+                    )
+                    .await,
+                );
+            }
+        }
+        let o = reader.outcome();
+        read_again.extend(o.read_again);
+        GroupOutcome {
+            stats: o.stats,
+            whole: o.whole,
+            complete: o.complete,
+            seen_until: o.seen_until,
+            read_again,
+            split: false,
+        }
+    }
+
+    /// Decides and acts on one target's snapshot of one piece, adding to its report.
+    /// Returns the incidents whose actions failed or were left (to read again).
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_snapshot(
+        &self,
+        conn: &Connection,
+        config: &Config,
+        target: usize,
+        (snapshot, snapshot_share): (Snapshot, Option<u32>),
+        mode: Mode,
+        stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+        on_progress: &(dyn Fn(usize, usize) + Sync),
+        report: &mut WorkspaceReport,
+    ) -> Vec<String> {
+        // Decide at the service's clock when it says (a skewed local clock must not move the
+        // max_age window).
+        let now = snapshot.server_now.unwrap_or_else(Utc::now);
+        let plan = decide(&snapshot, &config.policy, now);
+        report.incidents_seen += snapshot.incidents.len();
+        report.warnings.extend(snapshot.warnings.iter().cloned());
+        self.tell(Event::Decided {
+            target: &report.workspace,
+            snapshot: &snapshot,
+            plan: &plan,
+        });
+        let mut act_report = None;
+        if mode == Mode::Sync && (!plan.actions.is_empty() || !plan.repairs.is_empty()) {
+            let opts = ActOptions {
+                concurrency: config.sync.concurrency,
+                conflict_retries: config.sync.conflict_retries,
+                stop: stop.clone(),
+                snapshot_share,
+            };
+            let total = plan.actions.len();
+            let done = std::sync::atomic::AtomicUsize::new(0);
+            let acted = self
+                .backend
+                .act(
+                    conn,
+                    target,
+                    &snapshot,
+                    &plan,
+                    &config.policy,
+                    &opts,
+                    &|n| {
+                        let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                        on_progress(d, total);
+                    },
+                )
+                .await;
+            self.tell(Event::Acted {
+                target: &report.workspace,
+                report: &acted,
+            });
+            act_report = Some(acted);
+        }
+        let read_again: Vec<String> = act_report
+            .iter()
+            .flat_map(|a| a.outcomes.iter().chain(&a.repairs))
+            .filter(|o| o.result.read_again())
+            .map(|o| o.incident.clone())
+            .collect();
+        merge_plan(&mut report.plan, plan);
+        if let Some(a) = act_report {
+            let into = report.act.get_or_insert_with(ActReport::default);
+            into.outcomes.extend(a.outcomes);
+            into.repairs.extend(a.repairs);
+            for role in a.missing_roles {
+                if !into.missing_roles.contains(&role) {
+                    into.missing_roles.push(role);
+                }
+            }
+        }
+        read_again
+    }
 }
 
-/// Runs one cycle of a fresh [`Syncer`]: the workspaces looked up, each group read whole.
+/// Runs one cycle of a fresh [`Syncer`]: the targets looked up, each group read whole.
 pub async fn run_cycle(
     conn: &Connection,
     config: &Config,
@@ -318,143 +440,53 @@ pub async fn run_cycle(
         .await
 }
 
-fn snapshot_counters(conn: &Connection) -> (u64, u64, u64) {
-    use std::sync::atomic::Ordering::Relaxed;
-    (
-        conn.stats.retries.load(Relaxed),
-        conn.stats.throttle_waits.load(Relaxed),
-        conn.stats.throttle_wait_ms.load(Relaxed),
-    )
+/// The connection's counters at one instant.
+struct Counters {
+    requests: Vec<(crate::azure::error::Service, u16, u64)>,
+    retries: u64,
+    throttle_waits: u64,
+    throttle_wait_ms: u64,
+}
+
+impl Counters {
+    fn of(conn: &Connection) -> Counters {
+        use std::sync::atomic::Ordering::Relaxed;
+        Counters {
+            requests: conn.stats.requests(),
+            retries: conn.stats.retries.load(Relaxed),
+            throttle_waits: conn.stats.throttle_waits.load(Relaxed),
+            throttle_wait_ms: conn.stats.throttle_wait_ms.load(Relaxed),
+        }
+    }
+
+    /// Requests by service and status since `before`.
+    fn requests_since(&self, before: &Counters) -> Vec<(String, u16, u64)> {
+        self.requests
+            .iter()
+            .filter_map(|(service, status, n)| {
+                let was = before
+                    .requests
+                    .iter()
+                    .find(|(s, st, _)| s == service && st == status)
+                    .map_or(0, |b| b.2);
+                (*n > was).then(|| (service.name().to_owned(), *status, n - was))
+            })
+            .collect()
+    }
 }
 
 /// What one group's read came to.
+#[derive(Default)]
 struct GroupOutcome {
     stats: ReadStats,
     whole: bool,
     complete: bool,
     seen_until: Option<DateTime<Utc>>,
-    /// Incidents to read again by name (their actions failed or were left).
-    retry: Vec<String>,
-    /// The read failed before any piece, with an error one workspace of several may cause.
-    split_for: Option<AzureError>,
-}
-
-/// Reads one group piece by piece; decides and acts on each piece for each workspace.
-#[allow(clippy::too_many_arguments)]
-async fn sync_group(
-    conn: &Connection,
-    config: &Config,
-    resolved: &[Option<Resolved>],
-    members: &[usize],
-    ids: &[String],
-    read: &Read,
-    mode: Mode,
-    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
-    on_progress: &(dyn Fn(usize, usize) + Sync),
-    reports: &mut [WorkspaceReport],
-) -> GroupOutcome {
-    let mut reader = GroupReader::new(&conn.log_analytics, ids, &config.policy, read);
-    let mut retry = Vec::new();
-    let mut first = true;
-    while let Some(piece) = reader.next().await {
-        let snapshots = match piece.result {
-            Ok(s) => s,
-            Err(e) if first && members.len() > 1 && one_workspace_may_cause(&e) => {
-                return GroupOutcome {
-                    stats: reader.stats(),
-                    whole: reader.was_whole(),
-                    complete: false,
-                    seen_until: None,
-                    retry,
-                    split_for: Some(e),
-                };
-            }
-            Err(e) => {
-                tracing::error!(piece = %piece.kind, error = %e, "query failed");
-                for &i in members {
-                    set_error(
-                        &mut reports[i],
-                        format!("querying the workspace ({}): {e}", piece.kind),
-                    );
-                }
-                first = false;
-                continue;
-            }
-        };
-        first = false;
-        let mut by_workspace = snapshots.by_workspace;
-        for &i in members {
-            let Some(r) = resolved[i].as_ref() else {
-                continue;
-            };
-            // A workspace with no row in the answer has nothing in scope in this piece; the
-            // rows of a query of one workspace do not name it.
-            let mut snapshot = by_workspace
-                .remove(&r.ws.customer_id)
-                .or_else(|| {
-                    (members.len() == 1)
-                        .then(|| by_workspace.remove(""))
-                        .flatten()
-                })
-                .unwrap_or_default();
-            snapshot.server_now = snapshot.server_now.or(snapshots.server_now);
-            // What share of the workspace the snapshot holds, for the act step's ETag reads.
-            let share = match &piece.kind {
-                PieceKind::Partition(p) => Some(p.modulus),
-                PieceKind::Changed => None,
-            };
-            retry.extend(
-                sync_snapshot(
-                    conn,
-                    config,
-                    r,
-                    (snapshot, share),
-                    mode,
-                    stop,
-                    on_progress,
-                    &mut reports[i],
-                )
-                .await,
-            );
-        }
-        let strangers: usize = by_workspace
-            .into_iter()
-            .filter(|(id, _)| !id.is_empty())
-            .map(|(_, s)| s.incidents.len())
-            .sum();
-        if strangers > 0 {
-            tracing::warn!(
-                incidents = strangers,
-                "rows of a workspace not asked for: ignored"
-            );
-        }
-    }
-    GroupOutcome {
-        stats: reader.stats(),
-        whole: reader.was_whole(),
-        complete: reader.complete(),
-        seen_until: reader.seen_until(),
-        retry,
-        split_for: None,
-    }
-}
-
-/// Whether a query's failure may come from one workspace of several (no access to it, or
-/// it cannot be found), rather than from the service or the query text (a query the service
-/// refuses as such fails the same way for every workspace: splitting would not help).
-fn one_workspace_may_cause(e: &AzureError) -> bool {
-    match e {
-        AzureError::InsufficientAccess { .. } | AzureError::Forbidden { .. } => true,
-        AzureError::Http {
-            status: 403 | 404, ..
-        } => true,
-        AzureError::Http {
-            status: 400,
-            message,
-            ..
-        } => message.to_ascii_lowercase().contains("workspace"),
-        _ => false,
-    }
+    /// Incidents to read again by name (their actions failed or were left, or the read
+    /// could not read them).
+    read_again: Vec<String>,
+    /// The read failed before any piece, in a way one target of several may cause.
+    split: bool,
 }
 
 fn set_error(report: &mut WorkspaceReport, error: String) {
@@ -465,84 +497,6 @@ fn set_error(report: &mut WorkspaceReport, error: String) {
         }
         None => report.error = Some(error),
     }
-}
-
-/// Decides and acts on one workspace's snapshot of one piece, adding to its report.
-/// Returns the incidents whose actions failed or were left (to read again).
-#[allow(clippy::too_many_arguments)]
-async fn sync_snapshot(
-    conn: &Connection,
-    config: &Config,
-    r: &Resolved,
-    (snapshot, snapshot_share): (Snapshot, Option<u32>),
-    mode: Mode,
-    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
-    on_progress: &(dyn Fn(usize, usize) + Sync),
-    report: &mut WorkspaceReport,
-) -> Vec<String> {
-    // Decide at the service's clock when it says (a skewed local clock must not move the
-    // max_age window).
-    let now = snapshot.server_now.unwrap_or_else(Utc::now);
-    let plan = decide(&snapshot, &config.policy, now);
-    report.incidents_seen += snapshot.incidents.len();
-    report.warnings.extend(snapshot.warnings.iter().cloned());
-    tracing::info!(workspace = %r.label, incidents = snapshot.incidents.len(), actions = plan.actions.len(), held = plan.held.len(), "decided");
-    for h in &plan.held {
-        tracing::info!(workspace = %r.label, incident = h.incident_number, reason = %h.reason, "held");
-    }
-    let mut act_report = None;
-    if mode == Mode::Sync {
-        let mut a = if plan.repairs.is_empty() {
-            ActReport::default()
-        } else {
-            ActReport {
-                repairs: crate::act::repair(conn, &r.ws, &plan).await,
-                ..ActReport::default()
-            }
-        };
-        if !plan.actions.is_empty() {
-            let opts = ActOptions {
-                concurrency: config.sync.concurrency,
-                conflict_retries: config.sync.conflict_retries,
-                stop: stop.clone(),
-                snapshot_share,
-            };
-            let total = plan.actions.len();
-            let done = std::sync::atomic::AtomicUsize::new(0);
-            let acted = act(conn, &r.ws, &snapshot, &plan, &config.policy, &opts, &|n| {
-                let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-                on_progress(d, total);
-            })
-            .await;
-            a.outcomes = acted.outcomes;
-            a.missing_roles = acted.missing_roles;
-        }
-        if !plan.actions.is_empty() || !a.repairs.is_empty() {
-            act_report = Some(a);
-        }
-    }
-    let retry: Vec<String> = act_report
-        .iter()
-        .flat_map(|a| a.outcomes.iter().chain(&a.repairs))
-        .filter(|o| !matches!(o.result, ActionResult::Applied))
-        .filter(|o| match &o.result {
-            ActionResult::Skipped(d) => d.starts_with("stopping"),
-            _ => true,
-        })
-        .map(|o| o.incident.clone())
-        .collect();
-    merge_plan(&mut report.plan, plan);
-    if let Some(a) = act_report {
-        let into = report.act.get_or_insert_with(ActReport::default);
-        into.outcomes.extend(a.outcomes);
-        into.repairs.extend(a.repairs);
-        for role in a.missing_roles {
-            if !into.missing_roles.contains(&role) {
-                into.missing_roles.push(role);
-            }
-        }
-    }
-    retry
 }
 
 /// Adds a piece's plan to the workspace's (pieces hold different incidents).

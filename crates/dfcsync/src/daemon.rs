@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::connect::Connection;
 use crate::cycle::{Mode, ReadMode, Syncer};
+use crate::events::{Event, Observer};
 use crate::metrics::Metrics;
 use crate::report;
 
@@ -42,9 +43,27 @@ impl Shared {
         }
     }
 
+    /// Records a finished cycle (metrics, and the time of the last success).
+    fn cycle_done(&self, report: &crate::cycle::CycleReport) {
+        self.metrics.record(report);
+        if report.succeeded() {
+            self.last_success
+                .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+        }
+    }
+
     fn ready(&self) -> bool {
         let last = self.last_success.load(Ordering::Relaxed);
         last > 0 && chrono::Utc::now().timestamp() - last <= 3 * self.interval.as_secs() as i64 + 60
+    }
+}
+
+/// The endpoints watch the loop: each finished cycle updates them.
+impl Observer for Shared {
+    fn on(&self, event: &Event<'_>) {
+        if let Event::CycleDone { report } = event {
+            self.cycle_done(report);
+        }
     }
 }
 
@@ -146,24 +165,19 @@ pub fn on_signals(stop: Arc<AtomicBool>, wake: Arc<Notify>) {
 pub async fn run_loop(
     conn: &Connection,
     config: &Config,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     stop: Arc<AtomicBool>,
     wake: Arc<Notify>,
 ) {
     let mut cycle_no = 0u64;
     // The workspaces, their groups and change feeds, from one cycle to the next.
     let mut syncer = Syncer::new(config, ReadMode::Feed);
+    syncer.observe(shared.clone());
     loop {
         cycle_no += 1;
         let report = syncer
             .cycle(conn, config, Mode::Sync, &stop, &|_, _| {})
             .await;
-        shared.metrics.record(&report);
-        if report.succeeded() {
-            shared
-                .last_success
-                .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
-        }
         report::log_cycle(&report, cycle_no);
         if stop.load(Ordering::SeqCst) {
             break;

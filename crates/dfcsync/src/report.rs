@@ -425,7 +425,7 @@ pub fn log_cycle(report: &CycleReport, cycle: u64) {
                 ActionResult::Applied => {
                     tracing::info!(cycle, workspace = %w.workspace, incident = o.incident_number, action = %o.kind, fingerprint = %o.fingerprint, result = "applied", why = %o.why, "action")
                 }
-                ActionResult::Skipped(d) => {
+                ActionResult::Skipped(d) | ActionResult::Deferred(d) => {
                     tracing::info!(cycle, workspace = %w.workspace, incident = o.incident_number, action = %o.kind, result = "skipped", detail = %d, "action")
                 }
                 ActionResult::Failed(d) => {

@@ -399,7 +399,7 @@ async fn with_xdr_rolling_incidents_up_the_end_state_is_the_same() {
 async fn an_analyst_edit_between_read_and_patch_is_decided_again() {
     let env = Env::start_graph(&xdr_tenant(|_| {}), "").await;
     let g = env.graph();
-    let read = dfcsync::observe::graph::read_whole(g, env.config.policy.max_age)
+    let read = dfcsync::backend::graph::source::read_whole(g, env.config.policy.max_age)
         .await
         .unwrap();
     let plan =
@@ -420,7 +420,7 @@ async fn an_analyst_edit_between_read_and_patch_is_decided_again() {
         stop: Arc::new(AtomicBool::new(false)),
         snapshot_share: None,
     };
-    let report = dfcsync::act_graph::act(
+    let report = dfcsync::backend::graph::sink::act(
         g,
         &read.snapshot.incidents,
         &read.snapshot.alerts,

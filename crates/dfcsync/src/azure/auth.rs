@@ -44,6 +44,7 @@ use azure_core::http::{ClientOptions, Transport};
 use super::cloud::{Cloud, resource_of_scope};
 use super::error::AzureError;
 use super::http::AzureHttp;
+pub use super::token::{AccessToken, TokenSource};
 use crate::config::AuthSection;
 
 /// The order in which `auth.method = "auto"` picks a credential (for `dfcsync doctor` and
@@ -55,46 +56,6 @@ pub const AUTO_ORDER: &str = "auth.method = \"auto\" takes the first that applie
 4. managed_identity through IMDS, when [auth] names client_id, object_id or resource_id (a user-assigned identity); \
 5. managed_identity through IMDS, when IMDS answers a one-second probe (system-assigned); \
 6. azure_cli, when az is on PATH.";
-
-/// A bearer token. Its value is never printed.
-#[derive(Clone)]
-pub struct AccessToken {
-    token: String,
-    /// When it expires.
-    pub expires_at: SystemTime,
-}
-
-impl AccessToken {
-    pub fn new(token: String, expires_at: SystemTime) -> AccessToken {
-        AccessToken { token, expires_at }
-    }
-
-    /// The token itself, for an `Authorization` header.
-    pub fn secret(&self) -> &str {
-        &self.token
-    }
-}
-
-impl std::fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessToken")
-            .field("token", &"<redacted>")
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
-}
-
-/// Anything that gives tokens: the clients' view of a credential.
-#[async_trait::async_trait]
-pub trait TokenSource: Send + Sync {
-    /// A token for `scope` (`https://…/.default`).
-    async fn token(&self, scope: &str) -> Result<AccessToken, AzureError>;
-    /// Forgets a cached token that a service refused (expired early, revoked): the next
-    /// [`TokenSource::token`] gets a new one.
-    async fn invalidate(&self, _scope: &str) {}
-    /// Which credential this is and why it was chosen.
-    fn describe(&self) -> String;
-}
 
 /// The authentication methods of `[auth] method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,9 +32,9 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use url::Url;
 use uuid::Uuid;
 
-use super::auth::TokenSource;
 use super::cloud::Cloud;
 use super::error::{AzureError, Service, from_response};
+use super::token::TokenSource;
 
 /// `dfcsync/<version>`.
 pub const USER_AGENT: &str = concat!("dfcsync/", env!("CARGO_PKG_VERSION"));

@@ -35,5 +35,6 @@ pub mod graph;
 pub mod http;
 pub mod log_analytics;
 pub mod sentinel;
+pub mod token;
 
 pub use error::AzureError;

@@ -9,14 +9,14 @@
 //! - [`query`] is the KQL that fetches exactly those rows from a workspace (all of them, one
 //!   partition, or what changed);
 //! - [`partition`] sizes a whole read so that no answer nears the service's limits;
-//! - [`change_feed`] decides which read a cycle makes and keeps the watermark;
-//! - [`log_analytics`] runs those reads against one or many workspaces (the I/O);
-//! - [`graph`] is the other backend's source: Defender XDR incidents through Microsoft Graph.
+//! - [`change_feed`] decides which read a cycle makes and keeps the watermark.
+//!
+//! The reads themselves (the I/O) are the backends' sources: `backend::sentinel::source`
+//! runs these queries against one or many workspaces, `backend::graph::source` reads
+//! Defender XDR through Microsoft Graph.
 
 pub mod build;
 pub mod change_feed;
-pub mod graph;
-pub mod log_analytics;
 pub mod partition;
 pub mod query;
 pub mod records;

@@ -1,9 +1,9 @@
-//! The Log Analytics source: the reads of one group of workspaces (up to
+//! The Sentinel backend's source: the Log Analytics reads of one group of workspaces (up to
 //! [`MAX_WORKSPACES_PER_QUERY`], one query reading them all through the body's
 //! `workspaces`), piece by piece.
 //!
 //! A change read is one query. A whole read first counts the rows of the window
-//! ([`count_query`]) to choose how many partitions to read ([`partition`](super::partition)),
+//! ([`count_query`]) to choose how many partitions to read ([`partition`]),
 //! then reads them one after the other, so a cycle holds one partition's rows at a time and
 //! its memory does not grow with the workspace. An answer refused for its size or row count
 //! (a `PartialError`) is never used: the partition is split in two and read again; a change
@@ -12,51 +12,32 @@
 //!
 //! Each piece answered whole is handed over as one snapshot per workspace (split by the rows'
 //! `TenantId`; a query of one workspace leaves the column out, and its rows are under the
-//! empty id); the caller decides and acts on it before asking for the next.
+//! empty id); the loop decides and acts on it before asking for the next.
+//!
+//! The workspaces are found in ARM first ([`Source::resolve`]): the query API wants their
+//! workspace id (`customerId`).
 
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 
-use super::build::{WorkspaceSnapshots, build_snapshots_by_workspace};
-use super::change_feed::Read;
-use super::partition::{self, ReadSize};
-use super::query::{Partition, Selection, count_query, read_query};
-use super::rows::read_rows_in;
+use super::SentinelBackend;
 use crate::azure::AzureError;
 use crate::azure::log_analytics::LogAnalyticsClient;
+use crate::backend::{
+    Piece as TargetPiece, PieceFailure, PieceReader, ReadOutcome, ReadStats, Resolution, Source,
+};
+use crate::connect::Connection;
+use crate::model::Snapshot;
+use crate::observe::build::{WorkspaceSnapshots, build_snapshots_by_workspace};
+use crate::observe::change_feed::Read;
+use crate::observe::partition::{self, ReadSize};
+use crate::observe::query::{Partition, Selection, count_query, read_query};
+use crate::observe::rows::read_rows_in;
 use crate::policy::Policy;
 
 /// The query API reads at most this many workspaces in one query.
 pub const MAX_WORKSPACES_PER_QUERY: usize = 100;
-
-/// Counters of one group's reads, for the cycle's report and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReadStats {
-    /// Queries sent (counting queries included).
-    pub queries: u32,
-    /// Bytes of the answers.
-    pub bytes: u64,
-    /// Rows of the answers.
-    pub rows: u64,
-    /// Pieces answered whole.
-    pub pieces: u32,
-    /// Answers refused for their size or row count (then split).
-    pub refused: u32,
-    /// The partitions of the last whole read (0: no whole read).
-    pub partitions: u32,
-}
-
-impl ReadStats {
-    pub fn add(&mut self, other: &ReadStats) {
-        self.queries += other.queries;
-        self.bytes += other.bytes;
-        self.rows += other.rows;
-        self.pieces += other.pieces;
-        self.refused += other.refused;
-        self.partitions = self.partitions.max(other.partitions);
-    }
-}
 
 /// What one piece of a read is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +69,7 @@ pub struct Piece {
 pub struct GroupReader<'a> {
     client: &'a LogAnalyticsClient,
     /// The workspace ids (`customerId`) of the group; the first is the query's target.
-    workspaces: &'a [String],
+    workspaces: Vec<String>,
     policy: &'a Policy,
     state: State,
     stats: ReadStats,
@@ -115,7 +96,7 @@ impl<'a> GroupReader<'a> {
     /// [`MAX_WORKSPACES_PER_QUERY`]).
     pub fn new(
         client: &'a LogAnalyticsClient,
-        workspaces: &'a [String],
+        workspaces: Vec<String>,
         policy: &'a Policy,
         read: &Read,
     ) -> Self {
@@ -281,5 +262,157 @@ impl<'a> GroupReader<'a> {
             return Err(AzureError::decode("the answer of the counting query", why));
         }
         Ok(size)
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for SentinelBackend {
+    fn targets(&self) -> Vec<String> {
+        self.configured.iter().map(|c| c.label.clone()).collect()
+    }
+
+    fn group_limit(&self) -> usize {
+        MAX_WORKSPACES_PER_QUERY
+    }
+
+    async fn resolve(&mut self, conn: &Connection) -> Vec<Resolution> {
+        let mut out = Vec::new();
+        for (i, c) in self.configured.iter().enumerate() {
+            if self.resolved[i].is_some() {
+                continue;
+            }
+            match conn
+                .sentinel
+                .workspace(&c.subscription_id, &c.resource_group, &c.name)
+                .await
+            {
+                Ok(ws) => {
+                    self.resolved[i] = Some(ws);
+                    out.push(Resolution::Found(i));
+                }
+                Err(e) => out.push(Resolution::Failed(
+                    i,
+                    format!("looking up the workspace: {e}"),
+                )),
+            }
+        }
+        out
+    }
+
+    fn read<'a>(
+        &'a self,
+        conn: &'a Connection,
+        policy: &'a Policy,
+        members: &'a [usize],
+        read: &Read,
+    ) -> Box<dyn PieceReader + 'a> {
+        let ids: Vec<String> = members
+            .iter()
+            .filter_map(|&i| self.workspace(i))
+            .map(|w| w.customer_id.clone())
+            .collect();
+        Box::new(MembersReader {
+            backend: self,
+            members,
+            reader: GroupReader::new(&conn.log_analytics, ids, policy, read),
+            first: true,
+        })
+    }
+}
+
+/// A [`GroupReader`] whose pieces are handed over by target.
+struct MembersReader<'a> {
+    backend: &'a SentinelBackend,
+    members: &'a [usize],
+    reader: GroupReader<'a>,
+    /// Whether no piece was handed over yet.
+    first: bool,
+}
+
+#[async_trait::async_trait]
+impl PieceReader for MembersReader<'_> {
+    async fn next(&mut self) -> Option<TargetPiece> {
+        let piece = self.reader.next().await?;
+        let first = std::mem::replace(&mut self.first, false);
+        // What share of the workspace the snapshot holds, for the sink's ETag reads.
+        let share = match &piece.kind {
+            PieceKind::Partition(p) => Some(p.modulus),
+            PieceKind::Changed => None,
+        };
+        let snapshots = match piece.result {
+            Ok(s) => s,
+            Err(error) => {
+                return Some(TargetPiece {
+                    share,
+                    result: Err(PieceFailure {
+                        what: format!("querying the workspace ({})", piece.kind),
+                        one_target_may_cause: first && one_workspace_may_cause(&error),
+                        error,
+                    }),
+                });
+            }
+        };
+        let mut by_workspace = snapshots.by_workspace;
+        let mut out: Vec<(usize, Snapshot)> = Vec::new();
+        for &i in self.members {
+            let Some(ws) = self.backend.workspace(i) else {
+                continue;
+            };
+            // A workspace with no row in the answer has nothing in scope in this piece; the
+            // rows of a query of one workspace do not name it.
+            let mut snapshot = by_workspace
+                .remove(&ws.customer_id)
+                .or_else(|| {
+                    (self.members.len() == 1)
+                        .then(|| by_workspace.remove(""))
+                        .flatten()
+                })
+                .unwrap_or_default();
+            snapshot.server_now = snapshot.server_now.or(snapshots.server_now);
+            out.push((i, snapshot));
+        }
+        let strangers: usize = by_workspace
+            .into_iter()
+            .filter(|(id, _)| !id.is_empty())
+            .map(|(_, s)| s.incidents.len())
+            .sum();
+        if strangers > 0 {
+            tracing::warn!(
+                incidents = strangers,
+                "rows of a workspace not asked for: ignored"
+            );
+        }
+        Some(TargetPiece {
+            share,
+            result: Ok(out),
+        })
+    }
+
+    fn outcome(&self) -> ReadOutcome {
+        ReadOutcome {
+            stats: self.reader.stats(),
+            whole: self.reader.was_whole(),
+            complete: self.reader.complete(),
+            seen_until: self.reader.seen_until(),
+            read_again: Vec::new(),
+        }
+    }
+}
+
+/// Whether a query's failure may come from one workspace of several (no access to it, or
+/// it cannot be found), rather than from the service or the query text (a query the service
+/// refuses as such fails the same way for every workspace: splitting would not help).
+fn one_workspace_may_cause(e: &AzureError) -> bool {
+    match e {
+        AzureError::InsufficientAccess { .. } | AzureError::Forbidden { .. } => true,
+        AzureError::Http {
+            status: 403 | 404, ..
+        } => true,
+        AzureError::Http {
+            status: 400,
+            message,
+            ..
+        } => message.to_ascii_lowercase().contains("workspace"),
+        _ => false,
     }
 }

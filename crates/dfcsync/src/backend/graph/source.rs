@@ -1,4 +1,4 @@
-//! The Graph source: Defender XDR incidents and alerts, read through Microsoft Graph, turned
+//! The Graph backend's source: Defender XDR incidents and alerts, read through Microsoft Graph, turned
 //! into the engine's [`Snapshot`] (the engine does not change; docs/graph.md is the page of
 //! this module's readings).
 //!
@@ -40,14 +40,19 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::{GraphBackend, TENANT_LABEL};
 use crate::azure::AzureError;
 use crate::azure::graph::{DFC_SERVICE_SOURCE, GraphAlert, GraphClient, GraphIncident, odata_time};
+use crate::backend::{Piece, PieceFailure, PieceReader, ReadOutcome, Resolution, Source};
+use crate::connect::Connection;
 use crate::model::{
     ActionKind, AlertMap, AlertRef, AlertState, AlertStatus, HeldInput, IncidentState,
     IncidentStatus, Mark, MarkSource, ObservedMark, Snapshot,
 };
+use crate::observe::change_feed::Read;
 use crate::observe::query::{Selection, Since};
 use crate::observe::records::parse_time;
+use crate::policy::Policy;
 
 /// How close before `status_since` dfcsync's own marked comment may be for the status to
 /// count as dfcsync's (semantics.md: one minute).
@@ -440,6 +445,131 @@ pub async fn read_changed(
     let now = read.server_now.unwrap_or_else(Utc::now);
     snapshot_of(client, incidents, &mut read, now).await;
     Ok(read)
+}
+
+#[async_trait::async_trait]
+impl Source for GraphBackend {
+    fn targets(&self) -> Vec<String> {
+        vec![TENANT_LABEL.into()]
+    }
+
+    fn group_limit(&self) -> usize {
+        1
+    }
+
+    /// The tenant is the credential's: there is nothing to look up.
+    async fn resolve(&mut self, _conn: &Connection) -> Vec<Resolution> {
+        if std::mem::replace(&mut self.announced, true) {
+            Vec::new()
+        } else {
+            vec![Resolution::Found(0)]
+        }
+    }
+
+    fn read<'a>(
+        &'a self,
+        conn: &'a Connection,
+        policy: &'a Policy,
+        _members: &'a [usize],
+        read: &Read,
+    ) -> Box<dyn PieceReader + 'a> {
+        Box::new(TenantRead {
+            backend: self,
+            conn,
+            policy,
+            read: Some(read.clone()),
+            outcome: ReadOutcome {
+                whole: *read == Read::Whole,
+                ..ReadOutcome::default()
+            },
+        })
+    }
+}
+
+/// One read of the tenant: a single piece.
+struct TenantRead<'a> {
+    backend: &'a GraphBackend,
+    conn: &'a Connection,
+    policy: &'a Policy,
+    /// The read to make; `None` once made.
+    read: Option<Read>,
+    outcome: ReadOutcome,
+}
+
+impl TenantRead<'_> {
+    fn known(&self) -> BTreeSet<String> {
+        self.backend
+            .dfc_incidents
+            .lock()
+            .map(|k| k.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    fn remember(&self, whole: bool, found: &BTreeSet<String>) {
+        let mut known = self
+            .backend
+            .dfc_incidents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if whole {
+            known.clone_from(found);
+        } else {
+            known.extend(found.iter().cloned());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PieceReader for TenantRead<'_> {
+    async fn next(&mut self) -> Option<Piece> {
+        let read = self.read.take()?;
+        let result = match (&self.conn.graph, &read) {
+            (None, _) => Err(AzureError::Config(
+                "this cloud has no Microsoft Graph endpoint".into(),
+            )),
+            (Some(g), Read::Whole) => read_whole(g, self.policy.max_age).await,
+            (Some(g), Read::Changed(selection)) => {
+                // A stateless read (`--changed-within`) knows no incident yet: every changed
+                // one is a candidate.
+                let known = match selection {
+                    Selection::Changed {
+                        since: Since::Within(_),
+                        ..
+                    } => None,
+                    _ => Some(self.known()),
+                };
+                read_changed(g, selection, known.as_ref()).await
+            }
+        };
+        let result = match result {
+            Ok(r) => {
+                self.remember(self.outcome.whole, &r.dfc_incidents);
+                self.outcome.complete = r.server_now.is_some();
+                self.outcome.seen_until = r.server_now;
+                // Incidents whose read failed are read again by name.
+                self.outcome.read_again = r
+                    .snapshot
+                    .unreadable_incidents
+                    .iter()
+                    .map(|h| h.incident.clone())
+                    .collect();
+                Ok(vec![(0, r.snapshot)])
+            }
+            Err(error) => Err(PieceFailure {
+                what: "reading the tenant through Microsoft Graph".into(),
+                error,
+                one_target_may_cause: false,
+            }),
+        };
+        Some(Piece {
+            share: None,
+            result,
+        })
+    }
+
+    fn outcome(&self) -> ReadOutcome {
+        self.outcome.clone()
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! has no classification comment to carry a close's mark in the PATCH itself, so the mark
 //! lives in the comment only, as it does for an activate or reopen in Sentinel. A status
 //! change that never lands after its comment is recognised by the source and taken again
-//! (`observe::graph`). Graph comments have no id of ours: the comment is posted only when no
+//! ([`super::source`]). Graph comments have no id of ours: the comment is posted only when no
 //! comment of the fresh read carries the mark. Between that read and the POST another
 //! replica may post the same comment (two replicas acting on one incident in the same
 //! second); the duplicate says the same thing, and every reading of marks is indifferent to
@@ -31,12 +31,15 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use super::GraphBackend;
+use super::source::{alert_key, alert_state, incident_state, incident_status};
 use crate::act::{ActOptions, ActReport, ActionOutcome, ActionResult, per_incident};
 use crate::azure::AzureError;
 use crate::azure::graph::{GraphClient, GraphIncident, IncidentUpdate};
+use crate::backend::Sink;
+use crate::connect::Connection;
 use crate::decide::{Decision, Plan, PlannedAction, decide_incident};
-use crate::model::{ActionKind, AlertMap, Classification, IncidentState, IncidentStatus};
-use crate::observe::graph::{alert_key, alert_state, incident_state, incident_status};
+use crate::model::{ActionKind, AlertMap, Classification, IncidentState, IncidentStatus, Snapshot};
 use crate::observe::records::parse_time;
 use crate::policy::Policy;
 
@@ -69,6 +72,34 @@ pub fn update_for(a: &PlannedAction) -> Option<IncidentUpdate> {
             ..Default::default()
         }),
         ActionKind::Notice | ActionKind::Writeback => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for GraphBackend {
+    async fn act(
+        &self,
+        conn: &Connection,
+        _target: usize,
+        snapshot: &Snapshot,
+        plan: &Plan,
+        policy: &Policy,
+        opts: &ActOptions,
+        on_done: &(dyn Fn(usize) + Sync),
+    ) -> ActReport {
+        let Some(graph) = &conn.graph else {
+            return ActReport::all_failed(plan, "this cloud has no Microsoft Graph endpoint");
+        };
+        act(
+            graph,
+            &snapshot.incidents,
+            &snapshot.alerts,
+            plan,
+            policy,
+            opts,
+            on_done,
+        )
+        .await
     }
 }
 
@@ -221,7 +252,7 @@ async fn act_incident(
     for a in planned.iter().skip(results.len()) {
         results.push(outcome(
             a,
-            ActionResult::Skipped("an earlier action of the incident failed".into()),
+            ActionResult::Deferred("an earlier action of the incident failed".into()),
         ));
     }
     results
@@ -250,7 +281,7 @@ async fn act_one(
         Err(e) => return ActionResult::Failed(e.to_string()),
     };
     if incident_status(&now) != *decided_on {
-        return ActionResult::Skipped(format!(
+        return ActionResult::Deferred(format!(
             "the incident's status changed to {:?} just before the write: left for the next cycle to decide again",
             now.status
         ));
