@@ -35,69 +35,7 @@ use crate::events::{Event, LogEvents, Observer};
 use crate::model::Snapshot;
 use crate::observe::change_feed::{ChangeFeed, FeedSettings, Read};
 use crate::observe::query::{Selection, Since};
-
-/// Whether a cycle changes anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Observe and decide only.
-    Plan,
-    /// Observe, decide and act.
-    Sync,
-}
-
-/// What happened in one target: a workspace, or the tenant.
-#[derive(Debug, Clone)]
-pub struct WorkspaceReport {
-    /// `subscription/resourceGroup/name`, or the tenant's label.
-    pub workspace: String,
-    pub plan: Option<Plan>,
-    pub act: Option<ActReport>,
-    /// Why the workspace, or a piece of its read, could not be synced.
-    pub error: Option<String>,
-    pub warnings: Vec<String>,
-    /// In-scope incidents read.
-    pub incidents_seen: usize,
-}
-
-/// What happened in one cycle.
-#[derive(Debug, Clone)]
-pub struct CycleReport {
-    pub started: DateTime<Utc>,
-    pub duration: Duration,
-    pub mode: Mode,
-    pub workspaces: Vec<WorkspaceReport>,
-    /// Azure answers during the cycle, by service and status.
-    pub requests: Vec<(String, u16, u64)>,
-    pub retries: u64,
-    pub throttle_waits: u64,
-    pub throttle_wait: Duration,
-    /// The reads of the cycle, summed over the groups.
-    pub reads: ReadStats,
-    /// Groups read whole, and groups read through the change feed.
-    pub whole_reads: u32,
-    pub change_reads: u32,
-}
-
-impl CycleReport {
-    /// Whether every workspace was read and every action applied or skipped on purpose.
-    pub fn succeeded(&self) -> bool {
-        self.workspaces.iter().all(|w| {
-            w.error.is_none()
-                && w.act.as_ref().is_none_or(|a| {
-                    a.outcomes
-                        .iter()
-                        .all(|o| !matches!(o.result, crate::act::ActionResult::Failed(_)))
-                })
-        })
-    }
-
-    /// Whether any workspace has planned actions.
-    pub fn has_actions(&self) -> bool {
-        self.workspaces
-            .iter()
-            .any(|w| w.plan.as_ref().is_some_and(|p| !p.actions.is_empty()))
-    }
-}
+pub use crate::report::{CycleReport, Mode, WorkspaceReport};
 
 /// Which read a cycle makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,9 +8,9 @@
 
 use crate::act::ActReport;
 use crate::azure::AzureError;
-use crate::cycle::CycleReport;
 use crate::decide::Plan;
 use crate::model::Snapshot;
+use crate::report::CycleReport;
 
 /// One step of a cycle.
 #[derive(Debug)]

@@ -1,5 +1,6 @@
-//! Reports for people and machines: a plan, or a whole cycle, as a table or as JSON, and
-//! the structured log lines of a cycle.
+//! What a cycle did ([`CycleReport`]: per target, the plan, what became of it and why a read
+//! failed; the requests and reads), and its forms for people and machines: a plan, or a
+//! whole cycle, as a table or as JSON, and the structured log lines of a cycle.
 //!
 //! The JSON form of a plan is a contract (the `replay` issue, `plan --output json`): the keys
 //! `now`, `actions[].{incident, incident_number, action, classification,
@@ -11,9 +12,76 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Value, json};
 
-use crate::act::ActionResult;
-use crate::cycle::{CycleReport, Mode};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::act::{ActReport, ActionResult};
+use crate::backend::ReadStats;
 use crate::decide::{Plan, PlannedAction, rfc3339};
+
+/// Whether a cycle changes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Observe and decide only.
+    Plan,
+    /// Observe, decide and act.
+    Sync,
+}
+
+/// What happened in one target: a workspace, or the tenant.
+#[derive(Debug, Clone)]
+pub struct WorkspaceReport {
+    /// `subscription/resourceGroup/name`, or the tenant's label.
+    pub workspace: String,
+    pub plan: Option<Plan>,
+    pub act: Option<ActReport>,
+    /// Why the workspace, or a piece of its read, could not be synced.
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+    /// In-scope incidents read.
+    pub incidents_seen: usize,
+}
+
+/// What happened in one cycle.
+#[derive(Debug, Clone)]
+pub struct CycleReport {
+    pub started: DateTime<Utc>,
+    pub duration: Duration,
+    pub mode: Mode,
+    pub workspaces: Vec<WorkspaceReport>,
+    /// Azure answers during the cycle, by service and status.
+    pub requests: Vec<(String, u16, u64)>,
+    pub retries: u64,
+    pub throttle_waits: u64,
+    pub throttle_wait: Duration,
+    /// The reads of the cycle, summed over the groups.
+    pub reads: ReadStats,
+    /// Groups read whole, and groups read through the change feed.
+    pub whole_reads: u32,
+    pub change_reads: u32,
+}
+
+impl CycleReport {
+    /// Whether every workspace was read and every action applied or skipped on purpose.
+    pub fn succeeded(&self) -> bool {
+        self.workspaces.iter().all(|w| {
+            w.error.is_none()
+                && w.act.as_ref().is_none_or(|a| {
+                    a.outcomes
+                        .iter()
+                        .all(|o| !matches!(o.result, ActionResult::Failed(_)))
+                })
+        })
+    }
+
+    /// Whether any workspace has planned actions.
+    pub fn has_actions(&self) -> bool {
+        self.workspaces
+            .iter()
+            .any(|w| w.plan.as_ref().is_some_and(|p| !p.actions.is_empty()))
+    }
+}
 
 /// The plan as the JSON contract gives it, as a value (inside a cycle's report).
 pub fn plan_json(plan: &Plan) -> Value {
