@@ -194,10 +194,13 @@ pub fn repair_for(
         m.mark.action == ActionKind::Close
             && m.source == MarkSource::ClassificationComment { current: true }
     })?;
-    let commented = incident
-        .marks
-        .iter()
-        .any(|m| m.mark == close.mark && matches!(m.source, MarkSource::Comment { .. }));
+    let commented = incident.marks.iter().any(|m| {
+        m.mark == close.mark
+            && matches!(
+                m.source,
+                MarkSource::Comment { .. } | MarkSource::UndatedComment
+            )
+    });
     if commented || !in_window(incident, policy, now) {
         return None;
     }
@@ -372,7 +375,7 @@ pub fn status_set_by_tool(incident: &IncidentState) -> bool {
                 .iter()
                 .filter_map(|m| match m.source {
                     MarkSource::Comment { created } => Some(created),
-                    MarkSource::ClassificationComment { .. } => None,
+                    MarkSource::ClassificationComment { .. } | MarkSource::UndatedComment => None,
                 })
                 .max();
             newest.is_some_and(|newest| {

@@ -137,7 +137,7 @@ async fn run(
             let p = |base: f64, rng: &mut fastrand::Rng| base * (0.5 + rng.f64());
             for r in [
                 json!({"path": "^/v1.0/security", "status": 503, "probability": p(0.08, &mut rng)}),
-                json!({"path": "^/v1.0/security", "status": 429, "retry_after": "1s", "probability": p(0.02, &mut rng)}),
+                json!({"path": "^/v1.0/security", "status": 429, "retry_after": "1s", "probability": p(0.05, &mut rng)}),
                 json!({"path": "oauth2", "status": 503, "probability": p(0.1, &mut rng)}),
             ] {
                 post(&ctl, &emu, "/_emulator/faults", r).await;

@@ -26,8 +26,13 @@ use super::cloud::Cloud;
 use super::error::{AzureError, Service};
 use super::http::{ApiRequest, ApiResponse, AzureHttp};
 
-/// The page size asked of every list (the observed `$top` cap of `/security/incidents`).
+/// The page size asked of incident lists (the observed `$top` cap of `/security/incidents`).
 pub const PAGE_SIZE: u32 = 50;
+/// The page size asked of alerts_v2 lists: no cap is published; 1,000 is the legacy alerts
+/// API's and what other collectors use (graph-xdr.md §2.2). A service that refuses it names
+/// its limit ("The limit of 'N' for Top query has been exceeded"), and the list is asked
+/// again with that.
+pub const ALERTS_PAGE_SIZE: u32 = 1000;
 /// The most pages one list follows (a `nextLink` loop guard: 500,000 items at 50 a page).
 const MAX_PAGES: usize = 10_000;
 /// Graph's evolvable-enum preference (reference §2.1).
@@ -35,15 +40,113 @@ pub const PREFER_UNKNOWN_MEMBERS: &str = "include-unknown-enum-members";
 /// `serviceSource` of Defender for Cloud alerts.
 pub const DFC_SERVICE_SOURCE: &str = "microsoftDefenderForCloud";
 
-/// A comment on an incident (`microsoft.graph.security.alertComment`).
+/// `microsoft.graph.security.incidentStatus` members (CSDL).
+pub const INCIDENT_STATUSES: &[&str] = &[
+    "active",
+    "resolved",
+    "inProgress",
+    "redirected",
+    "unknownFutureValue",
+    "awaitingAction",
+];
+/// `microsoft.graph.security.alertStatus` members (CSDL).
+pub const ALERT_STATUSES: &[&str] = &[
+    "unknown",
+    "new",
+    "inProgress",
+    "resolved",
+    "unknownFutureValue",
+];
+/// `microsoft.graph.security.alertClassification` members (CSDL).
+pub const CLASSIFICATIONS: &[&str] = &[
+    "unknown",
+    "falsePositive",
+    "truePositive",
+    "informationalExpectedActivity",
+    "unknownFutureValue",
+];
+/// `microsoft.graph.security.alertDetermination` members (CSDL names).
+pub const DETERMINATIONS: &[&str] = &[
+    "unknown",
+    "apt",
+    "malware",
+    "securityPersonnel",
+    "securityTesting",
+    "unwantedSoftware",
+    "other",
+    "multiStagedAttack",
+    "compromisedAccount",
+    "phishing",
+    "maliciousUserActivity",
+    "notMalicious",
+    "notEnoughDataToValidate",
+    "confirmedActivity",
+    "lineOfBusinessApplication",
+    "unknownFutureValue",
+];
+/// The `serviceSource` members dfcsync compares against.
+const SERVICE_SOURCES: &[&str] = &[DFC_SERVICE_SOURCE];
+
+/// `value` in the enum's own spelling when it names a member in another case (Graph's wire
+/// case is camelCase, but published examples also write PascalCase: `"Active"`,
+/// `"TruePositive"`); any other value is kept as sent (the source holds what it does not
+/// know).
+pub fn canonical_member(members: &[&'static str], value: String) -> String {
+    match members.iter().find(|m| m.eq_ignore_ascii_case(&value)) {
+        Some(m) if **m != value => (*m).to_owned(),
+        _ => value,
+    }
+}
+
+/// Serde helpers reading an enum-valued property in any letter case.
+mod member {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn of<'de, D: Deserializer<'de>>(
+        d: D,
+        members: &[&'static str],
+    ) -> Result<String, D::Error> {
+        Ok(super::canonical_member(
+            members,
+            Option::<String>::deserialize(d)?.unwrap_or_default(),
+        ))
+    }
+
+    pub fn opt<'de, D: Deserializer<'de>>(
+        d: D,
+        members: &[&'static str],
+    ) -> Result<Option<String>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(|v| super::canonical_member(members, v)))
+    }
+
+    pub fn incident_status<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        of(d, super::INCIDENT_STATUSES)
+    }
+    pub fn alert_status<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        of(d, super::ALERT_STATUSES)
+    }
+    pub fn classification<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        opt(d, super::CLASSIFICATIONS)
+    }
+    pub fn determination<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        opt(d, super::DETERMINATIONS)
+    }
+    pub fn service_source<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        opt(d, super::SERVICE_SOURCES)
+    }
+}
+
+/// A comment on an incident (`microsoft.graph.security.alertComment`). The schema (CSDL) and
+/// the comment-POST example name its fields `createdByDisplayName` / `createdDateTime`;
+/// Graph's published incident examples write `createdBy` / `createdTime`: both are read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GraphComment {
     #[serde(default)]
     pub comment: String,
-    #[serde(default)]
+    #[serde(default, alias = "createdBy")]
     pub created_by_display_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "createdTime")]
     pub created_date_time: Option<String>,
 }
 
@@ -53,7 +156,7 @@ pub struct GraphComment {
 #[serde(rename_all = "camelCase")]
 pub struct GraphIncident {
     pub id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "member::incident_status")]
     pub status: String,
     #[serde(default)]
     pub display_name: Option<String>,
@@ -65,14 +168,20 @@ pub struct GraphIncident {
     pub last_modified_by: Option<String>,
     #[serde(default)]
     pub assigned_to: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "member::classification")]
     pub classification: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "member::determination")]
     pub determination: Option<String>,
     #[serde(default)]
     pub redirect_incident_id: Option<String>,
+    /// The note of the resolution (PATCH-able since December 2024, Graph's changelog).
+    #[serde(default)]
+    pub resolving_comment: Option<String>,
     #[serde(default)]
     pub comments: Vec<GraphComment>,
+    /// The incident's alerts, when asked with `$expand=alerts`.
+    #[serde(default)]
+    pub alerts: Option<Vec<GraphAlert>>,
 }
 
 /// A Defender XDR alert (`microsoft.graph.security.alert`, alerts_v2), the properties
@@ -83,13 +192,13 @@ pub struct GraphAlert {
     pub id: String,
     #[serde(default)]
     pub incident_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "member::alert_status")]
     pub status: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "member::classification")]
     pub classification: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "member::determination")]
     pub determination: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "member::service_source")]
     pub service_source: Option<String>,
     #[serde(default)]
     pub product_name: Option<String>,
@@ -122,6 +231,8 @@ pub struct IncidentUpdate {
     pub status: Option<String>,
     pub classification: Option<String>,
     pub determination: Option<String>,
+    /// The note of the resolution (the portal's Resolve note): a close's reason and mark.
+    pub resolving_comment: Option<String>,
 }
 
 impl IncidentUpdate {
@@ -131,6 +242,7 @@ impl IncidentUpdate {
             ("status", &self.status),
             ("classification", &self.classification),
             ("determination", &self.determination),
+            ("resolvingComment", &self.resolving_comment),
         ] {
             if let Some(v) = v {
                 body.insert(k.into(), json!(v));
@@ -207,6 +319,37 @@ impl GraphClient {
         self.http.send(req).await
     }
 
+    /// [`Self::pages`] of `path` with `$top` = `top` and `query`; asked again with a smaller
+    /// `$top` when the service names its limit.
+    async fn list<T: for<'de> Deserialize<'de>>(
+        &self,
+        what: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        top: u32,
+    ) -> Result<Answer<Vec<T>>, AzureError> {
+        let ask = |top: u32| {
+            let top = top.to_string();
+            let mut q: Vec<(&str, &str)> = query.to_vec();
+            q.push(("$top", &top));
+            self.url(path, &q)
+        };
+        match self.pages(what, ask(top)?).await {
+            Err(e) => match top_limit(&e).filter(|&limit| limit > 0 && limit < top) {
+                Some(limit) => {
+                    tracing::info!(
+                        what,
+                        limit,
+                        "the service caps $top: asking again with its limit"
+                    );
+                    self.pages(what, ask(limit)?).await
+                }
+                None => Err(e),
+            },
+            ok => ok,
+        }
+    }
+
     /// Follows `@odata.nextLink` from `first`, collecting every page.
     async fn pages<T: for<'de> Deserialize<'de>>(
         &self,
@@ -250,18 +393,30 @@ impl GraphClient {
     }
 
     /// `GET /security/incidents?$filter=…&$top=50`, every page, sorted by
-    /// `lastUpdateDateTime` then id.
+    /// `lastUpdateDateTime` then id; with `expand`, each incident's alerts too
+    /// (`$expand=alerts`).
     pub async fn list_incidents(
         &self,
         filter: Option<&str>,
     ) -> Result<Answer<Vec<GraphIncident>>, AzureError> {
-        let top = PAGE_SIZE.to_string();
-        let mut q = vec![("$top", top.as_str())];
+        self.list_incidents_with(filter, false).await
+    }
+
+    /// [`Self::list_incidents`], with the alerts of each incident when `expand`.
+    pub async fn list_incidents_with(
+        &self,
+        filter: Option<&str>,
+        expand: bool,
+    ) -> Result<Answer<Vec<GraphIncident>>, AzureError> {
+        let mut q = Vec::new();
         if let Some(f) = filter {
             q.push(("$filter", f));
         }
+        if expand {
+            q.push(("$expand", "alerts"));
+        }
         let mut a: Answer<Vec<GraphIncident>> = self
-            .pages("the incidents", self.url("incidents", &q)?)
+            .list("the incidents", "incidents", &q, PAGE_SIZE)
             .await?;
         a.value.sort_by(|x, y| {
             (&x.last_update_date_time, &x.id).cmp(&(&y.last_update_date_time, &y.id))
@@ -271,10 +426,24 @@ impl GraphClient {
 
     /// `GET /security/incidents/{id}`.
     pub async fn get_incident(&self, id: &str) -> Result<Answer<GraphIncident>, AzureError> {
+        self.get_incident_with(id, false).await
+    }
+
+    /// `GET /security/incidents/{id}`, with its alerts when `expand` (`$expand=alerts`).
+    pub async fn get_incident_with(
+        &self,
+        id: &str,
+        expand: bool,
+    ) -> Result<Answer<GraphIncident>, AzureError> {
+        let q: &[(&str, &str)] = if expand {
+            &[("$expand", "alerts")]
+        } else {
+            &[]
+        };
         let resp = self
             .call(
                 Method::GET,
-                self.url(&format!("incidents/{id}"), &[])?,
+                self.url(&format!("incidents/{}", segment(id)), q)?,
                 None,
             )
             .await?;
@@ -286,15 +455,17 @@ impl GraphClient {
 
     /// `GET /security/incidents/{id}/alerts`, every page.
     pub async fn incident_alerts(&self, id: &str) -> Result<Vec<GraphAlert>, AzureError> {
-        let top = PAGE_SIZE.to_string();
-        let url = self.url(&format!("incidents/{id}/alerts"), &[("$top", &top)])?;
-        let mut a: Answer<Vec<GraphAlert>> = self.pages("the incident's alerts", url).await?;
+        let path = format!("incidents/{}/alerts", segment(id));
+        let mut a: Answer<Vec<GraphAlert>> = self
+            .list("the incident's alerts", &path, &[], PAGE_SIZE)
+            .await?;
         a.value.sort_by(|x, y| x.id.cmp(&y.id));
         Ok(a.value)
     }
 
     /// `GET /security/alerts_v2?$filter=serviceSource eq 'microsoftDefenderForCloud' and
-    /// lastUpdateDateTime ge {since}`, every page, sorted by `lastUpdateDateTime` then id.
+    /// lastUpdateDateTime ge {since}`, every page (of [`ALERTS_PAGE_SIZE`]), sorted by
+    /// `lastUpdateDateTime` then id.
     pub async fn dfc_alerts_updated_since(
         &self,
         since: DateTime<Utc>,
@@ -303,9 +474,14 @@ impl GraphClient {
             "serviceSource eq '{DFC_SERVICE_SOURCE}' and lastUpdateDateTime ge {}",
             odata_time(since)
         );
-        let top = PAGE_SIZE.to_string();
-        let url = self.url("alerts_v2", &[("$filter", &filter), ("$top", &top)])?;
-        let mut a: Answer<Vec<GraphAlert>> = self.pages("the alerts", url).await?;
+        let mut a: Answer<Vec<GraphAlert>> = self
+            .list(
+                "the alerts",
+                "alerts_v2",
+                &[("$filter", &filter)],
+                ALERTS_PAGE_SIZE,
+            )
+            .await?;
         a.value.sort_by(|x, y| {
             (&x.last_update_date_time, &x.id).cmp(&(&y.last_update_date_time, &y.id))
         });
@@ -321,7 +497,7 @@ impl GraphClient {
         let resp = self
             .call(
                 Method::PATCH,
-                self.url(&format!("incidents/{id}"), &[])?,
+                self.url(&format!("incidents/{}", segment(id)), &[])?,
                 Some(&update.body()),
             )
             .await?;
@@ -342,7 +518,7 @@ impl GraphClient {
         let resp = self
             .call(
                 Method::POST,
-                self.url(&format!("incidents/{id}/comments"), &[])?,
+                self.url(&format!("incidents/{}/comments", segment(id)), &[])?,
                 Some(&body),
             )
             .await?;
@@ -357,6 +533,27 @@ impl GraphClient {
             Err(_) => resp.decode("the incident's comments"),
         }
     }
+}
+
+/// `id` as one path segment (percent-encoded: ids come from the service's answers).
+fn segment(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// The `$top` limit a 400 names ("The limit of '50' for Top query has been exceeded").
+fn top_limit(e: &AzureError) -> Option<u32> {
+    let AzureError::Http {
+        status: 400,
+        message,
+        ..
+    } = e
+    else {
+        return None;
+    };
+    let rest = message.split("The limit of '").nth(1)?;
+    rest.split('\'').next()?.parse().ok()
 }
 
 /// An OData date-time literal for a `ge` filter: RFC 3339 in UTC, in whole seconds, the
@@ -384,10 +581,11 @@ mod tests {
             status: Some("resolved".into()),
             classification: Some("truePositive".into()),
             determination: Some("other".into()),
+            resolving_comment: Some("done [dfcsync:close:0123456789abcdef]".into()),
         };
         assert_eq!(
             u.body(),
-            json!({"status":"resolved","classification":"truePositive","determination":"other"})
+            json!({"status":"resolved","classification":"truePositive","determination":"other","resolvingComment":"done [dfcsync:close:0123456789abcdef]"})
         );
         let u = IncidentUpdate {
             status: Some("active".into()),

@@ -226,6 +226,10 @@ pub enum MarkSource {
     ClassificationComment { current: bool },
     /// In a comment created at this time.
     Comment { created: DateTime<Utc> },
+    /// In a comment whose creation time could not be read (a shape of the service's not
+    /// known, a value not a time). It counts for "already done" (guard 1 needs no time); the
+    /// rules that need a comment's time pass it by, each in its safe direction.
+    UndatedComment,
 }
 
 /// The current state of one alert: its newest `SecurityAlert` row plus when its status

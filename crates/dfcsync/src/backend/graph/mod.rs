@@ -11,8 +11,7 @@
 pub mod sink;
 pub mod source;
 
-use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 
 /// The label of the Graph backend's one report entry.
 pub const TENANT_LABEL: &str = "tenant (Microsoft Graph)";
@@ -22,9 +21,11 @@ pub const TENANT_LABEL: &str = "tenant (Microsoft Graph)";
 pub struct GraphBackend {
     /// Whether the tenant was handed to the loop as a target.
     announced: bool,
-    /// The incidents known to hold a Defender for Cloud alert (what a change read keeps of
-    /// the incidents updated since the watermark).
-    dfc_incidents: Mutex<BTreeSet<String>>,
+    /// What the source keeps between reads (see [`source::Memory`]).
+    memory: tokio::sync::Mutex<source::Memory>,
+    /// Set once the service refused `resolvingComment` in a PATCH: closes then write their
+    /// mark in the comment first, for the rest of the process (the sink warns once).
+    no_resolving_comment: AtomicBool,
 }
 
 impl GraphBackend {

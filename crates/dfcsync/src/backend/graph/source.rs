@@ -35,7 +35,7 @@
 //! incident's time), and the incidents to retry, among the incidents known to hold a DfC
 //! alert. The watermark is the `Date` of the read's first answer (the service's clock).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -171,25 +171,8 @@ pub fn incident_state(
         i.id.parse()
             .map_err(|_| format!("incident id {:?} is not a number", i.id))?;
     let status = incident_status(i);
-    let mut marks = Vec::new();
-    for c in &i.comments {
-        let Some(created) = c.created_date_time.as_deref().and_then(parse_time) else {
-            continue;
-        };
-        for mark in Mark::find_all(&c.comment) {
-            marks.push(ObservedMark {
-                mark,
-                source: MarkSource::Comment { created },
-            });
-        }
-    }
-    let (marks, unfinished_close) = read_close_marks(marks, &status, updated);
-    // An unfinished close: the last update was dfcsync's own comment (the mark is not older
-    // than it), written after a decision to close that passed guard 2 with the status as it
-    // still is. When that status was set is unknown (Graph has no history, and the comment
-    // moved `lastUpdateDateTime`): the incident's creation stands for it, so that the close
-    // is taken again rather than turned into a notice by dfcsync's own comment.
-    let status_since = if unfinished_close { created } else { updated };
+    let marks = read_own_close(observed_marks(i, &status), &status, updated);
+    let status_since = updated;
     let mut product_names: Vec<Arc<str>> = Vec::new();
     for a in incident_alerts {
         let p: Arc<str> = a
@@ -236,43 +219,92 @@ pub fn incident_state(
     })
 }
 
-/// The two readings of close marks (module docs): a resolved incident whose newest marked
-/// comment is a close mark near `status_since` was closed by this tool (shown as the close
-/// mark of the classification comment); a close mark written at or after `status_since` on an
-/// incident that is not resolved is a close that never landed (not shown; `true` then).
-fn read_close_marks(
-    mut marks: Vec<ObservedMark>,
-    status: &IncidentStatus,
-    status_since: DateTime<Utc>,
-) -> (Vec<ObservedMark>, bool) {
-    let created = |m: &ObservedMark| match m.source {
-        MarkSource::Comment { created } => Some(created),
-        MarkSource::ClassificationComment { .. } => None,
-    };
-    if *status == IncidentStatus::Closed {
-        let newest = marks.iter().filter_map(created).max();
-        let own_close = newest.and_then(|newest| {
-            marks
-                .iter()
-                .find(|m| created(m) == Some(newest) && m.mark.action == ActionKind::Close)
-                .filter(|_| newest >= status_since - OWN_STATUS_TOLERANCE)
-                .map(|m| m.mark)
-        });
-        if let Some(mark) = own_close {
+/// The marks on the incident: in `resolvingComment` (written with the close's PATCH itself,
+/// so it proves the close landed: the classification comment's part in Sentinel, current
+/// while the incident is resolved) and in its comments (dated by `createdDateTime` or
+/// `createdTime`; a comment whose time cannot be read keeps its marks, undated).
+fn observed_marks(i: &GraphIncident, status: &IncidentStatus) -> Vec<ObservedMark> {
+    let mut marks = Vec::new();
+    if let Some(note) = &i.resolving_comment {
+        for mark in Mark::find_all(note) {
             marks.push(ObservedMark {
                 mark,
-                source: MarkSource::ClassificationComment { current: true },
+                source: MarkSource::ClassificationComment {
+                    current: *status == IncidentStatus::Closed,
+                },
             });
         }
-        (marks, false)
-    } else {
-        let before = marks.len();
-        marks.retain(|m| {
-            !(m.mark.action == ActionKind::Close && created(m).is_some_and(|c| c >= status_since))
-        });
-        let unfinished = marks.len() < before;
-        (marks, unfinished)
     }
+    for c in &i.comments {
+        let source = match c.created_date_time.as_deref().and_then(parse_time) {
+            Some(created) => MarkSource::Comment { created },
+            None => MarkSource::UndatedComment,
+        };
+        for mark in Mark::find_all(&c.comment) {
+            marks.push(ObservedMark { mark, source });
+        }
+    }
+    marks
+}
+
+/// Reads whether dfcsync closed the incident: it is resolved and either its
+/// `resolvingComment` carries a close mark (written with the PATCH), or its newest dated
+/// marked comment is a close mark created no earlier than [`OWN_STATUS_TOLERANCE`] before
+/// `lastUpdateDateTime` (`updated`; the rule semantics.md gives activate and reopen: the sink
+/// comments right after its PATCH, and the comment moves `lastUpdateDateTime` again). Such a
+/// comment mark is shown to the engine as the close mark of the classification comment.
+///
+/// Marks are never hidden: the sink writes a status change before its comment, so a mark on
+/// a Graph incident means its change landed, and a mark on an incident whose status is now
+/// something else means someone else changed it since (guard 1 leaves it).
+fn read_own_close(
+    mut marks: Vec<ObservedMark>,
+    status: &IncidentStatus,
+    updated: DateTime<Utc>,
+) -> Vec<ObservedMark> {
+    if *status != IncidentStatus::Closed
+        || marks.iter().any(|m| {
+            m.mark.action == ActionKind::Close
+                && m.source == (MarkSource::ClassificationComment { current: true })
+        })
+    {
+        return marks;
+    }
+    let created = |m: &ObservedMark| match m.source {
+        MarkSource::Comment { created } => Some(created),
+        MarkSource::ClassificationComment { .. } | MarkSource::UndatedComment => None,
+    };
+    let Some(newest) = marks.iter().filter_map(created).max() else {
+        return marks;
+    };
+    let own = marks
+        .iter()
+        .find(|m| created(m) == Some(newest) && m.mark.action == ActionKind::Close)
+        .filter(|_| newest >= updated - OWN_STATUS_TOLERANCE)
+        .map(|m| m.mark);
+    if let Some(mark) = own {
+        marks.push(ObservedMark {
+            mark,
+            source: MarkSource::ClassificationComment { current: true },
+        });
+    }
+    marks
+}
+
+/// What the source keeps between the reads of one process: which incidents hold a DfC
+/// alert, and, for those whose every alert is a DfC one, the incident as last read (its
+/// alerts, and only the comments that carry a mark). A change read answers an alert change
+/// of such an incident from this memory and the alert pages, without reading the incident:
+/// an incident that is not among those updated since the watermark has not changed since it
+/// was read (the change feed's own reasoning), and its alerts are all in the DfC pages.
+#[derive(Debug, Default)]
+pub struct Memory {
+    pub dfc_incidents: BTreeSet<String>,
+    pub pure: HashMap<String, GraphIncident>,
+    /// Set once the service refused `$expand=alerts` on a list (an HTTP 500 on large
+    /// tenants has been reported): from then on incidents are listed without their alerts,
+    /// and the alerts of each candidate are read by incident.
+    pub no_expand: bool,
 }
 
 /// What the source read: the snapshot, and what the feed needs.
@@ -283,48 +315,167 @@ pub struct GraphRead {
     pub server_now: Option<DateTime<Utc>>,
     /// Incidents found to hold a DfC alert (for the next change reads).
     pub dfc_incidents: BTreeSet<String>,
+    /// The incidents read whose every alert is a DfC one, as the memory keeps them.
+    pub pure: HashMap<String, GraphIncident>,
+    /// Incidents read that are not pure any more (their memory is dropped).
+    pub mixed: BTreeSet<String>,
     /// Graph requests made.
     pub requests: u32,
+    /// Whether the service refused `$expand=alerts` during this read.
+    pub expand_refused: bool,
 }
 
-/// Builds the snapshot of `incidents` (those holding a DfC alert) with their alerts read
-/// one incident at a time; an incident whose alerts cannot be read is held.
+/// The DfC alerts of a list, by the id of their incident.
+fn by_incident(alerts: Vec<GraphAlert>) -> HashMap<String, Vec<GraphAlert>> {
+    let mut out: HashMap<String, Vec<GraphAlert>> = HashMap::new();
+    for a in alerts {
+        if let Some(id) = a.incident_id.clone() {
+            out.entry(id).or_default().push(a);
+        }
+    }
+    out
+}
+
+/// An incident and its alerts, or how its alerts are still to be read.
+enum Found {
+    /// The alerts are known (expanded, from the pages, or from the memory).
+    Complete(GraphIncident, Vec<GraphAlert>),
+    /// The incident is known, its alerts are to be read (`incidents/{id}/alerts`).
+    NeedsAlerts(GraphIncident),
+    /// The incident is to be read, with its alerts.
+    NeedsIncident,
+}
+
+/// The alerts of an incident listed with `$expand=alerts`, completed with the DfC alerts the
+/// pages give for it; `None` when the pages name an alert the expansion lacks (the expansion
+/// is then not trusted: the incident's alerts are read by incident).
+fn merged(i: &mut GraphIncident, paged: Option<&Vec<GraphAlert>>) -> Option<Vec<GraphAlert>> {
+    let mut alerts = i.alerts.take()?;
+    for a in paged.into_iter().flatten() {
+        match alerts.iter_mut().find(|x| x.id.eq_ignore_ascii_case(&a.id)) {
+            Some(x) if x.last_update_date_time < a.last_update_date_time => *x = a.clone(),
+            Some(_) => {}
+            None => return None,
+        }
+    }
+    Some(alerts)
+}
+
+/// Lists incidents by `filter`, with their alerts unless the service refuses the expansion.
+async fn list_candidates(
+    client: &GraphClient,
+    filter: &str,
+    memory: &Memory,
+    read: &mut GraphRead,
+) -> Result<Vec<GraphIncident>, AzureError> {
+    let expand = !memory.no_expand && !read.expand_refused;
+    read.requests += 1;
+    match client.list_incidents_with(Some(filter), expand).await {
+        Err(e) if expand && expansion_refused(&e) => {
+            tracing::warn!(error = %e, "the service refuses to list incidents with $expand=alerts: listing them without, and reading the alerts of each candidate by incident from now on");
+            read.expand_refused = true;
+            read.requests += 1;
+            Ok(client.list_incidents_with(Some(filter), false).await?.value)
+        }
+        r => Ok(r?.value),
+    }
+}
+
+/// Whether a list's failure is the service refusing `$expand` (a 5xx that outlived the
+/// retries, or a 400 naming the option).
+fn expansion_refused(e: &AzureError) -> bool {
+    match e {
+        AzureError::Http {
+            status, message, ..
+        } => *status >= 500 || (*status == 400 && message.contains("expand")),
+        _ => false,
+    }
+}
+
+/// Reads what [`Found`] says is missing, keeps the incidents that hold a DfC alert, and
+/// builds the snapshot; an incident that cannot be read is held (and read again by name).
 async fn snapshot_of(
     client: &GraphClient,
-    incidents: Vec<GraphIncident>,
+    found: BTreeMap<String, Found>,
     read: &mut GraphRead,
     now: DateTime<Utc>,
 ) {
     let mut alerts = AlertMap::default();
     let mut with_alerts: Vec<(GraphIncident, Vec<GraphAlert>)> = Vec::new();
-    for i in incidents {
-        read.requests += 1;
-        match client.incident_alerts(&i.id).await {
-            Ok(list) => {
-                if !list.iter().any(is_dfc) {
-                    continue;
+    let unreadable = |read: &mut GraphRead, id: &str, reason: String| {
+        read.snapshot.unreadable_incidents.push(HeldInput {
+            incident: id.to_owned(),
+            incident_number: id.parse().ok(),
+            reason,
+        });
+    };
+    for (id, f) in found {
+        let (incident, list) = match f {
+            Found::Complete(i, list) => (i, list),
+            Found::NeedsAlerts(i) => {
+                read.requests += 1;
+                match client.incident_alerts(&i.id).await {
+                    Ok(list) => (i, list),
+                    Err(e) => {
+                        unreadable(read, &id, format!("its alerts could not be read: {e}"));
+                        continue;
+                    }
                 }
-                for a in &list {
-                    alerts.insert(alert_key(&a.id).into(), alert_state(a, now));
-                }
-                read.dfc_incidents.insert(i.id.clone());
-                with_alerts.push((i, list));
             }
-            Err(e) => read.snapshot.unreadable_incidents.push(HeldInput {
-                incident: i.id.clone(),
-                incident_number: i.id.parse().ok(),
-                reason: format!("its alerts could not be read: {e}"),
-            }),
+            Found::NeedsIncident => {
+                read.requests += 1;
+                let expand = !read.expand_refused;
+                match client.get_incident_with(&id, expand).await {
+                    Ok(a) => {
+                        let mut i = a.value;
+                        match i.alerts.take() {
+                            Some(list) if expand => (i, list),
+                            _ => {
+                                read.requests += 1;
+                                match client.incident_alerts(&i.id).await {
+                                    Ok(list) => (i, list),
+                                    Err(e) => {
+                                        unreadable(
+                                            read,
+                                            &id,
+                                            format!("its alerts could not be read: {e}"),
+                                        );
+                                        continue;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(AzureError::Http { status: 404, .. }) => continue,
+                    Err(e) => {
+                        unreadable(read, &id, format!("the incident could not be read: {e}"));
+                        continue;
+                    }
+                }
+            }
+        };
+        if !list.iter().any(is_dfc) {
+            continue;
         }
+        for a in &list {
+            alerts.insert(alert_key(&a.id).into(), alert_state(a, now));
+        }
+        read.dfc_incidents.insert(incident.id.clone());
+        if list.iter().all(is_dfc) {
+            let mut kept = incident.clone();
+            kept.comments
+                .retain(|c| !Mark::find_all(&c.comment).is_empty());
+            kept.alerts = Some(list.clone());
+            read.pure.insert(kept.id.clone(), kept);
+        } else {
+            read.mixed.insert(incident.id.clone());
+        }
+        with_alerts.push((incident, list));
     }
     for (i, list) in &with_alerts {
         match incident_state(i, list, &alerts) {
             Ok(s) => read.snapshot.incidents.push(s),
-            Err(reason) => read.snapshot.unreadable_incidents.push(HeldInput {
-                incident: i.id.clone(),
-                incident_number: i.id.parse().ok(),
-                reason,
-            }),
+            Err(reason) => unreadable(read, &i.id, reason),
         }
     }
     read.snapshot
@@ -343,10 +494,23 @@ async fn server_clock(client: &GraphClient) -> Result<DateTime<Utc>, AzureError>
     Ok(probe.server_now.unwrap_or_else(Utc::now))
 }
 
-/// A whole read: every incident created within `max_age` that holds a DfC alert. The DfC
-/// alerts updated since a day before the window (an alert is updated when it is created)
-/// name the candidates; only their alerts are read.
+/// A whole read: every incident created within `max_age` that holds a DfC alert, with a
+/// memory of nothing (see [`read_whole_with`]).
 pub async fn read_whole(client: &GraphClient, max_age: TimeDelta) -> Result<GraphRead, AzureError> {
+    read_whole_with(client, max_age, &Memory::default()).await
+}
+
+/// A whole read, by the page: the DfC alerts updated since a day before the window
+/// (alerts_v2 by `serviceSource`, pages of [`ALERTS_PAGE_SIZE`](crate::azure::graph::ALERTS_PAGE_SIZE)),
+/// and the incidents created within the window with their alerts (`$expand=alerts`, pages
+/// of 50). An incident's alerts are read by incident only where the pages disagree with its
+/// expansion, or where the service refuses the expansion (then for the incidents the DfC
+/// pages name).
+pub async fn read_whole_with(
+    client: &GraphClient,
+    max_age: TimeDelta,
+    memory: &Memory,
+) -> Result<GraphRead, AzureError> {
     let mut read = GraphRead::default();
     // The window is on the service's clock (never the local one): an empty list brings its
     // `Date` first, which is also the read's clock.
@@ -357,44 +521,66 @@ pub async fn read_whole(client: &GraphClient, max_age: TimeDelta) -> Result<Grap
         .checked_sub_signed(max_age)
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
     read.requests += 1;
-    let dfc = client
-        .dfc_alerts_updated_since(
-            since
-                .checked_sub_signed(TimeDelta::days(1))
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
-        )
-        .await?;
-    let candidates: BTreeSet<&str> = dfc
-        .value
-        .iter()
-        .filter_map(|a| a.incident_id.as_deref())
-        .collect();
+    let paged = by_incident(
+        client
+            .dfc_alerts_updated_since(
+                since
+                    .checked_sub_signed(TimeDelta::days(1))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            )
+            .await?
+            .value,
+    );
     let filter = format!("createdDateTime ge {}", odata_time(since));
-    read.requests += 1;
-    let listed = client.list_incidents(Some(&filter)).await?;
-    let incidents: Vec<GraphIncident> = listed
-        .value
-        .into_iter()
-        .filter(|i| candidates.contains(i.id.as_str()))
-        .collect();
-    snapshot_of(client, incidents, &mut read, now).await;
+    let listed = list_candidates(client, &filter, memory, &mut read).await?;
+    let mut found = BTreeMap::new();
+    for mut i in listed {
+        let id = i.id.clone();
+        let named = paged.get(&id);
+        let f = match merged(&mut i, named) {
+            Some(list) => Found::Complete(i, list),
+            None if named.is_some() => Found::NeedsAlerts(i),
+            // Listed without alerts and named by no DfC alert: holds none.
+            None => continue,
+        };
+        found.insert(id, f);
+    }
+    snapshot_of(client, found, &mut read, now).await;
     Ok(read)
 }
 
-/// A change read: what changed since the selection's watermark, among the incidents known
-/// to hold a DfC alert (`known`; `None`: every changed incident, as a stateless
-/// `--changed-within` read knows none), plus the incidents of DfC alerts that changed, plus
-/// the incidents named to retry.
+/// A change read: what changed since the selection's watermark (see [`read_changed_with`]),
+/// with a memory of the incidents known to hold a DfC alert (`known`; `None`: every changed
+/// incident is a candidate, as a stateless `--changed-within` read knows none).
 pub async fn read_changed(
     client: &GraphClient,
     selection: &Selection,
     known: Option<&BTreeSet<String>>,
+) -> Result<GraphRead, AzureError> {
+    let memory = Memory {
+        dfc_incidents: known.cloned().unwrap_or_default(),
+        ..Memory::default()
+    };
+    read_changed_with(client, selection, known.map(|_| &memory)).await
+}
+
+/// A change read, by the page: the DfC alerts updated since the watermark, the incidents
+/// updated since it (with their alerts), and the incidents named to read again. An incident
+/// of a changed DfC alert that is not among the updated ones is answered from the memory
+/// when all its alerts are DfC's (the pages hold every change of them), and read (one GET,
+/// with its alerts) otherwise. `memory` is `None` for a stateless read.
+pub async fn read_changed_with(
+    client: &GraphClient,
+    selection: &Selection,
+    memory: Option<&Memory>,
 ) -> Result<GraphRead, AzureError> {
     let Selection::Changed { since, also } = selection else {
         return Err(AzureError::Config(
             "a change read needs a Changed selection".into(),
         ));
     };
+    let empty = Memory::default();
+    let mem = memory.unwrap_or(&empty);
     let mut read = GraphRead::default();
     let since = match since {
         Since::At(t) => *t,
@@ -407,43 +593,44 @@ pub async fn read_changed(
     read.requests += 1;
     let changed_alerts = client.dfc_alerts_updated_since(since).await?;
     read.server_now = changed_alerts.server_now;
+    let paged = by_incident(changed_alerts.value);
     let filter = format!("lastUpdateDateTime ge {}", odata_time(since));
-    read.requests += 1;
-    let changed = client.list_incidents(Some(&filter)).await?;
-    let mut wanted: BTreeMap<String, Option<GraphIncident>> = BTreeMap::new();
-    for i in changed.value {
-        if known.is_none_or(|k| k.contains(&i.id)) {
-            wanted.insert(i.id.clone(), Some(i));
+    let updated = list_candidates(client, &filter, mem, &mut read).await?;
+    let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    for mut i in updated {
+        let id = i.id.clone();
+        let named = paged.get(&id);
+        let f = match merged(&mut i, named) {
+            Some(list) => Found::Complete(i, list),
+            None if named.is_some() => Found::NeedsAlerts(i),
+            // Listed without its alerts: a candidate if known to hold a DfC alert (every
+            // incident, for a stateless read).
+            None if memory.is_none_or(|m| m.dfc_incidents.contains(&id)) => Found::NeedsAlerts(i),
+            None => continue,
+        };
+        found.insert(id, f);
+    }
+    for (id, alerts) in &paged {
+        if found.contains_key(id) {
+            continue;
         }
-    }
-    for a in &changed_alerts.value {
-        if let Some(id) = &a.incident_id {
-            wanted.entry(id.clone()).or_insert(None);
-        }
-    }
-    for id in also {
-        wanted.entry(id.clone()).or_insert(None);
-    }
-    let mut incidents = Vec::new();
-    for (id, listed) in wanted {
-        match listed {
-            Some(i) => incidents.push(i),
-            None => {
-                read.requests += 1;
-                match client.get_incident(&id).await {
-                    Ok(a) => incidents.push(a.value),
-                    Err(AzureError::Http { status: 404, .. }) => {}
-                    Err(e) => read.snapshot.unreadable_incidents.push(HeldInput {
-                        incident: id.clone(),
-                        incident_number: id.parse().ok(),
-                        reason: format!("the incident could not be read: {e}"),
-                    }),
+        let f = match mem.pure.get(id) {
+            Some(kept) => {
+                let mut i = kept.clone();
+                match merged(&mut i, Some(alerts)) {
+                    Some(list) => Found::Complete(i, list),
+                    None => Found::NeedsIncident,
                 }
             }
-        }
+            None => Found::NeedsIncident,
+        };
+        found.insert(id.clone(), f);
+    }
+    for id in also {
+        found.entry(id.clone()).or_insert(Found::NeedsIncident);
     }
     let now = read.server_now.unwrap_or_else(Utc::now);
-    snapshot_of(client, incidents, &mut read, now).await;
+    snapshot_of(client, found, &mut read, now).await;
     Ok(read)
 }
 
@@ -496,26 +683,18 @@ struct TenantRead<'a> {
     outcome: ReadOutcome,
 }
 
-impl TenantRead<'_> {
-    fn known(&self) -> BTreeSet<String> {
-        self.backend
-            .dfc_incidents
-            .lock()
-            .map(|k| k.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
-    }
-
-    fn remember(&self, whole: bool, found: &BTreeSet<String>) {
-        let mut known = self
-            .backend
-            .dfc_incidents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if whole {
-            known.clone_from(found);
-        } else {
-            known.extend(found.iter().cloned());
+/// Adds what a read learnt to the memory.
+fn remember(m: &mut Memory, whole: bool, read: &mut GraphRead) {
+    m.no_expand |= read.expand_refused;
+    if whole {
+        m.dfc_incidents = std::mem::take(&mut read.dfc_incidents);
+        m.pure = std::mem::take(&mut read.pure);
+    } else {
+        m.dfc_incidents.extend(read.dfc_incidents.iter().cloned());
+        for id in &read.mixed {
+            m.pure.remove(id);
         }
+        m.pure.extend(std::mem::take(&mut read.pure));
     }
 }
 
@@ -523,27 +702,29 @@ impl TenantRead<'_> {
 impl PieceReader for TenantRead<'_> {
     async fn next(&mut self) -> Option<Piece> {
         let read = self.read.take()?;
+        // One read at a time uses the memory (held across the read's requests).
+        let mut memory = self.backend.memory.lock().await;
         let result = match (&self.conn.graph, &read) {
             (None, _) => Err(AzureError::Config(
                 "this cloud has no Microsoft Graph endpoint".into(),
             )),
-            (Some(g), Read::Whole) => read_whole(g, self.policy.max_age).await,
+            (Some(g), Read::Whole) => read_whole_with(g, self.policy.max_age, &memory).await,
             (Some(g), Read::Changed(selection)) => {
                 // A stateless read (`--changed-within`) knows no incident yet: every changed
                 // one is a candidate.
-                let known = match selection {
+                let stateless = matches!(
+                    selection,
                     Selection::Changed {
                         since: Since::Within(_),
                         ..
-                    } => None,
-                    _ => Some(self.known()),
-                };
-                read_changed(g, selection, known.as_ref()).await
+                    }
+                );
+                read_changed_with(g, selection, (!stateless).then_some(&*memory)).await
             }
         };
         let result = match result {
-            Ok(r) => {
-                self.remember(self.outcome.whole, &r.dfc_incidents);
+            Ok(mut r) => {
+                remember(&mut memory, self.outcome.whole, &mut r);
                 self.outcome.complete = r.server_now.is_some();
                 self.outcome.seen_until = r.server_now;
                 // Incidents whose read failed are read again by name.
@@ -728,21 +909,72 @@ mod tests {
     }
 
     #[test]
-    fn a_close_whose_patch_never_landed_is_not_shown() {
+    fn marks_are_never_hidden_whatever_the_times() {
         let close = mark(ActionKind::Close);
-        // The comment moved lastUpdateDateTime; the status never changed.
-        let s = incident(
-            "active",
+        // A close mark on an incident that is not resolved: dfcsync writes the status first,
+        // so someone reopened it since, however close the times (the same instant, a tick
+        // either way): the mark stays, and guard 1 leaves the incident.
+        for updated in [
             "2026-12-06T10:00:00Z",
-            &[("2026-12-06T10:00:00Z", close)],
-        );
-        assert!(s.marks.is_empty());
-        // Reopened by someone after dfcsync's close: the mark stays (already done).
-        let s = incident(
-            "inProgress",
+            "2026-12-06T10:00:00.001Z",
+            "2026-12-06T09:59:59.999Z",
             "2026-12-06T11:00:00Z",
-            &[("2026-12-06T10:00:00Z", close)],
+        ] {
+            for status in ["active", "inProgress"] {
+                let s = incident(status, updated, &[("2026-12-06T10:00:00Z", close)]);
+                assert_eq!(s.marks.len(), 1, "{status} at {updated}");
+                assert_eq!(s.status_since, parse_time(updated).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn comments_in_both_documented_shapes_and_without_a_time() {
+        let close = mark(ActionKind::Close);
+        let doc = serde_json::json!({
+            "id": "10001",
+            "status": "Resolved",
+            "classification": "TruePositive",
+            "determination": "Other",
+            "createdDateTime": "2026-12-06T08:00:00Z",
+            "lastUpdateDateTime": "2026-12-06T10:00:01Z",
+            "comments": [
+                {"comment": format!("closed {close}"), "createdBy": "dfcsync", "createdTime": "2026-12-06T10:00:00.9Z"},
+                {"comment": "an analyst's note", "createdByDisplayName": "analyst", "createdDateTime": "2026-12-06T09:00:00Z"},
+                {"comment": format!("undated {}", mark(ActionKind::Notice)), "createdBy": "dfcsync"},
+                {"comment": "unknown fields are ignored", "createdAt": "yesterday", "extra": {"a": 1}}
+            ],
+            "someFutureProperty": [1, 2, 3]
+        });
+        let i: GraphIncident = serde_json::from_value(doc).unwrap();
+        assert_eq!(i.status, "resolved", "PascalCase read as the enum's member");
+        assert_eq!(i.classification.as_deref(), Some("truePositive"));
+        assert_eq!(i.determination.as_deref(), Some("other"));
+        assert_eq!(
+            i.comments[0].created_by_display_name.as_deref(),
+            Some("dfcsync")
         );
-        assert_eq!(s.marks.len(), 1);
+        let s = incident_state(&i, &[], &AlertMap::default()).unwrap();
+        assert_eq!(s.status, IncidentStatus::Closed);
+        assert!(
+            crate::decide::status_set_by_tool(&s),
+            "the createdTime comment is dfcsync's close: {:?}",
+            s.marks
+        );
+        assert!(
+            s.marks
+                .iter()
+                .any(|m| m.mark.action == ActionKind::Notice
+                    && m.source == MarkSource::UndatedComment),
+            "a comment without a readable time keeps its marks: {:?}",
+            s.marks
+        );
+        let unknown: GraphIncident =
+            serde_json::from_value(serde_json::json!({"id": "1", "status": "Archived"})).unwrap();
+        assert_eq!(
+            incident_status(&unknown),
+            IncidentStatus::Other("Archived".into()),
+            "an unknown value is kept as sent, and held"
+        );
     }
 }
