@@ -21,6 +21,10 @@ use crate::policy::{Placeholder, Policy, ReopenPolicy, Template};
 /// Sentinel lists at most this many alerts on an incident; a longer list may be incomplete.
 pub const MAX_ALERTS_PER_INCIDENT: usize = 150;
 
+/// The longest comment the portals take (characters; the Defender portal's limit,
+/// graph-xdr.md §2.4). A comment's alert list is shortened, with a count of the rest, to fit.
+pub const MAX_COMMENT_CHARS: usize = 30_000;
+
 /// Alert rows are read from the incident's creation minus this margin; an alert with no row
 /// since then counts as missing (semantics.md, step 1).
 pub const ALERT_ROW_MARGIN: TimeDelta = TimeDelta::days(1);
@@ -311,12 +315,20 @@ pub fn verdict<'a>(
             ),
         ));
     }
-    if incident.alert_ids.len() > MAX_ALERTS_PER_INCIDENT {
+    let listed = incident.alert_ids.len();
+    if let Some(count) = incident.alerts_count.filter(|&c| c as usize > listed) {
         return Err(hold(
             HoldKind::AlertList,
             format!(
-                "the incident lists {} alerts, more than Sentinel's cap of {MAX_ALERTS_PER_INCIDENT}: the list may be incomplete",
-                incident.alert_ids.len()
+                "the incident holds {count} alerts (AdditionalData.alertsCount) but lists {listed}: the alerts not listed cannot be seen"
+            ),
+        ));
+    }
+    if listed >= MAX_ALERTS_PER_INCIDENT {
+        return Err(hold(
+            HoldKind::AlertList,
+            format!(
+                "the incident lists {listed} alerts, Sentinel's cap of {MAX_ALERTS_PER_INCIDENT}: the list may be cut"
             ),
         ));
     }
@@ -549,11 +561,13 @@ fn writeback(
     if !taken_by_person {
         return None;
     }
+    // Only the incident's Defender for Cloud alerts (the configured products) are written
+    // back: another product's alert has no address in DfC, and is left as it is.
     let new_alerts: Vec<&AlertState> = ctx
         .alerts
         .iter()
         .copied()
-        .filter(|a| a.status == AlertStatus::New)
+        .filter(|a| a.status == AlertStatus::New && ctx.policy.is_product_in_scope(&a.product_name))
         .collect();
     if new_alerts.is_empty() {
         return None;
@@ -609,6 +623,9 @@ struct Context<'a> {
     /// cycle need none: no mark to compare with, no action to mark).
     fingerprint: OnceCell<Fingerprint>,
     last_alert_change: DateTime<Utc>,
+    /// The most alerts a list placeholder writes (set while a comment is fitted to
+    /// [`MAX_COMMENT_CHARS`]).
+    list_limit: std::cell::Cell<usize>,
 }
 
 impl<'a> Context<'a> {
@@ -632,6 +649,7 @@ impl<'a> Context<'a> {
             policy,
             fingerprint: fingerprint.map(OnceCell::from).unwrap_or_default(),
             last_alert_change,
+            list_limit: std::cell::Cell::new(usize::MAX),
         }
     }
 
@@ -758,7 +776,9 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// The template's text followed by the mark on a paragraph of its own.
+    /// The template's text followed by the mark on a paragraph of its own, at most
+    /// [`MAX_COMMENT_CHARS`] characters: the alert lists are shortened (with a count of the
+    /// alerts left out) until it fits, and a text still too long is cut before the mark.
     fn render(
         &self,
         template: &Template,
@@ -766,11 +786,37 @@ impl<'a> Context<'a> {
         would: Option<&str>,
         mark: Mark,
     ) -> String {
-        let mut out = String::with_capacity(256 + 300 * self.alerts.len());
-        template.render_into(&mut out, &mut |p, out| {
-            self.write_placeholder(out, p, closure, would)
-        });
-        out.truncate(out.trim_end().len());
+        let budget = MAX_COMMENT_CHARS - Mark::TEXT_LEN - 2;
+        let text = |limit: usize| {
+            self.list_limit.set(limit);
+            let mut out = String::with_capacity(256 + 300 * self.alerts.len().min(limit));
+            template.render_into(&mut out, &mut |p, out| {
+                self.write_placeholder(out, p, closure, would)
+            });
+            out.truncate(out.trim_end().len());
+            out
+        };
+        let mut out = text(usize::MAX);
+        let mut chars = out.chars().count();
+        if chars > budget {
+            // Shorten the lists in proportion to what is over, until it fits.
+            let mut limit = self.alerts.len();
+            while chars > budget && limit > 0 {
+                let keep = (limit as u64 * budget as u64 / chars as u64) as usize;
+                limit = keep.min(limit - 1);
+                out = text(limit);
+                chars = out.chars().count();
+            }
+            if chars > budget {
+                let cut = out
+                    .char_indices()
+                    .nth(budget - 1)
+                    .map_or(out.len(), |(i, _)| i);
+                out.truncate(cut);
+                out.push('…');
+            }
+        }
+        self.list_limit.set(usize::MAX);
         if !out.is_empty() {
             out.push_str("\n\n");
         }
@@ -779,6 +825,21 @@ impl<'a> Context<'a> {
         // (shrinking in place is cheap; it does not copy).
         out.shrink_to_fit();
         out
+    }
+
+    /// "… and N more alert(s)" when a list was shortened to fit a comment.
+    fn write_left_out(&self, out: &mut String, separator: &str) {
+        let shown = self.alerts.len().min(self.list_limit.get());
+        let left = self.alerts.len() - shown;
+        if left > 0 {
+            if shown > 0 {
+                out.push_str(separator);
+            }
+            let _ = write!(
+                out,
+                "… and {left} more alert(s) (the comment is kept under {MAX_COMMENT_CHARS} characters)"
+            );
+        }
     }
 
     /// The distinct statuses of the alerts, in a fixed order: `Resolved, Dismissed`.
@@ -813,16 +874,22 @@ impl<'a> Context<'a> {
         match p {
             Placeholder::AlertStatus => self.write_status_summary(out),
             Placeholder::AlertIds => {
-                for (i, a) in self.alerts.iter().enumerate() {
+                for (i, a) in self.alerts.iter().take(self.list_limit.get()).enumerate() {
                     if i > 0 {
                         out.push_str(", ");
                     }
                     out.push_str(alert_name(a));
                 }
+                self.write_left_out(out, ", ");
             }
             Placeholder::AlertLink => {
                 let mut first = true;
-                for a in self.alerts.iter().filter(|a| !a.link.is_empty()) {
+                for a in self
+                    .alerts
+                    .iter()
+                    .take(self.list_limit.get())
+                    .filter(|a| !a.link.is_empty())
+                {
                     if !first {
                         out.push(' ');
                     }
@@ -831,7 +898,7 @@ impl<'a> Context<'a> {
                 }
             }
             Placeholder::Alerts => {
-                for (i, a) in self.alerts.iter().enumerate() {
+                for (i, a) in self.alerts.iter().take(self.list_limit.get()).enumerate() {
                     if i > 0 {
                         out.push('\n');
                     }
@@ -852,6 +919,7 @@ impl<'a> Context<'a> {
                         out.push_str(&a.link);
                     }
                 }
+                self.write_left_out(out, "\n- ");
             }
             Placeholder::ChangedAt => time(out, self.last_alert_change),
             Placeholder::Classification => {

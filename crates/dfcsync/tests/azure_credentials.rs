@@ -343,3 +343,62 @@ async fn the_log_of_a_run_holds_no_secret_and_no_token() {
     let sig = arm.rsplit('.').next().unwrap_or_default();
     assert!(sig.len() > 10 && !text.contains(sig));
 }
+
+/// `AZURE_AUTHORITY_HOST` (the Azure SDKs' variable) moves the authority of a named cloud:
+/// here the public cloud's, pointed at the emulator, gets a token there (login.microsoftonline.com
+/// cannot be reached from a test).
+#[tokio::test]
+async fn azure_authority_host_is_honoured() {
+    let env = start().await;
+    let public = dfcsync::azure::cloud::Cloud::public();
+    let mut opts = AuthOptions::isolated();
+    opts.env
+        .insert("AZURE_AUTHORITY_HOST".into(), env.cloud.authority.clone());
+    let cred = Credential::from_config(
+        &env.config.file.auth,
+        &public,
+        env.config.file.azure.tenant_id.as_deref(),
+        &env.base,
+        opts,
+    )
+    .await
+    .expect("credential");
+    assert!(
+        cred.describe().contains(&env.cloud.authority),
+        "{}",
+        cred.describe()
+    );
+    cred.token(&env.cloud.arm_scope)
+        .await
+        .expect("a token from the authority AZURE_AUTHORITY_HOST names");
+    // Without it, the public cloud's own authority is used.
+    let cred = Credential::from_config(
+        &env.config.file.auth,
+        &public,
+        env.config.file.azure.tenant_id.as_deref(),
+        &env.base,
+        AuthOptions::isolated(),
+    )
+    .await
+    .expect("credential");
+    assert!(
+        cred.describe()
+            .contains("https://login.microsoftonline.com"),
+        "{}",
+        cred.describe()
+    );
+    // Plain http is refused, naming the variable.
+    let mut opts = AuthOptions::isolated();
+    opts.env
+        .insert("AZURE_AUTHORITY_HOST".into(), "http://login.example".into());
+    let e = Credential::from_config(
+        &env.config.file.auth,
+        &public,
+        env.config.file.azure.tenant_id.as_deref(),
+        &env.base,
+        opts,
+    )
+    .await
+    .expect_err("refused");
+    assert!(e.to_string().contains("AZURE_AUTHORITY_HOST"), "{e}");
+}

@@ -268,3 +268,58 @@ async fn a_non_idempotent_post_is_not_retried_on_5xx() {
         1
     );
 }
+
+/// Names that come from the data go into URL paths as one segment each, percent-encoded:
+/// an incident or DfC alert name with `/`, `?`, `#` or a space never adds a segment, a query
+/// or a fragment.
+#[tokio::test]
+async fn names_from_the_data_are_one_path_segment() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_json(json!({"error": {"code": "NotFound", "message": "no"}})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_json(json!({"error": {"code": "NotFound", "message": "no"}})),
+        )
+        .mount(&server)
+        .await;
+    let h = http(Duration::from_secs(5), 0);
+    let s = SentinelClient::new(h.clone(), &cloud(&server.uri()));
+    let _ = s.get_incident(&ws(), "../../x?y=1#z w").await;
+    let _ = s.list_comments(&ws(), "a/b").await;
+    let d = dfcsync::azure::defender::DefenderClient::new(h.clone(), &cloud(&server.uri()));
+    let addr = dfcsync::model::AlertAddress {
+        name: "2517/../x?y".into(),
+        subscription_id: "sub".into(),
+        resource_group: Some("rg".into()),
+        location: "westeurope".into(),
+    };
+    let _ = d.get_alert(&addr).await;
+    let g = dfcsync::azure::graph::GraphClient::new(h, &cloud(&server.uri())).unwrap();
+    let _ = g.get_incident("1/../2").await;
+    let paths: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    let want = [
+        "/incidents/..%2F..%2Fx%3Fy%3D1%23z%20w",
+        "/incidents/a%2Fb/comments",
+        "/alerts/2517%2F..%2Fx%3Fy",
+        "/v1.0/security/incidents/1%2F..%2F2",
+    ];
+    for w in want {
+        assert!(paths.iter().any(|p| p.ends_with(w)), "{w} not in {paths:?}");
+    }
+    for p in &paths {
+        assert!(!p.contains("/../") && !p.ends_with("/.."), "{p}");
+    }
+}

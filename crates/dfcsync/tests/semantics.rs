@@ -83,7 +83,7 @@ fn verdict_unknown_or_unlisted_status_holds() {
 }
 
 #[test]
-fn verdict_more_than_150_alerts_holds() {
+fn verdict_an_alert_list_at_the_cap_holds() {
     let mut w = World::new();
     let ids: Vec<String> = (0..151).map(|i| format!("a{i}")).collect();
     for id in &ids {
@@ -92,12 +92,77 @@ fn verdict_more_than_150_alerts_holds() {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     w.incident(1, &refs, -59);
     assert_held(&w.plan(), 1, "151 alerts");
-    // 150 is still complete: it closes.
+    // Sentinel cuts the list at 150: a list of exactly 150 may be cut, and is held too.
     let mut w = World::new();
     for id in &ids[..150] {
         w.alert(id, "Resolved", -60);
     }
     w.incident(1, &refs[..150], -59);
+    assert_held(&w.plan(), 1, "lists 150 alerts");
+    // 149 is below the cap: it closes.
+    let mut w = World::new();
+    for id in &ids[..149] {
+        w.alert(id, "Resolved", -60);
+    }
+    w.incident(1, &refs[..149], -59);
+    assert_eq!(only_action(&w.plan()).kind, ActionKind::Close);
+}
+
+#[test]
+fn comments_are_kept_under_the_portals_limit() {
+    // 149 alerts (under the cap) with their names and links make a list of about 45,000
+    // characters: the comment shortens it, says how many it left out, and keeps the mark.
+    let mut w = World::new();
+    let ids: Vec<String> = (0..149).map(|i| format!("a{i}")).collect();
+    for id in &ids {
+        w.alert(id, "Resolved", -60);
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    w.incident(1, &refs, -59);
+    let a = only_action(&w.plan()).clone();
+    assert_eq!(a.kind, ActionKind::Close);
+    for text in [Some(&a.comment), a.classification_comment.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        let n = text.chars().count();
+        assert!(n <= dfcsync::decide::MAX_COMMENT_CHARS, "{n} characters");
+        assert!(
+            text.ends_with(&a.mark.to_string()),
+            "the mark stays at the end"
+        );
+    }
+    let n = a.comment.chars().count();
+    assert!(n > 20_000, "the list is shortened, not dropped: {n}");
+    assert!(
+        a.comment.contains("more alert(s)"),
+        "{}",
+        &a.comment[a.comment.len() - 300..]
+    );
+    // A short list is written whole.
+    let mut w = one_alert_world(&[("Resolved", -60)]);
+    w.policy.writeback = false;
+    let a = only_action(&w.plan()).clone();
+    assert!(!a.comment.contains("more alert(s)"), "{}", a.comment);
+}
+
+#[test]
+fn verdict_more_alerts_than_listed_holds() {
+    // AdditionalData.alertsCount says 3; AlertIds lists 2, both finished: the third is unseen.
+    let mut w = World::new();
+    w.alert("a1", "Resolved", -60).alert("a2", "Resolved", -60);
+    let i = w.incident(1, &["a1", "a2"], -59);
+    w.incidents[i].rows[0].alerts_count = Some(3);
+    assert_held(
+        &w.plan(),
+        1,
+        "holds 3 alerts (AdditionalData.alertsCount) but lists 2",
+    );
+    // A list with a duplicate id counts it once, as alertsCount does not.
+    let mut w = World::new();
+    w.alert("a1", "Resolved", -60);
+    let i = w.incident(1, &["a1", "a1"], -59);
+    assert_eq!(w.incidents[i].rows[0].alert_ids.len(), 2);
     assert_eq!(only_action(&w.plan()).kind, ActionKind::Close);
 }
 
@@ -506,6 +571,31 @@ fn writeback_sets_new_alerts_in_progress_when_a_person_works_the_incident() {
     let mut w = one_alert_world(&[]);
     w.set_status(0, "Active", -60, ANALYST);
     assert_nothing(&w.plan());
+}
+
+#[test]
+fn writeback_addresses_only_the_incidents_dfc_alerts() {
+    // A Defender portal incident holds a DfC alert and an Endpoint alert (no AlertLink into
+    // DfC), both New; an analyst owns it. The DfC alert is written back, the Endpoint one is
+    // left alone, and the incident is activated: nothing is held.
+    let mut w = World::new();
+    w.policy.writeback = true;
+    w.alert("d1", "New", -120);
+    w.alert_at("m1", "New", w.t(-120), "Microsoft Defender for Endpoint");
+    let i = w.incident(1, &["d1", "m1"], -119);
+    w.set_owner(i, -60, ANALYST, ANALYST);
+    let plan = w.plan();
+    assert!(plan.held.is_empty(), "{:#?}", plan.held);
+    assert_eq!(
+        kinds(&plan),
+        vec![(1, ActionKind::Writeback), (1, ActionKind::Activate)]
+    );
+    let targets: Vec<&str> = plan.actions[0]
+        .alerts_to_set_in_progress
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(targets, vec!["2517228307705103557_d1"]);
 }
 
 #[test]

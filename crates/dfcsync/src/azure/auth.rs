@@ -384,6 +384,8 @@ impl Credential {
         http: &AzureHttp,
         opts: AuthOptions,
     ) -> Result<Credential, AzureError> {
+        let cloud =
+            &cloud.with_authority_host(opts.env.get("AZURE_AUTHORITY_HOST").map(String::as_str))?;
         let method_name = auth.method.as_deref().unwrap_or("auto");
         let (method, why) = match method_name {
             "auto" => {

@@ -126,6 +126,26 @@ impl Cloud {
         cloud.normalized()
     }
 
+    /// The cloud with the authority host of `AZURE_AUTHORITY_HOST` (the variable the Azure
+    /// SDKs read), when it is set and the configuration does not name one itself (a custom
+    /// cloud's `[azure.endpoints] authority` wins). It must be an `https` URL.
+    pub fn with_authority_host(&self, host: Option<&str>) -> Result<Cloud, AzureError> {
+        let mut cloud = self.clone();
+        if let Some(h) = host.map(str::trim).filter(|h| !h.is_empty())
+            && cloud.name != "custom"
+        {
+            let url = url::Url::parse(h)
+                .map_err(|e| AzureError::Config(format!("AZURE_AUTHORITY_HOST: {h:?}: {e}")))?;
+            if url.scheme() != "https" {
+                return Err(AzureError::Config(format!(
+                    "AZURE_AUTHORITY_HOST: {h:?} must be an https:// URL"
+                )));
+            }
+            cloud.authority = h.trim_end_matches('/').to_owned();
+        }
+        Ok(cloud)
+    }
+
     /// Checks the endpoints (https, parseable) and drops trailing slashes.
     fn normalized(mut self) -> Result<Cloud, AzureError> {
         for (key, v) in [

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::cloud::Cloud;
 use super::error::{AzureError, Service};
-use super::http::{ApiRequest, ApiResponse, AzureHttp};
+use super::http::{ApiRequest, ApiResponse, AzureHttp, segment};
 use crate::model::AlertAddress;
 
 /// The alerts API version.
@@ -132,12 +132,17 @@ impl DefenderClient {
     fn path(a: &AlertAddress, with_rg: bool) -> String {
         match (&a.resource_group, with_rg) {
             (Some(rg), true) => format!(
-                "/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Security/locations/{}/alerts/{}",
-                a.subscription_id, a.location, a.name
+                "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Security/locations/{}/alerts/{}",
+                segment(&a.subscription_id),
+                segment(rg),
+                segment(&a.location),
+                segment(&a.name)
             ),
             _ => format!(
                 "/subscriptions/{}/providers/Microsoft.Security/locations/{}/alerts/{}",
-                a.subscription_id, a.location, a.name
+                segment(&a.subscription_id),
+                segment(&a.location),
+                segment(&a.name)
             ),
         }
     }

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use super::cloud::Cloud;
 use super::error::{AzureError, Service};
-use super::http::{ApiRequest, ApiResponse, AzureHttp};
+use super::http::{ApiRequest, ApiResponse, AzureHttp, segment};
 
 /// The page size asked of incident lists (the observed `$top` cap of `/security/incidents`).
 pub const PAGE_SIZE: u32 = 50;
@@ -533,13 +533,6 @@ impl GraphClient {
             Err(_) => resp.decode("the incident's comments"),
         }
     }
-}
-
-/// `id` as one path segment (percent-encoded: ids come from the service's answers).
-fn segment(id: &str) -> String {
-    url::form_urlencoded::byte_serialize(id.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
 }
 
 /// The `$top` limit a 400 names ("The limit of '50' for Top query has been exceeded").

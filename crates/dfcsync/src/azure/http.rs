@@ -187,6 +187,14 @@ pub struct ApiResponse {
     pub request_id: Option<String>,
 }
 
+/// `s` as one URL path segment, percent-encoded: names that come from the data (incident
+/// and alert names, ids) never add a segment, a query or a fragment to a path.
+pub fn segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
 /// A page's link to the next page, checked to stay on the service's origin (`base`, the
 /// service called `service` in errors): the token goes only where the service is. `key`
 /// names the link's property in errors.

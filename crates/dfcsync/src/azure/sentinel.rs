@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::cloud::Cloud;
 use super::error::{AzureError, Service};
-use super::http::{ApiRequest, ApiResponse, AzureHttp};
+use super::http::{ApiRequest, ApiResponse, AzureHttp, segment};
 
 /// The Sentinel API version.
 pub const API_VERSION: &str = "2025-09-01";
@@ -276,7 +276,9 @@ impl SentinelClient {
     fn incidents_path(ws: &Workspace) -> String {
         format!(
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}/providers/Microsoft.SecurityInsights/incidents",
-            ws.subscription_id, ws.resource_group, ws.name
+            segment(&ws.subscription_id),
+            segment(&ws.resource_group),
+            segment(&ws.name)
         )
     }
 
@@ -308,7 +310,10 @@ impl SentinelClient {
         name: &str,
     ) -> Result<Workspace, AzureError> {
         let path = format!(
-            "/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.OperationalInsights/workspaces/{name}"
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}",
+            segment(subscription_id),
+            segment(resource_group),
+            segment(name)
         );
         let url = self.url(&path, &[("api-version", WORKSPACE_API_VERSION)])?;
         let resp = self.call(Method::GET, url, None).await?;
@@ -386,7 +391,7 @@ impl SentinelClient {
         ws: &Workspace,
         incident_name: &str,
     ) -> Result<Incident, AzureError> {
-        let path = format!("{}/{incident_name}", Self::incidents_path(ws));
+        let path = format!("{}/{}", Self::incidents_path(ws), segment(incident_name));
         let url = self.url(&path, &[("api-version", API_VERSION)])?;
         let resp = self.call(Method::GET, url, None).await?;
         Self::decode("the incident", &resp)
@@ -405,7 +410,7 @@ impl SentinelClient {
                 incident.name
             )));
         }
-        let path = format!("{}/{}", Self::incidents_path(ws), incident.name);
+        let path = format!("{}/{}", Self::incidents_path(ws), segment(&incident.name));
         let url = self.url(&path, &[("api-version", API_VERSION)])?;
         let body = incident.put_body();
         let resp = self.call(Method::PUT, url, Some(&body)).await?;
@@ -418,7 +423,11 @@ impl SentinelClient {
         ws: &Workspace,
         incident_name: &str,
     ) -> Result<Vec<IncidentComment>, AzureError> {
-        let path = format!("{}/{incident_name}/comments", Self::incidents_path(ws));
+        let path = format!(
+            "{}/{}/comments",
+            Self::incidents_path(ws),
+            segment(incident_name)
+        );
         let url = self.url(&path, &[("api-version", API_VERSION)])?;
         self.list_all(url, "a page of comments").await
     }
@@ -432,8 +441,9 @@ impl SentinelClient {
         message: &str,
     ) -> Result<IncidentComment, AzureError> {
         let path = format!(
-            "{}/{incident_name}/comments/{}",
+            "{}/{}/comments/{}",
             Self::incidents_path(ws),
+            segment(incident_name),
             comment_id.hyphenated()
         );
         let url = self.url(&path, &[("api-version", API_VERSION)])?;

@@ -238,6 +238,9 @@ impl Mark {
 }
 
 impl Mark {
+    /// The longest a mark's text is, in characters (`[dfcsync:writeback:` + 16 hex + `]`).
+    pub const TEXT_LEN: usize = 36;
+
     /// Appends the mark to `out` (what `Display` writes, without the formatting machinery).
     pub fn push_to(&self, out: &mut String) {
         out.push_str(MARK_PREFIX);

@@ -199,6 +199,10 @@ pub struct IncidentState {
     pub alert_ids: Vec<AlertRef>,
     /// `AdditionalData.alertProductNames` of the newest row.
     pub product_names: Vec<Arc<str>>,
+    /// How many alerts the service says the incident holds (Sentinel's
+    /// `AdditionalData.alertsCount`), when it says: more than `alert_ids` lists means the
+    /// list was cut.
+    pub alerts_count: Option<u32>,
     /// Every mark this tool left on the incident, in its classification comment or comments.
     pub marks: Vec<ObservedMark>,
     /// Whether the rows carried a `Comments` column. Without it, marks in comments are unknown

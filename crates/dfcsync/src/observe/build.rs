@@ -357,6 +357,7 @@ impl SnapshotBuilder {
             .map(|id| AlertRef::new(interner.get(id)))
             .collect();
         state.product_names = rec.product_names.iter().map(|p| interner.get(p)).collect();
+        state.alerts_count = rec.alerts_count;
         state.marks = classification_marks
             .into_iter()
             .map(|mark| ObservedMark {
@@ -562,6 +563,7 @@ fn placeholder_incident(name: Arc<str>) -> IncidentState {
         owner: None,
         alert_ids: Vec::new(),
         product_names: Vec::new(),
+        alerts_count: None,
         marks: Vec::new(),
         comments_known: false,
     }

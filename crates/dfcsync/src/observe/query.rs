@@ -23,7 +23,8 @@
 //! Bytes are spent only on what the engine reads: a `ClassificationComment` or `Comments`
 //! cell is sent only when it holds a mark (`[dfcsync:`), the only thing the engine reads of
 //! them, otherwise it comes back empty; of `Owner` only the first identifier set (object id,
-//! UPN, e-mail or name, the engine's order), of `AdditionalData` only `alertProductNames`.
+//! UPN, e-mail or name, the engine's order), of `AdditionalData` only `alertProductNames`
+//! and `alertsCount` (which tells an alert list cut at Sentinel's cap).
 //!
 //! Alert rows are read from `max_age` plus one day ago: no in-scope incident was created
 //! earlier, so no alert row the engine needs is older than its creation minus the one-day
@@ -149,10 +150,11 @@ pub fn read_query(policy: &Policy, selection: &Selection, many_workspaces: bool)
                 "Comments = iff(tostring(Comments) contains {mark}, Comments, dynamic(null))",
                 mark = kql_string(MARK_PREFIX)
             ),
-            // The engine reads one identifier of the owner (the first set of these) and the
-            // product names of the additional data; the rest of each bag is left behind.
+            // The engine reads one identifier of the owner (the first set of these), and the
+            // product names and the alert count of the additional data; the rest of each bag
+            // is left behind.
             "Owner" => "Owner = bag_pack(\"objectId\", coalesce(tostring(Owner.objectId), tostring(Owner.userPrincipalName), tostring(Owner.email), tostring(Owner.assignedTo)))".to_owned(),
-            "AdditionalData" => "AdditionalData = bag_pack(\"alertProductNames\", AdditionalData.alertProductNames)".to_owned(),
+            "AdditionalData" => "AdditionalData = bag_pack(\"alertProductNames\", AdditionalData.alertProductNames, \"alertsCount\", AdditionalData.alertsCount)".to_owned(),
             c => c.to_owned(),
         })
         .collect::<Vec<_>>()

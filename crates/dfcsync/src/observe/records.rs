@@ -37,6 +37,9 @@ pub struct IncidentRecord {
     pub owner: Option<String>,
     pub alert_ids: Vec<String>,
     pub product_names: Vec<String>,
+    /// `AdditionalData.alertsCount`, less the duplicates `AlertIds` listed (`None` when the
+    /// row does not say).
+    pub alerts_count: Option<u32>,
     pub provider_name: String,
     /// `None` when the row has no `Comments` column.
     pub comments: Option<Vec<Comment>>,
@@ -97,7 +100,21 @@ impl IncidentRecord {
             v => string_list(&v)
                 .ok_or_else(|| c.err("AlertIds", "not an array of alert id strings".into()))?,
         };
+        let listed = alert_ids.len();
         dedup_in_order(&mut alert_ids);
+        let alerts_count = match additional.as_ref().and_then(|a| a.get("alertsCount")) {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let n = v
+                    .as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                    .ok_or_else(|| {
+                        c.err("AdditionalData", format!("alertsCount is not a count: {v}"))
+                    })?;
+                let duplicates = (listed - alert_ids.len()) as u64;
+                Some(u32::try_from(n.saturating_sub(duplicates)).unwrap_or(u32::MAX))
+            }
+        };
         let comments = match row.get("Comments") {
             None => None,
             Some(_) => Some(match c.opt_dynamic("Comments")? {
@@ -120,6 +137,7 @@ impl IncidentRecord {
             owner,
             alert_ids,
             product_names,
+            alerts_count,
             provider_name: c.opt_str("ProviderName")?.unwrap_or_default(),
             comments,
         })

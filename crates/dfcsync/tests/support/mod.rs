@@ -60,6 +60,8 @@ pub struct IncidentRow {
     pub owner: Option<String>,
     pub comments: Vec<(String, DateTime<Utc>)>,
     pub alert_ids: Vec<String>,
+    /// `AdditionalData.alertsCount` when it differs from the list (a list cut at the cap).
+    pub alerts_count: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -163,6 +165,7 @@ impl World {
                 owner: None,
                 comments: Vec::new(),
                 alert_ids: alert_ids.iter().map(|s| s.to_string()).collect(),
+                alerts_count: None,
             }],
         });
         self.incidents.len() - 1
@@ -329,7 +332,7 @@ impl World {
                     .iter()
                     .map(|(m, t)| json!({"message": m, "createdTimeUtc": la_time(*t), "author": {"name": "x"}}))
                     .collect();
-                let additional = json!({"alertsCount": r.alert_ids.len(), "bookmarksCount": 0, "commentsCount": r.comments.len(),
+                let additional = json!({"alertsCount": r.alerts_count.unwrap_or(r.alert_ids.len()), "bookmarksCount": 0, "commentsCount": r.comments.len(),
                                         "alertProductNames": inc.product_names, "tactics": []});
                 let cell = |name: &str| -> Value {
                     match name {

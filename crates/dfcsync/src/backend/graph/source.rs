@@ -214,6 +214,8 @@ pub fn incident_state(
             .map(Into::into),
         alert_ids,
         product_names,
+        // Graph lists an incident's alerts whole (by the page): there is no cut to detect.
+        alerts_count: None,
         marks,
         comments_known: true,
     })
