@@ -42,6 +42,9 @@ enum LogFormat {
     Json,
 }
 
+/// The exit code of a `sync` that a signal stopped before its end.
+const STOPPED: u8 = 3;
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Observe and decide, and print what a sync would do; changes nothing.
@@ -52,7 +55,8 @@ enum Command {
     /// One sync cycle: observe, decide, and update the incidents that need it.
     ///
     /// Exits with 1 when a workspace could not be read or an update failed (the others are
-    /// still done).
+    /// still done), and with 3 when SIGTERM or SIGINT stopped it before the end (the writes in
+    /// flight finish; what is left is for the next run).
     Sync(SyncArgs),
     /// Sync every `interval` until SIGTERM or SIGINT, serving /healthz, /readyz and
     /// /metrics on `[sync] listen`.
@@ -361,7 +365,9 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
     }
     report::log_cycle(&report, 1);
     print_cycle(&report, args.output)?;
-    Ok(if report.succeeded() {
+    Ok(if report.stopped {
+        ExitCode::from(STOPPED)
+    } else if report.succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -127,7 +127,16 @@ impl Syncer {
         let mut queue: Vec<Group> = std::mem::take(&mut self.groups);
         queue.reverse();
         let mut done: Vec<Group> = Vec::new();
+        let mut stopped = false;
         while let Some(mut group) = queue.pop() {
+            // A signal ends the cycle between reads as well as between writes: the groups not
+            // read yet keep their feed as it was, for the next run.
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                stopped = true;
+                done.push(group);
+                done.extend(queue.drain(..).rev());
+                break;
+            }
             let read = match self.read_mode {
                 ReadMode::Feed => group.feed.next_read(Instant::now()),
                 ReadMode::ChangedWithin(d) => Read::Changed(Selection::Changed {
@@ -148,6 +157,7 @@ impl Syncer {
                 )
                 .await;
             reads.add(&outcome.stats);
+            stopped |= outcome.stopped;
             if outcome.split {
                 // A read that one of several targets makes fail: read each half alone.
                 let half = group.members.len() / 2;
@@ -184,6 +194,7 @@ impl Syncer {
             reads,
             whole_reads,
             change_reads,
+            stopped: stopped || stop.load(std::sync::atomic::Ordering::SeqCst),
         };
         self.tell(Event::CycleDone { report: &report });
         report
@@ -229,7 +240,16 @@ impl Syncer {
         let mut reader = self.backend.read(conn, &config.policy, members, read);
         let mut read_again = Vec::new();
         let mut first = true;
-        while let Some(Piece { share, result }) = reader.next().await {
+        let mut stopped = false;
+        loop {
+            // Between two pieces: a signal ends the read (incomplete: the watermark stays).
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                stopped = true;
+                break;
+            }
+            let Some(Piece { share, result }) = reader.next().await else {
+                break;
+            };
             let snapshots = match result {
                 Ok(s) => s,
                 Err(f) if first && members.len() > 1 && f.one_target_may_cause => {
@@ -281,10 +301,11 @@ impl Syncer {
         GroupOutcome {
             stats: o.stats,
             whole: o.whole,
-            complete: o.complete,
+            complete: o.complete && !stopped,
             seen_until: o.seen_until,
             read_again,
             split: false,
+            stopped,
         }
     }
 
@@ -425,6 +446,8 @@ struct GroupOutcome {
     read_again: Vec<String>,
     /// The read failed before any piece, in a way one target of several may cause.
     split: bool,
+    /// A signal ended the read before its last piece.
+    stopped: bool,
 }
 
 fn set_error(report: &mut WorkspaceReport, error: String) {

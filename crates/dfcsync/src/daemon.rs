@@ -3,15 +3,22 @@
 //! one [`Syncer`]: every in-scope incident is read at start and every `resync`, and only
 //! what changed in between (the change feed).
 //!
-//! On a signal the cycle under way stops starting new incidents, finishes the writes in
-//! flight, and the process exits. `/readyz` answers 200 once a cycle has reached every
-//! workspace, and 503 again when no cycle has succeeded for three intervals.
+//! On a signal the cycle under way stops between two reads or two writes, finishes the writes
+//! in flight, and the process exits.
+//!
+//! The probes:
+//! - `/healthz` (liveness) answers 200 while the loop is alive: a cycle finished, or a cycle
+//!   made progress (a piece read and decided, a plan carried out), within 3 × `interval` plus a
+//!   grace (60 s), counted from the start; 503 otherwise (a hung loop, which a restart cures).
+//! - `/readyz` (readiness) answers 200 when the loop is alive and its last finished cycle
+//!   reached at least one workspace (or the tenant); 503 before the first cycle ends, and
+//!   when the last one reached none (every workspace failed).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -26,43 +33,80 @@ use crate::events::{Event, Observer};
 use crate::metrics::Metrics;
 use crate::report;
 
+/// How long past 3 × `interval` the loop may go without a sign of life before `/healthz`
+/// fails.
+pub const LIVENESS_GRACE: Duration = Duration::from_secs(60);
+
 /// What the HTTP endpoints read.
 pub struct Shared {
     pub metrics: Metrics,
-    /// Unix seconds of the last successful cycle (0: none yet).
-    last_success: AtomicI64,
-    interval: Duration,
+    /// When the process started (the liveness window counts from it until a first sign).
+    start: Instant,
+    /// Milliseconds since `start` of the last sign of life of the loop.
+    last_alive_ms: AtomicI64,
+    /// Whether the last finished cycle reached at least one target.
+    reached: AtomicBool,
+    /// Whether a cycle has finished yet.
+    finished: AtomicBool,
+    /// How long the loop may be silent: 3 × `interval` + the grace.
+    silence: Duration,
 }
 
 impl Shared {
     pub fn new(interval: Duration) -> Self {
+        Self::with_grace(interval, LIVENESS_GRACE)
+    }
+
+    /// With another grace than [`LIVENESS_GRACE`] (tests).
+    pub fn with_grace(interval: Duration, grace: Duration) -> Self {
         Self {
             metrics: Metrics::new(),
-            last_success: AtomicI64::new(0),
-            interval,
+            start: Instant::now(),
+            last_alive_ms: AtomicI64::new(0),
+            reached: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            silence: interval * 3 + grace,
         }
     }
 
-    /// Records a finished cycle (metrics, and the time of the last success).
+    fn alive_now(&self) {
+        let ms = i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.last_alive_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether the loop showed a sign of life within the allowed silence.
+    pub fn alive(&self) -> bool {
+        let last = Duration::from_millis(self.last_alive_ms.load(Ordering::Relaxed).max(0) as u64);
+        self.start.elapsed().saturating_sub(last) <= self.silence
+    }
+
+    /// Whether the loop is alive and its last cycle reached at least one target.
+    pub fn ready(&self) -> bool {
+        self.alive()
+            && self.finished.load(Ordering::Relaxed)
+            && self.reached.load(Ordering::Relaxed)
+    }
+
+    /// Records a finished cycle (metrics, liveness, readiness).
     fn cycle_done(&self, report: &crate::cycle::CycleReport) {
         self.metrics.record(report);
-        if report.succeeded() {
-            self.last_success
-                .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
-        }
-    }
-
-    fn ready(&self) -> bool {
-        let last = self.last_success.load(Ordering::Relaxed);
-        last > 0 && chrono::Utc::now().timestamp() - last <= 3 * self.interval.as_secs() as i64 + 60
+        self.alive_now();
+        let reached = report
+            .workspaces
+            .iter()
+            .any(|w| w.plan.is_some() && w.error.is_none());
+        self.reached.store(reached, Ordering::Relaxed);
+        self.finished.store(true, Ordering::Relaxed);
     }
 }
 
-/// The endpoints watch the loop: each finished cycle updates them.
+/// The endpoints watch the loop: a finished cycle updates them, and every step of one is a
+/// sign of life.
 impl Observer for Shared {
     fn on(&self, event: &Event<'_>) {
-        if let Event::CycleDone { report } = event {
-            self.cycle_done(report);
+        match event {
+            Event::CycleDone { report } => self.cycle_done(report),
+            _ => self.alive_now(),
         }
     }
 }
@@ -110,12 +154,22 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 
 fn respond(shared: &Shared, path: &str) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
-        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/healthz" if shared.alive() => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/healthz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "the sync loop has shown no sign of life for 3 intervals: it is stuck\n".to_owned(),
+        ),
         "/readyz" if shared.ready() => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+        "/readyz" if !shared.alive() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "the sync loop is stuck\n".to_owned(),
+        ),
         "/readyz" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
-            "no successful cycle recently\n".to_owned(),
+            "the last cycle reached no workspace (or none has finished yet)\n".to_owned(),
         ),
         "/metrics" => (
             StatusCode::OK,

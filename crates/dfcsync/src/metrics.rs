@@ -1,6 +1,8 @@
-//! Prometheus metrics of `dfcsync run`: cycles, actions by kind and result, held incidents
-//! by reason, Azure requests by service and status, throttling waits, cycle duration and the
-//! time of the last successful cycle. Fed from each cycle's report, rendered on `/metrics`.
+//! Prometheus metrics of `dfcsync run`: cycles, and per workspace (or the tenant, through
+//! Graph) actions and repairs by kind and result, held incidents by reason, errors and the
+//! time of its last success; Azure requests by service and status, throttling waits, cycle
+//! duration and the time of the last successful cycle. Fed from each cycle's report,
+//! rendered on `/metrics`.
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -21,13 +23,20 @@ struct ResultLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {
+    workspace: String,
     kind: String,
     result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
+    workspace: String,
     reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkspaceLabel {
+    workspace: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,7 +66,10 @@ pub struct Metrics {
     refused_answers: Counter,
     partitions: Gauge,
     last_success: Gauge<f64, AtomicU64>,
-    held_reasons: Mutex<Vec<String>>,
+    workspace_last_success: Family<WorkspaceLabel, Gauge<f64, AtomicU64>>,
+    workspace_errors: Family<WorkspaceLabel, Counter>,
+    /// The (workspace, reason) pairs of the held gauge seen so far (reset to 0 when gone).
+    held_reasons: Mutex<Vec<(String, String)>>,
 }
 
 impl Default for Metrics {
@@ -84,6 +96,18 @@ impl Metrics {
         let queries = Counter::default();
         let refused_answers = Counter::default();
         let partitions = Gauge::default();
+        let workspace_last_success = Family::<WorkspaceLabel, Gauge<f64, AtomicU64>>::default();
+        let workspace_errors = Family::<WorkspaceLabel, Counter>::default();
+        registry.register(
+            "workspace_last_success_timestamp_seconds",
+            "Unix time of the end of the last cycle that read the workspace (or the tenant) and applied or settled every action",
+            workspace_last_success.clone(),
+        );
+        registry.register(
+            "workspace_errors",
+            "Cycles in which the workspace (or the tenant) could not be read, or an action or repair failed",
+            workspace_errors.clone(),
+        );
         registry.register(
             "reads",
             "Reads of a group of workspaces, by kind (whole, changes)",
@@ -112,12 +136,12 @@ impl Metrics {
         registry.register("cycles", "Sync cycles, by result", cycles.clone());
         registry.register(
             "actions",
-            "Planned actions, by kind and result (applied, skipped, failed, planned in dry runs)",
+            "Planned actions and repairs (kind repair: the audit comment of an earlier close posted again), by workspace, kind and result (applied, skipped, failed, planned in dry runs)",
             actions.clone(),
         );
         registry.register(
             "held_incidents",
-            "Incidents held, by reason, as of the last cycle that read every in-scope incident",
+            "Incidents held, by workspace and reason, as of the last cycle that read every in-scope incident",
             held.clone(),
         );
         registry.register(
@@ -160,6 +184,8 @@ impl Metrics {
             refused_answers,
             partitions,
             last_success,
+            workspace_last_success,
+            workspace_errors,
             held_reasons: Mutex::new(Vec::new()),
         }
     }
@@ -186,52 +212,81 @@ impl Metrics {
                 result: if ok { "success" } else { "failure" }.into(),
             })
             .inc();
-        let mut held_now: std::collections::BTreeMap<String, i64> = Default::default();
+        let end = report.started + chrono::TimeDelta::from_std(report.duration).unwrap_or_default();
+        let mut held_now: std::collections::BTreeMap<(String, String), i64> = Default::default();
         for w in &report.workspaces {
+            let label = |kind: &str, result: &str| ActionLabels {
+                workspace: w.workspace.clone(),
+                kind: kind.into(),
+                result: result.into(),
+            };
             if let Some(plan) = &w.plan {
                 for h in &plan.held {
-                    *held_now.entry(h.kind.as_str().to_owned()).or_default() += 1;
+                    *held_now
+                        .entry((w.workspace.clone(), h.kind.as_str().to_owned()))
+                        .or_default() += 1;
                 }
                 if w.act.is_none() {
                     for a in &plan.actions {
                         self.actions
-                            .get_or_create(&ActionLabels {
-                                kind: a.kind.as_str().into(),
-                                result: "planned".into(),
-                            })
+                            .get_or_create(&label(a.kind.as_str(), "planned"))
+                            .inc();
+                    }
+                    for _ in &plan.repairs {
+                        self.actions
+                            .get_or_create(&label("repair", "planned"))
                             .inc();
                     }
                 }
             }
             if let Some(act) = &w.act {
                 for o in &act.outcomes {
-                    let result = o.result.label();
                     self.actions
-                        .get_or_create(&ActionLabels {
-                            kind: o.kind.as_str().into(),
-                            result: result.into(),
-                        })
+                        .get_or_create(&label(o.kind.as_str(), o.result.label()))
                         .inc();
                 }
+                for o in &act.repairs {
+                    self.actions
+                        .get_or_create(&label("repair", o.result.label()))
+                        .inc();
+                }
+            }
+            let ws = WorkspaceLabel {
+                workspace: w.workspace.clone(),
+            };
+            if w.succeeded() {
+                if w.plan.is_some() {
+                    self.workspace_last_success
+                        .get_or_create(&ws)
+                        .set(end.timestamp_millis() as f64 / 1000.0);
+                }
+            } else {
+                self.workspace_errors.get_or_create(&ws).inc();
             }
         }
         // Held is a gauge of the last cycle that read everything (a change read sees only
         // the incidents that changed): reasons that went away go to zero.
         let read_everything = report.whole_reads > 0 && report.change_reads == 0;
         if read_everything && let Ok(mut known) = self.held_reasons.lock() {
-            for r in known.iter() {
-                if !held_now.contains_key(r) {
+            for (w, r) in known.iter() {
+                if !held_now.contains_key(&(w.clone(), r.clone())) {
                     self.held
-                        .get_or_create(&ReasonLabel { reason: r.clone() })
+                        .get_or_create(&ReasonLabel {
+                            workspace: w.clone(),
+                            reason: r.clone(),
+                        })
                         .set(0);
                 }
             }
-            for (r, n) in &held_now {
+            for ((w, r), n) in &held_now {
                 self.held
-                    .get_or_create(&ReasonLabel { reason: r.clone() })
+                    .get_or_create(&ReasonLabel {
+                        workspace: w.clone(),
+                        reason: r.clone(),
+                    })
                     .set(*n);
-                if !known.contains(r) {
-                    known.push(r.clone());
+                if !known.contains(&(w.clone(), r.clone())) {
+                    known.push((w.clone(), r.clone()));
                 }
             }
         }
@@ -248,8 +303,6 @@ impl Metrics {
             .inc_by(report.throttle_wait.as_secs_f64());
         self.cycle_duration.observe(report.duration.as_secs_f64());
         if ok {
-            let end =
-                report.started + chrono::TimeDelta::from_std(report.duration).unwrap_or_default();
             self.last_success
                 .set(end.timestamp_millis() as f64 / 1000.0);
         }

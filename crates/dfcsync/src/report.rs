@@ -60,26 +60,39 @@ pub struct CycleReport {
     /// Groups read whole, and groups read through the change feed.
     pub whole_reads: u32,
     pub change_reads: u32,
+    /// Whether a signal (SIGTERM, SIGINT) ended the cycle before every read and write was
+    /// made: what was left is for the next run.
+    pub stopped: bool,
+}
+
+impl WorkspaceReport {
+    /// Whether the workspace was read and every action and repair applied or skipped on
+    /// purpose.
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none()
+            && self.act.as_ref().is_none_or(|a| {
+                a.outcomes
+                    .iter()
+                    .chain(&a.repairs)
+                    .all(|o| !matches!(o.result, ActionResult::Failed(_)))
+            })
+    }
 }
 
 impl CycleReport {
-    /// Whether every workspace was read and every action applied or skipped on purpose.
+    /// Whether every workspace was read and every action and repair applied or skipped on
+    /// purpose.
     pub fn succeeded(&self) -> bool {
-        self.workspaces.iter().all(|w| {
-            w.error.is_none()
-                && w.act.as_ref().is_none_or(|a| {
-                    a.outcomes
-                        .iter()
-                        .all(|o| !matches!(o.result, ActionResult::Failed(_)))
-                })
-        })
+        self.workspaces.iter().all(WorkspaceReport::succeeded)
     }
 
-    /// Whether any workspace has planned actions.
+    /// Whether any workspace has planned actions or repairs.
     pub fn has_actions(&self) -> bool {
-        self.workspaces
-            .iter()
-            .any(|w| w.plan.as_ref().is_some_and(|p| !p.actions.is_empty()))
+        self.workspaces.iter().any(|w| {
+            w.plan
+                .as_ref()
+                .is_some_and(|p| !p.actions.is_empty() || !p.repairs.is_empty())
+        })
     }
 }
 
@@ -249,6 +262,21 @@ pub fn plan_table(plan: &Plan) -> String {
             rfc3339(plan.now)
         ));
     }
+    if !plan.repairs.is_empty() {
+        let mut t = new_table(&["#", "incident", "repair"]);
+        for r in &plan.repairs {
+            t.add_row(vec![
+                r.incident_number.to_string(),
+                if r.title.is_empty() {
+                    r.incident.to_string()
+                } else {
+                    r.title.to_string()
+                },
+                r.why.clone(),
+            ]);
+        }
+        out.push_str(&format!("{} repair(s):\n{t}\n", plan.repairs.len()));
+    }
     if !plan.held.is_empty() {
         let mut t = new_table(&["#", "incident", "held because"]);
         for h in &plan.held {
@@ -280,21 +308,25 @@ pub fn cycle_json(report: &CycleReport) -> Value {
         .workspaces
         .iter()
         .map(|w| {
+            let outcome = |o: &crate::act::ActionOutcome, repair: bool| {
+                json!({
+                    "incident": o.incident,
+                    "incident_number": o.incident_number,
+                    "action": if repair { "repair" } else { o.kind.as_str() },
+                    "fingerprint": o.fingerprint,
+                    "result": o.result.label(),
+                    "detail": o.result.detail(),
+                    "conflicts": o.conflicts,
+                })
+            };
             let outcomes: Vec<Value> = w
                 .act
                 .iter()
-                .flat_map(|a| a.outcomes.iter())
-                .map(|o| {
-                    let detail = o.result.detail();
-                    json!({
-                        "incident": o.incident,
-                        "incident_number": o.incident_number,
-                        "action": o.kind.as_str(),
-                        "fingerprint": o.fingerprint,
-                        "result": o.result.label(),
-                        "detail": detail,
-                        "conflicts": o.conflicts,
-                    })
+                .flat_map(|a| {
+                    a.outcomes
+                        .iter()
+                        .map(|o| outcome(o, false))
+                        .chain(a.repairs.iter().map(|o| outcome(o, true)))
                 })
                 .collect();
             json!({
@@ -318,6 +350,7 @@ pub fn cycle_json(report: &CycleReport) -> Value {
         "duration_ms": report.duration.as_millis() as u64,
         "mode": match report.mode { Mode::Plan => "plan", Mode::Sync => "sync" },
         "succeeded": report.succeeded(),
+        "stopped": report.stopped,
         "workspaces": workspaces,
         "azure_requests": requests,
         "retries": report.retries,
@@ -335,13 +368,19 @@ pub fn cycle_json(report: &CycleReport) -> Value {
     })
 }
 
-/// Counts of outcomes by action kind and result: `close applied 3`.
+/// Counts of outcomes by action kind and result: `close applied 3` (repairs as the kind
+/// `repair`).
 fn outcome_counts(report: &CycleReport) -> Vec<(String, &'static str, usize)> {
     let mut counts: std::collections::BTreeMap<(String, &'static str), usize> = Default::default();
-    for w in &report.workspaces {
-        for o in w.act.iter().flat_map(|a| a.outcomes.iter()) {
+    for a in report.workspaces.iter().filter_map(|w| w.act.as_ref()) {
+        for o in &a.outcomes {
             *counts
                 .entry((o.kind.as_str().to_owned(), o.result.label()))
+                .or_default() += 1;
+        }
+        for o in &a.repairs {
+            *counts
+                .entry(("repair".to_owned(), o.result.label()))
                 .or_default() += 1;
         }
     }
@@ -354,9 +393,9 @@ pub fn cycle_table(report: &CycleReport) -> String {
     let mut out = String::new();
     for w in &report.workspaces {
         out.push_str(&format!("Workspace {}\n", w.workspace));
+        // An error (a read that failed) does not hide what the other pieces did.
         if let Some(e) = &w.error {
             out.push_str(&format!("  error: {e}\n"));
-            continue;
         }
         for warning in &w.warnings {
             out.push_str(&format!("  warning: {warning}\n"));
@@ -365,18 +404,24 @@ pub fn cycle_table(report: &CycleReport) -> String {
             out.push_str(&plan_table(plan));
         }
         if let Some(act) = &w.act {
-            let failed: Vec<_> = act
+            let failed: Vec<(&crate::act::ActionOutcome, bool)> = act
                 .outcomes
                 .iter()
-                .filter(|o| !matches!(o.result, ActionResult::Applied))
+                .map(|o| (o, false))
+                .chain(act.repairs.iter().map(|o| (o, true)))
+                .filter(|(o, _)| !matches!(o.result, ActionResult::Applied))
                 .collect();
             if !failed.is_empty() {
                 let mut t = new_table(&["#", "action", "result", "detail"]);
-                for o in failed {
+                for (o, repair) in failed {
                     let detail = o.result.detail().unwrap_or_default().to_owned();
                     t.add_row(vec![
                         o.incident_number.to_string(),
-                        o.kind.to_string(),
+                        if repair {
+                            "repair".to_owned()
+                        } else {
+                            o.kind.to_string()
+                        },
                         o.result.label().to_owned(),
                         detail,
                     ]);
@@ -397,13 +442,14 @@ pub fn cycle_table(report: &CycleReport) -> String {
 pub fn summary_line(report: &CycleReport) -> String {
     let counts = outcome_counts(report);
     let actions = if report.mode == Mode::Plan {
-        let n: usize = report
-            .workspaces
-            .iter()
-            .filter_map(|w| w.plan.as_ref())
-            .map(|p| p.actions.len())
-            .sum();
-        format!("{n} action(s) planned, none taken (dry run)")
+        let plans = || report.workspaces.iter().filter_map(|w| w.plan.as_ref());
+        let n: usize = plans().map(|p| p.actions.len()).sum();
+        let r: usize = plans().map(|p| p.repairs.len()).sum();
+        if r > 0 {
+            format!("{n} action(s) and {r} repair(s) planned, none taken (dry run)")
+        } else {
+            format!("{n} action(s) planned, none taken (dry run)")
+        }
     } else if counts.is_empty() {
         "nothing to do".to_owned()
     } else {
@@ -448,6 +494,9 @@ pub fn summary_line(report: &CycleReport) -> String {
     if errors > 0 {
         line.push_str(&format!("; {errors} workspace(s) failed"));
     }
+    if report.stopped {
+        line.push_str("; stopped by a signal before the end: the rest is left for the next run");
+    }
     line
 }
 
@@ -488,16 +537,22 @@ pub fn log_cycle(report: &CycleReport, cycle: u64) {
         if let Some(e) = &w.error {
             tracing::error!(cycle, workspace = %w.workspace, error = %e, "workspace failed");
         }
-        for o in w.act.iter().flat_map(|a| a.outcomes.iter()) {
+        for (o, repair) in w.act.iter().flat_map(|a| {
+            a.outcomes
+                .iter()
+                .map(|o| (o, false))
+                .chain(a.repairs.iter().map(|o| (o, true)))
+        }) {
+            let kind = if repair { "repair" } else { o.kind.as_str() };
             match &o.result {
                 ActionResult::Applied => {
-                    tracing::info!(cycle, workspace = %w.workspace, incident = o.incident_number, action = %o.kind, fingerprint = %o.fingerprint, result = "applied", why = %o.why, "action")
+                    tracing::info!(cycle, workspace = %w.workspace, incident = o.incident_number, action = kind, fingerprint = %o.fingerprint, result = "applied", why = %o.why, "action")
                 }
                 ActionResult::Skipped(d) | ActionResult::Deferred(d) => {
-                    tracing::info!(cycle, workspace = %w.workspace, incident = o.incident_number, action = %o.kind, result = "skipped", detail = %d, "action")
+                    tracing::info!(cycle, workspace = %w.workspace, incident = o.incident_number, action = kind, result = "skipped", detail = %d, "action")
                 }
                 ActionResult::Failed(d) => {
-                    tracing::warn!(cycle, workspace = %w.workspace, incident = o.incident_number, action = %o.kind, result = "failed", detail = %d, "action")
+                    tracing::warn!(cycle, workspace = %w.workspace, incident = o.incident_number, action = kind, result = "failed", detail = %d, "action")
                 }
             }
         }

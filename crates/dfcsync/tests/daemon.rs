@@ -93,11 +93,11 @@ async fn run_syncs_serves_health_and_metrics_and_stops_on_sigterm() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("dfcsync_actions_total{kind=\"close\",result=\"applied\"} 4"),
+        metrics.contains("dfcsync_actions_total{workspace=\"00000000-0000-0000-0000-000000000001/rg-sentinel/law-sentinel\",kind=\"close\",result=\"applied\"} 4"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("dfcsync_held_incidents{reason=\"missing_alert\"} 1"),
+        metrics.contains("dfcsync_held_incidents{workspace=\"00000000-0000-0000-0000-000000000001/rg-sentinel/law-sentinel\",reason=\"missing_alert\"} 1"),
         "{metrics}"
     );
     assert!(
@@ -106,6 +106,10 @@ async fn run_syncs_serves_health_and_metrics_and_stops_on_sigterm() {
     );
     assert!(
         metrics.contains("dfcsync_last_success_timestamp_seconds"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dfcsync_workspace_last_success_timestamp_seconds{workspace=\"00000000-0000-0000-0000-000000000001/rg-sentinel/law-sentinel\"}"),
         "{metrics}"
     );
     // The work is done: the incidents are as one sync leaves them.
@@ -151,4 +155,74 @@ async fn run_syncs_serves_health_and_metrics_and_stops_on_sigterm() {
             .any(|l| l.contains("demo-secret-not-for-production")),
         "no secret in the logs"
     );
+}
+
+/// The probes' meaning, through HTTP: `/healthz` fails when the loop shows no sign of life
+/// for 3 × interval (plus the grace, none here): a hung cycle; `/readyz` is 200 only while the
+/// loop is alive and its last cycle reached a workspace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probes_mean_alive_and_reached() {
+    use dfcsync::daemon::{Shared, bind, serve};
+    use dfcsync::events::{Event, Observer};
+    use std::sync::Arc;
+    let interval = Duration::from_millis(200);
+    let shared = Arc::new(Shared::with_grace(interval, Duration::ZERO));
+    let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    tokio::spawn(serve(listener, shared.clone()));
+    let probe = |path: &'static str| {
+        let url = format!("http://{addr}{path}");
+        async move { get(&url).await.0 }
+    };
+    // Just started: alive, not ready (no cycle has finished).
+    assert_eq!(probe("/healthz").await, 200);
+    assert_eq!(probe("/readyz").await, 503);
+    let report = |reached: bool| dfcsync::cycle::CycleReport {
+        started: chrono::Utc::now(),
+        duration: Duration::from_millis(5),
+        mode: dfcsync::cycle::Mode::Sync,
+        workspaces: vec![dfcsync::cycle::WorkspaceReport {
+            workspace: "s/rg/ws".into(),
+            plan: None,
+            act: None,
+            error: (!reached).then(|| "querying the workspace: 403".to_owned()),
+            warnings: Vec::new(),
+            incidents_seen: 0,
+        }],
+        requests: Vec::new(),
+        retries: 0,
+        throttle_waits: 0,
+        throttle_wait: Duration::ZERO,
+        reads: Default::default(),
+        whole_reads: 1,
+        change_reads: 0,
+        stopped: false,
+    };
+    let mut reached = report(true);
+    reached.workspaces[0].plan = Some(dfcsync::decide::decide(
+        &Default::default(),
+        &Default::default(),
+        chrono::Utc::now(),
+    ));
+    shared.on(&Event::CycleDone { report: &reached });
+    assert_eq!(probe("/readyz").await, 200, "a cycle reached the workspace");
+    // A cycle that reached no workspace: alive, not ready.
+    shared.on(&Event::CycleDone {
+        report: &report(false),
+    });
+    assert_eq!(probe("/healthz").await, 200);
+    assert_eq!(probe("/readyz").await, 503);
+    shared.on(&Event::CycleDone { report: &reached });
+    assert_eq!(probe("/readyz").await, 200);
+    // Then the loop hangs: no event for more than 3 intervals.
+    tokio::time::sleep(interval * 4).await;
+    assert_eq!(probe("/healthz").await, 503, "a hung loop fails liveness");
+    assert_eq!(probe("/readyz").await, 503);
+    // Any step of a cycle is a sign of life again.
+    let err = dfcsync::azure::AzureError::Config("x".into());
+    shared.on(&Event::ReadFailed {
+        targets: &["s/rg/ws"],
+        what: "querying the workspace",
+        error: &err,
+    });
+    assert_eq!(probe("/healthz").await, 200);
 }

@@ -314,3 +314,43 @@ async fn changed_within_reads_only_the_window_and_a_full_sync_heals_the_rest() {
     let planned: Vec<_> = planned(r).into_iter().map(|(_, k)| k.as_str()).collect();
     assert_eq!(planned, ["activate"], "{}", dfcsync::report::cycle_table(r));
 }
+
+/// SIGTERM ends a cycle between two reads, not only between two writes: a whole read in
+/// partitions, the signal given while the first partition's incidents are updated, reads no
+/// further partition; the report says it stopped, and the next run finishes the work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_stops_the_reading_too() {
+    let (scenario, kinds) = scenario(48, "0s", Some(big_limits(json!({"la_max_rows": 40}))));
+    let emu = start(&scenario).await;
+    let config = Config::parse(&config_text(&emu, None, ""), "<test>").unwrap();
+    let conn = connect(&config, fast()).await;
+    let ctl = control(&conn, &emu);
+    let stop = Arc::new(AtomicBool::new(false));
+    let signal = stop.clone();
+    let before = last_seq(&request_log(&ctl, &emu).await);
+    let r = Syncer::new(&config, ReadMode::Feed)
+        .cycle(&conn, &config, Mode::Sync, &stop, &move |_, _| {
+            signal.store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .await;
+    assert!(r.stopped, "{}", dfcsync::report::cycle_table(&r));
+    assert!(
+        dfcsync::report::summary_line(&r).contains("stopped"),
+        "{}",
+        dfcsync::report::summary_line(&r)
+    );
+    let log = request_log(&ctl, &emu).await;
+    let answered: Vec<Value> = queries(&log, before)
+        .into_iter()
+        .filter(|e| e["status"] == 200)
+        .collect();
+    assert!(
+        (answered.len() as u32) < r.reads.partitions + 1,
+        "no partition read after the signal: {} queries answered for {} partitions",
+        answered.len(),
+        r.reads.partitions
+    );
+    // The next run does what was left.
+    converge(&conn, &config, 4, None).await;
+    assert_expected(&views(&emu.state()), &kinds);
+}
