@@ -15,7 +15,7 @@ use rustc_hash::FxBuildHasher;
 
 use serde_json::Value as Json;
 
-use crate::table::Cell;
+use kql::Value as Cell;
 
 /// Texts and dynamic values seen so far, each kept once.
 #[derive(Debug, Clone, Default)]

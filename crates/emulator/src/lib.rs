@@ -12,6 +12,7 @@ pub mod faults;
 pub mod http;
 pub mod ids;
 pub mod intern;
+pub mod load;
 pub mod odata;
 pub mod platform;
 pub mod rbac;
@@ -25,7 +26,8 @@ pub mod tls;
 pub mod tokens;
 pub mod xdr;
 
-pub use scenario::{Scenario, ScenarioError};
+pub use load::Scenario;
+pub use scenario::ScenarioError;
 pub use server::{Emulator, EmulatorHandle, Endpoints, Error, StartOptions};
 
 /// The demo scenario (`scenarios/demo.json`): one workspace, the `dfcsync` principal (Sentinel

@@ -1,20 +1,19 @@
 //! The scenario file (contract: `shared/design/emulator.md`): tenant, workspaces, principals,
-//! limits and the events that build the platform's history. Loading is strict: an unknown
-//! field, a bad time or a dangling reference is refused with the JSON path of the bad field.
+//! limits and the events that build the platform's history, as written (the spec types) and
+//! parsed (events, imported rows, times). Parsing is strict: an unknown field or a bad time is
+//! refused with the JSON path of the bad field. The text is read by [`crate::scenario_read`]
+//! and the platform built from it by [`crate::load`] (the platform is built from a scenario;
+//! this module knows nothing of it).
 
-use std::path::Path;
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
 use std::fmt;
 use std::sync::OnceLock;
+
+use chrono::{DateTime, Utc};
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
 
-use crate::platform::Platform;
-use crate::scenario_read::{self, Loaded, Streamed};
 use crate::table::{Cell, ColType, TableKind, cell_from_json};
 
 /// A scenario that failed to load: the JSON path of the bad field and what is wrong with it.
@@ -45,94 +44,6 @@ impl ScenarioError {
             ScenarioError::Io { .. } => "",
             ScenarioError::Invalid { path, .. } => path,
         }
-    }
-}
-
-/// A loaded scenario: its parsed text and the platform state it describes.
-#[derive(Debug, Clone)]
-pub struct Scenario {
-    pub spec: ScenarioSpec,
-    pub(crate) initial: Arc<Platform>,
-}
-
-impl Scenario {
-    /// Parses and checks a scenario, and builds the platform it describes (events applied as
-    /// they are read when the other fields come first; any order of the fields is read).
-    pub fn from_json_str(text: &str) -> Result<Scenario, ScenarioError> {
-        match scenario_read::read_streaming(serde_json::Deserializer::from_str(text))? {
-            Streamed::Loaded(l) => Ok(Self::from_loaded(*l)),
-            Streamed::FieldAfterEvents { .. } => Ok(Self::from_loaded(
-                scenario_read::read_buffered(serde_json::Deserializer::from_str(text))?,
-            )),
-        }
-    }
-
-    /// Reads a scenario streaming, event by event, each applied as soon as it is read (a
-    /// large scenario is never held whole): the top-level fields other than `events` must
-    /// come before it (a field after events that were applied is refused, naming the field;
-    /// `from_json_str` and `from_file` read any order).
-    pub fn from_reader(reader: impl std::io::Read) -> Result<Scenario, ScenarioError> {
-        match scenario_read::read_streaming(serde_json::Deserializer::from_reader(reader))? {
-            Streamed::Loaded(l) => Ok(Self::from_loaded(*l)),
-            Streamed::FieldAfterEvents { key } => Err(ScenarioError::at(
-                key,
-                "comes after `events`, which were applied as they were read: a scenario read \
-                 from a stream gives its other fields before its events",
-            )),
-        }
-    }
-
-    /// Reads a scenario file, streaming (read a second time, keeping the events until the
-    /// end, when a top-level field comes after them).
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
-        let path = path.as_ref();
-        let open = || {
-            std::fs::File::open(path)
-                .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
-                .map_err(|source| ScenarioError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })
-        };
-        match scenario_read::read_streaming(serde_json::Deserializer::from_reader(open()?))? {
-            Streamed::Loaded(l) => Ok(Self::from_loaded(*l)),
-            Streamed::FieldAfterEvents { .. } => Ok(Self::from_loaded(
-                scenario_read::read_buffered(serde_json::Deserializer::from_reader(open()?))?,
-            )),
-        }
-    }
-
-    /// Checks a scenario given as a JSON value.
-    pub fn from_json_value(mut value: Json) -> Result<Scenario, ScenarioError> {
-        let events = match value.as_object_mut() {
-            Some(obj) => obj.remove("events").unwrap_or(Json::Array(vec![])),
-            None => return Err(ScenarioError::at("$", "a scenario is a JSON object")),
-        };
-        let mut spec: ScenarioSpec = from_value_at("", value)?;
-        spec.events = parse_events(events, "events")?;
-        Self::from_spec(spec)
-    }
-
-    /// Builds the platform of a parsed scenario.
-    fn from_spec(spec: ScenarioSpec) -> Result<Scenario, ScenarioError> {
-        Loaded::from_spec(spec).map(Self::from_loaded)
-    }
-
-    fn from_loaded(l: Loaded) -> Scenario {
-        Scenario {
-            spec: l.spec,
-            initial: Arc::new(l.platform),
-        }
-    }
-
-    /// The platform state the scenario describes.
-    pub fn platform(&self) -> &Platform {
-        &self.initial
-    }
-
-    /// The scenario's tenant.
-    pub fn tenant_id(&self) -> &str {
-        &self.spec.tenant_id
     }
 }
 

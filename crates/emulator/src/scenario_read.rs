@@ -1,13 +1,13 @@
 //! Reads scenario text streaming: the top-level fields and each event are deserialized one by
 //! one from the reader, and the rows of `rows` events go straight into typed cells
 //! (`ImportRows`), so a large scenario is never held as one `serde_json::Value` tree. When the
-//! other fields come before `events` (as scenario files write them), each event is applied to
-//! the platform as soon as it is read and then dropped, so the events are never held together
-//! either ([`read_streaming`]); otherwise they are kept until the whole text is read
-//! ([`read_buffered`]). Both report the same error for the same text: the first error of the
-//! text's syntax or of an event's shape (in text order), then a top-level field, then an
-//! event that cannot apply (in event order). Errors carry the JSON path of the bad field, as
-//! `Scenario::from_json_value` reports them.
+//! other fields come before `events` (as scenario files write them), each event is handed to an
+//! [`EventSink`] (the platform, see [`crate::load`]) as soon as it is read and then dropped, so
+//! the events are never held together either ([`read_streaming`]); otherwise they are kept
+//! until the whole text is read ([`read_buffered`]). Both report the same error for the same
+//! text: the first error of the text's syntax or of an event's shape (in text order), then a
+//! top-level field, then an event that cannot apply (in event order). Errors carry the JSON
+//! path of the bad field, as `Scenario::from_json_value` reports them.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -15,22 +15,30 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
-use crate::platform::Platform;
 use crate::scenario::{
     Event, EventSpec, ImportRows, ScenarioError, ScenarioSpec, from_value_at, join_path,
     parse_event,
 };
 
-/// A scenario read and applied: its fields (no events) and the platform they describe.
-pub struct Loaded {
-    pub spec: ScenarioSpec,
-    pub platform: Platform,
+/// What the events are applied to as they are read, made from the top-level fields that come
+/// before `events`.
+pub trait EventSink: Sized {
+    /// The sink of a scenario's fields (no event applied yet), or `None` when they do not make
+    /// a valid scenario (the events are then kept, and the fields' error reported in its turn).
+    fn start(spec: &ScenarioSpec) -> Option<Self>;
+
+    /// Applies one event.
+    fn apply(&mut self, ev: &EventSpec) -> Result<(), ScenarioError>;
 }
 
 /// What [`read_streaming`] read.
-pub enum Streamed {
-    /// The scenario, loaded.
-    Loaded(Box<Loaded>),
+pub enum Streamed<S> {
+    /// The events were applied as they were read: the scenario's fields (no events) and the
+    /// sink they were applied to.
+    Applied { spec: Box<ScenarioSpec>, sink: S },
+    /// The events were kept (the fields before them did not make a sink): the scenario's
+    /// fields and its events, still to apply.
+    Read(Box<ScenarioSpec>),
     /// The events were applied as they were read, but the top-level field `key` comes after
     /// them (and could change what they do): the text must be read again with
     /// [`read_buffered`].
@@ -38,14 +46,14 @@ pub enum Streamed {
 }
 
 /// Reads a scenario, applying each event as soon as it is read when the other fields come
-/// before `events` and describe a valid platform (otherwise the events are kept until the end,
-/// as [`read_buffered`] does).
-pub fn read_streaming<'de, R: serde_json::de::Read<'de>>(
+/// before `events` and make a sink (otherwise the events are kept until the end, as
+/// [`read_buffered`] does).
+pub fn read_streaming<'de, R: serde_json::de::Read<'de>, S: EventSink>(
     de: serde_json::Deserializer<R>,
-) -> Result<Streamed, ScenarioError> {
-    let doc = read_doc(de, true)?;
+) -> Result<Streamed<S>, ScenarioError> {
+    let doc = read_doc::<R, S>(de, true)?;
     let Some(applied) = doc.applied else {
-        return loaded(doc.fields, doc.events).map(|l| Streamed::Loaded(Box::new(l)));
+        return spec_of(doc.fields, doc.events).map(|s| Streamed::Read(Box::new(s)));
     };
     if let Some(key) = doc.field_after_events {
         return Ok(Streamed::FieldAfterEvents { key });
@@ -53,48 +61,55 @@ pub fn read_streaming<'de, R: serde_json::de::Read<'de>>(
     if let Some(e) = applied.error {
         return Err(e);
     }
-    Ok(Streamed::Loaded(Box::new(Loaded {
-        spec: applied.spec,
-        platform: applied.platform,
-    })))
+    Ok(Streamed::Applied {
+        spec: Box::new(applied.spec),
+        sink: applied.sink,
+    })
 }
 
-/// Reads a whole scenario, keeping its events until the text is read, then builds the
-/// platform (any order of the top-level fields).
+/// Reads a whole scenario, keeping its events until the text is read (any order of the
+/// top-level fields): its fields and its events, still to apply.
 pub fn read_buffered<'de, R: serde_json::de::Read<'de>>(
     de: serde_json::Deserializer<R>,
-) -> Result<Loaded, ScenarioError> {
-    let doc = read_doc(de, false)?;
-    loaded(doc.fields, doc.events)
+) -> Result<ScenarioSpec, ScenarioError> {
+    let doc = read_doc::<R, Kept>(de, false)?;
+    spec_of(doc.fields, doc.events)
 }
 
-impl Loaded {
-    /// The platform of a parsed scenario (its events applied, then dropped from the spec).
-    pub fn from_spec(mut spec: ScenarioSpec) -> Result<Loaded, ScenarioError> {
-        let platform = Platform::from_spec(&spec)?;
-        // The events now live in the platform (its model and tables): keep no second copy.
-        spec.events = Vec::new();
-        Ok(Loaded { spec, platform })
+/// The sink of a buffered read: none is ever made, the events are kept.
+struct Kept;
+
+impl EventSink for Kept {
+    fn start(_: &ScenarioSpec) -> Option<Self> {
+        None
+    }
+
+    fn apply(&mut self, _: &EventSpec) -> Result<(), ScenarioError> {
+        Ok(())
     }
 }
 
 /// The scenario of top-level `fields` and parsed `events`.
-fn loaded(fields: Map<String, Json>, events: Vec<EventSpec>) -> Result<Loaded, ScenarioError> {
+fn spec_of(
+    fields: Map<String, Json>,
+    events: Vec<EventSpec>,
+) -> Result<ScenarioSpec, ScenarioError> {
     let mut spec: ScenarioSpec = from_value_at("", Json::Object(fields))?;
     spec.events = events;
-    Loaded::from_spec(spec)
+    Ok(spec)
 }
 
 /// Reads the document (syntax and event shapes checked, trailing text refused).
-fn read_doc<'de, R: serde_json::de::Read<'de>>(
+fn read_doc<'de, R: serde_json::de::Read<'de>, S: EventSink>(
     mut de: serde_json::Deserializer<R>,
     stream: bool,
-) -> Result<Doc, ScenarioError> {
+) -> Result<Doc<S>, ScenarioError> {
     let failure = RefCell::new(None);
     let mut track = serde_path_to_error::Track::new();
-    let result = DocSeed {
+    let result = DocSeed::<S> {
         failure: &failure,
         stream,
+        sink: std::marker::PhantomData,
     }
     .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
     let doc = match result {
@@ -119,32 +134,32 @@ fn read_doc<'de, R: serde_json::de::Read<'de>>(
 }
 
 /// The top-level object: its fields other than `events`, and the events parsed (or applied).
-struct Doc {
+struct Doc<S> {
     fields: Map<String, Json>,
     /// The events kept (none when they were applied as read).
     events: Vec<EventSpec>,
-    /// The platform the events were applied to as they were read.
-    applied: Option<Applied>,
+    /// The sink the events were applied to as they were read.
+    applied: Option<Applied<S>>,
     /// The first top-level key after `events` when they were applied as read.
     field_after_events: Option<String>,
 }
 
-/// A platform built from the fields before `events`, with the events applied as read.
-struct Applied {
+/// A sink made from the fields before `events`, with the events applied as read.
+struct Applied<S> {
     spec: ScenarioSpec,
-    platform: Platform,
+    sink: S,
     /// The first event that could not apply (the later ones are then only read).
     error: Option<ScenarioError>,
 }
 
-impl Applied {
-    /// The platform of the fields read so far, when they make a valid scenario without events.
-    fn start(fields: &Map<String, Json>) -> Option<Applied> {
+impl<S: EventSink> Applied<S> {
+    /// The sink of the fields read so far, when they make a valid scenario without events.
+    fn start(fields: &Map<String, Json>) -> Option<Applied<S>> {
         let spec: ScenarioSpec = from_value_at("", Json::Object(fields.clone())).ok()?;
-        let platform = Platform::without_events(&spec).ok()?;
+        let sink = S::start(&spec)?;
         Some(Applied {
             spec,
-            platform,
+            sink,
             error: None,
         })
     }
@@ -152,7 +167,7 @@ impl Applied {
     /// Applies one event (unless one failed already).
     fn apply(&mut self, ev: &EventSpec) {
         if self.error.is_none()
-            && let Err(e) = self.platform.apply(ev, self.platform.start)
+            && let Err(e) = self.sink.apply(ev)
         {
             self.error = Some(e);
         }
@@ -162,27 +177,28 @@ impl Applied {
 /// A scenario error found while streaming (serde's error type cannot carry its path).
 type Failure<'a> = &'a RefCell<Option<ScenarioError>>;
 
-struct DocSeed<'a> {
+struct DocSeed<'a, S> {
     failure: Failure<'a>,
     /// Apply the events as they are read when the fields before them allow it.
     stream: bool,
+    sink: std::marker::PhantomData<S>,
 }
 
-impl<'de> DeserializeSeed<'de> for DocSeed<'_> {
-    type Value = Doc;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Doc, D::Error> {
+impl<'de, S: EventSink> DeserializeSeed<'de> for DocSeed<'_, S> {
+    type Value = Doc<S>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Doc<S>, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for DocSeed<'_> {
-    type Value = Doc;
+impl<'de, S: EventSink> Visitor<'de> for DocSeed<'_, S> {
+    type Value = Doc<S>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a scenario (a JSON object)")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc<S>, A::Error> {
         let mut doc = Doc {
             fields: Map::new(),
             events: Vec::new(),
@@ -216,20 +232,20 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
     }
 }
 
-struct EventsSeed<'a> {
+struct EventsSeed<'a, S> {
     failure: Failure<'a>,
     /// Where each event is applied as soon as it is read (none: the events are kept).
-    applied: Option<&'a mut Applied>,
+    applied: Option<&'a mut Applied<S>>,
 }
 
-impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
+impl<'de, S: EventSink> DeserializeSeed<'de> for EventsSeed<'_, S> {
     type Value = Vec<EventSpec>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<EventSpec>, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for EventsSeed<'_> {
+impl<'de, S: EventSink> Visitor<'de> for EventsSeed<'_, S> {
     type Value = Vec<EventSpec>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {

@@ -17,8 +17,9 @@ use crate::clock::Clock;
 use crate::faults::Faults;
 use crate::http::{Shared, State};
 use crate::ids::IdGen;
+use crate::load::Scenario;
 use crate::reqlog::RequestLog;
-use crate::scenario::{PrincipalKind, Scenario};
+use crate::scenario::PrincipalKind;
 use crate::throttle::Throttles;
 use crate::tokens::TokenIssuer;
 
