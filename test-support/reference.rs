@@ -69,9 +69,12 @@ pub fn reference(relative: &str, what: &str) -> Option<PathBuf> {
     }
     let thread = std::thread::current();
     let test = thread.name().filter(|n| *n != "main").unwrap_or("a test");
+    // The test, and how to run it again: `cargo test -p PACKAGE --test BINARY`.
     let line = format!(
-        "skipped {test}: {what}: {} is not there (the project's reference files are not \
-         beside this clone; with CI=true this fails)\n",
+        "skipped {test} (cargo test -p {} --test {}): {what}: {} is not there (the reference \
+         files are not beside this clone: see the README; with CI=true this fails)\n",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_CRATE_NAME"),
         path.display()
     );
     // Not `eprintln!`: see the module's documentation.
