@@ -67,8 +67,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .nth(1)
             .unwrap_or_else(|| "workspace".into()),
     );
-    let incidents = BufReader::new(File::open(dir.join("incidents.json"))?);
-    let alerts = BufReader::new(File::open(dir.join("alerts.json"))?);
+    let open = |name: &str| {
+        let path = dir.join(name);
+        File::open(&path)
+            .map(BufReader::new)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let incidents = open("incidents.json")?;
+    let alerts = open("alerts.json")?;
     let started = std::time::Instant::now();
     let snapshot = dfcsync::observe::build_snapshot(incidents, alerts)?;
     let parsed = started.elapsed();

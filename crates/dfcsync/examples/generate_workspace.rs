@@ -10,14 +10,17 @@
 #[path = "../benches/workspace_gen.rs"]
 mod workspace_gen;
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let dir = std::path::PathBuf::from(args.next().unwrap_or_else(|| "workspace".into()));
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("making the folder {}: {e}", dir.display()))?;
     let (incidents, alerts) = workspace_gen::generate(n);
-    std::fs::write(dir.join("incidents.json"), incidents)?;
-    std::fs::write(dir.join("alerts.json"), alerts)?;
+    for (name, text) in [("incidents.json", incidents), ("alerts.json", alerts)] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
     println!("wrote {n} incidents to {}", dir.display());
     Ok(())
 }

@@ -136,12 +136,35 @@ fn incident_rows(i: u64, cols: &[(&str, &str)]) -> Vec<Vec<Value>> {
     rows
 }
 
+/// The file at `path`, created (with its folder when missing); an error names the path.
+fn create(path: &str) -> File {
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .unwrap_or_else(|e| panic!("making the folder {}: {e}", dir.display()));
+    }
+    File::create(path).unwrap_or_else(|e| panic!("creating {path}: {e}"))
+}
+
+/// An I/O result, or a panic naming the path it was about.
+trait OrPath<T> {
+    fn or_path(self, path: &str) -> T;
+}
+
+impl<T> OrPath<T> for std::io::Result<T> {
+    fn or_path(self, path: &str) -> T {
+        self.unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+}
+
 /// Writes the response; returns (incidents, rows, bytes).
 fn generate(path: &str, mb: u64) -> (u64, u64, u64) {
     let target = mb * 1024 * 1024;
     let cols = columns();
     let mut out = CountingWriter {
-        inner: BufWriter::new(File::create(path).expect("create")),
+        inner: BufWriter::new(create(path)),
         n: 0,
     };
     let columns: Vec<Value> = cols
@@ -158,8 +181,8 @@ fn generate(path: &str, mb: u64) -> (u64, u64, u64) {
     // Leave room for the clock row and the closing brackets.
     while out.n < target - 2048 {
         for r in incident_rows(incidents, &cols) {
-            serde_json::to_writer(&mut out, &r).unwrap();
-            out.write_all(b",").unwrap();
+            serde_json::to_writer(&mut out, &r).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+            out.write_all(b",").or_path(path);
             rows += 1;
         }
         incidents += 1;
@@ -172,10 +195,10 @@ fn generate(path: &str, mb: u64) -> (u64, u64, u64) {
             _ => Value::Null,
         })
         .collect();
-    serde_json::to_writer(&mut out, &clock).unwrap();
+    serde_json::to_writer(&mut out, &clock).unwrap_or_else(|e| panic!("writing {path}: {e}"));
     rows += 1;
-    out.write_all(b"]}]}").unwrap();
-    out.flush().unwrap();
+    out.write_all(b"]}]}").or_path(path);
+    out.flush().or_path(path);
     (incidents, rows, out.n)
 }
 
@@ -237,18 +260,18 @@ fn main() {
             );
         }
         "read" => {
-            let body = std::fs::read(&path).expect("read");
+            let body = std::fs::read(&path).or_path(&path);
             println!("read {} bytes", body.len());
         }
         "parse" => {
-            let body = std::fs::read(&path).expect("read");
+            let body = std::fs::read(&path).or_path(&path);
             parse(&body);
         }
         "stream" => {
-            let len = std::fs::metadata(&path).expect("file").len();
+            let len = std::fs::metadata(&path).or_path(&path).len();
             let t = Instant::now();
             let snap = build_snapshot_combined_from_reader(BufReader::new(
-                File::open(&path).expect("open"),
+                File::open(&path).or_path(&path),
             ))
             .expect("parse");
             report(&snap, t.elapsed().as_secs_f64(), len as usize);
@@ -261,9 +284,8 @@ fn main() {
             let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
             let mut body = Vec::new();
             File::open(&path)
-                .expect("open")
-                .read_to_end(&mut body)
-                .expect("read");
+                .and_then(|mut f| f.read_to_end(&mut body))
+                .or_path(&path);
             let mut times: Vec<f64> = (0..n).map(|_| parse(&body)).collect();
             times.sort_by(f64::total_cmp);
             println!(

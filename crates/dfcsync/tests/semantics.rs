@@ -217,6 +217,13 @@ fn verdict_open_when_new_and_none_in_progress() {
 }
 
 #[test]
+fn verdict_an_incident_listing_no_alert_holds() {
+    let mut w = World::new();
+    w.incident(1, &[], -60);
+    assert_held(&w.plan(), 1, "lists no alerts");
+}
+
+#[test]
 fn configured_classifications_are_used() {
     let mut w = one_alert_world(&[("Dismissed", -60)]);
     w.policy.dismissed =
@@ -596,6 +603,35 @@ fn writeback_addresses_only_the_incidents_dfc_alerts() {
         .map(|t| t.name.as_str())
         .collect();
     assert_eq!(targets, vec!["2517228307705103557_d1"]);
+}
+
+#[test]
+fn writeback_holds_an_incident_whose_alert_cannot_be_addressed() {
+    // The alert's AlertLink is empty: nothing says where it lives in Defender for Cloud.
+    let mut w = one_alert_world(&[]);
+    w.policy.writeback = true;
+    w.set_status(0, "Active", -60, ANALYST);
+    let mut alerts: serde_json::Value = serde_json::from_str(&w.alerts_json()).unwrap();
+    let table = &mut alerts["tables"][0];
+    let link = table["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c["name"] == "AlertLink")
+        .unwrap();
+    for row in table["rows"].as_array_mut().unwrap() {
+        row[link] = "".into();
+    }
+    let snapshot = dfcsync::observe::build_snapshot(
+        w.incidents_json().as_bytes(),
+        alerts.to_string().as_bytes(),
+    )
+    .unwrap();
+    let plan = dfcsync::decide::decide(&snapshot, &w.policy, w.now);
+    assert_held(&plan, 1, "has no AlertLink");
+    // Without writeback the same incident needs nothing (Active, its alert New).
+    w.policy.writeback = false;
+    assert_nothing(&dfcsync::decide::decide(&snapshot, &w.policy, w.now));
 }
 
 #[test]

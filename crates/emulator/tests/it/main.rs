@@ -6,6 +6,8 @@ mod cli;
 mod common;
 mod graph;
 mod limits;
+#[path = "../../../../test-support/reference.rs"]
+mod reference;
 mod scenario;
 mod seed;
 mod spec_examples;

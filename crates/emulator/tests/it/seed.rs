@@ -1,12 +1,11 @@
-//! The seed document's query (kept verbatim in shared/reference/seed-query.kql) runs through
-//! the Log Analytics API over the emulator's rows and sees what the DfC API did.
+//! The seed document's query (the repository's verbatim copy, `crates/kql/tests/data/
+//! seed-query.kql`, which the kql crate's tests compare with the original) runs through the
+//! Log Analytics API over the emulator's rows and sees what the DfC API did.
 
 use crate::common::*;
 
 fn seed_query() -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/reference/seed-query.kql");
-    std::fs::read_to_string(path).expect("the seed query is in shared/reference")
+    include_str!("../../../kql/tests/data/seed-query.kql").to_owned()
 }
 
 #[tokio::test]
