@@ -44,6 +44,49 @@ pub struct ConfigFile {
     pub policy: PolicySection,
     #[serde(default)]
     pub sync: SyncSection,
+    #[serde(default)]
+    pub lease: LeaseSection,
+    #[serde(default)]
+    pub health: HealthSection,
+}
+
+/// `[lease]`: one writer at a time (docs/deploy.md, "One writer at a time").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseSection {
+    /// `none` (default), `azure_blob` or `kubernetes`.
+    pub kind: Option<String>,
+    /// `azure_blob`: the storage account's blob endpoint (`https://<account>.blob.core.windows.net`).
+    pub account_url: Option<String>,
+    /// `azure_blob`: the container of the lease blobs (`dfcsync-leases`).
+    pub container: Option<String>,
+    /// The blob's or the Lease object's name; by default one named after the target (the
+    /// tenant, or the configured workspaces), so that every run of one deployment shares it.
+    pub name: Option<String>,
+    /// How long a lease lasts unless renewed (`30s`; a Blob lease takes 15 to 60 s).
+    pub duration: Option<String>,
+    /// `kubernetes`: the namespace of the Lease (by default the pod's own).
+    pub namespace: Option<String>,
+    /// `azure_blob`: the token scope of Storage (`https://storage.azure.com/.default`).
+    pub scope: Option<String>,
+}
+
+/// `[health]`: dfcsync's own rows in a workspace, through the Logs Ingestion API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSection {
+    /// The data collection rule's logs ingestion endpoint (off when not set).
+    pub endpoint: Option<String>,
+    /// The data collection rule's immutable id (`dcr-…`).
+    pub dcr_immutable_id: Option<String>,
+    /// The stream (`Custom-DfcSync_CL`).
+    pub stream: Option<String>,
+    /// The token scope of the Logs Ingestion API (`https://monitor.azure.com/.default`; the
+    /// cloud's own by default).
+    pub scope: Option<String>,
+    /// The most rows kept while the endpoint fails (`20000`); past it the oldest are dropped,
+    /// counted.
+    pub buffer: Option<usize>,
 }
 
 /// `[sync]`: how cycles run.
@@ -154,6 +197,17 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("DFCSYNC_RESYNC", "sync.resync"),
     ("DFCSYNC_FEED_OVERLAP", "sync.feed_overlap"),
     ("DFCSYNC_BACKEND", "sync.backend"),
+    ("DFCSYNC_RESOLVED", "policy.resolved"),
+    ("DFCSYNC_DISMISSED", "policy.dismissed"),
+    ("DFCSYNC_LEASE_KIND", "lease.kind"),
+    ("DFCSYNC_LEASE_ACCOUNT_URL", "lease.account_url"),
+    ("DFCSYNC_LEASE_CONTAINER", "lease.container"),
+    ("DFCSYNC_LEASE_NAME", "lease.name"),
+    ("DFCSYNC_LEASE_DURATION", "lease.duration"),
+    ("DFCSYNC_LEASE_NAMESPACE", "lease.namespace"),
+    ("DFCSYNC_HEALTH_ENDPOINT", "health.endpoint"),
+    ("DFCSYNC_HEALTH_DCR_IMMUTABLE_ID", "health.dcr_immutable_id"),
+    ("DFCSYNC_HEALTH_STREAM", "health.stream"),
 ];
 
 /// `[azure]`: which cloud, and extra trust.
@@ -208,6 +262,10 @@ pub struct WorkspaceSection {
     pub subscription_id: String,
     pub resource_group: String,
     pub name: String,
+    /// The workspace id (`customerId`, a GUID), when known: the workspace is then not looked
+    /// up in ARM at the start of each run.
+    #[serde(default)]
+    pub workspace_id: Option<String>,
 }
 
 /// `[policy]`: the engine's choices (semantics.md).
@@ -252,6 +310,8 @@ pub struct Config {
     pub file: ConfigFile,
     pub policy: Policy,
     pub sync: SyncSettings,
+    pub lease: LeaseSettings,
+    pub health: Option<HealthSettings>,
     /// Where it came from, for messages (`<defaults>` when there was no file).
     pub origin: String,
 }
@@ -263,6 +323,8 @@ impl Config {
             file: ConfigFile::default(),
             policy: Policy::default(),
             sync: SyncSettings::default(),
+            lease: LeaseSettings::None,
+            health: None,
             origin: "<defaults>".into(),
         }
     }
@@ -308,10 +370,14 @@ impl Config {
         let policy = build_policy(&file.policy, &invalid)?;
         check_azure(&file, &invalid)?;
         let sync = build_sync(&file.sync, &invalid)?;
+        let lease = build_lease(&file.lease, &invalid)?;
+        let health = build_health(&file.health, &invalid)?;
         Ok(Self {
             file,
             policy,
             sync,
+            lease,
+            health,
             origin: origin.to_owned(),
         })
     }
@@ -426,6 +492,37 @@ fn apply_env(
     if let Some(v) = get("DFCSYNC_BACKEND") {
         file.sync.backend = Some(v);
     }
+    // `Classification/Reason` (`TruePositive/SuspiciousActivity`), or a classification alone.
+    for (var, slot) in [
+        ("DFCSYNC_RESOLVED", &mut file.policy.resolved),
+        ("DFCSYNC_DISMISSED", &mut file.policy.dismissed),
+    ] {
+        if let Some(v) = get(var) {
+            let (c, r) = match v.trim().split_once('/') {
+                Some((c, r)) => (c.trim(), Some(r.trim().to_owned())),
+                None => (v.trim(), None),
+            };
+            *slot = Some(ClosureSection {
+                classification: c.to_owned(),
+                reason: r.filter(|r| !r.is_empty()),
+            });
+        }
+    }
+    for (var, slot) in [
+        ("DFCSYNC_LEASE_KIND", &mut file.lease.kind),
+        ("DFCSYNC_LEASE_ACCOUNT_URL", &mut file.lease.account_url),
+        ("DFCSYNC_LEASE_CONTAINER", &mut file.lease.container),
+        ("DFCSYNC_LEASE_NAME", &mut file.lease.name),
+        ("DFCSYNC_LEASE_DURATION", &mut file.lease.duration),
+        ("DFCSYNC_LEASE_NAMESPACE", &mut file.lease.namespace),
+        ("DFCSYNC_HEALTH_ENDPOINT", &mut file.health.endpoint),
+        ("DFCSYNC_HEALTH_DCR_IMMUTABLE_ID", &mut file.health.dcr_immutable_id),
+        ("DFCSYNC_HEALTH_STREAM", &mut file.health.stream),
+    ] {
+        if let Some(v) = get(var) {
+            *slot = Some(v.trim().to_owned());
+        }
+    }
     Ok(())
 }
 
@@ -454,6 +551,7 @@ pub fn parse_workspace_ref(s: &str) -> Result<WorkspaceSection, String> {
         subscription_id: (*ws.0).to_owned(),
         resource_group: (*ws.1).to_owned(),
         name: (*ws.2).to_owned(),
+        workspace_id: None,
     })
 }
 
@@ -503,6 +601,168 @@ fn build_sync(
             .map_err(|_| invalid("sync.listen", format!("{v:?} is not an address:port")))?;
     }
     Ok(out)
+}
+
+/// The lease a run takes before writing (`[lease]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseSettings {
+    /// No lease: overlapping runs may write twice where the service cannot tell (Graph
+    /// comments, DfC writeback); dfcsync warns at start-up where that matters.
+    None,
+    /// An Azure Storage blob lease.
+    AzureBlob {
+        account_url: String,
+        container: String,
+        name: Option<String>,
+        duration: std::time::Duration,
+        scope: String,
+    },
+    /// A `coordination.k8s.io/v1` Lease, through the pod's service account.
+    Kubernetes {
+        namespace: Option<String>,
+        name: Option<String>,
+        duration: std::time::Duration,
+    },
+}
+
+/// The Blob lease's container unless `[lease] container` names one.
+pub const DEFAULT_LEASE_CONTAINER: &str = "dfcsync-leases";
+/// Storage's token scope (every cloud: `https://storage.azure.com`).
+pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
+
+fn build_lease(
+    l: &LeaseSection,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<LeaseSettings, ConfigError> {
+    let duration = match &l.duration {
+        None => std::time::Duration::from_secs(30),
+        Some(v) => humantime::parse_duration(v)
+            .map_err(|e| invalid("lease.duration", format!("{v:?} is not a duration: {e}")))?,
+    };
+    let kind = l.kind.as_deref().unwrap_or("none");
+    let name = l.name.clone().filter(|n| !n.trim().is_empty());
+    if let Some(n) = &name
+        && (n.len() > 63
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+    {
+        return Err(invalid(
+            "lease.name",
+            format!("{n:?}: lower-case letters, digits and '-', at most 63 (a blob and a Kubernetes object take it)"),
+        ));
+    }
+    match kind {
+        "none" => Ok(LeaseSettings::None),
+        "azure_blob" => {
+            if !(15..=60).contains(&duration.as_secs()) || duration.subsec_nanos() != 0 {
+                return Err(invalid(
+                    "lease.duration",
+                    format!(
+                        "{}: a Blob lease lasts 15 to 60 whole seconds",
+                        humantime::format_duration(duration)
+                    ),
+                ));
+            }
+            let url = l.account_url.as_deref().ok_or_else(|| {
+                invalid(
+                    "lease.account_url",
+                    "kind = \"azure_blob\" needs the storage account's blob endpoint (https://<account>.blob.core.windows.net)".into(),
+                )
+            })?;
+            let parsed = url::Url::parse(url)
+                .map_err(|e| invalid("lease.account_url", format!("{url:?}: {e}")))?;
+            if parsed.scheme() != "https" {
+                return Err(invalid(
+                    "lease.account_url",
+                    format!("{url:?} must be an https:// URL"),
+                ));
+            }
+            Ok(LeaseSettings::AzureBlob {
+                account_url: url.trim_end_matches('/').to_owned(),
+                container: l
+                    .container
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_LEASE_CONTAINER.to_owned()),
+                name,
+                duration,
+                scope: l.scope.clone().unwrap_or_else(|| STORAGE_SCOPE.to_owned()),
+            })
+        }
+        "kubernetes" => {
+            if duration < std::time::Duration::from_secs(5) {
+                return Err(invalid("lease.duration", "must be at least 5s".into()));
+            }
+            Ok(LeaseSettings::Kubernetes {
+                namespace: l.namespace.clone(),
+                name,
+                duration,
+            })
+        }
+        other => Err(invalid(
+            "lease.kind",
+            format!("{other:?} is not none, azure_blob or kubernetes"),
+        )),
+    }
+}
+
+/// Where health rows go (`[health]`, when `endpoint` is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSettings {
+    pub endpoint: String,
+    pub dcr_immutable_id: String,
+    pub stream: String,
+    /// `None`: the cloud's own Azure Monitor audience.
+    pub scope: Option<String>,
+    pub buffer: usize,
+}
+
+fn build_health(
+    h: &HealthSection,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Option<HealthSettings>, ConfigError> {
+    let Some(endpoint) = h.endpoint.as_deref().filter(|e| !e.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let parsed = url::Url::parse(endpoint)
+        .map_err(|e| invalid("health.endpoint", format!("{endpoint:?}: {e}")))?;
+    if parsed.scheme() != "https" {
+        return Err(invalid(
+            "health.endpoint",
+            format!("{endpoint:?} must be an https:// URL"),
+        ));
+    }
+    let dcr = h
+        .dcr_immutable_id
+        .clone()
+        .filter(|d| !d.trim().is_empty())
+        .ok_or_else(|| {
+            invalid(
+                "health.dcr_immutable_id",
+                "[health] endpoint needs the data collection rule's immutable id (dcr-…)".into(),
+            )
+        })?;
+    let stream = h
+        .stream
+        .clone()
+        .unwrap_or_else(|| "Custom-DfcSync_CL".to_owned());
+    if !stream.starts_with("Custom-") {
+        return Err(invalid(
+            "health.stream",
+            format!("{stream:?}: a custom table's stream is named Custom-<table>"),
+        ));
+    }
+    let buffer = h.buffer.unwrap_or(20_000);
+    if buffer == 0 {
+        return Err(invalid("health.buffer", "must be at least 1".into()));
+    }
+    Ok(Some(HealthSettings {
+        endpoint: endpoint.trim_end_matches('/').to_owned(),
+        dcr_immutable_id: dcr,
+        stream,
+        scope: h.scope.clone(),
+        buffer,
+    }))
 }
 
 /// `[sync] resync`: a duration of at least a minute.
@@ -632,6 +892,16 @@ fn check_azure(
     file: &ConfigFile,
     invalid: &dyn Fn(&str, String) -> ConfigError,
 ) -> Result<(), ConfigError> {
+    for (i, w) in file.workspaces.iter().enumerate() {
+        if let Some(id) = &w.workspace_id
+            && uuid::Uuid::try_parse(id).is_err()
+        {
+            return Err(invalid(
+                &format!("workspaces[{i}].workspace_id"),
+                format!("{id:?} is not a workspace id (the workspace's customerId, a GUID)"),
+            ));
+        }
+    }
     let cloud = file.azure.cloud.as_deref().unwrap_or("public");
     match (cloud, &file.azure.endpoints) {
         ("public" | "usgov" | "usgov_dod" | "china", None) | ("custom", Some(_)) => {}

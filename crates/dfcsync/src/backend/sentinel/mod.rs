@@ -25,6 +25,8 @@ struct Configured {
     subscription_id: String,
     resource_group: String,
     name: String,
+    /// The workspace id, when the configuration gives it (no ARM lookup then).
+    workspace_id: Option<String>,
 }
 
 impl SentinelBackend {
@@ -38,6 +40,7 @@ impl SentinelBackend {
                 subscription_id: w.subscription_id.clone(),
                 resource_group: w.resource_group.clone(),
                 name: w.name.clone(),
+                workspace_id: w.workspace_id.clone(),
             })
             .collect();
         Self {

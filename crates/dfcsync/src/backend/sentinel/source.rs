@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 
 use super::SentinelBackend;
 use crate::azure::AzureError;
+use crate::azure::sentinel::Workspace;
 use crate::azure::log_analytics::LogAnalyticsClient;
 use crate::backend::{
     Piece as TargetPiece, PieceFailure, PieceReader, ReadOutcome, ReadStats, Resolution, Source,
@@ -279,6 +280,21 @@ impl Source for SentinelBackend {
         let mut out = Vec::new();
         for (i, c) in self.configured.iter().enumerate() {
             if self.resolved[i].is_some() {
+                continue;
+            }
+            if let Some(id) = &c.workspace_id {
+                self.resolved[i] = Some(Workspace {
+                    subscription_id: c.subscription_id.clone(),
+                    resource_group: c.resource_group.clone(),
+                    name: c.name.clone(),
+                    id: format!(
+                        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}",
+                        c.subscription_id, c.resource_group, c.name
+                    ),
+                    customer_id: id.clone(),
+                    location: None,
+                });
+                out.push(Resolution::Found(i));
                 continue;
             }
             match conn
