@@ -346,9 +346,59 @@ async fn plan(args: PlanArgs) -> Result<ExitCode> {
     })
 }
 
+/// The lease `config` asks for, with every write of `conn` behind its fence; a warning where
+/// there is none and overlapping runs could write twice.
+async fn lease_of(config: &Config, conn: &Connection) -> Result<Option<dfcsync::lease::Lease>> {
+    let lease = dfcsync::lease::from_config(config, &conn.http)
+        .await
+        .context("setting up the lease ([lease])")?;
+    match &lease {
+        Some(l) => {
+            conn.http.set_write_gate(l.fence());
+            tracing::info!(lease = %l.describe(), holder = %l.holder_id(), "writes go behind the lease");
+        }
+        None if config.sync.backend == dfcsync::config::Backend::Graph
+            || config.policy.writeback =>
+        {
+            tracing::warn!(
+                "no [lease]: runs that overlap (the two scheduled jobs, a job started while the last one still runs, two replicas) can post Graph comments or DfC writebacks twice; set [lease] kind = \"azure_blob\" or \"kubernetes\" (docs/deploy.md)"
+            );
+        }
+        None => {}
+    }
+    Ok(lease)
+}
+
 async fn sync(args: SyncArgs) -> Result<ExitCode> {
     let config = load_run_config(&args.config)?;
     let conn = connect(&config).await?;
+    let lease = lease_of(&config, &conn).await?;
+    if let Some(l) = &lease
+        && let Some(holding) = l.acquire().await.context("taking the lease")?
+    {
+        // Another run holds it: that run syncs; this one has nothing to do.
+        tracing::info!(lease = %l.describe(), "{holding}: nothing done");
+        let mut out = std::io::stdout().lock();
+        match args.output {
+            Output::Json => {
+                serde_json::to_writer_pretty(
+                    &mut out,
+                    &serde_json::json!({
+                        "succeeded": true,
+                        "lease": {
+                            "what": l.describe(),
+                            "held_by": holding.holder,
+                            "until": holding.until.map(|u| u.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                        },
+                        "workspaces": [],
+                    }),
+                )?;
+                writeln!(out)?;
+            }
+            Output::Table => writeln!(out, "sync: {holding}; nothing done by this run")?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     dfcsync::daemon::on_signals(stop.clone(), Arc::new(tokio::sync::Notify::new()));
     let bar = progress_bar();
@@ -362,6 +412,9 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
         .await;
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if let Some(l) = &lease {
+        l.release().await;
     }
     report::log_cycle(&report, 1);
     print_cycle(&report, args.output)?;
@@ -385,7 +438,8 @@ async fn run_daemon(args: ConfigArgs) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(tokio::sync::Notify::new());
     daemon::on_signals(stop.clone(), wake.clone());
-    daemon::run_loop(&conn, &config, &shared, stop, wake).await;
+    let lease = lease_of(&config, &conn).await?;
+    daemon::run_loop(&conn, &config, &shared, lease.as_ref(), stop, wake).await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

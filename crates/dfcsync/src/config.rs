@@ -67,6 +67,9 @@ pub struct LeaseSection {
     pub duration: Option<String>,
     /// `kubernetes`: the namespace of the Lease (by default the pod's own).
     pub namespace: Option<String>,
+    /// `kubernetes`: a kubeconfig file, to reach a cluster from outside it (by default the
+    /// pod's service account, or `KUBECONFIG`).
+    pub kubeconfig: Option<PathBuf>,
     /// `azure_blob`: the token scope of Storage (`https://storage.azure.com/.default`).
     pub scope: Option<String>,
 }
@@ -516,7 +519,10 @@ fn apply_env(
         ("DFCSYNC_LEASE_DURATION", &mut file.lease.duration),
         ("DFCSYNC_LEASE_NAMESPACE", &mut file.lease.namespace),
         ("DFCSYNC_HEALTH_ENDPOINT", &mut file.health.endpoint),
-        ("DFCSYNC_HEALTH_DCR_IMMUTABLE_ID", &mut file.health.dcr_immutable_id),
+        (
+            "DFCSYNC_HEALTH_DCR_IMMUTABLE_ID",
+            &mut file.health.dcr_immutable_id,
+        ),
         ("DFCSYNC_HEALTH_STREAM", &mut file.health.stream),
     ] {
         if let Some(v) = get(var) {
@@ -622,6 +628,7 @@ pub enum LeaseSettings {
         namespace: Option<String>,
         name: Option<String>,
         duration: std::time::Duration,
+        kubeconfig: Option<PathBuf>,
     },
 }
 
@@ -649,7 +656,9 @@ fn build_lease(
     {
         return Err(invalid(
             "lease.name",
-            format!("{n:?}: lower-case letters, digits and '-', at most 63 (a blob and a Kubernetes object take it)"),
+            format!(
+                "{n:?}: lower-case letters, digits and '-', at most 63 (a blob and a Kubernetes object take it)"
+            ),
         ));
     }
     match kind {
@@ -697,6 +706,7 @@ fn build_lease(
                 namespace: l.namespace.clone(),
                 name,
                 duration,
+                kubeconfig: l.kubeconfig.clone(),
             })
         }
         other => Err(invalid(

@@ -29,6 +29,9 @@ pub struct Connection {
     pub tokens: Arc<Credential>,
     /// Requests by service and status, retries and throttling waits.
     pub stats: Arc<Stats>,
+    /// The HTTP policy every client shares (with the credential): the lease's Blob calls go
+    /// through it, and its writes go behind the lease's fence.
+    pub http: AzureHttp,
 }
 
 impl Connection {
@@ -65,6 +68,7 @@ impl Connection {
             defender: DefenderClient::new(http.clone(), &cloud),
             graph: GraphClient::new(http.clone(), &cloud).ok(),
             stats: http.stats(),
+            http,
             credential: description,
             tokens,
             cloud,

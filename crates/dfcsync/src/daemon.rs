@@ -10,9 +10,10 @@
 //! - `/healthz` (liveness) answers 200 while the loop is alive: a cycle finished, or a cycle
 //!   made progress (a piece read and decided, a plan carried out), within 3 × `interval` plus a
 //!   grace (60 s), counted from the start; 503 otherwise (a hung loop, which a restart cures).
-//! - `/readyz` (readiness) answers 200 when the loop is alive and its last finished cycle
-//!   reached at least one workspace (or the tenant); 503 before the first cycle ends, and
-//!   when the last one reached none (every workspace failed).
+//! - `/readyz` (readiness) answers 200 when the loop is alive and either its last finished
+//!   cycle reached at least one workspace (or the tenant), or it stands by for the lease (a
+//!   replica ready to take over: a rollout must not wait for it); 503 before the first cycle
+//!   ends, and when the last one reached none (every workspace failed).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use crate::config::Config;
 use crate::connect::Connection;
 use crate::cycle::{Mode, ReadMode, Syncer};
 use crate::events::{Event, Observer};
+use crate::lease::{Lease, LeaseStats};
 use crate::metrics::Metrics;
 use crate::report;
 
@@ -85,6 +87,17 @@ impl Shared {
         self.alive()
             && self.finished.load(Ordering::Relaxed)
             && self.reached.load(Ordering::Relaxed)
+    }
+
+    /// Records whether this replica holds the lease. Standing by is a sign of life, and a
+    /// replica standing by is ready (to take over).
+    fn lease_state(&self, held: bool, stats: &LeaseStats) {
+        self.metrics.lease(held, stats);
+        if !held {
+            self.alive_now();
+            self.reached.store(true, Ordering::Relaxed);
+            self.finished.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Records a finished cycle (metrics, liveness, readiness).
@@ -216,10 +229,16 @@ pub fn on_signals(stop: Arc<AtomicBool>, wake: Arc<Notify>) {
 }
 
 /// The loop: cycles until `stop`. Each cycle's summary is logged.
+///
+/// With a lease, a cycle runs only while this process holds it: a replica that cannot take it
+/// stands by, trying again every third of the lease's duration (at most every interval), so
+/// that it takes over within the lease's duration and one such wait when the holder dies.
+/// The lease is released when the loop ends.
 pub async fn run_loop(
     conn: &Connection,
     config: &Config,
     shared: &Arc<Shared>,
+    lease: Option<&Lease>,
     stop: Arc<AtomicBool>,
     wake: Arc<Notify>,
 ) {
@@ -228,6 +247,26 @@ pub async fn run_loop(
     let mut syncer = Syncer::new(config, ReadMode::Feed);
     syncer.observe(shared.clone());
     loop {
+        if let Some(l) = lease {
+            let standby = match l.acquire().await {
+                Ok(None) => None,
+                Ok(Some(holding)) => Some(holding.to_string()),
+                Err(e) => Some(format!("the lease cannot be taken: {e}")),
+            };
+            shared.lease_state(standby.is_none(), &l.stats);
+            if let Some(why) = standby {
+                tracing::info!(lease = %l.describe(), "standing by: {why}");
+                let wait = config.sync.interval.min(lease_wait(config));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = wake.notified() => {}
+                }
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                continue;
+            }
+        }
         cycle_no += 1;
         let report = syncer
             .cycle(conn, config, Mode::Sync, &stop, &|_, _| {})
@@ -250,5 +289,21 @@ pub async fn run_loop(
         if stop.load(Ordering::SeqCst) {
             break;
         }
+    }
+    if let Some(l) = lease {
+        l.release().await;
+        shared.metrics.lease_released();
+    }
+}
+
+/// How long a standing-by replica waits between two tries of the lease: a third of its
+/// duration.
+fn lease_wait(config: &Config) -> Duration {
+    use crate::config::LeaseSettings;
+    match &config.lease {
+        LeaseSettings::AzureBlob { duration, .. } | LeaseSettings::Kubernetes { duration, .. } => {
+            *duration / 3
+        }
+        LeaseSettings::None => config.sync.interval,
     }
 }

@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod decide;
 pub mod doctor;
 pub mod events;
+pub mod lease;
 pub mod metrics;
 pub mod model;
 pub mod observe;

@@ -68,6 +68,11 @@ pub struct Metrics {
     last_success: Gauge<f64, AtomicU64>,
     workspace_last_success: Family<WorkspaceLabel, Gauge<f64, AtomicU64>>,
     workspace_errors: Family<WorkspaceLabel, Counter>,
+    lease_held: Gauge,
+    lease_standby: Counter,
+    lease_renewals: Gauge,
+    lease_renew_failures: Gauge,
+    lease_losses: Gauge,
     /// The (workspace, reason) pairs of the held gauge seen so far (reset to 0 when gone).
     held_reasons: Mutex<Vec<(String, String)>>,
 }
@@ -98,6 +103,36 @@ impl Metrics {
         let partitions = Gauge::default();
         let workspace_last_success = Family::<WorkspaceLabel, Gauge<f64, AtomicU64>>::default();
         let workspace_errors = Family::<WorkspaceLabel, Counter>::default();
+        let lease_held = Gauge::default();
+        let lease_standby = Counter::default();
+        let lease_renewals = Gauge::default();
+        let lease_renew_failures = Gauge::default();
+        let lease_losses = Gauge::default();
+        registry.register(
+            "lease_held",
+            "1 while this process holds the lease (one writer at a time), 0 otherwise",
+            lease_held.clone(),
+        );
+        registry.register(
+            "lease_standby",
+            "Tries of the lease that found another holder (this replica stood by)",
+            lease_standby.clone(),
+        );
+        registry.register(
+            "lease_renewals_since_start",
+            "Renewals of the lease since this process started",
+            lease_renewals.clone(),
+        );
+        registry.register(
+            "lease_renew_failures_since_start",
+            "Renewals of the lease that failed (writes stopped until one succeeded), since this process started",
+            lease_renew_failures.clone(),
+        );
+        registry.register(
+            "lease_losses_since_start",
+            "Times the lease was lost while held (writes stopped), since this process started",
+            lease_losses.clone(),
+        );
         registry.register(
             "workspace_last_success_timestamp_seconds",
             "Unix time of the end of the last cycle that read the workspace (or the tenant) and applied or settled every action",
@@ -186,6 +221,11 @@ impl Metrics {
             last_success,
             workspace_last_success,
             workspace_errors,
+            lease_held,
+            lease_standby,
+            lease_renewals,
+            lease_renew_failures,
+            lease_losses,
             held_reasons: Mutex::new(Vec::new()),
         }
     }
@@ -306,6 +346,25 @@ impl Metrics {
             self.last_success
                 .set(end.timestamp_millis() as f64 / 1000.0);
         }
+    }
+
+    /// The lease's state: held or standing by, and its counters.
+    pub fn lease(&self, held: bool, stats: &crate::lease::LeaseStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.lease_held.set(i64::from(held));
+        if !held {
+            self.lease_standby.inc();
+        }
+        let n =
+            |a: &std::sync::atomic::AtomicU64| i64::try_from(a.load(Relaxed)).unwrap_or(i64::MAX);
+        self.lease_renewals.set(n(&stats.renewals));
+        self.lease_renew_failures.set(n(&stats.renew_failures));
+        self.lease_losses.set(n(&stats.losses));
+    }
+
+    /// The lease was given back.
+    pub fn lease_released(&self) {
+        self.lease_held.set(0);
     }
 
     /// The text exposition format.

@@ -21,6 +21,10 @@ pub enum Service {
     Graph,
     /// Entra ID or a managed-identity endpoint (hand-written token requests only).
     Token,
+    /// Azure Storage's Blob service (the lease).
+    Storage,
+    /// Azure Monitor's Logs Ingestion API (dfcsync's health rows).
+    LogsIngestion,
 }
 
 impl Service {
@@ -31,6 +35,8 @@ impl Service {
             Service::LogAnalytics => "log_analytics",
             Service::Graph => "graph",
             Service::Token => "token",
+            Service::Storage => "storage",
+            Service::LogsIngestion => "logs_ingestion",
         }
     }
 }
@@ -42,6 +48,8 @@ impl fmt::Display for Service {
             Service::LogAnalytics => "Log Analytics",
             Service::Graph => "Microsoft Graph",
             Service::Token => "the token endpoint",
+            Service::Storage => "Azure Storage",
+            Service::LogsIngestion => "the Logs Ingestion API",
         })
     }
 }
@@ -162,6 +170,11 @@ pub enum AzureError {
     /// The configuration cannot make a client or a credential.
     #[error("azure configuration: {0}")]
     Config(String),
+
+    /// A write not sent: this run does not hold the lease (any more), or not for long enough
+    /// (one writer at a time; docs/deploy.md).
+    #[error("not written: {0}")]
+    Fenced(String),
 }
 
 impl AzureError {
@@ -260,7 +273,7 @@ fn quoted_after(message: &str, key: &str) -> Option<String> {
 /// Analytics' `errorResponse`, or Entra ID's `{error, error_description}`.
 pub(crate) fn error_parts(body: &[u8]) -> (Option<String>, Option<String>, Option<String>) {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return (None, None, None);
+        return xml_error_parts(body);
     };
     match v.get("error") {
         Some(Value::Object(e)) => (
@@ -286,9 +299,25 @@ pub(crate) fn error_parts(body: &[u8]) -> (Option<String>, Option<String>, Optio
     }
 }
 
+/// Azure Storage's error body: `<Error><Code>…</Code><Message>…</Message></Error>`.
+fn xml_error_parts(body: &[u8]) -> (Option<String>, Option<String>, Option<String>) {
+    let text = String::from_utf8_lossy(body);
+    let element = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].trim().to_owned())
+    };
+    match element("Code") {
+        Some(code) => (Some(code), element("Message"), None),
+        None => (None, None, None),
+    }
+}
+
 /// Turns a final (non-2xx) answer into an error.
 ///
 /// `resource` is the path or workspace the request was about, used in messages.
+#[cfg(test)]
 pub(crate) fn from_response(
     service: Service,
     status: u16,
@@ -296,7 +325,21 @@ pub(crate) fn from_response(
     request_id: Option<String>,
     resource: &str,
 ) -> AzureError {
-    let (code, message, inner) = error_parts(body);
+    from_answer(service, status, body, None, request_id, resource)
+}
+
+/// [`from_response`], with the error code of the `x-ms-error-code` header (Azure Storage and
+/// the Logs Ingestion API send it; a HEAD answer has no body to carry one).
+pub(crate) fn from_answer(
+    service: Service,
+    status: u16,
+    body: &[u8],
+    header_code: Option<&str>,
+    request_id: Option<String>,
+    resource: &str,
+) -> AzureError {
+    let (body_code, message, inner) = error_parts(body);
+    let code = body_code.or_else(|| header_code.map(str::to_owned));
     let message = message.unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
         let text = text.trim();
@@ -335,7 +378,7 @@ pub(crate) fn from_response(
         };
     }
     match status {
-        409 => AzureError::Conflict {
+        409 if matches!(service, Service::Arm | Service::Graph) => AzureError::Conflict {
             resource: resource.to_owned(),
             message,
             request_id,

@@ -33,7 +33,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::cloud::Cloud;
-use super::error::{AzureError, Service, from_response};
+use super::error::{AzureError, Service, from_answer};
 use super::token::TokenSource;
 
 /// `dfcsync/<version>`.
@@ -153,6 +153,12 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
+    /// Whether it changes a resource of the synced services (see [`WriteGate`]).
+    pub fn is_write(&self) -> bool {
+        matches!(self.service, Service::Arm | Service::Graph)
+            && !matches!(self.method, Method::GET | Method::HEAD | Method::OPTIONS)
+    }
+
     /// A request without a body.
     pub fn new(service: Service, method: Method, url: Url, scope: &str) -> ApiRequest {
         let idempotent = method != Method::POST && method != Method::PATCH;
@@ -338,6 +344,17 @@ struct Inner {
     opts: HttpOptions,
     stats: Arc<Stats>,
     limiter: Limiter,
+    /// Checked before each attempt of a write (see [`WriteGate`]).
+    gate: std::sync::RwLock<Option<Arc<dyn WriteGate>>>,
+}
+
+/// What a write must pass before it is sent: the lease (one writer at a time). A write is a
+/// request that changes a resource of the services dfcsync syncs: an ARM or Graph request
+/// other than a read (incidents, comments, DfC alert status). Reads, queries, tokens, the
+/// lease's own requests (Storage) and health rows (Logs Ingestion) are never gated.
+pub trait WriteGate: Send + Sync {
+    /// `Err` says why the write may not go now.
+    fn check(&self) -> Result<(), String>;
 }
 
 /// The shared HTTP policy (cheap to clone).
@@ -409,6 +426,7 @@ impl AzureHttpBuilder {
                 opts: self.opts,
                 stats: Arc::new(Stats::default()),
                 limiter: Limiter::default(),
+                gate: std::sync::RwLock::new(None),
             }),
             tokens: None,
         })
@@ -536,6 +554,25 @@ impl AzureHttp {
 
     /// Sends a request under the policy. `Ok` is a 2xx answer; every other final answer is
     /// an [`AzureError`] (see [`super::error`]).
+    /// Puts every write of this policy (and of its clones) behind `gate`.
+    pub fn set_write_gate(&self, gate: Arc<dyn WriteGate>) {
+        if let Ok(mut g) = self.inner.gate.write() {
+            *g = Some(gate);
+        }
+    }
+
+    /// Whether `req` may be sent now: a write must pass the gate, if there is one.
+    fn pass_gate(&self, req: &ApiRequest) -> Result<(), AzureError> {
+        if !req.is_write() {
+            return Ok(());
+        }
+        let gate = self.inner.gate.read().ok().and_then(|g| g.clone());
+        match gate {
+            Some(g) => g.check().map_err(AzureError::Fenced),
+            None => Ok(()),
+        }
+    }
+
     pub async fn send(&self, req: ApiRequest) -> Result<ApiResponse, AzureError> {
         let tokens = self.tokens.as_ref().ok_or_else(|| {
             AzureError::Config("the HTTP policy has no credential (use with_credential)".into())
@@ -563,6 +600,9 @@ impl AzureHttp {
                     tokio::time::sleep(wait).await;
                 }
             }
+            // Every attempt of a write checks the lease: a retry after the lease was lost is
+            // not sent.
+            self.pass_gate(&req)?;
             let token = tokens.token(&req.scope).await?;
             let mut rb = self
                 .inner
@@ -729,7 +769,15 @@ impl AzureHttp {
                         attempt += 1;
                         continue;
                     }
-                    let err = from_response(req.service, status, &body, request_id, &req.resource);
+                    let header_code = headers.get("x-ms-error-code").and_then(|v| v.to_str().ok());
+                    let err = from_answer(
+                        req.service,
+                        status,
+                        &body,
+                        header_code,
+                        request_id,
+                        &req.resource,
+                    );
                     tracing::debug!(
                         service = req.service.name(),
                         client_request_id = %client_request_id,

@@ -35,6 +35,7 @@ pub mod graph;
 pub mod http;
 pub mod log_analytics;
 pub mod sentinel;
+pub mod storage;
 pub mod token;
 
 pub use error::AzureError;

@@ -23,8 +23,8 @@ use chrono::{DateTime, Utc};
 
 use super::SentinelBackend;
 use crate::azure::AzureError;
-use crate::azure::sentinel::Workspace;
 use crate::azure::log_analytics::LogAnalyticsClient;
+use crate::azure::sentinel::Workspace;
 use crate::backend::{
     Piece as TargetPiece, PieceFailure, PieceReader, ReadOutcome, ReadStats, Resolution, Source,
 };
