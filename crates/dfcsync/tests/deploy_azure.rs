@@ -2450,3 +2450,41 @@ mod portal_form {
         }
     }
 }
+
+#[test]
+fn docs_health_shows_the_templates_columns_and_queries() {
+    let doc = read("docs/health.md");
+    let t = template();
+    let v = &health(&t)["variables"];
+    let mut queries: Vec<String> = v["workbook"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == 3)
+        .map(|i| i["content"]["query"].as_str().unwrap().to_owned())
+        .collect();
+    queries.push(v["heldQuery"].as_str().unwrap().to_owned());
+    // The stale rule as deployed with the default schedule (every 5 minutes).
+    queries.push(rule_queries(5).0);
+    for q in queries {
+        assert!(
+            doc.contains(&format!("```kusto\n{q}\n```")),
+            "docs/health.md does not show:\n{q}"
+        );
+    }
+    let rows: Vec<(String, String)> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| column | type |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[1].trim_matches('`').to_owned(), cells[2].to_owned())
+        })
+        .collect();
+    let expected: Vec<(String, String)> = HEALTH_COLUMNS
+        .iter()
+        .map(|(n, ty)| ((*n).to_owned(), (*ty).to_owned()))
+        .collect();
+    assert_eq!(rows, expected);
+}
