@@ -1,6 +1,8 @@
 //! `deploy/kubernetes/*.yaml`: every manifest parses; the containers run real dfcsync
 //! commands with variables dfcsync reads and accepts; the pods use the AKS workload identity
-//! ServiceAccount; the Deployment's probes and port are those `dfcsync run` serves.
+//! ServiceAccount; the Deployment's probes and port are those `dfcsync run` serves; the
+//! namespace is Pod Security `restricted`, every container limited and pinned by digest; the
+//! Lease has its Role and token; the NetworkPolicy lets out DNS and HTTPS only.
 
 mod deploy_support;
 
@@ -285,4 +287,188 @@ fn the_deployment_probes_what_dfcsync_run_serves() {
         "metrics"
     );
     assert_eq!(get("/nothing"), 404);
+}
+
+/// Every workload's pod spec.
+fn workloads(docs: &[(String, Value)]) -> Vec<(&str, &Value)> {
+    docs.iter()
+        .filter(|(_, v)| matches!(v["kind"].as_str(), Some("CronJob" | "Deployment" | "Job")))
+        .map(|(f, v)| (f.as_str(), v))
+        .collect()
+}
+
+#[test]
+fn the_namespace_is_restricted_and_every_container_is_limited_and_pinned() {
+    let docs = manifests();
+    let ns = find(&docs, "Namespace", "dfcsync").expect("the namespace");
+    for mode in ["enforce", "audit", "warn"] {
+        assert_eq!(
+            ns["metadata"]["labels"][format!("pod-security.kubernetes.io/{mode}")],
+            "restricted",
+            "{mode}"
+        );
+    }
+    let mut images = std::collections::BTreeSet::new();
+    for (file, w) in workloads(&docs) {
+        let spec = &pod_spec(w)["spec"];
+        // What "restricted" requires of every pod (docs/azure-services.md §5.5).
+        assert_eq!(spec["securityContext"]["runAsNonRoot"], true, "{file}");
+        assert_eq!(
+            spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{file}"
+        );
+        assert_eq!(spec["automountServiceAccountToken"], false, "{file}");
+        for c in spec["containers"].as_array().unwrap() {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{file}");
+            assert_eq!(
+                sc["capabilities"]["drop"],
+                serde_json::json!(["ALL"]),
+                "{file}"
+            );
+            assert_eq!(sc["readOnlyRootFilesystem"], true, "{file}");
+            for r in ["cpu", "memory"] {
+                assert!(
+                    c["resources"]["limits"][r].is_string(),
+                    "{file}: no {r} limit"
+                );
+            }
+            let image = c["image"].as_str().unwrap();
+            let (repo, digest) = image
+                .split_once("@sha256:")
+                .unwrap_or_else(|| panic!("{file}: {image} is not pinned by digest"));
+            assert!(
+                digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()),
+                "{file}: {image}"
+            );
+            images.insert(repo.to_owned());
+        }
+    }
+    // One image everywhere, so the documented sed command replaces every one.
+    assert_eq!(images.len(), 1, "{images:?}");
+    let doc = deploy_support::read("docs/deploy.md");
+    let repo = images.into_iter().next().unwrap();
+    assert!(
+        doc.contains(&format!("s|{repo}@sha256:[0-9a-f]*|")),
+        "docs/deploy.md's command does not match the manifests' image {repo}"
+    );
+}
+
+#[test]
+fn the_lease_is_a_kubernetes_lease_the_pods_may_get_create_and_update() {
+    let docs = manifests();
+    let role = find(&docs, "Role", "dfcsync-lease").expect("the Role");
+    assert_eq!(role["metadata"]["namespace"], "dfcsync");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"]
+        }]),
+        "leases only, and only these verbs"
+    );
+    let binding = find(&docs, "RoleBinding", "dfcsync-lease").expect("the RoleBinding");
+    assert_eq!(binding["roleRef"]["name"], "dfcsync-lease");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    for (file, w) in workloads(&docs) {
+        let pod = pod_spec(w);
+        let spec = &pod["spec"];
+        let sa = spec["serviceAccountName"].as_str().unwrap();
+        assert!(
+            binding["subjects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["kind"] == "ServiceAccount" && s["name"] == sa),
+            "{file}: its ServiceAccount is not bound to the lease Role"
+        );
+        let c = &spec["containers"][0];
+        let ns = w["metadata"]["namespace"].as_str().unwrap();
+        let config = check_env(&container_env(&docs, ns, c)).unwrap();
+        assert!(
+            matches!(
+                config.lease,
+                dfcsync::config::LeaseSettings::Kubernetes { .. }
+            ),
+            "{file}: {:?}",
+            config.lease
+        );
+        // The service account token where in-cluster clients read it, from a projected
+        // volume with the token, the cluster's CA and the namespace.
+        let mount = c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount")
+            .unwrap_or_else(|| panic!("{file}: no service account token"));
+        assert_eq!(mount["readOnly"], true);
+        let vol = spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        let sources = vol["projected"]["sources"].as_array().unwrap();
+        assert_eq!(sources[0]["serviceAccountToken"]["path"], "token");
+        assert_eq!(sources[1]["configMap"]["items"][0]["path"], "ca.crt");
+        assert_eq!(sources[2]["downwardAPI"]["items"][0]["path"], "namespace");
+    }
+    // Two replicas: the lease makes one of them stand by.
+    let d = find(&docs, "Deployment", "dfcsync").unwrap();
+    assert_eq!(d["spec"]["replicas"], 2);
+}
+
+#[test]
+fn the_network_policy_allows_dns_and_https_out_and_the_metrics_port_in() {
+    let docs = manifests();
+    let np = find(&docs, "NetworkPolicy", "dfcsync").expect("the NetworkPolicy");
+    let spec = &np["spec"];
+    assert_eq!(
+        spec["podSelector"],
+        serde_json::json!({}),
+        "every pod of the namespace"
+    );
+    assert_eq!(
+        spec["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    let ports = |rules: &Value| -> Vec<(String, u64)> {
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["ports"].as_array().unwrap().clone())
+            .map(|p| {
+                (
+                    p["protocol"].as_str().unwrap().to_owned(),
+                    p["port"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        ports(&spec["egress"]),
+        [
+            ("UDP".to_owned(), 53),
+            ("TCP".to_owned(), 53),
+            ("TCP".to_owned(), 443)
+        ]
+    );
+    // DNS only to the cluster's DNS.
+    assert_eq!(
+        spec["egress"][0]["to"][0]["podSelector"]["matchLabels"]["k8s-app"],
+        "kube-dns"
+    );
+    // In: the port dfcsync run serves its probes and metrics on.
+    let d = find(&docs, "Deployment", "dfcsync").unwrap();
+    let c = &pod_spec(d)["spec"]["containers"][0];
+    let listen = check_env(&container_env(&docs, "dfcsync", c))
+        .unwrap()
+        .sync
+        .listen;
+    assert_eq!(
+        ports(&spec["ingress"]),
+        [("TCP".to_owned(), u64::from(listen.port()))]
+    );
 }

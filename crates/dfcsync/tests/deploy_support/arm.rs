@@ -24,6 +24,15 @@ pub const BUILT_IN_ROLES: &[(&str, &str)] = &[
         "Microsoft Sentinel Responder",
     ),
     ("fb1c8493-542b-48eb-b624-b4c8fea62acd", "Security Admin"),
+    ("7f951dda-4ed3-4680-a7ca-43fe172d538d", "AcrPull"),
+    (
+        "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+        "Storage Blob Data Contributor",
+    ),
+    (
+        "3913510d-42f4-4e42-8a64-420c390055eb",
+        "Monitoring Metrics Publisher",
+    ),
 ];
 
 /// Resource types a template may name with `resourceId()` without deploying them.
@@ -41,27 +50,42 @@ const FUNCTIONS: &[&str] = &[
     "copyIndex",
     "createArray",
     "createObject",
+    "div",
     "empty",
+    "endsWith",
     "environment",
     "equals",
     "false",
+    "first",
     "format",
     "guid",
     "if",
+    "int",
+    "join",
     "json",
+    "last",
     "length",
     "listKeys",
+    "max",
+    "mod",
+    "mul",
     "not",
     "or",
     "parameters",
     "reference",
+    "replace",
     "resourceGroup",
     "resourceId",
+    "split",
+    "startsWith",
     "string",
     "subscription",
     "subscriptionResourceId",
+    "take",
     "toLower",
     "true",
+    "union",
+    "uniqueString",
     "variables",
 ];
 
@@ -290,10 +314,25 @@ fn check_scope(t: &Value, path: &str, errors: &mut Vec<String>) {
         .get("parameters")
         .and_then(Value::as_object)
         .unwrap_or(&empty);
-    let vars = obj
+    // Variables, with those a `copy` section of the variables makes (each is an array).
+    let mut vars_all = obj
         .get("variables")
         .and_then(Value::as_object)
-        .unwrap_or(&empty);
+        .cloned()
+        .unwrap_or_default();
+    let var_copies: Vec<Value> = vars_all
+        .remove("copy")
+        .and_then(|c| c.as_array().cloned())
+        .unwrap_or_default();
+    for c in &var_copies {
+        match c.get("name").and_then(Value::as_str) {
+            Some(n) => {
+                vars_all.insert(n.to_owned(), c.clone());
+            }
+            None => errors.push(format!("{path}.variables.copy: a loop without a name")),
+        }
+    }
+    let vars = &vars_all;
     let resources_json: Vec<Value> = obj
         .get("resources")
         .and_then(Value::as_array)
@@ -316,7 +355,7 @@ fn check_scope(t: &Value, path: &str, errors: &mut Vec<String>) {
             ));
         }
         let name = match r.get("name").map(value_expr) {
-            Some(Ok(Some(e))) => canon(&e),
+            Some(Ok(Some(e))) => name_segments(&e).join("/"),
             Some(Err(e)) => {
                 errors.push(format!("{rp}: name: {e}"));
                 String::new()
@@ -375,8 +414,26 @@ fn check_scope(t: &Value, path: &str, errors: &mut Vec<String>) {
             );
         }
     }
+    // A loop of the variables or of an output may use copyIndex().
+    let deps = BTreeSet::new();
+    let looped = Resource {
+        ty: String::new(),
+        name: String::new(),
+        api_version: String::new(),
+        json: Value::Null,
+    };
+    let in_loop = ResCtx {
+        deps: &deps,
+        in_copy: true,
+        this: &looped,
+    };
+    let copy_names: BTreeSet<&str> = var_copies
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
     for (name, v) in vars {
-        walk_values(v, &scope, None, &format!("{path}.variables.{name}"), errors);
+        let ctx = copy_names.contains(name.as_str()).then_some(&in_loop);
+        walk_values(v, &scope, ctx, &format!("{path}.variables.{name}"), errors);
     }
     for (i, r) in scope.resources.iter().enumerate() {
         check_resource(r, i, &scope, errors);
@@ -386,10 +443,47 @@ fn check_scope(t: &Value, path: &str, errors: &mut Vec<String>) {
             if o.get("type").is_none() {
                 errors.push(format!("{path}.outputs.{name}: type is missing"));
             }
-            walk_values(o, &scope, None, &format!("{path}.outputs.{name}"), errors);
+            let ctx = o.get("copy").is_some().then_some(&in_loop);
+            walk_values(o, &scope, ctx, &format!("{path}.outputs.{name}"), errors);
         }
     }
     check_cycles(&scope, errors);
+}
+
+/// The segments of a resource name, canonical: `format('{0}/default/{1}', a, b)` is `a`,
+/// `'default'`, `b`, as `resourceId(type, a, 'default', b)` names it; a literal `x/y` is `'x'`, `'y'`.
+fn name_segments(e: &Expr) -> Vec<String> {
+    match e {
+        Expr::Str(s) => s
+            .split('/')
+            .map(|x| canon(&Expr::Str(x.to_owned())))
+            .collect(),
+        Expr::Call(f, args) if f == "format" && matches!(args.first(), Some(Expr::Str(_))) => {
+            let Some(Expr::Str(fmt)) = args.first() else {
+                unreachable!()
+            };
+            let parts: Vec<Option<String>> = fmt
+                .split('/')
+                .map(|part| {
+                    match part
+                        .strip_prefix('{')
+                        .and_then(|r| r.strip_suffix('}'))
+                        .and_then(|n| n.parse::<usize>().ok())
+                    {
+                        Some(i) => args.get(i + 1).map(canon),
+                        None if part.contains('{') => None,
+                        None => Some(canon(&Expr::Str(part.to_owned()))),
+                    }
+                })
+                .collect();
+            if fmt.contains('/') && parts.iter().all(Option::is_some) {
+                parts.into_iter().flatten().collect()
+            } else {
+                vec![canon(e)]
+            }
+        }
+        other => vec![canon(other)],
+    }
 }
 
 fn is_api_version(s: &str) -> bool {
@@ -455,10 +549,10 @@ fn names_a_copy(r: &Resource, name: &str) -> bool {
 fn resolve_dep<'a>(scope: &'a Scope, s: &str) -> Result<Option<(&'a Resource, String)>, String> {
     Ok(match expression_text(s).map(parse) {
         Some(Ok(Expr::Call(f, args))) if f.eq_ignore_ascii_case("resourceId") => {
-            match split_resource_id(&args)? {
-                (false, ty, names) => find(scope, &ty, &names).map(|r| (r, names.join("/"))),
-                (true, ..) => None,
-            }
+            // With an explicit subscription and resource group: a nested deployment of this
+            // template in another scope is named so.
+            let (_, ty, names) = split_resource_id(&args)?;
+            find(scope, &ty, &names).map(|r| (r, names.join("/")))
         }
         Some(Ok(_)) => None,
         Some(Err(e)) => return Err(e),
@@ -773,12 +867,14 @@ fn check_expr(e: &Expr, scope: &Scope, res: Option<&ResCtx>, path: &str, errors:
                     }
                     if let Some(Expr::Call(g, rargs)) = args.first()
                         && g == "resourceId"
-                        && let Ok((false, ty, names)) = split_resource_id(rargs)
+                        && let Ok((_, ty, names)) = split_resource_id(rargs)
                         && let Some(target) = find(scope, &ty, &names)
                     {
                         // A dependsOn on this copy, or on the whole loop (or resource).
                         let ty_key = target.ty.to_ascii_lowercase();
+                        // (Outputs and variables deploy nothing: no dependsOn to check.)
                         if let Some(r) = res
+                            && !r.this.ty.is_empty()
                             && !(r.this.ty == target.ty && r.this.name == target.name)
                             && !r.deps.contains(&(ty_key.clone(), names.join("/")))
                             && !r.deps.contains(&(ty_key, target.name.clone()))
@@ -894,6 +990,17 @@ impl V {
             _ => None,
         }
     }
+    /// As JSON (what `string()` of an object or array writes).
+    pub fn to_json(&self) -> Value {
+        match self {
+            V::S(s) => Value::String(s.clone()),
+            V::I(i) => Value::from(*i),
+            V::B(b) => Value::Bool(*b),
+            V::A(a) => Value::Array(a.iter().map(V::to_json).collect()),
+            V::O(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+        }
+    }
+
     pub fn from_json(v: &Value) -> V {
         match v {
             Value::String(s) => V::S(s.clone()),
@@ -923,11 +1030,14 @@ pub struct Env<'a> {
 }
 
 /// One template being evaluated: its parameter values and variables.
+#[derive(Clone)]
 pub struct Eval<'a> {
     pub template: &'a Value,
     pub params: BTreeMap<String, V>,
     pub env: &'a Env<'a>,
     pub copy_index: Option<i64>,
+    /// `copyIndex('name')` of the variables' loops being evaluated.
+    pub named_index: BTreeMap<String, i64>,
 }
 
 impl<'a> Eval<'a> {
@@ -943,6 +1053,7 @@ impl<'a> Eval<'a> {
             params: BTreeMap::new(),
             env,
             copy_index: None,
+            named_index: BTreeMap::new(),
         };
         let declared = template
             .get("parameters")
@@ -1000,6 +1111,26 @@ impl<'a> Eval<'a> {
             ),
             other => V::from_json(other),
         })
+    }
+
+    /// A variable made by a loop of the variables' `copy` section: its inputs, evaluated.
+    fn variable_loop(&self, name: &str) -> Result<V, String> {
+        let lp = self
+            .template
+            .pointer("/variables/copy")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find(|l| l["name"] == name))
+            .ok_or(format!("variable {name} not declared"))?;
+        let V::I(count) = self.json(&lp["count"])? else {
+            return Err(format!("the count of variable {name} is not a number"));
+        };
+        let mut out = Vec::new();
+        for i in 0..count {
+            let mut ev = self.clone();
+            ev.named_index.insert(name.to_owned(), i);
+            out.push(ev.json(&lp["input"])?);
+        }
+        Ok(V::A(out))
     }
 
     pub fn resource_id(&self, sub: &str, rg: Option<&str>, ty: &str, names: &[String]) -> String {
@@ -1065,11 +1196,10 @@ impl<'a> Eval<'a> {
                     }
                     "variables" => {
                         let k = s(arg(0)?)?;
-                        let v = self
-                            .template
-                            .pointer(&format!("/variables/{k}"))
-                            .ok_or(format!("variable {k} not declared"))?;
-                        self.json(v)?
+                        match self.template.pointer(&format!("/variables/{k}")) {
+                            Some(v) if k != "copy" => self.json(v)?,
+                            _ => self.variable_loop(&k)?,
+                        }
                     }
                     "if" => {
                         if b(arg(0)?)? {
@@ -1110,7 +1240,10 @@ impl<'a> Eval<'a> {
                         V::O(o) => o.len() as i64,
                         other => return Err(format!("length of {other:?}")),
                     }),
-                    "string" => V::S(s(arg(0)?)?),
+                    "string" => match arg(0)? {
+                        x @ (V::A(_) | V::O(_)) => V::S(x.to_json().to_string()),
+                        x => V::S(s(x)?),
+                    },
                     "toLower" => V::S(s(arg(0)?)?.to_lowercase()),
                     "json" => V::from_json(
                         &serde_json::from_str::<Value>(&s(arg(0)?)?).map_err(|e| e.to_string())?,
@@ -1160,7 +1293,121 @@ impl<'a> Eval<'a> {
                             .collect::<Result<Vec<_>, _>>()?
                             .join("|")
                     )),
-                    "copyIndex" => V::I(self.copy_index.ok_or("copyIndex() outside a copy loop")?),
+                    "copyIndex" => match args.first() {
+                        Some(Expr::Str(name)) if self.named_index.contains_key(name) => {
+                            V::I(self.named_index[name])
+                        }
+                        _ => V::I(self.copy_index.ok_or("copyIndex() outside a copy loop")?),
+                    },
+                    "mul" | "div" | "mod" => {
+                        let (V::I(a), V::I(b)) = (arg(0)?, arg(1)?) else {
+                            return Err(format!("{f}() of non-integers"));
+                        };
+                        V::I(match f.as_str() {
+                            "mul" => a * b,
+                            _ if b == 0 => return Err(format!("{f}() by zero")),
+                            "div" => a / b,
+                            _ => a % b,
+                        })
+                    }
+                    "max" => V::I(
+                        all()?
+                            .into_iter()
+                            .map(|v| match v {
+                                V::I(i) => Ok(i),
+                                other => Err(format!("max() of {other:?}")),
+                            })
+                            .collect::<Result<Vec<_>, _>>()?
+                            .into_iter()
+                            .max()
+                            .ok_or("max() of nothing")?,
+                    ),
+                    "int" => match arg(0)? {
+                        V::I(i) => V::I(i),
+                        V::S(x) => V::I(x.trim().parse().map_err(|_| format!("int({x:?})"))?),
+                        other => return Err(format!("int({other:?})")),
+                    },
+                    "split" => V::A(
+                        s(arg(0)?)?
+                            .split(&s(arg(1)?)? as &str)
+                            .map(|x| V::S(x.to_owned()))
+                            .collect(),
+                    ),
+                    "join" => match arg(0)? {
+                        V::A(a) => V::S(
+                            a.into_iter()
+                                .map(s)
+                                .collect::<Result<Vec<_>, _>>()?
+                                .join(&s(arg(1)?)?),
+                        ),
+                        other => return Err(format!("join({other:?})")),
+                    },
+                    "first" | "last" => match arg(0)? {
+                        V::A(a) => {
+                            let x = if f == "first" { a.first() } else { a.last() };
+                            x.cloned().ok_or(format!("{f}() of an empty array"))?
+                        }
+                        V::S(x) => {
+                            let c = if f == "first" {
+                                x.chars().next()
+                            } else {
+                                x.chars().last()
+                            };
+                            V::S(c.map(String::from).unwrap_or_default())
+                        }
+                        other => return Err(format!("{f}({other:?})")),
+                    },
+                    "take" => {
+                        let V::I(n) = arg(1)? else {
+                            return Err("take() needs a count".into());
+                        };
+                        match arg(0)? {
+                            V::A(a) => V::A(a.into_iter().take(n.max(0) as usize).collect()),
+                            V::S(x) => V::S(x.chars().take(n.max(0) as usize).collect()),
+                            other => return Err(format!("take({other:?})")),
+                        }
+                    }
+                    "replace" => V::S(s(arg(0)?)?.replace(&s(arg(1)?)? as &str, &s(arg(2)?)?)),
+                    "startsWith" | "endsWith" => {
+                        let (x, y) = (s(arg(0)?)?.to_lowercase(), s(arg(1)?)?.to_lowercase());
+                        V::B(if f == "startsWith" {
+                            x.starts_with(&y)
+                        } else {
+                            x.ends_with(&y)
+                        })
+                    }
+                    "union" => {
+                        let mut out: Vec<V> = Vec::new();
+                        for a in all()? {
+                            let V::A(a) = a else {
+                                return Err("union() of non-arrays".into());
+                            };
+                            for x in a {
+                                if !out.contains(&x) {
+                                    out.push(x);
+                                }
+                            }
+                        }
+                        V::A(out)
+                    }
+                    // Deterministic like ARM's (13 lower-case letters and digits); not its hash.
+                    "uniqueString" => {
+                        let text = all()?
+                            .into_iter()
+                            .map(s)
+                            .collect::<Result<Vec<_>, _>>()?
+                            .join("|");
+                        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                        for b in text.bytes() {
+                            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+                        }
+                        let digits = b"abcdefghijklmnopqrstuvwxyz0123456789";
+                        V::S(
+                            (0..13)
+                                .map(|i| digits[((h >> (i * 4)) % 36) as usize] as char)
+                                .collect(),
+                        )
+                    }
                     "environment" => V::O(BTreeMap::from([(
                         "name".into(),
                         V::S(self.env.cloud.clone()),
@@ -1182,6 +1429,13 @@ impl<'a> Eval<'a> {
                             .clone()
                             .ok_or("resourceGroup() at subscription scope")?;
                         V::O(BTreeMap::from([
+                            (
+                                "id".into(),
+                                V::S(format!(
+                                    "/subscriptions/{}/resourceGroups/{rg}",
+                                    self.env.subscription_id
+                                )),
+                            ),
                             ("name".into(), V::S(rg)),
                             ("location".into(), V::S(self.env.location.clone())),
                         ]))

@@ -270,6 +270,15 @@ const OTHER_VARS: &[&str] = &["RUST_LOG"];
 /// Checks a container's environment against dfcsync's real variables, and returns the
 /// configuration dfcsync would run with (no file, as in the deployments).
 pub fn check_env(env: &BTreeMap<String, String>) -> Result<Config, String> {
+    check_env_with_file(env, None)
+}
+
+/// [`check_env`] with the configuration file `DFCSYNC_CONFIG` names read from `file` (a
+/// local copy of what the deployment mounts there).
+pub fn check_env_with_file(
+    env: &BTreeMap<String, String>,
+    file: Option<&std::path::Path>,
+) -> Result<Config, String> {
     for name in env.keys() {
         let known = ENV_OVERRIDES.iter().any(|(v, _)| v == name)
             || name == "DFCSYNC_CONFIG"
@@ -280,9 +289,12 @@ pub fn check_env(env: &BTreeMap<String, String>) -> Result<Config, String> {
             ));
         }
     }
-    let config = Config::load_with_env(None, &|k| env.get(k).cloned())
+    let config = Config::load_with_env(file, &|k| env.get(k).cloned())
         .map_err(|e| format!("dfcsync refuses this environment: {e}"))?;
-    if config.file.workspaces.is_empty() {
+    // The Graph backend reads the credential's tenant: no workspace is needed.
+    if config.sync.backend == dfcsync::config::Backend::Sentinel
+        && config.file.workspaces.is_empty()
+    {
         return Err("no workspace: DFCSYNC_WORKSPACES is not set".into());
     }
     Ok(config)
