@@ -48,10 +48,15 @@ pub enum AggFn {
     Min(CExpr),
     Max(CExpr),
     Avg(CExpr, ColumnType),
-    Arg { key: CExpr, max: bool },
+    Arg {
+        key: CExpr,
+        max: bool,
+    },
     MakeSet(CExpr, usize),
     MakeList(CExpr, usize),
     TakeAny(Option<CExpr>),
+    /// The nearest-rank percentiles (0–100) of the expression, one output each.
+    Percentiles(CExpr, Vec<f64>),
 }
 
 /// A bound aggregate and its output columns.
@@ -266,6 +271,71 @@ pub fn bind_aggregate(s: &Scope<'_>, item: &NamedExpr, by: &[String]) -> Result<
             }
             Agg {
                 f: AggFn::Arg { key: key.expr, max },
+                outs,
+            }
+        }
+        "percentile" | "percentiles" => {
+            if args.len() < 2 || (fname == "percentile" && args.len() != 2) {
+                return Err(semantic(
+                    pos,
+                    format!(
+                        "{fname}() expects an expression and {} percentile(s)",
+                        if fname == "percentile" {
+                            "one"
+                        } else {
+                            "one or more"
+                        }
+                    ),
+                ));
+            }
+            let b = arg0()?;
+            if !matches!(
+                b.ty,
+                T::Int | T::Long | T::Real | T::Decimal | T::TimeSpan | T::DateTime
+            ) {
+                return Err(semantic(
+                    pos,
+                    format!(
+                        "{fname}() needs numbers, timespans or datetimes, not {}",
+                        b.ty
+                    ),
+                ));
+            }
+            let mut ps = Vec::new();
+            for a in &args[1..] {
+                let p = match s.bind(a)?.expr {
+                    CExpr::Const(Value::Long(n)) => n as f64,
+                    CExpr::Const(Value::Int(n)) => f64::from(n),
+                    CExpr::Const(Value::Real(f)) => f,
+                    _ => {
+                        return Err(semantic(a.pos, "a percentile must be a number constant"));
+                    }
+                };
+                if !(0.0..=100.0).contains(&p) {
+                    return Err(semantic(
+                        a.pos,
+                        format!("percentile {p} is not between 0 and 100"),
+                    ));
+                }
+                ps.push(p);
+            }
+            let base = b.name.clone().unwrap_or_default();
+            let outs = ps
+                .iter()
+                .map(|p| {
+                    let text = format!("{p}").replace('.', "_");
+                    AggOut {
+                        name: match (&item.name, ps.len()) {
+                            (Some(n), 1) => n.clone(),
+                            _ => format!("percentile_{base}_{text}"),
+                        },
+                        ty: b.ty,
+                        src: OutSrc::Value,
+                    }
+                })
+                .collect();
+            Agg {
+                f: AggFn::Percentiles(b.expr, ps),
                 outs,
             }
         }
@@ -518,6 +588,35 @@ pub fn compute<'a>(
                     .map(|l| Value::dynamic(serde_json::Value::Array(l)))
                     .collect(),
             )
+        }
+        AggFn::Percentiles(x, ps) => {
+            let mut values: Vec<Vec<Value>> = vec![Vec::new(); ng];
+            for r in rows() {
+                let v = eval(x, frame, r);
+                if v.is_null() || matches!(&*v, Value::Real(f) if f.is_nan()) {
+                    continue;
+                }
+                values[of_row[r] as usize].push(crate::scalar::undyn(&v).into_owned());
+            }
+            let mut cols: Vec<Vec<Value>> = vec![Vec::with_capacity(ng); ps.len()];
+            for mut vs in values {
+                vs.sort_by(|a, b| compare_values(a, b).unwrap_or(std::cmp::Ordering::Equal));
+                for (i, p) in ps.iter().enumerate() {
+                    // Nearest rank: the smallest value with at least p% of the values at or
+                    // below it.
+                    let v = if vs.is_empty() {
+                        Value::Null
+                    } else {
+                        let rank = ((p / 100.0) * vs.len() as f64).ceil() as usize;
+                        vs[rank.clamp(1, vs.len()) - 1].clone()
+                    };
+                    cols[i].push(v);
+                }
+            }
+            cols.into_iter()
+                .zip(&agg.outs)
+                .map(|(c, o)| Frame::owned_col(o.ty, c))
+                .collect()
         }
         AggFn::Arg { key, max } => {
             let want = if *max {

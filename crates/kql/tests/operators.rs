@@ -234,6 +234,57 @@ fn make_set_and_make_list() {
     assert_eq!(rows(&t), vec![vec![json!("[1,5]")]]);
 }
 
+// percentile()/percentiles(): the nearest-rank value (the smallest with at least p% of the
+// values at or below it), of the input's type, named percentile_<expr>_<p>; nulls ignored.
+#[test]
+fn percentiles_are_nearest_rank() {
+    let t = run(
+        r#"datatable(k:string, x:long, d:timespan)["a",1,1s, "a",2,2s, "a",3,3s, "a",4,4s, "a",long(null),timespan(null), "b",10,10s]
+        | summarize percentiles(x, 0, 50, 90, 99.5), percentile(d, 50) by k"#,
+    );
+    assert_eq!(
+        names(&t),
+        [
+            "k",
+            "percentile_x_0",
+            "percentile_x_50",
+            "percentile_x_90",
+            "percentile_x_99_5",
+            "percentile_d_50"
+        ]
+    );
+    assert_eq!(
+        types(&t),
+        ["string", "long", "long", "long", "long", "timespan"]
+    );
+    let r = rows_sorted(&t);
+    assert_eq!(
+        r[0],
+        [
+            json!("a"),
+            json!(1),
+            json!(2),
+            json!(4),
+            json!(4),
+            json!("00:00:02")
+        ]
+    );
+    assert_eq!(
+        r[1],
+        [
+            json!("b"),
+            json!(10),
+            json!(10),
+            json!(10),
+            json!(10),
+            json!("00:00:10")
+        ]
+    );
+    let t = run("datatable(x:real)[] | summarize p = percentile(x, 50)");
+    assert_eq!(names(&t), ["p"]);
+    assert_eq!(rows_sorted(&t), [[json!(null)]]);
+}
+
 // §2.6: count/countif/dcount/sum/min/max/avg types and names.
 #[test]
 fn aggregate_types_and_names() {
