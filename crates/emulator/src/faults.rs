@@ -15,6 +15,11 @@ pub struct FaultSpec {
     pub method: Option<String>,
     #[serde(default)]
     pub path: Option<String>,
+    /// A regex matched against the query string (without the `?`; empty without one), as
+    /// sent or percent-decoded: the rule hits when either matches (`$expand=alerts` and
+    /// `%24expand=alerts` both match `\$expand=alerts`).
+    #[serde(default)]
+    pub query: Option<String>,
     #[serde(default)]
     pub status: Option<u16>,
     /// How many requests the rule hits (default: every matching request).
@@ -36,6 +41,7 @@ pub struct FaultSpec {
 pub struct Fault {
     pub method: Option<String>,
     pub path: Option<Regex>,
+    pub query: Option<Regex>,
     pub status: Option<u16>,
     pub remaining: Option<u32>,
     pub retry_after: Option<std::time::Duration>,
@@ -84,6 +90,7 @@ impl Fault {
         Ok(Fault {
             method: spec.method.map(|m| m.to_ascii_uppercase()),
             path: re(&spec.path, "path")?,
+            query: re(&spec.query, "query")?,
             status: spec.status,
             remaining: spec
                 .times
@@ -132,7 +139,7 @@ impl Faults {
     }
 
     /// The status/delay rules a request meets (the first matching status rule wins; delays add).
-    pub fn check(&mut self, method: &str, path: &str, rng: &mut IdGen) -> Hit {
+    pub fn check(&mut self, method: &str, path: &str, query: &str, rng: &mut IdGen) -> Hit {
         let mut hit = Hit::default();
         for rule in self.rules.iter_mut().filter(|r| r.conflict.is_none()) {
             if rule.remaining == Some(0) {
@@ -142,6 +149,12 @@ impl Faults {
                 continue;
             }
             if rule.path.as_ref().is_some_and(|re| !re.is_match(path)) {
+                continue;
+            }
+            if let Some(re) = &rule.query
+                && !re.is_match(query)
+                && !re.is_match(&percent_encoding::percent_decode_str(query).decode_utf8_lossy())
+            {
                 continue;
             }
             if hit.status.is_some() && rule.status.is_some() {
@@ -202,13 +215,41 @@ mod tests {
             serde_json::json!({"method": "PUT", "path": "incidents", "status": 503, "times": 2}),
         ));
         f.add(spec(serde_json::json!({"conflict": "incidents/abc"})));
-        assert_eq!(f.check("GET", "/x/incidents/1", &mut rng).status, None);
-        assert_eq!(f.check("PUT", "/x/incidents/1", &mut rng).status, Some(503));
-        assert_eq!(f.check("PUT", "/x/incidents/1", &mut rng).status, Some(503));
-        assert_eq!(f.check("PUT", "/x/incidents/1", &mut rng).status, None);
+        assert_eq!(f.check("GET", "/x/incidents/1", "", &mut rng).status, None);
+        assert_eq!(
+            f.check("PUT", "/x/incidents/1", "", &mut rng).status,
+            Some(503)
+        );
+        assert_eq!(
+            f.check("PUT", "/x/incidents/1", "", &mut rng).status,
+            Some(503)
+        );
+        assert_eq!(f.check("PUT", "/x/incidents/1", "", &mut rng).status, None);
         assert!(!f.take_conflict("/x/incidents/zzz"));
         assert!(f.take_conflict("/x/incidents/abc"));
         assert!(!f.take_conflict("/x/incidents/abc"));
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn query_regex_matches_the_raw_query_string() {
+        let mut f = Faults::default();
+        let mut rng = IdGen::from_seed(b"s");
+        f.add(spec(serde_json::json!({
+            "method": "GET", "path": "^/v1.0/security/incidents$",
+            "query": "(^|&)\\$expand=alerts", "status": 500
+        })));
+        let path = "/v1.0/security/incidents";
+        assert_eq!(f.check("GET", path, "%24top=50", &mut rng).status, None);
+        assert_eq!(f.check("GET", path, "", &mut rng).status, None);
+        assert_eq!(
+            f.check("GET", path, "%24top=50&%24expand=alerts", &mut rng)
+                .status,
+            Some(500)
+        );
+        assert_eq!(
+            f.check("GET", path, "%24expand=alerts", &mut rng).status,
+            Some(500)
+        );
     }
 }

@@ -97,6 +97,19 @@ pub struct ScenarioSpec {
     /// resolved one when an alert of it goes back to new or in progress (observed roll-up).
     #[serde(default)]
     pub xdr_incident_follows_alerts: bool,
+    /// Microsoft Graph answers in the shapes of Graph's own published examples: comments
+    /// with `createdBy` / `createdTime`, enum values in PascalCase (`Active`, `TruePositive`,
+    /// `MicrosoftDefenderForCloud`); `$filter` still matches case-insensitively.
+    #[serde(default)]
+    pub graph_example_shapes: bool,
+    /// How long after a Graph write (a comment's `createdDateTime`, a PATCH) the XDR
+    /// incident's `lastUpdateDateTime` is stamped (default `3ms`; `0s` allowed).
+    #[serde(default)]
+    pub xdr_stamp_lag: Option<String>,
+    /// A Graph PATCH may write `resolvingComment` (Graph's changelog, December 2024); `false`
+    /// restores the refusal (400 "The property 'resolvingComment' cannot be updated.").
+    #[serde(default = "yes")]
+    pub resolving_comment_patch: bool,
     /// The events while loading; empty once loaded (they are applied into the platform).
     #[serde(skip)]
     pub events: Vec<EventSpec>,
@@ -292,6 +305,9 @@ pub enum Event {
     IncidentComment(IncidentComment),
     Rows(RowsImport),
     XdrIncidentStatus(XdrIncidentStatus),
+    XdrAlert(XdrAlertEvent),
+    XdrTune(XdrTune),
+    XdrMoveAlert(XdrMoveAlert),
 }
 
 /// `new_alert`: DfC raises an alert.
@@ -403,6 +419,64 @@ pub struct XdrIncidentStatus {
     /// A UPN (`""` unassigns).
     #[serde(default)]
     pub assigned_to: Option<String>,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// `xdr_alert`: another product than Defender for Cloud raises an alert that lives in
+/// Defender XDR alone (a mixed incident's Endpoint or Office alert).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdrAlertEvent {
+    /// The scenario's handle for the alert.
+    pub alert: String,
+    /// The XDR incident that takes it (its id, or an alert handle); none: a new incident of
+    /// its own.
+    #[serde(default)]
+    pub incident: Option<Json>,
+    /// `serviceSource` (a CSDL member, any case), e.g. `microsoftDefenderForEndpoint`.
+    pub service_source: String,
+    /// `productName`, e.g. `Microsoft Defender for Endpoint`.
+    pub product_name: String,
+    /// `detectionSource` (a CSDL member; default: the service's own, else `unknown`).
+    #[serde(default)]
+    pub detection_source: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `high`, `medium` (default), `low` or `informational`.
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    /// `new` (default), `inProgress` or `resolved`.
+    #[serde(default = "new_status")]
+    pub status: String,
+}
+
+fn new_status() -> String {
+    "new".into()
+}
+
+/// `xdr_tune`: Defender XDR's built-in alert tuning resolves an alert or reactivates it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdrTune {
+    /// An alert handle (`xdr_alert` or `new_alert`) or an XDR alert id.
+    pub alert: String,
+    /// `resolved` or `new`.
+    pub status: String,
+}
+
+/// `xdr_move_alert`: an XDR alert moves to another XDR incident.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdrMoveAlert {
+    /// An alert handle (`xdr_alert` or `new_alert`) or an XDR alert id.
+    pub alert: String,
+    /// The incident that takes it: its id, or an alert handle.
+    pub incident: Json,
     #[serde(default)]
     pub by: Option<String>,
 }
@@ -553,12 +627,16 @@ pub(crate) fn parse_event(item: Json, path: &str) -> Result<EventSpec, ScenarioE
         "incident_comment" => Event::IncidentComment(from_value_at(path, value)?),
         "rows" => Event::Rows(from_value_at(path, value)?),
         "xdr_incident_status" => Event::XdrIncidentStatus(from_value_at(path, value)?),
+        "xdr_alert" => Event::XdrAlert(from_value_at(path, value)?),
+        "xdr_tune" => Event::XdrTune(from_value_at(path, value)?),
+        "xdr_move_alert" => Event::XdrMoveAlert(from_value_at(path, value)?),
         other => {
             return Err(ScenarioError::at(
                 format!("{path}.do"),
                 format!(
                     "unknown event {other:?} (expected new_alert, alert_status, incident_status, \
-                     incident_owner, incident_add_alert, incident_comment, rows or xdr_incident_status)"
+                     incident_owner, incident_add_alert, incident_comment, rows, xdr_incident_status, \
+                     xdr_alert, xdr_tune or xdr_move_alert)"
                 ),
             ));
         }

@@ -65,6 +65,8 @@ impl Shared {
 pub struct Req {
     pub method: String,
     pub path: String,
+    /// The query string as sent (without `?`; empty without one).
+    pub raw_query: String,
     pub query: Vec<(String, String)>,
     pub headers: hyper::HeaderMap,
     pub body: Bytes,
@@ -248,6 +250,7 @@ async fn serve_on(
     let req = Req {
         method: parts.method.as_str().to_string(),
         path,
+        raw_query: parts.uri.query().unwrap_or_default().to_string(),
         query,
         headers,
         body,
@@ -281,7 +284,7 @@ async fn dispatch(shared: &Arc<Shared>, req: Req) -> Resp {
     let hit = {
         let mut st = shared.lock();
         let State { faults, rng, .. } = &mut *st;
-        faults.check(&req.method, &req.path, rng)
+        faults.check(&req.method, &req.path, &req.raw_query, rng)
     };
     if let Some(d) = hit.delay {
         tokio::time::sleep(d).await;

@@ -11,6 +11,7 @@ use crate::rbac;
 use crate::scenario::{EventSpec, PrincipalKind, ScenarioError, ScenarioSpec};
 use crate::scenario_read::EventSink;
 use crate::table::WorkspaceTables;
+use crate::xdr::{DEFAULT_STAMP_LAG_MS, XdrSettings};
 
 impl Platform {
     /// Builds the platform a scenario describes (applying its events in order).
@@ -157,6 +158,13 @@ impl Platform {
                 )?,
             });
         }
+        let stamp_lag = match &spec.xdr_stamp_lag {
+            None => Duration::milliseconds(DEFAULT_STAMP_LAG_MS),
+            Some(d) => crate::duration::parse(d)
+                .ok()
+                .filter(|d| *d >= Duration::zero())
+                .ok_or_else(|| ScenarioError::at("xdr_stamp_lag", format!("bad duration {d:?}")))?,
+        };
         let tables = vec![WorkspaceTables::default(); workspaces.len()];
         Ok(Platform {
             tenant_id: spec.tenant_id.clone(),
@@ -170,7 +178,13 @@ impl Platform {
             start: now,
             frozen_clock,
             version: 0,
-            xdr: crate::xdr::Xdr::new(spec.defender_xdr, spec.xdr_incident_follows_alerts),
+            xdr: crate::xdr::Xdr::new(XdrSettings {
+                enabled: spec.defender_xdr,
+                follows_alerts: spec.xdr_incident_follows_alerts,
+                example_shapes: spec.graph_example_shapes,
+                stamp_lag,
+                resolving_comment_patch: spec.resolving_comment_patch,
+            }),
             alert_by_key: HashMap::new(),
             alert_by_sysid: HashMap::new(),
             alert_by_dfc_name: HashMap::new(),

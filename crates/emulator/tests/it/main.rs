@@ -5,6 +5,7 @@ mod behaviour;
 mod cli;
 mod common;
 mod graph;
+mod graph_tenant;
 mod limits;
 mod scenario;
 mod seed;
