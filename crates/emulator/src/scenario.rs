@@ -110,6 +110,12 @@ pub struct ScenarioSpec {
     /// restores the refusal (400 "The property 'resolvingComment' cannot be updated.").
     #[serde(default = "yes")]
     pub resolving_comment_patch: bool,
+    /// Azure Storage accounts (Blob service, path style under `{base}/storage/`).
+    #[serde(default)]
+    pub storage: Vec<StorageAccountSpec>,
+    /// A Kubernetes API server serving `coordination.k8s.io/v1` Leases.
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesSpec>,
     /// The events while loading; empty once loaded (they are applied into the platform).
     #[serde(skip)]
     pub events: Vec<EventSpec>,
@@ -142,6 +148,34 @@ pub struct WorkspaceSpec {
     /// incident changes, as the platform does.
     #[serde(default)]
     pub reingest_alerts: bool,
+}
+
+/// A storage account and its containers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageAccountSpec {
+    /// The account's name (3–24 lower-case letters and digits).
+    pub account: String,
+    /// Default: the first workspace's.
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    /// Default: the first workspace's.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    #[serde(default)]
+    pub containers: Vec<String>,
+}
+
+/// The Kubernetes API server: the namespace its service account may use and its token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSpec {
+    pub namespace: String,
+    /// The service account's bearer token (as mounted in a pod).
+    pub token: String,
+    /// The service account's name (default `dfcsync`).
+    #[serde(default)]
+    pub service_account: Option<String>,
 }
 
 fn default_location() -> String {

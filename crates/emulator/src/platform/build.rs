@@ -165,6 +165,29 @@ impl Platform {
                 .filter(|d| *d >= Duration::zero())
                 .ok_or_else(|| ScenarioError::at("xdr_stamp_lag", format!("bad duration {d:?}")))?,
         };
+        let storage = storage_of(spec, &workspaces)?;
+        let kube = match &spec.kubernetes {
+            None => crate::kube::KubeApi::default(),
+            Some(k) => {
+                if k.namespace.is_empty() || k.token.is_empty() {
+                    return Err(ScenarioError::at(
+                        "kubernetes",
+                        "a namespace and a token are needed",
+                    ));
+                }
+                crate::kube::KubeApi {
+                    enabled: true,
+                    namespace: k.namespace.clone(),
+                    token: k.token.clone(),
+                    user: format!(
+                        "system:serviceaccount:{}:{}",
+                        k.namespace,
+                        k.service_account.as_deref().unwrap_or("dfcsync")
+                    ),
+                    ..Default::default()
+                }
+            }
+        };
         let tables = vec![WorkspaceTables::default(); workspaces.len()];
         Ok(Platform {
             tenant_id: spec.tenant_id.clone(),
@@ -174,6 +197,8 @@ impl Platform {
             incidents: Vec::new(),
             tables,
             limits: spec.limits.clone(),
+            storage,
+            kube,
             ids,
             start: now,
             frozen_clock,
@@ -192,6 +217,81 @@ impl Platform {
             incidents_by_alert: HashMap::new(),
         })
     }
+}
+
+/// The storage accounts of a scenario (names checked, subscription and resource group
+/// defaulting to the first workspace's).
+fn storage_of(
+    spec: &ScenarioSpec,
+    workspaces: &[Workspace],
+) -> Result<crate::blob::BlobStore, ScenarioError> {
+    let mut accounts: Vec<crate::blob::Account> = Vec::new();
+    for (i, a) in spec.storage.iter().enumerate() {
+        let path = |f: &str| format!("storage[{i}].{f}");
+        let ok = (3..=24).contains(&a.account.len())
+            && a.account
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !ok {
+            return Err(ScenarioError::at(
+                path("account"),
+                "3 to 24 lower-case letters and digits",
+            ));
+        }
+        if accounts.iter().any(|x| x.name == a.account) {
+            return Err(ScenarioError::at(path("account"), "duplicate account"));
+        }
+        let first = workspaces.first();
+        let subscription_id = a
+            .subscription_id
+            .clone()
+            .or_else(|| first.map(|w| w.subscription_id.clone()))
+            .ok_or_else(|| {
+                ScenarioError::at(
+                    path("subscription_id"),
+                    "missing (no workspace to take it from)",
+                )
+            })?;
+        if !guid_like(&subscription_id) {
+            return Err(ScenarioError::at(
+                path("subscription_id"),
+                "expected a GUID",
+            ));
+        }
+        let resource_group = a
+            .resource_group
+            .clone()
+            .or_else(|| first.map(|w| w.resource_group.clone()))
+            .ok_or_else(|| {
+                ScenarioError::at(
+                    path("resource_group"),
+                    "missing (no workspace to take it from)",
+                )
+            })?;
+        let mut containers: Vec<crate::blob::Container> = Vec::new();
+        for (j, c) in a.containers.iter().enumerate() {
+            let ok = (3..=63).contains(&c.len())
+                && c.chars()
+                    .all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == '-');
+            if !ok || containers.iter().any(|x| &x.name == c) {
+                return Err(ScenarioError::at(
+                    format!("storage[{i}].containers[{j}]"),
+                    "3 to 63 lower-case letters, digits and hyphens, once",
+                ));
+            }
+            containers.push(crate::blob::Container {
+                name: c.clone(),
+                blobs: Default::default(),
+            });
+        }
+        accounts.push(crate::blob::Account {
+            name: a.account.clone(),
+            subscription_id,
+            resource_group,
+            containers,
+        });
+    }
+    Ok(crate::blob::BlobStore { accounts })
 }
 
 /// A platform is what a scenario's events are applied to as they are read.
