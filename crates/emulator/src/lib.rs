@@ -12,6 +12,7 @@ pub mod duration;
 pub mod faults;
 pub mod http;
 pub mod ids;
+pub mod ingest;
 pub mod intern;
 pub mod kube;
 pub mod load;

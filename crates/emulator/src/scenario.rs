@@ -148,6 +148,31 @@ pub struct WorkspaceSpec {
     /// incident changes, as the platform does.
     #[serde(default)]
     pub reingest_alerts: bool,
+    /// A data collection rule feeding a custom table of this workspace through the Logs
+    /// Ingestion API.
+    #[serde(default)]
+    pub dcr: Option<DcrSpec>,
+}
+
+/// A data collection rule (Logs Ingestion API) of a workspace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DcrSpec {
+    /// The DCR's `immutableId` (`dcr-…`): the path segment of the ingestion URL.
+    pub immutable_id: String,
+    /// The stream declaration's name (`Custom-DfcSync_CL`).
+    pub stream: String,
+    /// The custom table it feeds (`DfcSync_CL`).
+    pub table: String,
+    /// The stream's columns: `{"RowType": "string", …}` or `[{"name", "type"}]` (string, int,
+    /// long, real, boolean, datetime, dynamic); `TimeGenerated` (datetime) is always there.
+    pub columns: Json,
+    /// The DCR's resource name (default `dfcsync-dcr`): its ARM id is the role's scope.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Default: the workspace's.
+    #[serde(default)]
+    pub resource_group: Option<String>,
 }
 
 /// A storage account and its containers.
@@ -267,6 +292,9 @@ pub struct Limits {
     /// the Defender XDR API's published figure; Graph publishes none for incidents).
     #[serde(default = "default_graph_rate")]
     pub graph_requests_per_minute: u32,
+    /// Logs Ingestion API requests per minute per DCR (default 12,000, the service limit).
+    #[serde(default = "default_ingest_rate")]
+    pub logs_ingestion_requests_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -280,6 +308,7 @@ impl Default for Limits {
             la_max_bytes: default_la_bytes(),
             default_page_size: default_page(),
             graph_requests_per_minute: default_graph_rate(),
+            logs_ingestion_requests_per_minute: default_ingest_rate(),
         }
     }
 }
@@ -318,6 +347,9 @@ fn default_page() -> usize {
 }
 fn default_graph_rate() -> u32 {
     50
+}
+fn default_ingest_rate() -> u32 {
+    12_000
 }
 
 /// One event with its JSON path (for errors found when it is applied).

@@ -101,6 +101,8 @@ pub fn endpoints_json(shared: &Shared) -> Json {
         "storage": format!("{}/storage", shared.base_url),
         "storage_scope": "https://storage.azure.com/.default",
         "kubernetes": shared.base_url,
+        "logs_ingestion": format!("{}/ingest", shared.base_url),
+        "logs_ingestion_scope": "https://monitor.azure.com/.default",
     })
 }
 

@@ -7,6 +7,7 @@ pub mod blob;
 pub mod control;
 pub mod graph;
 pub mod identity;
+pub mod ingest;
 pub mod kube;
 pub mod la;
 pub mod la_answer;
@@ -169,6 +170,7 @@ pub enum Service {
     Graph,
     Storage,
     Kubernetes,
+    LogsIngestion,
     Control,
     Unknown,
 }
@@ -183,6 +185,7 @@ impl Service {
             Service::Graph => "graph",
             Service::Storage => "storage",
             Service::Kubernetes => "kubernetes",
+            Service::LogsIngestion => "logs_ingestion",
             Service::Control => "control",
             Service::Unknown => "unknown",
         }
@@ -204,6 +207,8 @@ pub fn classify(path: &str) -> Service {
         Service::Storage
     } else if path.starts_with(kube::PREFIX) {
         Service::Kubernetes
+    } else if path.starts_with(ingest::PREFIX) {
+        Service::LogsIngestion
     } else if lower == identity::APP_SERVICE_PATH || lower == identity::IMDS_PATH {
         Service::Identity
     } else if lower.contains("/oauth2/") {
@@ -323,6 +328,7 @@ async fn dispatch(shared: &Arc<Shared>, req: Req) -> Resp {
             Service::Graph => graph::handle(shared, &req),
             Service::Storage => blob::handle(shared, &req),
             Service::Kubernetes => kube::handle(shared, &req),
+            Service::LogsIngestion => ingest::handle(shared, &req),
             Service::LogAnalytics => {
                 let shared2 = shared.clone();
                 let req2 = req.clone();

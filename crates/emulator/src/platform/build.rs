@@ -86,6 +86,15 @@ impl Platform {
                 echo_keeps_dismissed: w.echo_keeps_dismissed,
                 defender_portal: w.defender_portal,
                 reingest_alerts: w.reingest_alerts,
+                dcr: match &w.dcr {
+                    None => None,
+                    Some(d) => Some(crate::ingest::Dcr::from_spec(
+                        d,
+                        &w.subscription_id,
+                        &w.resource_group,
+                        &p("dcr"),
+                    )?),
+                },
                 next_incident_number: 1,
                 created: now - Duration::days(365),
             });
@@ -188,7 +197,30 @@ impl Platform {
                 }
             }
         };
-        let tables = vec![WorkspaceTables::default(); workspaces.len()];
+        for (i, w) in workspaces.iter().enumerate() {
+            let Some(d) = &w.dcr else { continue };
+            let taken = workspaces[..i].iter().any(|x| {
+                x.dcr
+                    .as_ref()
+                    .is_some_and(|y| y.immutable_id.eq_ignore_ascii_case(&d.immutable_id))
+            });
+            if taken {
+                return Err(ScenarioError::at(
+                    format!("workspaces[{i}].dcr.immutable_id"),
+                    "duplicate immutable id",
+                ));
+            }
+        }
+        let tables: Vec<WorkspaceTables> = workspaces
+            .iter()
+            .map(|w| {
+                let mut t = WorkspaceTables::default();
+                if let Some(d) = &w.dcr {
+                    t.add_table(&d.table, &d.table_columns());
+                }
+                t
+            })
+            .collect();
         Ok(Platform {
             tenant_id: spec.tenant_id.clone(),
             workspaces,

@@ -61,6 +61,8 @@ pub struct Workspace {
     pub echo_keeps_dismissed: bool,
     pub defender_portal: bool,
     pub reingest_alerts: bool,
+    /// The data collection rule feeding a custom table of the workspace (Logs Ingestion).
+    pub dcr: Option<crate::ingest::Dcr>,
     pub next_incident_number: i64,
     pub created: DateTime<Utc>,
 }

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod graph;
 mod graph_tenant;
+mod ingest;
 mod leases;
 mod limits;
 mod scenario;
