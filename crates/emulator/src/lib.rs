@@ -5,13 +5,16 @@
 //! Its contract is `shared/design/emulator.md`: the scenario format ([`Scenario`]), the control
 //! API under `/_emulator/`, and how it starts ([`Emulator::start`], [`cli::run`]).
 
+pub mod blob;
 pub mod cli;
 pub mod clock;
 pub mod duration;
 pub mod faults;
 pub mod http;
 pub mod ids;
+pub mod ingest;
 pub mod intern;
+pub mod kube;
 pub mod load;
 pub mod odata;
 pub mod platform;

@@ -315,6 +315,169 @@ pub fn eval(e: &Expr, doc: &Json) -> bool {
     }
 }
 
+/// A property's value as a filter reads it straight from a model (no JSON built).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Field<'a> {
+    Null,
+    Str(&'a str),
+    Time(DateTime<Utc>),
+}
+
+/// A filter made ready to run over many records: each literal's time parsed once.
+#[derive(Debug, Clone)]
+pub struct Compiled(Node);
+
+#[derive(Debug, Clone)]
+enum Node {
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Not(Box<Node>),
+    Cmp(Side, CmpOp, Side),
+    Func(String, Side, Side),
+}
+
+#[derive(Debug, Clone)]
+enum Side {
+    Path(Vec<String>),
+    Lit(Json, Option<DateTime<Utc>>),
+}
+
+/// A value being compared: a record's field or a literal.
+#[derive(Debug, Clone, Copy)]
+enum Val<'a> {
+    Null,
+    Str(&'a str, Option<DateTime<Utc>>),
+    Time(DateTime<Utc>),
+    Num(f64),
+    Bool(bool),
+    Other,
+}
+
+impl Compiled {
+    /// Compiles a parsed filter.
+    pub fn new(e: &Expr) -> Compiled {
+        fn side(o: &Operand) -> Side {
+            match o {
+                Operand::Path(p) => Side::Path(p.clone()),
+                Operand::Lit(v) => Side::Lit(v.clone(), v.as_str().and_then(parse_time)),
+            }
+        }
+        fn node(e: &Expr) -> Node {
+            match e {
+                Expr::And(a, b) => Node::And(Box::new(node(a)), Box::new(node(b))),
+                Expr::Or(a, b) => Node::Or(Box::new(node(a)), Box::new(node(b))),
+                Expr::Not(a) => Node::Not(Box::new(node(a))),
+                Expr::Cmp(a, op, b) => Node::Cmp(side(a), *op, side(b)),
+                Expr::Func(f, a, b) => Node::Func(f.clone(), side(a), side(b)),
+            }
+        }
+        Compiled(node(e))
+    }
+
+    /// Evaluates the filter over a record whose properties `field` reads, with the meaning
+    /// of [`eval`] over the record's JSON (times as times, strings case-insensitively).
+    pub fn eval<'a>(&self, field: &dyn Fn(&[String]) -> Field<'a>) -> bool {
+        eval_node(&self.0, field)
+    }
+}
+
+fn side_val<'s, 'a: 's>(s: &'s Side, field: &dyn Fn(&[String]) -> Field<'a>) -> Val<'s> {
+    match s {
+        Side::Path(p) => match field(p) {
+            Field::Null => Val::Null,
+            Field::Str(x) => Val::Str(x, None),
+            Field::Time(t) => Val::Time(t),
+        },
+        Side::Lit(v, t) => match v {
+            Json::Null => Val::Null,
+            Json::String(x) => Val::Str(x, *t),
+            Json::Number(n) => n.as_f64().map_or(Val::Other, Val::Num),
+            Json::Bool(b) => Val::Bool(*b),
+            _ => Val::Other,
+        },
+    }
+}
+
+fn lower_cmp(x: &str, y: &str) -> Ordering {
+    x.chars()
+        .flat_map(char::to_lowercase)
+        .cmp(y.chars().flat_map(char::to_lowercase))
+}
+
+fn compare_vals(a: Val<'_>, b: Val<'_>) -> Option<Ordering> {
+    let time_of = |v: Val<'_>| match v {
+        Val::Time(t) => Some(t),
+        Val::Str(s, t) => t.or_else(|| parse_time(s)),
+        _ => None,
+    };
+    match (a, b) {
+        (Val::Null, Val::Null) => Some(Ordering::Equal),
+        (Val::Null, _) | (_, Val::Null) => None,
+        (Val::Num(x), Val::Num(y)) => x.partial_cmp(&y),
+        (Val::Bool(x), Val::Bool(y)) => Some(x.cmp(&y)),
+        (Val::Time(x), Val::Time(y)) => Some(x.cmp(&y)),
+        (Val::Time(_), Val::Str(..)) | (Val::Str(..), Val::Time(_)) => {
+            match (time_of(a), time_of(b)) {
+                (Some(x), Some(y)) => Some(x.cmp(&y)),
+                _ => {
+                    let text = |v: Val<'_>| match v {
+                        Val::Time(t) => crate::table::format_time(t),
+                        Val::Str(s, _) => s.to_string(),
+                        _ => String::new(),
+                    };
+                    Some(lower_cmp(&text(a), &text(b)))
+                }
+            }
+        }
+        (Val::Str(x, tx), Val::Str(y, ty)) => {
+            if (tx.is_some() || ty.is_some())
+                && let (Some(p), Some(q)) = (time_of(a), time_of(b))
+            {
+                return Some(p.cmp(&q));
+            }
+            let _ = (tx, ty);
+            Some(lower_cmp(x, y))
+        }
+        _ => None,
+    }
+}
+
+fn eval_node<'a>(n: &Node, field: &dyn Fn(&[String]) -> Field<'a>) -> bool {
+    match n {
+        Node::And(a, b) => eval_node(a, field) && eval_node(b, field),
+        Node::Or(a, b) => eval_node(a, field) || eval_node(b, field),
+        Node::Not(a) => !eval_node(a, field),
+        Node::Cmp(l, op, r) => {
+            let ord = compare_vals(side_val(l, field), side_val(r, field));
+            match op {
+                CmpOp::Eq => ord == Some(Ordering::Equal),
+                CmpOp::Ne => ord != Some(Ordering::Equal),
+                CmpOp::Gt => ord == Some(Ordering::Greater),
+                CmpOp::Ge => matches!(ord, Some(Ordering::Greater | Ordering::Equal)),
+                CmpOp::Lt => ord == Some(Ordering::Less),
+                CmpOp::Le => matches!(ord, Some(Ordering::Less | Ordering::Equal)),
+            }
+        }
+        Node::Func(f, a, b) => {
+            let text = |v: Val<'_>| match v {
+                Val::Str(s, _) => Some(s.to_lowercase()),
+                Val::Time(t) => Some(crate::table::format_time(t).to_lowercase()),
+                _ => None,
+            };
+            let (Some(x), Some(y)) = (text(side_val(a, field)), text(side_val(b, field))) else {
+                return false;
+            };
+            match f.as_str() {
+                "contains" => x.contains(&y),
+                "substringof" => y.contains(&x),
+                "startswith" => x.starts_with(&y),
+                "endswith" => x.ends_with(&y),
+                _ => false,
+            }
+        }
+    }
+}
+
 /// Parses a `$orderby`: `(path, descending)` pairs.
 pub fn parse_orderby(text: &str) -> Result<Vec<(Vec<String>, bool)>, String> {
     let mut out = Vec::new();

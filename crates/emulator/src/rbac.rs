@@ -10,6 +10,8 @@ pub struct RoleDef {
     pub id: &'static str,
     pub actions: &'static [&'static str],
     pub not_actions: &'static [&'static str],
+    /// Data-plane actions (`dataActions`): Storage's blob operations, Logs Ingestion.
+    pub data_actions: &'static [&'static str],
 }
 
 /// The built-in roles the emulator knows.
@@ -34,6 +36,7 @@ pub const ROLES: &[RoleDef] = &[
             "Microsoft.SecurityInsights/cases/*/Delete",
             "Microsoft.SecurityInsights/ConfidentialWatchlists/*",
         ],
+        data_actions: &[],
     },
     RoleDef {
         name: "Microsoft Sentinel Reader",
@@ -47,6 +50,7 @@ pub const ROLES: &[RoleDef] = &[
             "Microsoft.Resources/subscriptions/resourceGroups/read",
         ],
         not_actions: &["Microsoft.SecurityInsights/ConfidentialWatchlists/*"],
+        data_actions: &[],
     },
     RoleDef {
         name: "Log Analytics Reader",
@@ -57,6 +61,7 @@ pub const ROLES: &[RoleDef] = &[
             "Microsoft.OperationalInsights/workspaces/search/action",
         ],
         not_actions: &["Microsoft.OperationalInsights/workspaces/sharedKeys/read"],
+        data_actions: &[],
     },
     RoleDef {
         name: "Security Reader",
@@ -68,6 +73,7 @@ pub const ROLES: &[RoleDef] = &[
             "Microsoft.Resources/subscriptions/resourceGroups/read",
         ],
         not_actions: &[],
+        data_actions: &[],
     },
     RoleDef {
         name: "Security Admin",
@@ -81,12 +87,14 @@ pub const ROLES: &[RoleDef] = &[
             "Microsoft.Resources/subscriptions/resourceGroups/read",
         ],
         not_actions: &[],
+        data_actions: &[],
     },
     RoleDef {
         name: "Reader",
         id: "acdd72a7-3385-48ef-bd42-f606fba81ae7",
         actions: &["*/read"],
         not_actions: &[],
+        data_actions: &[],
     },
     RoleDef {
         name: "Contributor",
@@ -97,12 +105,56 @@ pub const ROLES: &[RoleDef] = &[
             "Microsoft.Authorization/*/Write",
             "Microsoft.Authorization/elevateAccess/Action",
         ],
+        data_actions: &[],
     },
     RoleDef {
         name: "Owner",
         id: "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
         actions: &["*"],
         not_actions: &[],
+        data_actions: &[],
+    },
+    RoleDef {
+        name: "Storage Blob Data Contributor",
+        id: "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+        actions: &[
+            "Microsoft.Storage/storageAccounts/blobServices/containers/delete",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/write",
+            "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+        ],
+        not_actions: &[],
+        data_actions: &[
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/move/action",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action",
+        ],
+    },
+    RoleDef {
+        name: "Storage Blob Data Reader",
+        id: "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+        actions: &[
+            "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+            "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+        ],
+        not_actions: &[],
+        data_actions: &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"],
+    },
+    RoleDef {
+        name: "Monitoring Metrics Publisher",
+        id: "3913510d-42f4-4e42-8a64-420c390055eb",
+        actions: &[
+            "Microsoft.Insights/Register/Action",
+            "Microsoft.Support/*",
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+        ],
+        not_actions: &[],
+        data_actions: &[
+            "Microsoft.Insights/Metrics/Write",
+            "Microsoft.Insights/Telemetry/Write",
+        ],
     },
 ];
 
@@ -162,6 +214,13 @@ fn glob(p: &str, s: &str) -> bool {
 pub fn role_grants(role: &RoleDef, action: &str) -> bool {
     role.actions.iter().any(|p| action_matches(p, action))
         && !role.not_actions.iter().any(|p| action_matches(p, action))
+}
+
+/// Does a role grant a data action (its `dataActions`; `*` in `actions` grants none)?
+pub fn role_grants_data(role: &RoleDef, data_action: &str) -> bool {
+    role.data_actions
+        .iter()
+        .any(|p| action_matches(p, data_action))
 }
 
 /// Is `resource` at or under `scope` (case-insensitive, on a segment boundary)?

@@ -15,10 +15,13 @@ pub struct Entry {
     pub principal: Option<String>,
     /// The emulator's clock at the request (RFC 3339).
     pub time: String,
-    /// `token`, `identity`, `arm`, `log_analytics`.
+    /// `token`, `identity`, `arm`, `log_analytics`, `graph`, `storage`, `kubernetes`,
+    /// `logs_ingestion`.
     pub service: String,
     /// The response body's size as sent, in bytes (0 without a body).
     pub response_bytes: usize,
+    /// The request's `User-Agent` header (none without one): tells two replicas apart.
+    pub user_agent: Option<String>,
     /// Rows in a Log Analytics query answer; absent for other responses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<usize>,

@@ -97,6 +97,25 @@ pub struct ScenarioSpec {
     /// resolved one when an alert of it goes back to new or in progress (observed roll-up).
     #[serde(default)]
     pub xdr_incident_follows_alerts: bool,
+    /// Microsoft Graph answers in the shapes of Graph's own published examples: comments
+    /// with `createdBy` / `createdTime`, enum values in PascalCase (`Active`, `TruePositive`,
+    /// `MicrosoftDefenderForCloud`); `$filter` still matches case-insensitively.
+    #[serde(default)]
+    pub graph_example_shapes: bool,
+    /// How long after a Graph write (a comment's `createdDateTime`, a PATCH) the XDR
+    /// incident's `lastUpdateDateTime` is stamped (default `3ms`; `0s` allowed).
+    #[serde(default)]
+    pub xdr_stamp_lag: Option<String>,
+    /// A Graph PATCH may write `resolvingComment` (Graph's changelog, December 2024); `false`
+    /// restores the refusal (400 "The property 'resolvingComment' cannot be updated.").
+    #[serde(default = "yes")]
+    pub resolving_comment_patch: bool,
+    /// Azure Storage accounts (Blob service, path style under `{base}/storage/`).
+    #[serde(default)]
+    pub storage: Vec<StorageAccountSpec>,
+    /// A Kubernetes API server serving `coordination.k8s.io/v1` Leases.
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesSpec>,
     /// The events while loading; empty once loaded (they are applied into the platform).
     #[serde(skip)]
     pub events: Vec<EventSpec>,
@@ -129,6 +148,59 @@ pub struct WorkspaceSpec {
     /// incident changes, as the platform does.
     #[serde(default)]
     pub reingest_alerts: bool,
+    /// A data collection rule feeding a custom table of this workspace through the Logs
+    /// Ingestion API.
+    #[serde(default)]
+    pub dcr: Option<DcrSpec>,
+}
+
+/// A data collection rule (Logs Ingestion API) of a workspace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DcrSpec {
+    /// The DCR's `immutableId` (`dcr-…`): the path segment of the ingestion URL.
+    pub immutable_id: String,
+    /// The stream declaration's name (`Custom-DfcSync_CL`).
+    pub stream: String,
+    /// The custom table it feeds (`DfcSync_CL`).
+    pub table: String,
+    /// The stream's columns: `{"RowType": "string", …}` or `[{"name", "type"}]` (string, int,
+    /// long, real, boolean, datetime, dynamic); `TimeGenerated` (datetime) is always there.
+    pub columns: Json,
+    /// The DCR's resource name (default `dfcsync-dcr`): its ARM id is the role's scope.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Default: the workspace's.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+}
+
+/// A storage account and its containers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageAccountSpec {
+    /// The account's name (3–24 lower-case letters and digits).
+    pub account: String,
+    /// Default: the first workspace's.
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    /// Default: the first workspace's.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    #[serde(default)]
+    pub containers: Vec<String>,
+}
+
+/// The Kubernetes API server: the namespace its service account may use and its token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSpec {
+    pub namespace: String,
+    /// The service account's bearer token (as mounted in a pod).
+    pub token: String,
+    /// The service account's name (default `dfcsync`).
+    #[serde(default)]
+    pub service_account: Option<String>,
 }
 
 fn default_location() -> String {
@@ -220,6 +292,9 @@ pub struct Limits {
     /// the Defender XDR API's published figure; Graph publishes none for incidents).
     #[serde(default = "default_graph_rate")]
     pub graph_requests_per_minute: u32,
+    /// Logs Ingestion API requests per minute per DCR (default 12,000, the service limit).
+    #[serde(default = "default_ingest_rate")]
+    pub logs_ingestion_requests_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -233,6 +308,7 @@ impl Default for Limits {
             la_max_bytes: default_la_bytes(),
             default_page_size: default_page(),
             graph_requests_per_minute: default_graph_rate(),
+            logs_ingestion_requests_per_minute: default_ingest_rate(),
         }
     }
 }
@@ -272,6 +348,9 @@ fn default_page() -> usize {
 fn default_graph_rate() -> u32 {
     50
 }
+fn default_ingest_rate() -> u32 {
+    12_000
+}
 
 /// One event with its JSON path (for errors found when it is applied).
 #[derive(Debug, Clone)]
@@ -292,6 +371,9 @@ pub enum Event {
     IncidentComment(IncidentComment),
     Rows(RowsImport),
     XdrIncidentStatus(XdrIncidentStatus),
+    XdrAlert(XdrAlertEvent),
+    XdrTune(XdrTune),
+    XdrMoveAlert(XdrMoveAlert),
 }
 
 /// `new_alert`: DfC raises an alert.
@@ -403,6 +485,64 @@ pub struct XdrIncidentStatus {
     /// A UPN (`""` unassigns).
     #[serde(default)]
     pub assigned_to: Option<String>,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// `xdr_alert`: another product than Defender for Cloud raises an alert that lives in
+/// Defender XDR alone (a mixed incident's Endpoint or Office alert).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdrAlertEvent {
+    /// The scenario's handle for the alert.
+    pub alert: String,
+    /// The XDR incident that takes it (its id, or an alert handle); none: a new incident of
+    /// its own.
+    #[serde(default)]
+    pub incident: Option<Json>,
+    /// `serviceSource` (a CSDL member, any case), e.g. `microsoftDefenderForEndpoint`.
+    pub service_source: String,
+    /// `productName`, e.g. `Microsoft Defender for Endpoint`.
+    pub product_name: String,
+    /// `detectionSource` (a CSDL member; default: the service's own, else `unknown`).
+    #[serde(default)]
+    pub detection_source: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `high`, `medium` (default), `low` or `informational`.
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    /// `new` (default), `inProgress` or `resolved`.
+    #[serde(default = "new_status")]
+    pub status: String,
+}
+
+fn new_status() -> String {
+    "new".into()
+}
+
+/// `xdr_tune`: Defender XDR's built-in alert tuning resolves an alert or reactivates it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdrTune {
+    /// An alert handle (`xdr_alert` or `new_alert`) or an XDR alert id.
+    pub alert: String,
+    /// `resolved` or `new`.
+    pub status: String,
+}
+
+/// `xdr_move_alert`: an XDR alert moves to another XDR incident.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdrMoveAlert {
+    /// An alert handle (`xdr_alert` or `new_alert`) or an XDR alert id.
+    pub alert: String,
+    /// The incident that takes it: its id, or an alert handle.
+    pub incident: Json,
     #[serde(default)]
     pub by: Option<String>,
 }
@@ -553,12 +693,16 @@ pub(crate) fn parse_event(item: Json, path: &str) -> Result<EventSpec, ScenarioE
         "incident_comment" => Event::IncidentComment(from_value_at(path, value)?),
         "rows" => Event::Rows(from_value_at(path, value)?),
         "xdr_incident_status" => Event::XdrIncidentStatus(from_value_at(path, value)?),
+        "xdr_alert" => Event::XdrAlert(from_value_at(path, value)?),
+        "xdr_tune" => Event::XdrTune(from_value_at(path, value)?),
+        "xdr_move_alert" => Event::XdrMoveAlert(from_value_at(path, value)?),
         other => {
             return Err(ScenarioError::at(
                 format!("{path}.do"),
                 format!(
                     "unknown event {other:?} (expected new_alert, alert_status, incident_status, \
-                     incident_owner, incident_add_alert, incident_comment, rows or xdr_incident_status)"
+                     incident_owner, incident_add_alert, incident_comment, rows, xdr_incident_status, \
+                     xdr_alert, xdr_tune or xdr_move_alert)"
                 ),
             ));
         }

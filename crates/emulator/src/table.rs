@@ -358,6 +358,61 @@ impl WorkspaceTables {
         }
     }
 
+    /// Adds an empty table (a custom table fed by the Logs Ingestion API), or leaves an
+    /// existing one alone.
+    pub fn add_table(&mut self, name: &str, columns: &[(String, ColType)]) {
+        if self.db.get(name).is_none() {
+            let cols = columns
+                .iter()
+                .map(|(n, t)| kql::Column::new(n.clone(), *t))
+                .collect();
+            self.db.insert(name, kql::Table::new(name, cols));
+        }
+    }
+
+    /// Appends rows to a table by name (their texts shared as `push` shares them); false when
+    /// there is no such table. Amortised O(rows appended): nothing is copied or rescanned.
+    pub fn push_rows(&mut self, name: &str, mut rows: Vec<Row>) -> bool {
+        for r in &mut rows {
+            for c in &mut r.cells {
+                self.strings.share(c);
+            }
+        }
+        match self.db.get_mut(name) {
+            Some(t) => {
+                append_rows(t, rows);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The tables other than `SecurityIncident` and `SecurityAlert` (custom tables), sorted.
+    pub fn custom_tables(&self) -> Vec<&str> {
+        self.db
+            .table_names()
+            .into_iter()
+            .filter(|n| TableKind::from_name(n).is_none())
+            .collect()
+    }
+
+    /// A table's rows as JSON objects keyed by column name (dynamic values inline).
+    pub fn rows_json(&self, name: &str) -> Vec<Json> {
+        let Some(t) = self.db.get(name) else {
+            return Vec::new();
+        };
+        t.rows
+            .iter()
+            .map(|cells| {
+                let mut map = Map::new();
+                for (col, cell) in t.columns.iter().zip(cells) {
+                    map.insert(col.name.clone(), cell_json(cell));
+                }
+                Json::Object(map)
+            })
+            .collect()
+    }
+
     /// How many distinct texts the string cells hold.
     pub fn distinct_texts(&self) -> usize {
         self.strings.len()
@@ -372,14 +427,36 @@ impl WorkspaceTables {
     /// workspaces), each row with its ingestion time.
     pub fn union_db(&self, others: &[&WorkspaceTables]) -> kql::Database {
         let mut db = self.db.clone();
-        for kind in [TableKind::SecurityIncident, TableKind::SecurityAlert] {
-            let Some(t) = db.get_mut(kind.name()) else {
+        // Every table of every workspace (custom tables too); one a workspace lacks is
+        // taken whole from the first that has it.
+        let mut names: Vec<String> = self
+            .db
+            .table_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        for o in others {
+            for n in o.db.table_names() {
+                if !names.iter().any(|x| x == n) {
+                    names.push(n.to_string());
+                    if let Some(t) = o.db.get(n) {
+                        let empty = kql::Table::new(n, t.columns.clone());
+                        db.insert(n, empty);
+                    }
+                }
+            }
+        }
+        for name in &names {
+            let Some(t) = db.get_mut(name) else {
                 continue;
             };
             for o in others {
-                let Some(more) = o.db.get(kind.name()) else {
+                let Some(more) = o.db.get(name) else {
                     continue;
                 };
+                if more.columns != t.columns {
+                    continue;
+                }
                 let rows = more
                     .rows
                     .iter()

@@ -89,6 +89,7 @@ pub struct Throttles {
     global: HashMap<(String, OpKind), TokenBucket>,
     la: HashMap<String, VecDeque<Instant>>,
     graph: HashMap<String, VecDeque<Instant>>,
+    ingest: HashMap<String, VecDeque<Instant>>,
 }
 
 /// Counts one request in a sliding window of `limit` requests per `window`;
@@ -163,6 +164,17 @@ impl Throttles {
     }
 
     /// Counts a Microsoft Graph request of application `app`; `Err(retry_after_secs)` past
+    /// The Logs Ingestion API's per-DCR window: `limits.logs_ingestion_requests_per_minute`;
+    /// `Err` is the seconds until a slot frees.
+    pub fn ingest(&mut self, limits: &Limits, dcr: &str) -> Result<(), u64> {
+        let q = self.ingest.entry(dcr.to_ascii_lowercase()).or_default();
+        slide(
+            q,
+            limits.logs_ingestion_requests_per_minute as usize,
+            Duration::from_secs(60),
+        )
+    }
+
     /// `limits.graph_requests_per_minute`.
     pub fn graph(&mut self, limits: &Limits, app: &str) -> Result<(), u64> {
         let q = self.graph.entry(app.to_ascii_lowercase()).or_default();

@@ -40,6 +40,13 @@ pub const GRAPH_AUDIENCES: &[&str] = &[
     "00000003-0000-0000-c000-000000000000",
 ];
 
+/// Audiences Azure Storage accepts (`https://storage.azure.com/`, docs/azure-services.md §1.7).
+pub const STORAGE_AUDIENCES: &[&str] = &["https://storage.azure.com", "https://storage.azure.com/"];
+
+/// Audiences the Logs Ingestion API accepts (`https://monitor.azure.com`,
+/// docs/azure-services.md §3.1).
+pub const MONITOR_AUDIENCES: &[&str] = &["https://monitor.azure.com", "https://monitor.azure.com/"];
+
 /// The `roles` claim a principal's token carries for an audience: its Graph application
 /// permissions for a Graph token (Entra puts granted app roles there), nothing otherwise.
 pub fn roles_for<'a>(aud: &str, graph_permissions: &'a [String]) -> &'a [String] {
@@ -59,6 +66,8 @@ pub fn audience_for(scope_or_resource: &str) -> Option<String> {
         .iter()
         .chain(LA_AUDIENCES)
         .chain(GRAPH_AUDIENCES)
+        .chain(STORAGE_AUDIENCES)
+        .chain(MONITOR_AUDIENCES)
         .any(|a| a.eq_ignore_ascii_case(base));
     known.then(|| base.to_string())
 }

@@ -5,11 +5,12 @@
 //! incidents of Defender-portal workspaces and with Defender for Cloud alerts is the
 //! platform's ([`crate::platform::xdr`]).
 
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value as Json, json};
 
 use crate::scenario::ScenarioError;
-use crate::table::format_time;
 
 /// Graph application permissions the security API knows (reference §2.7).
 pub const PERMISSIONS: &[&str] = &[
@@ -72,6 +73,90 @@ pub const DETERMINATIONS: &[&str] = &[
     "confirmedActivity",
     "lineOfBusinessApplication",
 ];
+
+/// `microsoft.graph.security.alertStatus` members a scenario may set on an alert.
+pub const ALERT_STATUSES: &[&str] = &["new", "inProgress", "resolved"];
+
+/// `microsoft.graph.security.serviceSource` members (CSDL order; those after
+/// `unknownFutureValue` are evolvable: masked without `Prefer: include-unknown-enum-members`).
+pub const SERVICE_SOURCES: &[&str] = &[
+    "unknown",
+    "microsoftDefenderForEndpoint",
+    "microsoftDefenderForIdentity",
+    "microsoftDefenderForCloudApps",
+    "microsoftDefenderForOffice365",
+    "microsoft365Defender",
+    "azureAdIdentityProtection",
+    "microsoftAppGovernance",
+    "dataLossPrevention",
+    "unknownFutureValue",
+    "microsoftDefenderForCloud",
+    "microsoftSentinel",
+    "microsoftInsiderRiskManagement",
+    "microsoftThreatIntelligence",
+    "microsoftSecurityForAI",
+];
+
+/// `microsoft.graph.security.detectionSource` members (CSDL order, evolvable after
+/// `unknownFutureValue`).
+pub const DETECTION_SOURCES: &[&str] = &[
+    "unknown",
+    "microsoftDefenderForEndpoint",
+    "antivirus",
+    "smartScreen",
+    "customTi",
+    "microsoftDefenderForOffice365",
+    "automatedInvestigation",
+    "microsoftThreatExperts",
+    "customDetection",
+    "microsoftDefenderForIdentity",
+    "cloudAppSecurity",
+    "microsoft365Defender",
+    "azureAdIdentityProtection",
+    "manual",
+    "microsoftDataLossPrevention",
+    "appGovernancePolicy",
+    "appGovernanceDetection",
+    "unknownFutureValue",
+    "microsoftDefenderForCloud",
+    "microsoftDefenderForIoT",
+    "microsoftDefenderForServers",
+    "microsoftDefenderForStorage",
+    "microsoftDefenderForDNS",
+    "microsoftDefenderForDatabases",
+    "microsoftDefenderForContainers",
+    "microsoftDefenderForNetwork",
+    "microsoftDefenderForAppService",
+    "microsoftDefenderForKeyVault",
+    "microsoftDefenderForResourceManager",
+    "microsoftDefenderForApiManagement",
+    "nrtAlerts",
+    "scheduledAlerts",
+    "microsoftDefenderThreatIntelligenceAnalytics",
+    "builtInMl",
+    "microsoftInsiderRiskManagement",
+    "microsoftThreatIntelligence",
+    "microsoftDefenderForAIServices",
+    "securityCopilot",
+    "microsoftSentinel",
+];
+
+/// Is `member` of `list` an evolvable member (after `unknownFutureValue`)?
+pub fn evolvable(list: &[&str], member: &str) -> bool {
+    let cut = list.iter().position(|m| *m == "unknownFutureValue");
+    let at = list.iter().position(|m| m.eq_ignore_ascii_case(member));
+    matches!((cut, at), (Some(c), Some(a)) if a > c)
+}
+
+/// An enum member in PascalCase (`truePositive` → `TruePositive`), as Graph's published
+/// examples write them.
+pub fn pascal(member: &str) -> String {
+    let mut c = member.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
 
 /// The determinations valid with a classification (reference §3, Defender API's pair list
 /// with Graph names); `unknown` goes with any classification.
@@ -155,13 +240,15 @@ pub struct XdrComment {
     pub at: DateTime<Utc>,
 }
 
-/// An XDR alert: a DfC alert as Defender XDR shows it.
+/// An XDR alert: a DfC alert as Defender XDR shows it, or an alert of another product
+/// (Defender for Endpoint, Office 365, …) that lives in XDR alone.
 #[derive(Debug, Clone)]
 pub struct XdrAlert {
-    /// `dc` + the DfC alert's system id (the XDR id prefix of DfC alerts).
+    /// `dc` + the DfC alert's system id (the XDR id prefix of DfC alerts); for another
+    /// product's alert, an id of the shape of Graph's examples (`da…_…`).
     pub id: String,
-    /// The platform's alert.
-    pub alert: usize,
+    /// Where the alert comes from.
+    pub source: AlertSource,
     /// The XDR incident holding it.
     pub incident: Option<usize>,
     pub status: &'static str,
@@ -170,6 +257,46 @@ pub struct XdrAlert {
     pub created: DateTime<Utc>,
     pub last_update: DateTime<Utc>,
     pub resolved: Option<DateTime<Utc>>,
+}
+
+impl XdrAlert {
+    /// The platform's (DfC) alert behind it, if any.
+    pub fn dfc_alert(&self) -> Option<usize> {
+        match self.source {
+            AlertSource::Dfc(a) => Some(a),
+            AlertSource::Product(_) => None,
+        }
+    }
+}
+
+/// Where an XDR alert comes from.
+#[derive(Debug, Clone)]
+pub enum AlertSource {
+    /// A DfC alert (the platform's alert index): its texts are the DfC alert's, and its
+    /// status follows DfC's (and DfC's follows it).
+    Dfc(usize),
+    /// An alert of another product, raised in XDR alone (the `xdr_alert` event).
+    Product(Box<ProductAlert>),
+}
+
+/// The texts of an XDR alert of another product than Defender for Cloud.
+#[derive(Debug, Clone)]
+pub struct ProductAlert {
+    /// The scenario's handle.
+    pub key: String,
+    /// `serviceSource` (CSDL member, e.g. `microsoftDefenderForEndpoint`).
+    pub service_source: &'static str,
+    /// `detectionSource` (CSDL member, e.g. `antivirus`).
+    pub detection_source: &'static str,
+    pub product_name: String,
+    pub provider_alert_id: String,
+    pub title: String,
+    pub description: String,
+    /// Graph's spelling (`high`, `medium`, `low`, `informational`).
+    pub severity: String,
+    pub category: String,
+    pub first_activity: DateTime<Utc>,
+    pub last_activity: DateTime<Utc>,
 }
 
 /// An XDR incident, with or without a Sentinel incident it is kept in step with.
@@ -188,12 +315,33 @@ pub struct XdrIncident {
     pub assigned_to: Option<String>,
     pub custom_tags: Vec<String>,
     pub comments: Vec<XdrComment>,
+    /// `resolvingComment`: written by a PATCH (kept when the incident is reopened).
+    pub resolving_comment: Option<String>,
     /// The Sentinel comments already copied here (only new comments sync).
     pub sentinel_comments: Vec<String>,
     pub created: DateTime<Utc>,
     pub last_update: DateTime<Utc>,
     pub last_modified_by: String,
 }
+
+/// The tenant's Defender XDR settings (scenario top-level fields).
+#[derive(Debug, Clone, Default)]
+pub struct XdrSettings {
+    /// `defender_xdr`.
+    pub enabled: bool,
+    /// `xdr_incident_follows_alerts`.
+    pub follows_alerts: bool,
+    /// `graph_example_shapes`: Graph answers in the shapes of Graph's published examples.
+    pub example_shapes: bool,
+    /// `xdr_stamp_lag`: how long after a Graph write's instant (a comment's
+    /// `createdDateTime`, a PATCH) the incident's `lastUpdateDateTime` is stamped.
+    pub stamp_lag: Duration,
+    /// `resolving_comment_patch`: a PATCH may write `resolvingComment`.
+    pub resolving_comment_patch: bool,
+}
+
+/// The default `xdr_stamp_lag` (a few milliseconds, never zero: the product must meet it).
+pub const DEFAULT_STAMP_LAG_MS: i64 = 3;
 
 /// The XDR side of the tenant.
 #[derive(Debug, Clone, Default)]
@@ -203,9 +351,22 @@ pub struct Xdr {
     pub enabled: bool,
     /// `xdr_incident_follows_alerts`.
     pub follows_alerts: bool,
+    /// See [`XdrSettings`].
+    pub example_shapes: bool,
+    /// See [`XdrSettings`].
+    pub stamp_lag: Duration,
+    /// See [`XdrSettings`].
+    pub resolving_comment_patch: bool,
+    /// Add with [`Xdr::push_incident`] (it keeps the indexes).
     pub incidents: Vec<XdrIncident>,
+    /// Add with [`Xdr::push_alert`] (it keeps the indexes).
     pub alerts: Vec<XdrAlert>,
     next_id: i64,
+    incident_by_id: HashMap<String, usize>,
+    alert_by_id: HashMap<String, usize>,
+    alert_by_platform_alert: HashMap<usize, usize>,
+    alert_by_key: HashMap<String, usize>,
+    incident_by_sentinel: HashMap<usize, usize>,
 }
 
 /// A Graph-side change to an incident (the body of a PATCH, checked).
@@ -217,17 +378,21 @@ pub struct IncidentPatch {
     /// `Some(None)` unassigns.
     pub assigned_to: Option<Option<String>>,
     pub custom_tags: Option<Vec<String>>,
+    /// `Some(None)` clears it.
+    pub resolving_comment: Option<Option<String>>,
 }
 
 impl Xdr {
     /// The XDR side of a scenario.
-    pub fn new(enabled: bool, follows_alerts: bool) -> Xdr {
+    pub fn new(settings: XdrSettings) -> Xdr {
         Xdr {
-            enabled,
-            follows_alerts,
-            incidents: Vec::new(),
-            alerts: Vec::new(),
+            enabled: settings.enabled,
+            follows_alerts: settings.follows_alerts,
+            example_shapes: settings.example_shapes,
+            stamp_lag: settings.stamp_lag,
+            resolving_comment_patch: settings.resolving_comment_patch,
             next_id: FIRST_ID,
+            ..Xdr::default()
         }
     }
 
@@ -241,26 +406,72 @@ impl Xdr {
         id.to_string()
     }
 
+    /// Adds an incident (indexed by id and by its Sentinel twin); returns its index.
+    pub fn push_incident(&mut self, incident: XdrIncident) -> usize {
+        let idx = self.incidents.len();
+        self.incident_by_id.insert(incident.id.clone(), idx);
+        if let Some(s) = incident.sentinel {
+            self.incident_by_sentinel.insert(s, idx);
+        }
+        self.incidents.push(incident);
+        idx
+    }
+
+    /// Adds an alert (indexed by id, by its platform alert or by its handle); returns its
+    /// index.
+    pub fn push_alert(&mut self, alert: XdrAlert) -> usize {
+        let idx = self.alerts.len();
+        self.alert_by_id.insert(alert.id.to_ascii_lowercase(), idx);
+        match &alert.source {
+            AlertSource::Dfc(a) => {
+                self.alert_by_platform_alert.insert(*a, idx);
+            }
+            AlertSource::Product(p) => {
+                self.alert_by_key.insert(p.key.clone(), idx);
+            }
+        }
+        self.alerts.push(alert);
+        idx
+    }
+
     /// An incident by id.
     pub fn incident(&self, id: &str) -> Option<usize> {
-        self.incidents.iter().position(|i| i.id == id)
+        self.incident_by_id.get(id).copied()
     }
 
     /// An alert by id (case-insensitive).
     pub fn alert(&self, id: &str) -> Option<usize> {
-        self.alerts
-            .iter()
-            .position(|a| a.id.eq_ignore_ascii_case(id))
+        self.alert_by_id.get(&id.to_ascii_lowercase()).copied()
     }
 
     /// The XDR alert showing a platform alert.
     pub fn of_platform_alert(&self, alert: usize) -> Option<usize> {
-        self.alerts.iter().position(|a| a.alert == alert)
+        self.alert_by_platform_alert.get(&alert).copied()
+    }
+
+    /// An alert of another product by its scenario handle.
+    pub fn product_alert_by_key(&self, key: &str) -> Option<usize> {
+        self.alert_by_key.get(key).copied()
     }
 
     /// The XDR incident kept in step with a Sentinel incident.
     pub fn of_sentinel(&self, inc: usize) -> Option<usize> {
-        self.incidents.iter().position(|i| i.sentinel == Some(inc))
+        self.incident_by_sentinel.get(&inc).copied()
+    }
+
+    /// Moves an alert to another incident (or none), keeping both incidents' alert lists.
+    pub fn attach(&mut self, alert: usize, incident: Option<usize>) {
+        if let Some(old) = self.alerts[alert].incident
+            && Some(old) != incident
+        {
+            self.incidents[old].alerts.retain(|&a| a != alert);
+        }
+        self.alerts[alert].incident = incident;
+        if let Some(new) = incident
+            && !self.incidents[new].alerts.contains(&alert)
+        {
+            self.incidents[new].alerts.push(alert);
+        }
     }
 }
 
@@ -269,12 +480,31 @@ pub fn graph_severity(s: &str) -> String {
     s.to_ascii_lowercase()
 }
 
-/// A comment as Graph shows it.
-pub fn comment_json(c: &XdrComment) -> Json {
-    json!({
-        "@odata.type": "microsoft.graph.security.alertComment",
-        "comment": c.comment,
-        "createdByDisplayName": c.by,
-        "createdDateTime": format_time(c.at),
-    })
+/// A comment as Graph shows it: the CSDL's `createdByDisplayName` / `createdDateTime`, or
+/// (`example_shapes`) the keys of Graph's published list example, `createdBy` / `createdTime`.
+pub fn comment_json(c: &XdrComment, example_shapes: bool) -> Json {
+    let (by, at) = if example_shapes {
+        ("createdBy", "createdTime")
+    } else {
+        ("createdByDisplayName", "createdDateTime")
+    };
+    let mut doc = serde_json::Map::new();
+    doc.insert(
+        "@odata.type".into(),
+        json!("microsoft.graph.security.alertComment"),
+    );
+    doc.insert("comment".into(), json!(c.comment));
+    doc.insert(by.into(), json!(c.by));
+    doc.insert(at.into(), json!(graph_time(c.at)));
+    Json::Object(doc)
+}
+
+/// A time as Graph writes it: RFC 3339, UTC, always 7 fractional digits
+/// (`2021-08-13T08:43:35.5533333Z`, Graph's published examples).
+pub fn graph_time(t: DateTime<Utc>) -> String {
+    format!(
+        "{}.{:07}Z",
+        t.format("%Y-%m-%dT%H:%M:%S"),
+        t.timestamp_subsec_nanos() / 100
+    )
 }

@@ -73,6 +73,8 @@ pub fn handle(shared: &Shared, req: &Req) -> Resp {
             )
         }
         ("POST", "/token") => token(shared, req),
+        ("GET", "/leases") => leases(shared),
+        ("POST", "/leases/break") => break_lease(shared, req),
         _ => Resp::arm_error(
             404,
             "NotFound",
@@ -96,7 +98,114 @@ pub fn endpoints_json(shared: &Shared) -> Json {
         "arm_scope": "https://management.azure.com/.default",
         "log_analytics_scope": "https://api.loganalytics.io/.default",
         "graph_scope": "https://graph.microsoft.com/.default",
+        "storage": format!("{}/storage", shared.base_url),
+        "storage_scope": "https://storage.azure.com/.default",
+        "kubernetes": shared.base_url,
+        "logs_ingestion": format!("{}/ingest", shared.base_url),
+        "logs_ingestion_scope": "https://monitor.azure.com/.default",
     })
+}
+
+/// `GET /_emulator/leases`: every Blob lease and Kubernetes Lease with its history (periods
+/// with lease id or holder, start and end on the emulator's clock).
+fn leases(shared: &Shared) -> Resp {
+    let st = shared.lock();
+    let now = st.clock.now();
+    let t = crate::table::format_time;
+    // A view brought up to now (expiries and breaks that have happened) without a write.
+    let mut storage = st.platform.storage.clone();
+    storage.settle_all(now);
+    let mut blobs = Vec::new();
+    for a in &storage.accounts {
+        for c in &a.containers {
+            for (name, b) in &c.blobs {
+                let lease_id = match &b.lease {
+                    crate::blob::LeaseState::Leased { id, .. }
+                    | crate::blob::LeaseState::Breaking { id, .. }
+                    | crate::blob::LeaseState::Broken { id } => Some(id.clone()),
+                    crate::blob::LeaseState::Expired { id, .. } => id.clone(),
+                    crate::blob::LeaseState::Available => None,
+                };
+                blobs.push(json!({
+                    "account": a.name, "container": c.name, "blob": name,
+                    "state": b.lease.name(), "status": b.lease.status(),
+                    "lease_id": lease_id,
+                    "metadata": b.metadata,
+                    "history": b.history.iter().map(|p| json!({
+                        "lease_id": p.lease_id,
+                        "holder": p.holder,
+                        "metadata": p.metadata,
+                        "acquired_at": t(p.acquired_at),
+                        "ended_at": p.ended_at.map(t),
+                        "ended_by": p.ended_by.map(|e| e.name()),
+                    })).collect::<Vec<_>>(),
+                }));
+            }
+        }
+    }
+    let kube = &st.platform.kube;
+    let lease_doc = |l: &crate::kube::Lease, deleted: bool| {
+        json!({
+            "namespace": l.namespace, "name": l.name, "deleted": deleted,
+            "holder": l.spec.holder_identity,
+            "resourceVersion": l.resource_version.to_string(),
+            "history": l.history.iter().map(|p| json!({
+                "holder": p.holder,
+                "acquired_at": t(p.acquired_at),
+                "ended_at": p.ended_at.map(t),
+                "ended_by": p.ended_by.map(|e| e.name()),
+                "writes": p.writes,
+            })).collect::<Vec<_>>(),
+        })
+    };
+    let mut k8s: Vec<Json> = kube.leases.iter().map(|l| lease_doc(l, false)).collect();
+    k8s.extend(kube.deleted.iter().map(|l| lease_doc(l, true)));
+    let doc = json!({"now": t(now), "blobs": blobs, "kubernetes": k8s});
+    drop(st);
+    Resp::json(200, doc)
+}
+
+/// `POST /_emulator/leases/break`: `{"account", "container", "blob"}` breaks a Blob lease now
+/// (as `Break` with period 0); `{"namespace", "name", "holder"?}` deletes a Kubernetes Lease,
+/// or gives it to `holder` (a takeover by another candidate).
+fn break_lease(shared: &Shared, req: &Req) -> Resp {
+    let body = match json_body(req) {
+        Ok(b) => b,
+        Err(e) => return bad(e, None),
+    };
+    let s = |k: &str| body.get(k).and_then(Json::as_str);
+    let mut st = shared.lock();
+    let now = st.clock.now();
+    if let (Some(account), Some(container), Some(blob)) = (s("account"), s("container"), s("blob"))
+    {
+        let super::State { platform, rng, .. } = &mut *st;
+        let Some(a) = platform.storage.account(account) else {
+            return bad(format!("no storage account {account:?}"), Some("account"));
+        };
+        return match Arc::make_mut(platform)
+            .storage
+            .break_now(a, container, blob, rng, now)
+        {
+            Ok(broken) => Resp::json(200, json!({"broken": broken})),
+            Err(e) => bad(e.to_string(), Some("blob")),
+        };
+    }
+    if let (Some(ns), Some(name)) = (s("namespace"), s("name")) {
+        let holder = s("holder").map(str::to_string);
+        return match Arc::make_mut(&mut st.platform).kube.break_lease(
+            ns,
+            name,
+            holder.as_deref(),
+            now,
+        ) {
+            Ok(()) => Resp::json(200, json!({"broken": true})),
+            Err(e) => bad(e.message, Some("name")),
+        };
+    }
+    bad(
+        "expected {\"account\", \"container\", \"blob\"} or {\"namespace\", \"name\"}",
+        None,
+    )
 }
 
 fn events(shared: &Shared, req: &Req) -> Resp {
@@ -160,8 +269,9 @@ fn faults(shared: &Shared, req: &Req) -> Resp {
         }
     }
     let mut st = shared.lock();
+    let now = st.clock.now();
     for f in compiled {
-        st.faults.add(f);
+        st.faults.add(f, now);
     }
     Resp::json(200, json!({"faults": st.faults.len()}))
 }

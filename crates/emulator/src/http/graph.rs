@@ -7,16 +7,17 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value as Json, json};
 
 use super::{Req, Resp, Shared, State, json_body};
-use crate::odata::{self, Expr, Operand};
+use crate::odata::{self, Compiled, Expr, Field, Operand};
 use crate::platform::{Actor, Platform};
-use crate::table::format_time;
 use crate::tokens::{GRAPH_AUDIENCES, TokenError};
-use crate::xdr::{self, IncidentPatch, XdrAlert, XdrIncident};
+use crate::xdr::{self, AlertSource, IncidentPatch, XdrAlert, XdrIncident, graph_time, pascal};
 
 /// Where Graph's paths start.
 pub const PREFIX: &str = "/v1.0/";
@@ -255,104 +256,174 @@ enum Kind {
     Alerts,
 }
 
+/// How an answer is written: Graph's published examples' shapes or the CSDL's, and whether the
+/// caller asked for the evolvable enum members.
+#[derive(Debug, Clone, Copy)]
+struct Shapes {
+    /// `graph_example_shapes`: enum values in PascalCase, comments with `createdBy` /
+    /// `createdTime`.
+    example: bool,
+    /// `Prefer: include-unknown-enum-members`.
+    unknown_members: bool,
+}
+
+impl Shapes {
+    fn of(p: &Platform, req: &Req) -> Shapes {
+        Shapes {
+            example: p.xdr.example_shapes,
+            unknown_members: wants_unknown_members(req),
+        }
+    }
+
+    /// An enum member as the answer writes it.
+    fn member(self, m: &str) -> Json {
+        if self.example {
+            Json::String(pascal(m))
+        } else {
+            Json::String(m.to_string())
+        }
+    }
+
+    /// A member of an evolvable enum: `unknownFutureValue` unless the caller asked for the
+    /// members after it.
+    fn evolvable(self, list: &[&str], m: &str) -> Json {
+        if !self.unknown_members && xdr::evolvable(list, m) {
+            self.member("unknownFutureValue")
+        } else {
+            self.member(m)
+        }
+    }
+}
+
 /// The incident as Graph shows it (alerts expanded on request).
-fn incident_json(p: &Platform, i: &XdrIncident, alerts: bool) -> Json {
+fn incident_json(p: &Platform, i: &XdrIncident, alerts: bool, shapes: Shapes) -> Json {
     let mut doc = json!({
         "@odata.type": "#microsoft.graph.security.incident",
         "id": i.id,
         "tenantId": p.tenant_id,
-        "status": i.status,
+        "status": shapes.member(i.status),
         "incidentWebUrl": format!("https://security.microsoft.com/incidents/{}?tid={}", i.id, p.tenant_id),
         "redirectIncidentId": null,
         "displayName": i.display_name,
         "description": i.description,
-        "createdDateTime": format_time(i.created),
-        "lastUpdateDateTime": format_time(i.last_update),
+        "createdDateTime": graph_time(i.created),
+        "lastUpdateDateTime": graph_time(i.last_update),
         "assignedTo": i.assigned_to,
-        "classification": i.classification,
-        "determination": i.determination,
+        "classification": shapes.member(i.classification),
+        "determination": shapes.member(i.determination),
         "severity": i.severity,
         "customTags": i.custom_tags,
         "systemTags": [],
         "lastModifiedBy": i.last_modified_by,
-        "resolvingComment": null,
+        "resolvingComment": i.resolving_comment,
         "summary": null,
         "priorityScore": null,
-        "comments": i.comments.iter().map(xdr::comment_json).collect::<Vec<_>>(),
+        "comments": i.comments.iter().map(|c| xdr::comment_json(c, shapes.example)).collect::<Vec<_>>(),
     });
     if alerts {
         doc["alerts"] = Json::Array(
             i.alerts
                 .iter()
-                .map(|&a| alert_json(p, &p.xdr.alerts[a]))
+                .map(|&a| alert_json(p, &p.xdr.alerts[a], shapes))
                 .collect(),
         );
     }
     doc
 }
 
-/// The alert as Graph shows it, with the evolvable enum members unmasked.
-fn alert_json(p: &Platform, x: &XdrAlert) -> Json {
-    let a = &p.alerts[x.alert];
+/// The texts of an alert: its DfC alert's, or those its product gave.
+struct AlertTexts<'a> {
+    provider_alert_id: &'a str,
+    service_source: &'static str,
+    detection_source: &'static str,
+    product_name: &'a str,
+    detector_id: Option<&'a str>,
+    title: &'a str,
+    description: &'a str,
+    category: &'a str,
+    severity: String,
+    first_activity: DateTime<Utc>,
+    last_activity: DateTime<Utc>,
+}
+
+fn alert_texts<'a>(p: &'a Platform, x: &'a XdrAlert) -> AlertTexts<'a> {
+    match &x.source {
+        AlertSource::Dfc(a) => {
+            let a = &p.alerts[*a];
+            AlertTexts {
+                provider_alert_id: a
+                    .dfc
+                    .as_ref()
+                    .map_or(a.vendor_original_id.as_str(), |d| d.name.as_str()),
+                service_source: "microsoftDefenderForCloud",
+                detection_source: if a.product_component == "VirtualMachines" {
+                    "microsoftDefenderForServers"
+                } else {
+                    "microsoftDefenderForCloud"
+                },
+                product_name: "Microsoft Defender for Cloud",
+                detector_id: Some(&a.alert_type),
+                title: &a.display_name,
+                description: &a.description,
+                category: &a.intent,
+                severity: a.severity.to_ascii_lowercase(),
+                first_activity: a.start,
+                last_activity: a.end,
+            }
+        }
+        AlertSource::Product(pa) => AlertTexts {
+            provider_alert_id: &pa.provider_alert_id,
+            service_source: pa.service_source,
+            detection_source: pa.detection_source,
+            product_name: &pa.product_name,
+            detector_id: None,
+            title: &pa.title,
+            description: &pa.description,
+            category: &pa.category,
+            severity: pa.severity.clone(),
+            first_activity: pa.first_activity,
+            last_activity: pa.last_activity,
+        },
+    }
+}
+
+/// The alert as Graph shows it.
+fn alert_json(p: &Platform, x: &XdrAlert, shapes: Shapes) -> Json {
+    let t = alert_texts(p, x);
     let incident = x.incident.map(|i| p.xdr.incidents[i].id.clone());
-    let detection = if a.product_component == "VirtualMachines" {
-        "microsoftDefenderForServers"
-    } else {
-        "microsoftDefenderForCloud"
-    };
     json!({
         "@odata.type": "#microsoft.graph.security.alert",
         "id": x.id,
-        "providerAlertId": a.dfc.as_ref().map(|d| d.name.clone()).unwrap_or_else(|| a.vendor_original_id.clone()),
+        "providerAlertId": t.provider_alert_id,
         "incidentId": incident,
-        "status": x.status,
-        "severity": a.severity.to_ascii_lowercase(),
-        "classification": x.classification,
-        "determination": x.determination,
-        "serviceSource": "microsoftDefenderForCloud",
-        "detectionSource": detection,
-        "productName": "Microsoft Defender for Cloud",
-        "detectorId": a.alert_type,
+        "status": shapes.member(x.status),
+        "severity": t.severity,
+        "classification": shapes.member(x.classification),
+        "determination": shapes.member(x.determination),
+        "serviceSource": shapes.evolvable(xdr::SERVICE_SOURCES, t.service_source),
+        "detectionSource": shapes.evolvable(xdr::DETECTION_SOURCES, t.detection_source),
+        "productName": t.product_name,
+        "detectorId": t.detector_id,
         "tenantId": p.tenant_id,
-        "title": a.display_name,
-        "description": a.description,
-        "category": a.intent,
+        "title": t.title,
+        "description": t.description,
+        "category": t.category,
         "assignedTo": null,
         "alertWebUrl": format!("https://security.microsoft.com/alerts/{}?tid={}", x.id, p.tenant_id),
         "incidentWebUrl": incident.as_ref().map(|i| format!("https://security.microsoft.com/incidents/{i}?tid={}", p.tenant_id)),
         "actorDisplayName": null,
         "threatDisplayName": null,
-        "createdDateTime": format_time(x.created),
-        "lastUpdateDateTime": format_time(x.last_update),
-        "resolvedDateTime": x.resolved.map(format_time),
-        "firstActivityDateTime": format_time(a.start),
-        "lastActivityDateTime": format_time(a.end),
+        "createdDateTime": graph_time(x.created),
+        "lastUpdateDateTime": graph_time(x.last_update),
+        "resolvedDateTime": x.resolved.map(graph_time),
+        "firstActivityDateTime": graph_time(t.first_activity),
+        "lastActivityDateTime": graph_time(t.last_activity),
         "recommendedActions": "",
         "mitreTechniques": [],
         "systemTags": [],
         "comments": [],
         "evidence": [],
     })
-}
-
-/// Masks the members after `unknownFutureValue` unless the caller asked for them.
-fn mask(mut doc: Json, unknown_members: bool) -> Json {
-    if unknown_members {
-        return doc;
-    }
-    if let Some(o) = doc.as_object_mut() {
-        for key in ["serviceSource", "detectionSource"] {
-            if o.contains_key(key) {
-                o.insert(key.into(), json!("unknownFutureValue"));
-            }
-        }
-        if let Some(Json::Array(alerts)) = o.get_mut("alerts") {
-            for a in alerts.iter_mut() {
-                *a = mask(a.take(), false);
-            }
-        }
-    }
-    doc
 }
 
 /// The checked OData options of a list.
@@ -477,60 +548,175 @@ fn list_opts(req: &Req, kind: Kind) -> Result<ListOpts, String> {
     })
 }
 
-/// Lists incidents, or alerts (all, or those of the incident with id `of`).
+/// The values of a listed item that `$filter` and `$orderby` read, taken from the model (the
+/// JSON is built for the page's items only).
+struct ItemKeys<'a> {
+    /// The item's index (in `xdr.incidents` or `xdr.alerts`).
+    index: usize,
+    id: &'a str,
+    status: &'static str,
+    classification: &'static str,
+    determination: &'static str,
+    severity: &'a str,
+    assigned_to: Option<&'a str>,
+    service_source: Option<&'static str>,
+    created: DateTime<Utc>,
+    last_update: DateTime<Utc>,
+}
+
+impl<'a> ItemKeys<'a> {
+    fn of_incident(index: usize, i: &'a XdrIncident) -> ItemKeys<'a> {
+        ItemKeys {
+            index,
+            id: &i.id,
+            status: i.status,
+            classification: i.classification,
+            determination: i.determination,
+            severity: &i.severity,
+            assigned_to: i.assigned_to.as_deref(),
+            service_source: None,
+            created: i.created,
+            last_update: i.last_update,
+        }
+    }
+
+    fn of_alert(p: &'a Platform, index: usize) -> ItemKeys<'a> {
+        let x = &p.xdr.alerts[index];
+        let (severity, service_source) = match &x.source {
+            AlertSource::Dfc(a) => (p.alerts[*a].severity.as_str(), "microsoftDefenderForCloud"),
+            AlertSource::Product(pa) => (pa.severity.as_str(), pa.service_source),
+        };
+        ItemKeys {
+            index,
+            id: &x.id,
+            status: x.status,
+            classification: x.classification,
+            determination: x.determination,
+            severity,
+            assigned_to: None,
+            service_source: Some(service_source),
+            created: x.created,
+            last_update: x.last_update,
+        }
+    }
+
+    /// A filterable property's value (the real one: evolvable members are not masked).
+    fn field(&self, path: &[String]) -> Field<'a> {
+        let [name] = path else {
+            return Field::Null;
+        };
+        let text = |s: &'a str| Field::Str(s);
+        match name.as_str() {
+            "status" => text(self.status),
+            "classification" => text(self.classification),
+            "determination" => text(self.determination),
+            "severity" => text(self.severity),
+            "assignedTo" => self.assigned_to.map_or(Field::Null, text),
+            "serviceSource" => self.service_source.map_or(Field::Null, text),
+            "createdDateTime" => Field::Time(self.created),
+            "lastUpdateDateTime" => Field::Time(self.last_update),
+            _ => Field::Null,
+        }
+    }
+
+    /// The order of a list: the `$orderby` keys, then the id (shorter first, as numbers).
+    fn order(&self, other: &ItemKeys<'_>, orderby: &[(Vec<String>, bool)]) -> Ordering {
+        for (path, desc) in orderby {
+            let key = |k: &ItemKeys<'_>| match path.first().map(String::as_str) {
+                Some("lastUpdateDateTime") => k.last_update,
+                _ => k.created,
+            };
+            let o = key(self).cmp(&key(other));
+            let o = if *desc { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        (self.id.len(), self.id).cmp(&(other.id.len(), other.id))
+    }
+}
+
+/// Puts the items of positions `start..end` (in the list's order) in place, sorted, without
+/// sorting the whole list (linear in the list's length).
+fn order_page(
+    items: &mut [ItemKeys<'_>],
+    start: usize,
+    end: usize,
+    orderby: &[(Vec<String>, bool)],
+) {
+    let cmp = |a: &ItemKeys<'_>, b: &ItemKeys<'_>| a.order(b, orderby);
+    if start >= end || start >= items.len() {
+        return;
+    }
+    if start > 0 {
+        items.select_nth_unstable_by(start, cmp);
+    }
+    let rest = &mut items[start..];
+    let k = end - start;
+    if k < rest.len() {
+        rest.select_nth_unstable_by(k - 1, cmp);
+    }
+    rest[..k].sort_unstable_by(cmp);
+}
+
+/// Lists incidents, or alerts (all, or those of the incident with id `of`). The filter and
+/// the order read the model's values; only the page's items are written as JSON, so a page
+/// costs the page plus the matching items' keys.
 fn list(shared: &Shared, req: &Req, kind: Kind, of: Option<&str>) -> Resp {
     let opts = match list_opts(req, kind) {
         Ok(o) => o,
         Err(m) => return bad(shared, req, &m),
     };
-    let found: Option<Vec<Json>> = {
+    let filter = opts.filter.as_ref().map(Compiled::new);
+    let found: Option<(Vec<Json>, usize)> = {
         let st = shared.lock();
         let p = &st.platform;
-        match (kind, of) {
+        let shapes = Shapes::of(p, req);
+        let keys: Option<Vec<ItemKeys<'_>>> = match (kind, of) {
             (Kind::Incidents, _) => Some(
                 p.xdr
                     .incidents
                     .iter()
-                    .map(|i| incident_json(p, i, opts.expand_alerts))
+                    .enumerate()
+                    .map(|(n, i)| ItemKeys::of_incident(n, i))
                     .collect(),
             ),
             (Kind::Alerts, Some(id)) => p.xdr.incident(id).map(|i| {
                 p.xdr.incidents[i]
                     .alerts
                     .iter()
-                    .map(|&a| alert_json(p, &p.xdr.alerts[a]))
+                    .map(|&a| ItemKeys::of_alert(p, a))
                     .collect()
             }),
-            (Kind::Alerts, None) => Some(p.xdr.alerts.iter().map(|a| alert_json(p, a)).collect()),
-        }
+            (Kind::Alerts, None) => Some(
+                (0..p.xdr.alerts.len())
+                    .map(|a| ItemKeys::of_alert(p, a))
+                    .collect(),
+            ),
+        };
+        keys.map(|mut keys| {
+            if let Some(f) = &filter {
+                keys.retain(|k| f.eval(&|path| k.field(path)));
+            }
+            let total = keys.len();
+            let start = opts.offset.min(total);
+            let end = opts.offset.saturating_add(opts.top).min(total);
+            order_page(&mut keys, start, end, &opts.orderby);
+            let page = keys[start..end]
+                .iter()
+                .map(|k| match kind {
+                    Kind::Incidents => {
+                        incident_json(p, &p.xdr.incidents[k.index], opts.expand_alerts, shapes)
+                    }
+                    Kind::Alerts => alert_json(p, &p.xdr.alerts[k.index], shapes),
+                })
+                .collect();
+            (page, total)
+        })
     };
-    let Some(mut docs) = found else {
+    let Some((page, total)) = found else {
         return incident_not_found(shared, req, of.unwrap_or_default());
     };
-    if let Some(f) = &opts.filter {
-        docs.retain(|d| odata::eval(f, d));
-    }
-    docs.sort_by(|a, b| {
-        for (path, desc) in &opts.orderby {
-            let o = odata::compare(odata::lookup(a, path), odata::lookup(b, path))
-                .unwrap_or(Ordering::Equal);
-            let o = if *desc { o.reverse() } else { o };
-            if o != Ordering::Equal {
-                return o;
-            }
-        }
-        let id = |d: &Json| d["id"].as_str().map(str::to_string).unwrap_or_default();
-        let (x, y) = (id(a), id(b));
-        (x.len(), x).cmp(&(y.len(), y))
-    });
-    let total = docs.len();
-    let unknown = wants_unknown_members(req);
-    let page: Vec<Json> = docs
-        .into_iter()
-        .skip(opts.offset)
-        .take(opts.top)
-        .map(|d| mask(d, unknown))
-        .collect();
     let next = opts.offset + page.len();
     let what = match (kind, of) {
         (Kind::Incidents, _) => "security/incidents".to_string(),
@@ -594,10 +780,10 @@ fn get_incident(shared: &Shared, req: &Req, id: &str) -> Resp {
         let p = &st.platform;
         p.xdr
             .incident(id)
-            .map(|i| incident_json(p, &p.xdr.incidents[i], expand))
+            .map(|i| incident_json(p, &p.xdr.incidents[i], expand, Shapes::of(p, req)))
     };
     match doc {
-        Some(d) => preference(Resp::json(200, mask(d, wants_unknown_members(req))), req),
+        Some(d) => preference(Resp::json(200, d), req),
         None => incident_not_found(shared, req, id),
     }
 }
@@ -606,10 +792,12 @@ fn get_alert(shared: &Shared, req: &Req, id: &str) -> Resp {
     let doc = {
         let st = shared.lock();
         let p = &st.platform;
-        p.xdr.alert(id).map(|a| alert_json(p, &p.xdr.alerts[a]))
+        p.xdr
+            .alert(id)
+            .map(|a| alert_json(p, &p.xdr.alerts[a], Shapes::of(p, req)))
     };
     match doc {
-        Some(d) => preference(Resp::json(200, mask(d, wants_unknown_members(req))), req),
+        Some(d) => preference(Resp::json(200, d), req),
         None => error(
             shared,
             req,
@@ -620,8 +808,9 @@ fn get_alert(shared: &Shared, req: &Req, id: &str) -> Resp {
     }
 }
 
-/// Checks a PATCH body against the documented writable properties.
-fn parse_patch(body: &Json) -> Result<IncidentPatch, String> {
+/// Checks a PATCH body against the documented writable properties (`resolvingComment` too when
+/// the tenant takes it: Graph's changelog lists it as updatable since December 2024).
+fn parse_patch(body: &Json, resolving_comment: bool) -> Result<IncidentPatch, String> {
     let Some(obj) = body.as_object() else {
         return Err("The request body must be a JSON object.".into());
     };
@@ -678,6 +867,20 @@ fn parse_patch(body: &Json) -> Result<IncidentPatch, String> {
                     })?;
                 patch.custom_tags = Some(tags);
             }
+            "resolvingComment" if resolving_comment => {
+                patch.resolving_comment = Some(match v {
+                    Json::Null => None,
+                    other => {
+                        let c = text(k, other)?;
+                        if c.chars().count() > COMMENT_MAX {
+                            return Err(format!(
+                                "The property 'resolvingComment' must hold at most {COMMENT_MAX} characters."
+                            ));
+                        }
+                        Some(c)
+                    }
+                });
+            }
             "resolvingComment" | "summary" | "displayName" | "severity" | "description"
             | "comments" | "systemTags" | "redirectIncidentId" | "id" | "createdDateTime"
             | "lastUpdateDateTime" | "incidentWebUrl" | "tenantId" | "lastModifiedBy" => {
@@ -704,7 +907,8 @@ fn patch_incident(shared: &Shared, req: &Req, id: &str, name: &str) -> Resp {
         Ok(b) => b,
         Err(m) => return bad(shared, req, &m),
     };
-    let patch = match parse_patch(&body) {
+    let resolving_comment = shared.lock().platform.xdr.resolving_comment_patch;
+    let patch = match parse_patch(&body, resolving_comment) {
         Ok(p) => p,
         Err(m) => return bad(shared, req, &m),
     };
@@ -729,9 +933,10 @@ fn patch_incident(shared: &Shared, req: &Req, id: &str, name: &str) -> Resp {
     let actor = caller_actor(platform, name);
     let p = Arc::make_mut(platform);
     p.xdr_apply(inc, &patch, &actor, now, true);
-    let doc = incident_json(p, &p.xdr.incidents[inc], false);
+    p.xdr_stamp(inc, now);
+    let doc = incident_json(p, &p.xdr.incidents[inc], false, Shapes::of(p, req));
     drop(st);
-    preference(Resp::json(200, mask(doc, wants_unknown_members(req))), req)
+    preference(Resp::json(200, doc), req)
 }
 
 fn post_comment(shared: &Shared, req: &Req, id: &str, name: &str) -> Resp {
@@ -773,10 +978,12 @@ fn post_comment(shared: &Shared, req: &Req, id: &str, name: &str) -> Resp {
     let actor = caller_actor(platform, name);
     let p = Arc::make_mut(platform);
     p.xdr_comment(inc, text, &actor, now);
+    p.xdr_stamp(inc, now);
+    let example = p.xdr.example_shapes;
     let comments: Vec<Json> = p.xdr.incidents[inc]
         .comments
         .iter()
-        .map(xdr::comment_json)
+        .map(|c| xdr::comment_json(c, example))
         .collect();
     let base = shared.base_url.clone();
     drop(st);

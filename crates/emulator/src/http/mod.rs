@@ -3,9 +3,12 @@
 //! rules, calls the service's handler and logs the exchange.
 
 pub mod arm;
+pub mod blob;
 pub mod control;
 pub mod graph;
 pub mod identity;
+pub mod ingest;
+pub mod kube;
 pub mod la;
 pub mod la_answer;
 pub mod token;
@@ -65,6 +68,8 @@ impl Shared {
 pub struct Req {
     pub method: String,
     pub path: String,
+    /// The query string as sent (without `?`; empty without one).
+    pub raw_query: String,
     pub query: Vec<(String, String)>,
     pub headers: hyper::HeaderMap,
     pub body: Bytes,
@@ -163,6 +168,9 @@ pub enum Service {
     Arm,
     LogAnalytics,
     Graph,
+    Storage,
+    Kubernetes,
+    LogsIngestion,
     Control,
     Unknown,
 }
@@ -175,6 +183,9 @@ impl Service {
             Service::Arm => "arm",
             Service::LogAnalytics => "log_analytics",
             Service::Graph => "graph",
+            Service::Storage => "storage",
+            Service::Kubernetes => "kubernetes",
+            Service::LogsIngestion => "logs_ingestion",
             Service::Control => "control",
             Service::Unknown => "unknown",
         }
@@ -192,6 +203,12 @@ pub fn classify(path: &str) -> Service {
         Service::LogAnalytics
     } else if lower.starts_with(graph::PREFIX) {
         Service::Graph
+    } else if path.starts_with(blob::PREFIX) {
+        Service::Storage
+    } else if path.starts_with(kube::PREFIX) {
+        Service::Kubernetes
+    } else if path.starts_with(ingest::PREFIX) {
+        Service::LogsIngestion
     } else if lower == identity::APP_SERVICE_PATH || lower == identity::IMDS_PATH {
         Service::Identity
     } else if lower.contains("/oauth2/") {
@@ -248,6 +265,7 @@ async fn serve_on(
     let req = Req {
         method: parts.method.as_str().to_string(),
         path,
+        raw_query: parts.uri.query().unwrap_or_default().to_string(),
         query,
         headers,
         body,
@@ -280,8 +298,18 @@ async fn dispatch(shared: &Arc<Shared>, req: Req) -> Resp {
     // Fault rules.
     let hit = {
         let mut st = shared.lock();
+        let now = st.clock.now();
         let State { faults, rng, .. } = &mut *st;
-        faults.check(&req.method, &req.path, rng)
+        faults.check(
+            &crate::faults::Request {
+                method: &req.method,
+                path: &req.path,
+                query: &req.raw_query,
+                headers: &req.headers,
+            },
+            now,
+            rng,
+        )
     };
     if let Some(d) = hit.delay {
         tokio::time::sleep(d).await;
@@ -298,6 +326,9 @@ async fn dispatch(shared: &Arc<Shared>, req: Req) -> Resp {
             Service::Identity => identity::handle(shared, &req),
             Service::Arm => arm::handle(shared, &req),
             Service::Graph => graph::handle(shared, &req),
+            Service::Storage => blob::handle(shared, &req),
+            Service::Kubernetes => kube::handle(shared, &req),
+            Service::LogsIngestion => ingest::handle(shared, &req),
             Service::LogAnalytics => {
                 let shared2 = shared.clone();
                 let req2 = req.clone();
@@ -347,6 +378,7 @@ fn log(shared: &Shared, req: &Req, service: Service, resp: &Resp, principal: Opt
         time,
         service: service.name().to_string(),
         response_bytes: resp.raw.as_ref().map_or(0, Bytes::len),
+        user_agent: req.header("user-agent").map(str::to_string),
         rows: resp.rows,
     });
 }
@@ -384,6 +416,40 @@ fn fault_response(service: Service, status: u16) -> Resp {
             status,
             json!({"error": "temporarily_unavailable", "error_description": message}),
         ),
+        Service::Storage => {
+            let (code, message) = match status {
+                500 => (
+                    "InternalError",
+                    "The server encountered an internal error. Please retry the request. (injected fault)",
+                ),
+                503 => (
+                    "ServerBusy",
+                    "The server is currently unable to receive requests. Please retry your request. (injected fault)",
+                ),
+                _ => (code, message),
+            };
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+            );
+            Resp::raw_json(status, body.into_bytes())
+                .with("x-ms-error-code", code)
+                .with("Content-Type", "application/xml")
+        }
+        Service::Kubernetes => {
+            let reason = match status {
+                429 => "TooManyRequests",
+                500 => "InternalError",
+                503 => "ServiceUnavailable",
+                504 => "Timeout",
+                409 => "Conflict",
+                _ => "InternalError",
+            };
+            Resp::json(
+                status,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": message, "reason": reason, "code": status}),
+            )
+        }
         _ => Resp::arm_error(status, code, message),
     }
 }
@@ -396,7 +462,12 @@ fn to_hyper(resp: Resp) -> Response<Full<Bytes>> {
         (None, None) => Bytes::new(),
     };
     let mut builder = Response::builder().status(resp.status);
-    if has_body {
+    // JSON unless the response names its own type (Storage's XML errors).
+    let typed = resp
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    if has_body && !typed {
         builder = builder.header("Content-Type", "application/json; charset=utf-8");
     }
     for (k, v) in &resp.headers {

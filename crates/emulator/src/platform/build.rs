@@ -11,6 +11,7 @@ use crate::rbac;
 use crate::scenario::{EventSpec, PrincipalKind, ScenarioError, ScenarioSpec};
 use crate::scenario_read::EventSink;
 use crate::table::WorkspaceTables;
+use crate::xdr::{DEFAULT_STAMP_LAG_MS, XdrSettings};
 
 impl Platform {
     /// Builds the platform a scenario describes (applying its events in order).
@@ -85,6 +86,15 @@ impl Platform {
                 echo_keeps_dismissed: w.echo_keeps_dismissed,
                 defender_portal: w.defender_portal,
                 reingest_alerts: w.reingest_alerts,
+                dcr: match &w.dcr {
+                    None => None,
+                    Some(d) => Some(crate::ingest::Dcr::from_spec(
+                        d,
+                        &w.subscription_id,
+                        &w.resource_group,
+                        &p("dcr"),
+                    )?),
+                },
                 next_incident_number: 1,
                 created: now - Duration::days(365),
             });
@@ -157,7 +167,60 @@ impl Platform {
                 )?,
             });
         }
-        let tables = vec![WorkspaceTables::default(); workspaces.len()];
+        let stamp_lag = match &spec.xdr_stamp_lag {
+            None => Duration::milliseconds(DEFAULT_STAMP_LAG_MS),
+            Some(d) => crate::duration::parse(d)
+                .ok()
+                .filter(|d| *d >= Duration::zero())
+                .ok_or_else(|| ScenarioError::at("xdr_stamp_lag", format!("bad duration {d:?}")))?,
+        };
+        let storage = storage_of(spec, &workspaces)?;
+        let kube = match &spec.kubernetes {
+            None => crate::kube::KubeApi::default(),
+            Some(k) => {
+                if k.namespace.is_empty() || k.token.is_empty() {
+                    return Err(ScenarioError::at(
+                        "kubernetes",
+                        "a namespace and a token are needed",
+                    ));
+                }
+                crate::kube::KubeApi {
+                    enabled: true,
+                    namespace: k.namespace.clone(),
+                    token: k.token.clone(),
+                    user: format!(
+                        "system:serviceaccount:{}:{}",
+                        k.namespace,
+                        k.service_account.as_deref().unwrap_or("dfcsync")
+                    ),
+                    ..Default::default()
+                }
+            }
+        };
+        for (i, w) in workspaces.iter().enumerate() {
+            let Some(d) = &w.dcr else { continue };
+            let taken = workspaces[..i].iter().any(|x| {
+                x.dcr
+                    .as_ref()
+                    .is_some_and(|y| y.immutable_id.eq_ignore_ascii_case(&d.immutable_id))
+            });
+            if taken {
+                return Err(ScenarioError::at(
+                    format!("workspaces[{i}].dcr.immutable_id"),
+                    "duplicate immutable id",
+                ));
+            }
+        }
+        let tables: Vec<WorkspaceTables> = workspaces
+            .iter()
+            .map(|w| {
+                let mut t = WorkspaceTables::default();
+                if let Some(d) = &w.dcr {
+                    t.add_table(&d.table, &d.table_columns());
+                }
+                t
+            })
+            .collect();
         Ok(Platform {
             tenant_id: spec.tenant_id.clone(),
             workspaces,
@@ -166,11 +229,19 @@ impl Platform {
             incidents: Vec::new(),
             tables,
             limits: spec.limits.clone(),
+            storage,
+            kube,
             ids,
             start: now,
             frozen_clock,
             version: 0,
-            xdr: crate::xdr::Xdr::new(spec.defender_xdr, spec.xdr_incident_follows_alerts),
+            xdr: crate::xdr::Xdr::new(XdrSettings {
+                enabled: spec.defender_xdr,
+                follows_alerts: spec.xdr_incident_follows_alerts,
+                example_shapes: spec.graph_example_shapes,
+                stamp_lag,
+                resolving_comment_patch: spec.resolving_comment_patch,
+            }),
             alert_by_key: HashMap::new(),
             alert_by_sysid: HashMap::new(),
             alert_by_dfc_name: HashMap::new(),
@@ -178,6 +249,81 @@ impl Platform {
             incidents_by_alert: HashMap::new(),
         })
     }
+}
+
+/// The storage accounts of a scenario (names checked, subscription and resource group
+/// defaulting to the first workspace's).
+fn storage_of(
+    spec: &ScenarioSpec,
+    workspaces: &[Workspace],
+) -> Result<crate::blob::BlobStore, ScenarioError> {
+    let mut accounts: Vec<crate::blob::Account> = Vec::new();
+    for (i, a) in spec.storage.iter().enumerate() {
+        let path = |f: &str| format!("storage[{i}].{f}");
+        let ok = (3..=24).contains(&a.account.len())
+            && a.account
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !ok {
+            return Err(ScenarioError::at(
+                path("account"),
+                "3 to 24 lower-case letters and digits",
+            ));
+        }
+        if accounts.iter().any(|x| x.name == a.account) {
+            return Err(ScenarioError::at(path("account"), "duplicate account"));
+        }
+        let first = workspaces.first();
+        let subscription_id = a
+            .subscription_id
+            .clone()
+            .or_else(|| first.map(|w| w.subscription_id.clone()))
+            .ok_or_else(|| {
+                ScenarioError::at(
+                    path("subscription_id"),
+                    "missing (no workspace to take it from)",
+                )
+            })?;
+        if !guid_like(&subscription_id) {
+            return Err(ScenarioError::at(
+                path("subscription_id"),
+                "expected a GUID",
+            ));
+        }
+        let resource_group = a
+            .resource_group
+            .clone()
+            .or_else(|| first.map(|w| w.resource_group.clone()))
+            .ok_or_else(|| {
+                ScenarioError::at(
+                    path("resource_group"),
+                    "missing (no workspace to take it from)",
+                )
+            })?;
+        let mut containers: Vec<crate::blob::Container> = Vec::new();
+        for (j, c) in a.containers.iter().enumerate() {
+            let ok = (3..=63).contains(&c.len())
+                && c.chars()
+                    .all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == '-');
+            if !ok || containers.iter().any(|x| &x.name == c) {
+                return Err(ScenarioError::at(
+                    format!("storage[{i}].containers[{j}]"),
+                    "3 to 63 lower-case letters, digits and hyphens, once",
+                ));
+            }
+            containers.push(crate::blob::Container {
+                name: c.clone(),
+                blobs: Default::default(),
+            });
+        }
+        accounts.push(crate::blob::Account {
+            name: a.account.clone(),
+            subscription_id,
+            resource_group,
+            containers,
+        });
+    }
+    Ok(crate::blob::BlobStore { accounts })
 }
 
 /// A platform is what a scenario's events are applied to as they are read.

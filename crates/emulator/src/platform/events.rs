@@ -230,6 +230,12 @@ impl Platform {
                 let actor = self.actor_for(&x.by, path, crate::xdr::XDR_ACTOR)?;
                 self.xdr_event_status(x, path, &actor, at)?;
             }
+            Event::XdrAlert(x) => self.xdr_event_alert(x, path, at)?,
+            Event::XdrTune(x) => self.xdr_event_tune(x, path, at)?,
+            Event::XdrMoveAlert(x) => {
+                let actor = self.actor_for(&x.by, path, crate::xdr::XDR_ACTOR)?;
+                self.xdr_event_move_alert(x, path, &actor, at)?;
+            }
         }
         Ok(())
     }

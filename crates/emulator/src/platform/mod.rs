@@ -61,6 +61,8 @@ pub struct Workspace {
     pub echo_keeps_dismissed: bool,
     pub defender_portal: bool,
     pub reingest_alerts: bool,
+    /// The data collection rule feeding a custom table of the workspace (Logs Ingestion).
+    pub dcr: Option<crate::ingest::Dcr>,
     pub next_incident_number: i64,
     pub created: DateTime<Utc>,
 }
@@ -371,6 +373,10 @@ pub struct Platform {
     pub version: u64,
     /// The Defender XDR side (Microsoft Graph's incidents and alerts_v2).
     pub xdr: crate::xdr::Xdr,
+    /// Azure Storage accounts (Blob leases).
+    pub storage: crate::blob::BlobStore,
+    /// The Kubernetes API server's Leases.
+    pub kube: crate::kube::KubeApi,
     alert_by_key: HashMap<String, usize>,
     alert_by_sysid: HashMap<String, usize>,
     alert_by_dfc_name: HashMap<String, usize>,
@@ -537,6 +543,24 @@ impl Platform {
         p.roles
             .iter()
             .any(|a| rbac::scope_covers(&a.scope, resource) && rbac::role_grants(a.role, action))
+    }
+
+    /// Do the principal's assignments (effective at `now`) grant the data action `action` on
+    /// `resource` (a role's `dataActions`: Storage blobs, Logs Ingestion)?
+    pub fn authorized_data(
+        &self,
+        principal: usize,
+        action: &str,
+        resource: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let p = &self.principals[principal];
+        if now < self.start + p.propagation_delay {
+            return false;
+        }
+        p.roles.iter().any(|a| {
+            rbac::scope_covers(&a.scope, resource) && rbac::role_grants_data(a.role, action)
+        })
     }
 
     // ---------------------------------------------------------------- events

@@ -77,6 +77,18 @@ impl Platform {
                     .collect();
                 tables.insert(kind.name().into(), Json::Array(rows));
             }
+            // Custom tables (Logs Ingestion), every workspace's rows.
+            for t in &self.tables {
+                for name in t.custom_tables() {
+                    let rows = t.rows_json(name);
+                    match tables.get_mut(name) {
+                        Some(Json::Array(all)) => all.extend(rows),
+                        _ => {
+                            tables.insert(name.to_string(), Json::Array(rows));
+                        }
+                    }
+                }
+            }
             doc["tables"] = Json::Object(tables);
         }
         doc

@@ -7,13 +7,14 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value as Json, json};
 
 use super::{Actor, DfcStatus, Platform, empty_owner};
-use crate::scenario::{ScenarioError, XdrIncidentStatus};
+use crate::ids::IdGen;
+use crate::scenario::{ScenarioError, XdrAlertEvent, XdrIncidentStatus, XdrMoveAlert, XdrTune};
 use crate::table::format_time;
 use crate::xdr::{
-    CLASSIFICATIONS, DETERMINATIONS, IncidentPatch, WRITABLE_INCIDENT_STATUSES, XDR_ACTOR,
-    XdrAlert, XdrComment, XdrIncident, classification_from_sentinel, classification_to_sentinel,
-    comment_json, determination_fits, graph_severity, member, status_from_sentinel,
-    status_to_sentinel,
+    ALERT_STATUSES, AlertSource, CLASSIFICATIONS, DETECTION_SOURCES, DETERMINATIONS, IncidentPatch,
+    ProductAlert, SERVICE_SOURCES, WRITABLE_INCIDENT_STATUSES, XDR_ACTOR, XdrAlert, XdrComment,
+    XdrIncident, classification_from_sentinel, classification_to_sentinel, comment_json,
+    determination_fits, graph_severity, member, status_from_sentinel, status_to_sentinel,
 };
 
 /// The XDR alert status a DfC status shows as, with the classification a dismissal sets
@@ -55,7 +56,7 @@ impl Platform {
         let (status, class) = alert_status_from_dfc(a.status);
         let xa = XdrAlert {
             id: format!("dc{}", a.system_alert_id.to_ascii_lowercase()),
-            alert,
+            source: AlertSource::Dfc(alert),
             incident: None,
             status,
             classification: class.unwrap_or("unknown"),
@@ -64,8 +65,7 @@ impl Platform {
             last_update: at,
             resolved: (status == "resolved").then_some(at),
         };
-        let xa_idx = self.xdr.alerts.len();
-        self.xdr.alerts.push(xa);
+        let xa_idx = self.xdr.push_alert(xa);
         if !with_incident {
             return;
         }
@@ -91,13 +91,14 @@ impl Platform {
             assigned_to: None,
             custom_tags: vec![],
             comments: vec![],
+            resolving_comment: None,
             sentinel_comments: vec![],
             created: at,
             last_update: at,
             last_modified_by: XDR_ACTOR.into(),
         };
-        self.xdr.alerts[xa_idx].incident = Some(self.xdr.incidents.len());
-        self.xdr.incidents.push(inc);
+        let idx = self.xdr.push_incident(inc);
+        self.xdr.alerts[xa_idx].incident = Some(idx);
     }
 
     /// Hook: the DfC status of `alert` changed (a DfC action, or the echo of a Sentinel
@@ -174,6 +175,10 @@ impl Platform {
         if let Some(t) = &patch.custom_tags {
             i.custom_tags = t.clone();
         }
+        if let Some(c) = &patch.resolving_comment {
+            // Kept when the incident is reopened (UNCONFIRMED; crate README).
+            i.resolving_comment = c.clone();
+        }
         i.last_update = at;
         i.last_modified_by = actor.label.clone();
         let i = &self.xdr.incidents[inc];
@@ -195,17 +200,25 @@ impl Platform {
             self.touch_incident_with(s, actor, at, false);
         }
         if resolving && resolve_alerts {
-            let alerts: Vec<usize> = self.xdr.incidents[inc]
-                .alerts
-                .iter()
-                .map(|&a| self.xdr.alerts[a].alert)
-                .collect();
-            for a in alerts {
-                if matches!(
-                    self.alerts[a].status,
-                    DfcStatus::Active | DfcStatus::InProgress
-                ) {
-                    self.set_alert_status(a, DfcStatus::Resolved, at);
+            let alerts = self.xdr.incidents[inc].alerts.clone();
+            for x in alerts {
+                match self.xdr.alerts[x].dfc_alert() {
+                    Some(a) => {
+                        if matches!(
+                            self.alerts[a].status,
+                            DfcStatus::Active | DfcStatus::InProgress
+                        ) {
+                            self.set_alert_status(a, DfcStatus::Resolved, at);
+                        }
+                    }
+                    None => {
+                        let xa = &mut self.xdr.alerts[x];
+                        if xa.status != "resolved" {
+                            xa.status = "resolved";
+                            xa.resolved = Some(at);
+                            xa.last_update = at;
+                        }
+                    }
                 }
             }
         }
@@ -289,20 +302,10 @@ impl Platform {
         if !changed {
             return;
         }
-        for &m in &members {
-            if let Some(old) = self.xdr.alerts[m].incident
-                && old != x
-            {
-                self.xdr.incidents[old].alerts.retain(|&a| a != m);
-            }
-            self.xdr.alerts[m].incident = Some(x);
+        for m in members {
+            self.xdr.attach(m, Some(x));
         }
         let i = &mut self.xdr.incidents[x];
-        for m in members {
-            if !i.alerts.contains(&m) {
-                i.alerts.push(m);
-            }
-        }
         if i.classification != class {
             // UNCONFIRMED: the determination Sentinel's classification arrives with.
             i.determination = if class == "unknown" {
@@ -336,12 +339,244 @@ impl Platform {
             return Ok(i);
         }
         let alert = self
-            .alert_by_key(&text)
-            .ok_or_else(|| format!("no XDR incident {text:?} (an id or an alert handle)"))?;
-        self.xdr
-            .of_platform_alert(alert)
-            .and_then(|x| self.xdr.alerts[x].incident)
+            .resolve_xdr_alert(&text)
+            .map_err(|_| format!("no XDR incident {text:?} (an id or an alert handle)"))?;
+        self.xdr.alerts[alert]
+            .incident
             .ok_or_else(|| format!("alert {text:?} is in no XDR incident"))
+    }
+
+    /// An XDR alert named by an event: the handle of an `xdr_alert` or of a DfC alert
+    /// (`new_alert`), or the XDR alert's id.
+    pub fn resolve_xdr_alert(&self, handle: &str) -> Result<usize, String> {
+        if let Some(x) = self.xdr.product_alert_by_key(handle) {
+            return Ok(x);
+        }
+        if let Some(a) = self.alert_by_key(handle) {
+            return self
+                .xdr
+                .of_platform_alert(a)
+                .ok_or_else(|| format!("alert {handle:?} is not an XDR alert"));
+        }
+        self.xdr
+            .alert(handle)
+            .ok_or_else(|| format!("no XDR alert {handle:?} (an alert handle or an XDR alert id)"))
+    }
+
+    /// The `xdr_alert` event: another product (Defender for Endpoint, Office 365, …) raises
+    /// an alert in XDR alone, in a named incident or in a new one of its own.
+    pub(crate) fn xdr_event_alert(
+        &mut self,
+        e: &XdrAlertEvent,
+        path: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), ScenarioError> {
+        let err = |f: &str, m: String| ScenarioError::at(format!("{path}.{f}"), m);
+        if !self.xdr.enabled && !self.workspaces.iter().any(|w| w.defender_portal) {
+            return Err(err(
+                "do",
+                "xdr_alert needs Defender XDR (defender_xdr or a defender_portal workspace)".into(),
+            ));
+        }
+        if self.xdr.product_alert_by_key(&e.alert).is_some()
+            || self.alert_by_key(&e.alert).is_some()
+        {
+            return Err(err("alert", format!("alert {:?} already exists", e.alert)));
+        }
+        let service_source = member(SERVICE_SOURCES, &e.service_source).ok_or_else(|| {
+            err(
+                "service_source",
+                format!("unknown serviceSource {:?}", e.service_source),
+            )
+        })?;
+        let detection_source = match &e.detection_source {
+            Some(d) => member(DETECTION_SOURCES, d)
+                .ok_or_else(|| err("detection_source", format!("unknown detectionSource {d:?}")))?,
+            // The service's own detection source, when it has one of that name.
+            None => member(DETECTION_SOURCES, service_source).unwrap_or("unknown"),
+        };
+        let status = member(ALERT_STATUSES, &e.status).ok_or_else(|| {
+            err(
+                "status",
+                format!(
+                    "unknown alert status {:?} (new, inProgress, resolved)",
+                    e.status
+                ),
+            )
+        })?;
+        let severity = e.severity.clone().unwrap_or_else(|| "medium".into());
+        if !["high", "medium", "low", "informational"]
+            .contains(&severity.to_ascii_lowercase().as_str())
+        {
+            return Err(err("severity", format!("unknown severity {severity:?}")));
+        }
+        let incident = match &e.incident {
+            None => None,
+            Some(r) => Some(
+                self.resolve_xdr_incident(r)
+                    .map_err(|m| err("incident", m))?,
+            ),
+        };
+        // An id of the shape of Graph's examples (`da637551227677560813_-961444813`).
+        let mut ids = IdGen::from_seed(format!("xdr-alert:{}", e.alert).as_bytes());
+        let ticks = 637_000_000_000_000_000_i64 + (at.timestamp() - 1_600_000_000) * 10_000_000;
+        let id = format!("da{ticks}_{}", ids.next_f64().mul_add(2e9, -1e9) as i64);
+        let title = e
+            .title
+            .clone()
+            .unwrap_or_else(|| "Suspicious PowerShell command line".into());
+        let product = ProductAlert {
+            key: e.alert.clone(),
+            service_source,
+            detection_source,
+            product_name: e.product_name.clone(),
+            provider_alert_id: id.clone(),
+            description: e
+                .description
+                .clone()
+                .unwrap_or_else(|| format!("{title} was observed.")),
+            title,
+            severity: severity.to_ascii_lowercase(),
+            category: e.category.clone().unwrap_or_else(|| "Execution".into()),
+            first_activity: at - chrono::Duration::minutes(5),
+            last_activity: at - chrono::Duration::minutes(1),
+        };
+        let texts = (
+            product.title.clone(),
+            product.description.clone(),
+            product.severity.clone(),
+        );
+        let xa = XdrAlert {
+            id,
+            source: AlertSource::Product(Box::new(product)),
+            incident: None,
+            status,
+            classification: "unknown",
+            determination: "unknown",
+            created: at,
+            last_update: at,
+            resolved: (status == "resolved").then_some(at),
+        };
+        let x = self.xdr.push_alert(xa);
+        let inc = match incident {
+            Some(inc) => inc,
+            None => {
+                let (title, description, severity) = texts;
+                let id = self.xdr.allocate_id();
+                self.xdr.push_incident(XdrIncident {
+                    id,
+                    sentinel: None,
+                    alerts: vec![],
+                    display_name: title,
+                    description,
+                    severity,
+                    status: "active",
+                    classification: "unknown",
+                    determination: "unknown",
+                    assigned_to: None,
+                    custom_tags: vec![],
+                    comments: vec![],
+                    resolving_comment: None,
+                    sentinel_comments: vec![],
+                    created: at,
+                    last_update: at,
+                    last_modified_by: XDR_ACTOR.into(),
+                })
+            }
+        };
+        self.xdr.attach(x, Some(inc));
+        if self.xdr.follows_alerts {
+            self.xdr_roll_up(inc, at);
+        }
+        Ok(())
+    }
+
+    /// The `xdr_tune` event: Defender XDR's built-in alert tuning resolves an alert, or
+    /// reactivates it (field-2026-12.md §1.1), as actor `Microsoft Defender XDR`. A DfC alert's
+    /// new status reaches DfC too (alert status syncs both ways); the incident follows when the
+    /// tenant's XDR follows its alerts.
+    pub(crate) fn xdr_event_tune(
+        &mut self,
+        e: &XdrTune,
+        path: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), ScenarioError> {
+        let err = |f: &str, m: String| ScenarioError::at(format!("{path}.{f}"), m);
+        let x = self
+            .resolve_xdr_alert(&e.alert)
+            .map_err(|m| err("alert", m))?;
+        let status = match member(ALERT_STATUSES, &e.status) {
+            Some(s @ ("resolved" | "new")) => s,
+            _ => {
+                return Err(err(
+                    "status",
+                    format!("tuning sets \"resolved\" or \"new\", not {:?}", e.status),
+                ));
+            }
+        };
+        if let Some(a) = self.xdr.alerts[x].dfc_alert() {
+            let dfc = if status == "resolved" {
+                DfcStatus::Resolved
+            } else {
+                DfcStatus::Active
+            };
+            // The DfC change comes back through the sync hook (alert, then incident).
+            self.set_alert_status(a, dfc, at);
+            return Ok(());
+        }
+        let xa = &mut self.xdr.alerts[x];
+        if xa.status == status {
+            return Ok(());
+        }
+        xa.status = status;
+        xa.resolved = (status == "resolved").then_some(at);
+        xa.last_update = at;
+        if self.xdr.follows_alerts
+            && let Some(inc) = xa.incident
+        {
+            self.xdr_roll_up(inc, at);
+        }
+        Ok(())
+    }
+
+    /// The `xdr_move_alert` event: an alert moves to another XDR incident (as Graph's
+    /// `moveAlerts` action does); both incidents follow when XDR follows its alerts.
+    pub(crate) fn xdr_event_move_alert(
+        &mut self,
+        e: &XdrMoveAlert,
+        path: &str,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<(), ScenarioError> {
+        let err = |f: &str, m: String| ScenarioError::at(format!("{path}.{f}"), m);
+        let x = self
+            .resolve_xdr_alert(&e.alert)
+            .map_err(|m| err("alert", m))?;
+        let to = self
+            .resolve_xdr_incident(&e.incident)
+            .map_err(|m| err("incident", m))?;
+        let from = self.xdr.alerts[x].incident;
+        if from == Some(to) {
+            return Ok(());
+        }
+        self.xdr.attach(x, Some(to));
+        for inc in from.into_iter().chain([to]) {
+            let i = &mut self.xdr.incidents[inc];
+            i.last_update = at;
+            i.last_modified_by = actor.label.clone();
+            if self.xdr.follows_alerts {
+                self.xdr_roll_up(inc, at);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stamps an incident's `lastUpdateDateTime` as the service does after a Graph write at
+    /// `at`: `xdr_stamp_lag` later.
+    pub fn xdr_stamp(&mut self, inc: usize, at: DateTime<Utc>) {
+        let lag = self.xdr.stamp_lag;
+        let i = &mut self.xdr.incidents[inc];
+        i.last_update = i.last_update.max(at + lag);
     }
 
     /// The `xdr_incident_status` event: a Graph-side change, as a PATCH makes it.
@@ -399,6 +634,7 @@ impl Platform {
                 .as_ref()
                 .map(|a| (!a.is_empty()).then(|| a.clone())),
             custom_tags: None,
+            resolving_comment: None,
         };
         self.xdr_apply(inc, &patch, actor, at, true);
         Ok(())
@@ -420,7 +656,8 @@ impl Platform {
                     "assignedTo": i.assigned_to,
                     "customTags": i.custom_tags,
                     "alert_ids": i.alerts.iter().map(|&a| self.xdr.alerts[a].id.clone()).collect::<Vec<_>>(),
-                    "comments": i.comments.iter().map(comment_json).collect::<Vec<_>>(),
+                    "comments": i.comments.iter().map(|c| comment_json(c, false)).collect::<Vec<_>>(),
+                    "resolvingComment": i.resolving_comment,
                     "lastUpdateDateTime": format_time(i.last_update),
                     "lastModifiedBy": i.last_modified_by,
                 })
@@ -433,7 +670,14 @@ impl Platform {
             .map(|a| {
                 json!({
                     "id": a.id,
-                    "alert": self.alerts[a.alert].key,
+                    "alert": match &a.source {
+                        AlertSource::Dfc(p) => self.alerts[*p].key.clone(),
+                        AlertSource::Product(p) => Some(p.key.clone()),
+                    },
+                    "serviceSource": match &a.source {
+                        AlertSource::Dfc(_) => "microsoftDefenderForCloud",
+                        AlertSource::Product(p) => p.service_source,
+                    },
                     "incidentId": a.incident.map(|i| self.xdr.incidents[i].id.clone()),
                     "status": a.status,
                     "classification": a.classification,

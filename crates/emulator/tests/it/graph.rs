@@ -19,7 +19,7 @@ fn claims(token: &str) -> Value {
 }
 
 /// The demo with Graph permissions for `dfcsync` (all four) and `mi-dfcsync` (read only).
-fn graph_demo(f: impl FnOnce(&mut Value)) -> emulator::Scenario {
+pub(crate) fn graph_demo(f: impl FnOnce(&mut Value)) -> emulator::Scenario {
     demo_with(|v| {
         v["principals"][0]["graph_permissions"] =
             json!(["SecurityIncident.ReadWrite.All", "SecurityAlert.Read.All"]);
@@ -75,7 +75,7 @@ fn unknown_graph_permissions_are_refused_with_their_path() {
 
 /// The demo in the Defender portal with Defender XDR on: A1 (with A2 added) is incident
 /// 10001, B1 is 10002.
-fn portal_demo(f: impl FnOnce(&mut Value)) -> emulator::Scenario {
+pub(crate) fn portal_demo(f: impl FnOnce(&mut Value)) -> emulator::Scenario {
     graph_demo(|v| {
         v["defender_xdr"] = json!(true);
         v["workspaces"][0]["defender_portal"] = json!(true);
@@ -84,12 +84,12 @@ fn portal_demo(f: impl FnOnce(&mut Value)) -> emulator::Scenario {
 }
 
 impl Env {
-    fn graph(&self, path: &str) -> String {
+    pub(crate) fn graph(&self, path: &str) -> String {
         format!("{}/v1.0/security/{path}", self.emu.endpoints().graph)
     }
 
     /// A Graph request with the `Prefer` header for the evolvable enum members.
-    async fn graph_call(
+    pub(crate) async fn graph_call(
         &self,
         method: &str,
         url: &str,
@@ -107,13 +107,13 @@ impl Env {
     }
 
     /// Applies scenario events through the control API.
-    async fn events(&self, list: Value) {
+    pub(crate) async fn events(&self, list: Value) {
         self.control("POST", "events", Some(json!({ "events": list })))
             .await;
     }
 
     /// A Graph GET that must succeed.
-    async fn graph_get(&self, token: &str, path: &str) -> Value {
+    pub(crate) async fn graph_get(&self, token: &str, path: &str) -> Value {
         let (s, _, v) = self.call("GET", &self.graph(path), token, None).await;
         assert_eq!(s, 200, "{path}: {v}");
         v
@@ -130,7 +130,7 @@ fn state_alert<'a>(st: &'a Value, key: &str) -> &'a Value {
         .unwrap()
 }
 
-fn ids(v: &Value) -> Vec<String> {
+pub(crate) fn ids(v: &Value) -> Vec<String> {
     v["value"]
         .as_array()
         .unwrap()
@@ -429,7 +429,7 @@ async fn graph_throttles_per_app_and_takes_faults_and_the_request_log() {
 }
 
 /// The Sentinel incident of an alert handle, through ARM: (url, properties).
-async fn sentinel_incident(env: &Env, alert: &str) -> (String, Value) {
+pub(crate) async fn sentinel_incident(env: &Env, alert: &str) -> (String, Value) {
     let st = env.state();
     let name = st["incidents"]
         .as_array()

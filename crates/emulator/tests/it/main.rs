@@ -5,6 +5,9 @@ mod behaviour;
 mod cli;
 mod common;
 mod graph;
+mod graph_tenant;
+mod ingest;
+mod leases;
 mod limits;
 #[path = "../../../../test-support/reference.rs"]
 mod reference;
