@@ -38,6 +38,12 @@ pub struct ActionOutcome {
     /// 409s met on the way.
     pub conflicts: u32,
     pub why: String,
+    /// When the result came (the write's time, for an applied action).
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// When the incident's alerts last changed (from the plan).
+    pub alerts_changed_at: chrono::DateTime<chrono::Utc>,
+    /// For a close: `Classification/Reason` written.
+    pub classification: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,5 +171,11 @@ pub fn outcome(a: &PlannedAction, result: ActionResult, conflicts: u32) -> Actio
         result,
         conflicts,
         why: a.why.clone(),
+        at: chrono::Utc::now(),
+        alerts_changed_at: a.alerts_changed_at,
+        classification: a.closure.map(|c| match c.reason() {
+            Some(r) => format!("{}/{r}", c.classification()),
+            None => c.classification().to_string(),
+        }),
     }
 }

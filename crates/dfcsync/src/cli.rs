@@ -346,6 +346,19 @@ async fn plan(args: PlanArgs) -> Result<ExitCode> {
     })
 }
 
+/// The health sink `[health]` asks for (its rows go through `conn`'s HTTP policy).
+fn health_of(config: &Config, conn: &Connection) -> Result<Option<dfcsync::health::HealthSink>> {
+    let sink = dfcsync::health::HealthSink::from_config(config, &conn.http)
+        .context("setting up the health rows ([health])")?;
+    if let Some(s) = &sink {
+        tracing::info!(
+            run_id = s.run_id(),
+            "health rows go to the workspace (DfcSync_CL)"
+        );
+    }
+    Ok(sink)
+}
+
 /// The lease `config` asks for, with every write of `conn` behind its fence; a warning where
 /// there is none and overlapping runs could write twice.
 async fn lease_of(config: &Config, conn: &Connection) -> Result<Option<dfcsync::lease::Lease>> {
@@ -402,7 +415,12 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     dfcsync::daemon::on_signals(stop.clone(), Arc::new(tokio::sync::Notify::new()));
     let bar = progress_bar();
-    let report = Syncer::new(&config, args.read.mode())
+    let health = health_of(&config, &conn)?;
+    let mut syncer = Syncer::new(&config, args.read.mode());
+    if let Some(h) = &health {
+        syncer.observe(Arc::new(h.clone()));
+    }
+    let report = syncer
         .cycle(&conn, &config, Mode::Sync, &stop, &|done, total| {
             if let Some(b) = &bar {
                 b.set_length(total as u64);
@@ -415,6 +433,9 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
     }
     if let Some(l) = &lease {
         l.release().await;
+    }
+    if let Some(h) = &health {
+        h.flush(std::time::Duration::from_secs(30)).await;
     }
     report::log_cycle(&report, 1);
     print_cycle(&report, args.output)?;
@@ -439,7 +460,22 @@ async fn run_daemon(args: ConfigArgs) -> Result<ExitCode> {
     let wake = Arc::new(tokio::sync::Notify::new());
     daemon::on_signals(stop.clone(), wake.clone());
     let lease = lease_of(&config, &conn).await?;
-    daemon::run_loop(&conn, &config, &shared, lease.as_ref(), stop, wake).await;
+    let health = health_of(&config, &conn)?;
+    daemon::run_loop(
+        &conn,
+        &config,
+        &shared,
+        daemon::Beside {
+            lease: lease.as_ref(),
+            health: health.as_ref(),
+        },
+        stop,
+        wake,
+    )
+    .await;
+    if let Some(h) = &health {
+        h.flush(std::time::Duration::from_secs(10)).await;
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -238,15 +238,22 @@ pub async fn run_loop(
     conn: &Connection,
     config: &Config,
     shared: &Arc<Shared>,
-    lease: Option<&Lease>,
+    beside: Beside<'_>,
     stop: Arc<AtomicBool>,
     wake: Arc<Notify>,
 ) {
+    let Beside { lease, health } = beside;
     let mut cycle_no = 0u64;
     // The workspaces, their groups and change feeds, from one cycle to the next.
     let mut syncer = Syncer::new(config, ReadMode::Feed);
     syncer.observe(shared.clone());
+    if let Some(h) = health {
+        syncer.observe(Arc::new(h.clone()));
+    }
     loop {
+        if let Some(h) = health {
+            shared.metrics.health(h.stats());
+        }
         if let Some(l) = lease {
             let standby = match l.acquire().await {
                 Ok(None) => None,
@@ -294,6 +301,13 @@ pub async fn run_loop(
         l.release().await;
         shared.metrics.lease_released();
     }
+}
+
+/// What runs beside the loop: the lease (one writer at a time) and the health sink.
+#[derive(Default, Clone, Copy)]
+pub struct Beside<'a> {
+    pub lease: Option<&'a Lease>,
+    pub health: Option<&'a crate::health::HealthSink>,
 }
 
 /// How long a standing-by replica waits between two tries of the lease: a third of its

@@ -70,6 +70,9 @@ pub struct PlannedAction {
     pub alerts_to_set_in_progress: Vec<AlertAddress>,
     /// One line that says why.
     pub why: String,
+    /// When the incident's alerts last changed (the newest `changed_at` among them): with
+    /// the time of the write, the latency of the sync.
+    pub alerts_changed_at: DateTime<Utc>,
 }
 
 /// An in-scope incident left alone because something about it is uncertain.
@@ -227,6 +230,7 @@ pub fn repair_for(
         comment: ctx.render(&policy.templates.close_comment, closure, None, close.mark),
         alerts_to_set_in_progress: Vec::new(),
         why: "dfcsync closed this incident but the audit comment of that close never landed: posting it".into(),
+        alerts_changed_at: ctx.last_alert_change,
     })
 }
 
@@ -748,6 +752,7 @@ impl<'a> Context<'a> {
             ),
             alerts_to_set_in_progress: Vec::new(),
             why,
+            alerts_changed_at: self.last_alert_change,
         }
     }
 
@@ -773,6 +778,7 @@ impl<'a> Context<'a> {
             comment: self.render(template, closure, None, mark),
             alerts_to_set_in_progress: Vec::new(),
             why,
+            alerts_changed_at: self.last_alert_change,
         }
     }
 

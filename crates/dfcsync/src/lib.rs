@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod decide;
 pub mod doctor;
 pub mod events;
+pub mod health;
 pub mod lease;
 pub mod metrics;
 pub mod model;

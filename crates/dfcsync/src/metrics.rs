@@ -73,6 +73,10 @@ pub struct Metrics {
     lease_renewals: Gauge,
     lease_renew_failures: Gauge,
     lease_losses: Gauge,
+    health_rows_sent: Gauge,
+    health_rows_dropped: Gauge,
+    health_calls_failed: Gauge,
+    health_rows_buffered: Gauge,
     /// The (workspace, reason) pairs of the held gauge seen so far (reset to 0 when gone).
     held_reasons: Mutex<Vec<(String, String)>>,
 }
@@ -108,6 +112,30 @@ impl Metrics {
         let lease_renewals = Gauge::default();
         let lease_renew_failures = Gauge::default();
         let lease_losses = Gauge::default();
+        let health_rows_sent = Gauge::default();
+        let health_rows_dropped = Gauge::default();
+        let health_calls_failed = Gauge::default();
+        let health_rows_buffered = Gauge::default();
+        registry.register(
+            "health_rows_sent_since_start",
+            "Rows sent to the workspace's DfcSync_CL table, since this process started",
+            health_rows_sent.clone(),
+        );
+        registry.register(
+            "health_rows_dropped_since_start",
+            "Health rows dropped because the buffer was full while the endpoint failed, since this process started",
+            health_rows_dropped.clone(),
+        );
+        registry.register(
+            "health_calls_failed_since_start",
+            "Calls to the Logs Ingestion API that failed (their rows kept), since this process started",
+            health_calls_failed.clone(),
+        );
+        registry.register(
+            "health_rows_buffered",
+            "Health rows waiting to be sent",
+            health_rows_buffered.clone(),
+        );
         registry.register(
             "lease_held",
             "1 while this process holds the lease (one writer at a time), 0 otherwise",
@@ -226,6 +254,10 @@ impl Metrics {
             lease_renewals,
             lease_renew_failures,
             lease_losses,
+            health_rows_sent,
+            health_rows_dropped,
+            health_calls_failed,
+            health_rows_buffered,
             held_reasons: Mutex::new(Vec::new()),
         }
     }
@@ -360,6 +392,17 @@ impl Metrics {
         self.lease_renewals.set(n(&stats.renewals));
         self.lease_renew_failures.set(n(&stats.renew_failures));
         self.lease_losses.set(n(&stats.losses));
+    }
+
+    /// The health sink's counters.
+    pub fn health(&self, stats: &crate::health::HealthStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n =
+            |a: &std::sync::atomic::AtomicU64| i64::try_from(a.load(Relaxed)).unwrap_or(i64::MAX);
+        self.health_rows_sent.set(n(&stats.rows_sent));
+        self.health_rows_dropped.set(n(&stats.rows_dropped));
+        self.health_calls_failed.set(n(&stats.calls_failed));
+        self.health_rows_buffered.set(n(&stats.buffered));
     }
 
     /// The lease was given back.

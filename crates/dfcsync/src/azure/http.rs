@@ -13,7 +13,7 @@
 //! - A client-side limiter for ARM: it reads `x-ms-ratelimit-remaining-subscription-*` (and
 //!   the `-global-` variants) and, when a subscription's bucket runs low, paces requests at
 //!   the bucket's refill rate so that ARM never has to say no.
-//! - `User-Agent: dfcsync/<version>`, a fresh `x-ms-client-request-id` per request (kept
+//! - `User-Agent: dfcsync/<version> run/<run id>`, a fresh `x-ms-client-request-id` per request (kept
 //!   across its retries), and the service's request ids in logs and errors.
 //! - Counters of requests by service and status, retries and throttle waits ([`Stats`]).
 //!
@@ -38,6 +38,14 @@ use super::token::TokenSource;
 
 /// `dfcsync/<version>`.
 pub const USER_AGENT: &str = concat!("dfcsync/", env!("CARGO_PKG_VERSION"));
+
+/// This process's run id: 8 random hex digits, the same for every request it sends (in its
+/// `User-Agent`, `dfcsync/<version> run/<id>`), its health rows and its lease holder name, so
+/// that the runs of one deployment can be told apart in any log.
+pub fn run_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned())
+}
 
 /// Timeouts, retries and throttling. The defaults suit production; tests shorten them.
 #[derive(Debug, Clone)]
@@ -414,7 +422,7 @@ impl AzureHttpBuilder {
         let tls = tls_config(&extra)?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
-            .user_agent(USER_AGENT)
+            .user_agent(format!("{USER_AGENT} run/{}", run_id()))
             .connect_timeout(self.opts.connect_timeout)
             .timeout(self.opts.timeout)
             .pool_idle_timeout(Duration::from_secs(60))

@@ -34,6 +34,7 @@ pub mod error;
 pub mod graph;
 pub mod http;
 pub mod log_analytics;
+pub mod logs_ingestion;
 pub mod sentinel;
 pub mod storage;
 pub mod token;

@@ -8,7 +8,8 @@
 //! writers post every comment twice. So a run takes the lease before its first write:
 //!
 //! - [`Lease::acquire`] takes it (or says who holds it, and until when);
-//! - while held, a background task renews it every third of its duration; the [`Fence`]
+//! - while held, a background task renews it every sixth of its duration (between 1 and 5
+//!   s: a lease broken by someone else is noticed that soon); the [`Fence`]
 //!   opens writes only while the lease is held with more than a margin (a third of the
 //!   duration) left, on the local monotonic clock from the start of the last successful
 //!   renewal. A renewal that fails closes the fence at once (writes in flight finish; no
@@ -299,7 +300,12 @@ impl Lease {
     }
 }
 
-/// Renews every third of the duration while the lease is ours.
+/// How often a held lease is renewed: a sixth of its duration, between 1 and 5 seconds.
+pub fn renew_period(duration: Duration) -> Duration {
+    (duration / 6).clamp(Duration::from_secs(1), Duration::from_secs(5))
+}
+
+/// Renews every [`renew_period`] while the lease is ours.
 async fn renew_loop(
     store: Arc<dyn LeaseStore>,
     holder: String,
@@ -313,7 +319,7 @@ async fn renew_loop(
     // the duration).
     let mut ours_until = fence.until().unwrap_or_else(Instant::now);
     loop {
-        tokio::time::sleep(duration / 3).await;
+        tokio::time::sleep(renew_period(duration)).await;
         let Some(token) = state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -354,7 +360,7 @@ async fn renew_loop(
 }
 
 /// The identity of this process as a holder: the host's name (a pod's, a Container Apps
-/// replica's), the process id and a random suffix.
+/// replica's), the process id and the run id (`crate::azure::http::run_id`).
 pub fn holder_identity() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -366,8 +372,11 @@ pub fn holder_identity() -> String {
         })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "dfcsync".to_owned());
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    format!("{host}-{}-{suffix}", std::process::id())
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        crate::azure::http::run_id()
+    )
 }
 
 /// The default lease name of a configuration: one per backend and target, so that every run
