@@ -42,11 +42,34 @@ async fn killed_at_random_points_with_the_change_feed_converges() {
     killed_runs(true).await;
 }
 
+/// With a Blob lease: a killed run leaves its lease to expire (the emulator's clock is moved on
+/// before the next run, so that it need not wait), and every write passes the fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_random_points_with_a_lease_converges() {
+    killed_runs_with(false, true).await;
+}
+
 async fn killed_runs(feed: bool) {
+    killed_runs_with(feed, false).await;
+}
+
+async fn killed_runs_with(feed: bool, lease: bool) {
     let n: usize = env_or("RESTART_INCIDENTS", 144);
     let kills: usize = env_or("RESTART_KILLS", 6);
     let seed: u64 = env_or("RESTART_SEED", if feed { 5 } else { 3 });
-    let (s, kinds) = scenario(n, "0s", None);
+    let (mut s, kinds) = scenario(n, "0s", None);
+    if lease {
+        s["storage"] =
+            serde_json::json!([{"account": "stdfcsync", "containers": ["dfcsync-leases"]}]);
+        for p in s["principals"].as_array_mut().unwrap() {
+            if p["name"] == "dfcsync" {
+                p["roles"].as_array_mut().unwrap().push(serde_json::json!({
+                    "role": "Storage Blob Data Contributor",
+                    "scope": format!("/subscriptions/{SUB}/resourceGroups/rg-sentinel/providers/Microsoft.Storage/storageAccounts/stdfcsync")
+                }));
+            }
+        }
+    }
 
     // The uninterrupted run.
     let clean = {
@@ -62,15 +85,16 @@ async fn killed_runs(feed: bool) {
     let emu = start(&s).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dfcsync.toml");
-    std::fs::write(
-        &path,
-        config_text(
-            &emu,
-            None,
-            "\n[sync]\nconcurrency = 1\ninterval = \"1s\"\njitter = \"0s\"\nlisten = \"127.0.0.1:0\"\n",
-        ),
-    )
-    .unwrap();
+    let mut extra =
+        "\n[sync]\nconcurrency = 1\ninterval = \"1s\"\njitter = \"0s\"\nlisten = \"127.0.0.1:0\"\n"
+            .to_owned();
+    if lease {
+        extra.push_str(&format!(
+            "\n[lease]\nkind = \"azure_blob\"\naccount_url = \"{}/storage/stdfcsync\"\nduration = \"15s\"\n",
+            emu.base_url()
+        ));
+    }
+    std::fs::write(&path, config_text(&emu, None, &extra)).unwrap();
     let config = Config::parse(&std::fs::read_to_string(&path).unwrap(), "killed.toml").unwrap();
     let conn = connect(&config, fast()).await;
     let ctl = control(&conn, &emu);
@@ -99,6 +123,16 @@ async fn killed_runs(feed: bool) {
     let mut mid_run = 0;
     let mut landed = Vec::new();
     for k in 0..kills {
+        if lease {
+            // The killed run before left its lease held: let it run out on the service.
+            post(
+                &ctl,
+                &emu,
+                "/_emulator/clock",
+                serde_json::json!({"advance": "20s"}),
+            )
+            .await;
+        }
         let before = puts(&ctl, &emu).await;
         let mut child = match (feed, k % 2) {
             (false, _) => run(&["sync"]),

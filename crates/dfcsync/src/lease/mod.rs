@@ -234,18 +234,44 @@ impl Lease {
         if self.fence.open() {
             return Ok(None);
         }
-        if self
+        let token = self
             .state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .token
-            .is_some()
-        {
-            // Ours, but its renewals fail (they go on in the background): no writes for now.
-            return Ok(Some(Holding {
-                holder: Some(format!("{} (this run, whose renewals fail)", self.holder)),
-                until: None,
-            }));
+            .clone();
+        if let Some(token) = token {
+            // Ours, but its renewals failed: try one now rather than wait for the next.
+            let started = Instant::now();
+            match self.store.renew(&token, &self.holder, self.duration).await {
+                Ok(new_token) => {
+                    self.stats
+                        .renewals
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.fence.set(Some(started + self.duration));
+                    self.state.lock().unwrap_or_else(|e| e.into_inner()).token = Some(new_token);
+                    return Ok(None);
+                }
+                Err(LeaseError::Lost(_)) => {
+                    let renewer = {
+                        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                        st.token = None;
+                        st.renewer.take()
+                    };
+                    if let Some(r) = renewer {
+                        r.abort();
+                    }
+                }
+                Err(e) => {
+                    return Ok(Some(Holding {
+                        holder: Some(format!(
+                            "{} (this run, whose renewals fail: {e})",
+                            self.holder
+                        )),
+                        until: None,
+                    }));
+                }
+            }
         }
         let started = Instant::now();
         match self.store.acquire(&self.holder, self.duration).await? {
