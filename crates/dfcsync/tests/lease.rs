@@ -251,6 +251,9 @@ async fn without_a_lease_overlapping_graph_syncs_write_twice() {
     );
 }
 
+/// A lease period: holder, start, end (`None`: still held).
+type Period = (String, DateTime<Utc>, Option<DateTime<Utc>>);
+
 /// `GET /_emulator/leases`.
 async fn leases_state(ctl: &reqwest::Client, emu: &emulator::EmulatorHandle) -> Value {
     let body = ctl
@@ -265,10 +268,7 @@ async fn leases_state(ctl: &reqwest::Client, emu: &emulator::EmulatorHandle) -> 
 }
 
 /// The emulator's lease history: per blob, its periods (holder, start, end).
-async fn lease_periods(
-    ctl: &reqwest::Client,
-    emu: &emulator::EmulatorHandle,
-) -> Vec<(String, DateTime<Utc>, Option<DateTime<Utc>>)> {
+async fn lease_periods(ctl: &reqwest::Client, emu: &emulator::EmulatorHandle) -> Vec<Period> {
     let r = leases_state(ctl, emu).await;
     let t = |v: &Value| v.as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok());
     r["blobs"]
@@ -301,10 +301,7 @@ fn is_write(e: &Value) -> bool {
 }
 
 /// Every write of the request log falls inside a lease period held by the run that sent it.
-fn assert_writes_fenced(
-    log: &[Value],
-    periods: &[(String, DateTime<Utc>, Option<DateTime<Utc>>)],
-) -> usize {
+fn assert_writes_fenced(log: &[Value], periods: &[Period]) -> usize {
     let mut n = 0;
     for e in log
         .iter()
