@@ -22,8 +22,11 @@ use dfcsync::azure::auth::AuthOptions;
 use dfcsync::azure::http::{AzureHttp, HttpOptions};
 use dfcsync::config::{Backend, Config};
 use dfcsync::connect::Connection;
-use dfcsync::cycle::{Mode, run_cycle};
+use dfcsync::cycle::{Mode, ReadMode, Syncer, run_cycle};
 use dfcsync::report;
+
+/// The deployment template: its workbook's queries make the demo's last table.
+const TEMPLATE: &str = include_str!("../../../deploy/azure/azuredeploy.json");
 
 /// The scenario: one workspace, one incident per story.
 pub const SCENARIO: &str = include_str!("../demo/scenario.json");
@@ -80,12 +83,30 @@ pub async fn run(backend: Backend) -> Result<ExitCode> {
     let mut text = emu.config_toml();
     if graph {
         text.push_str("\n[sync]\nbackend = \"graph\"\n");
+    } else {
+        // dfcsync's own rows go to the workspace's DfcSync_CL, as a deployment's do.
+        text.push_str(&format!(
+            "\n[health]\nendpoint = \"{}/ingest\"\ndcr_immutable_id = \"dcr-00000000000000000000000000demo\"\n",
+            emu.base_url()
+        ));
     }
     let config = Config::parse(&text, "<demo configuration>")?;
     let conn = Connection::open_with(&config, AuthOptions::isolated(), HttpOptions::default())
         .await
         .context("connecting to the emulator")?;
     let stop = Arc::new(AtomicBool::new(false));
+    let health =
+        dfcsync::health::HealthSink::from_config(&config, &conn.http).context("the health rows")?;
+    // One syncer for the sync cycles, watched by the health sink.
+    let sync_cycle = async |syncer: &mut Syncer| {
+        syncer
+            .cycle(&conn, &config, Mode::Sync, &stop, &|_, _| {})
+            .await
+    };
+    let mut syncer = Syncer::new(&config, ReadMode::Feed);
+    if let Some(h) = &health {
+        syncer.observe(Arc::new(h.clone()));
+    }
 
     let table = |state: &Value| {
         if graph {
@@ -99,7 +120,7 @@ pub async fn run(backend: Backend) -> Result<ExitCode> {
     let plan = run_cycle(&conn, &config, Mode::Plan, &stop, &|_, _| {}).await;
     println!("== dfcsync plan\n{}", report::cycle_table(&plan));
 
-    let first = run_cycle(&conn, &config, Mode::Sync, &stop, &|_, _| {}).await;
+    let first = sync_cycle(&mut syncer).await;
     println!("== dfcsync sync\n{}", report::summary_line(&first));
     println!("\n== Incidents after\n{}", table(&emu.state()));
 
@@ -132,11 +153,40 @@ pub async fn run(backend: Backend) -> Result<ExitCode> {
         "== An analyst reopens incident #{} on purpose; its alert is still Resolved.",
         reopened.map_or_else(|| "?".to_owned(), |n| n.to_string())
     );
-    let second = run_cycle(&conn, &config, Mode::Sync, &stop, &|_, _| {}).await;
+    let second = sync_cycle(&mut Syncer::new(&config, ReadMode::Feed)).await;
     println!("== dfcsync sync, again\n{}", report::summary_line(&second));
     println!(
         "The original query would close it again, every hour; dfcsync finds its own mark and leaves it.\n"
     );
+    if let Some(h) = &health {
+        h.flush(std::time::Duration::from_secs(10)).await;
+        let ws = conn
+            .sentinel
+            .workspace(
+                &config.file.workspaces[0].subscription_id,
+                &config.file.workspaces[0].resource_group,
+                &config.file.workspaces[0].name,
+            )
+            .await?;
+        for (item, title) in [
+            (
+                "latency",
+                "what dfcsync did, and how long the incidents trailed their alerts",
+            ),
+            ("held", "the incidents dfcsync holds, and why"),
+        ] {
+            let query = workbook_query(item).context("the workbook's query")?;
+            let answer = conn
+                .log_analytics
+                .query(&ws.customer_id, &query, None)
+                .await
+                .with_context(|| format!("running the workbook's {item} query"))?;
+            println!(
+                "== The workbook ({title}), from DfcSync_CL:\n{}",
+                answer_table(&answer)?
+            );
+        }
+    }
 
     let ok = plan.succeeded() && first.succeeded() && second.succeeded();
     emu.shutdown().await;
@@ -145,6 +195,54 @@ pub async fn run(backend: Backend) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The query of the workbook item `name` in the deployment template.
+fn workbook_query(name: &str) -> Option<String> {
+    let t: Value = serde_json::from_str(TEMPLATE).ok()?;
+    fn find<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+        match v {
+            Value::Object(m) => {
+                if m.get("name").and_then(Value::as_str) == Some(name)
+                    && let Some(q) = m.get("content").and_then(|c| c.get("query"))
+                {
+                    return Some(q);
+                }
+                m.values().find_map(|x| find(x, name))
+            }
+            Value::Array(a) => a.iter().find_map(|x| find(x, name)),
+            _ => None,
+        }
+    }
+    find(&t, name)?.as_str().map(str::to_owned)
+}
+
+/// A Log Analytics answer as a table.
+fn answer_table(body: &[u8]) -> Result<String> {
+    let v: Value = serde_json::from_slice(body).context("the query's answer")?;
+    let table = &v["tables"][0];
+    let names: Vec<&str> = table["columns"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    let mut t = dfcsync::report::new_table(&names);
+    for row in table["rows"].as_array().into_iter().flatten() {
+        t.add_row(
+            row.as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| match c {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() != 0.0) => {
+                        format!("{:.1}", n.as_f64().unwrap_or_default())
+                    }
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    Ok(t.to_string())
 }
 
 /// The XDR incident of the alert with this scenario handle.

@@ -56,6 +56,11 @@ struct Inner {
     backend: &'static str,
     bound: usize,
     buffer: Mutex<VecDeque<Pending>>,
+    /// The service's clock less this machine's, as the last read told it: the rows' times
+    /// are on the service's clock (a skewed local clock must not move the latencies).
+    skew: Mutex<chrono::TimeDelta>,
+    /// One sender at a time (the background task, or a flush): a row is sent once.
+    sending: tokio::sync::Mutex<()>,
     wake: Notify,
     stats: HealthStats,
 }
@@ -118,6 +123,8 @@ impl HealthSink {
                 },
                 bound: h.buffer.max(1),
                 buffer: Mutex::new(VecDeque::new()),
+                skew: Mutex::new(chrono::TimeDelta::zero()),
+                sending: tokio::sync::Mutex::new(()),
                 wake: Notify::new(),
                 stats: HealthStats::default(),
             }),
@@ -134,10 +141,18 @@ impl HealthSink {
         &self.inner.run_id
     }
 
+    /// A local instant on the service's clock.
+    fn service_time(&self, local: DateTime<Utc>) -> DateTime<Utc> {
+        local + *self.inner.skew.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A row with the columns every kind fills.
     fn row(&self, kind: &str, workspace: &str) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("TimeGenerated".into(), json!(time(Utc::now())));
+        m.insert(
+            "TimeGenerated".into(),
+            json!(time(self.service_time(Utc::now()))),
+        );
         m.insert("RunId".into(), json!(self.inner.run_id));
         m.insert("Kind".into(), json!(kind));
         m.insert("Version".into(), json!(env!("CARGO_PKG_VERSION")));
@@ -183,11 +198,14 @@ impl HealthSink {
             json!(o.result.detail().unwrap_or_default()),
         );
         m.insert("AlertsChangedAt".into(), json!(time(o.alerts_changed_at)));
-        m.insert("WrittenAt".into(), json!(time(o.at)));
+        m.insert("WrittenAt".into(), json!(time(self.service_time(o.at))));
         m
     }
 
-    fn decided(&self, workspace: &str, plan: &Plan) {
+    fn decided(&self, workspace: &str, snapshot: &crate::model::Snapshot, plan: &Plan) {
+        if let Some(server) = snapshot.server_now {
+            *self.inner.skew.lock().unwrap_or_else(|e| e.into_inner()) = server - Utc::now();
+        }
         for h in &plan.held {
             let mut m = self.row("held", workspace);
             m.insert("IncidentNumber".into(), json!(h.incident_number));
@@ -276,6 +294,7 @@ impl HealthSink {
     /// Sends what the buffer holds, call by call; `Err` with the first failure (the rows of
     /// the failed call and after stay in the buffer).
     async fn send_buffered(&self) -> Result<(), AzureError> {
+        let _one = self.inner.sending.lock().await;
         loop {
             let rows: Vec<Value> = {
                 let b = self.inner.buffer.lock().unwrap_or_else(|e| e.into_inner());
@@ -369,7 +388,11 @@ impl HealthSink {
 impl Observer for HealthSink {
     fn on(&self, event: &Event<'_>) {
         match event {
-            Event::Decided { target, plan, .. } => self.decided(target, plan),
+            Event::Decided {
+                target,
+                snapshot,
+                plan,
+            } => self.decided(target, snapshot, plan),
             Event::Acted { target, report } => self.acted(target, report),
             Event::CycleDone { report } => self.cycle_done(report),
             Event::LookupFailed { .. } | Event::GroupSplit { .. } | Event::ReadFailed { .. } => {}
