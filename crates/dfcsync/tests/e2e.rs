@@ -468,6 +468,20 @@ fn the_readme_demo_command_runs() {
         text.contains("== dfcsync sync, again\nsync: nothing to do"),
         "{text}"
     );
+    // The workbook's tables, from the rows the demo wrote to DfcSync_CL: the actions by kind
+    // with their counts, and the held incident.
+    let workbook = text
+        .split("== The workbook (what dfcsync did")
+        .nth(1)
+        .expect("the workbook's tables");
+    for (action, n) in [("activate", 2), ("close", 4), ("notice", 1)] {
+        assert!(
+            workbook.lines().any(|l| l.contains(&format!(" {action} "))
+                && l.trim_end_matches(['│', ' ']).ends_with(&format!(" {n}"))),
+            "{action} {n} in {workbook}"
+        );
+    }
+    assert!(workbook.contains("missing_alert"), "{workbook}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
