@@ -139,6 +139,10 @@ async fn run(
                 json!({"path": "^/v1.0/security", "status": 503, "probability": p(0.08, &mut rng)}),
                 json!({"path": "^/v1.0/security", "status": 429, "retry_after": "1s", "probability": p(0.05, &mut rng)}),
                 json!({"path": "oauth2", "status": 503, "probability": p(0.1, &mut rng)}),
+                // A status change whose PATCH fails (its comment follows only a PATCH that
+                // landed), and a comment that fails after its PATCH landed.
+                json!({"method": "PATCH", "status": 500, "probability": p(0.1, &mut rng)}),
+                json!({"method": "POST", "path": "/comments$", "status": 503, "probability": p(0.1, &mut rng)}),
             ] {
                 post(&ctl, &emu, "/_emulator/faults", r).await;
             }
