@@ -61,6 +61,9 @@ pub struct Syncer {
     feed: FeedSettings,
     backend: Box<dyn Backend>,
     groups: Vec<Group>,
+    /// Whether a group was split since the groups were last whole: split groups merge back
+    /// when they are due a whole read.
+    split: bool,
     observers: Vec<Arc<dyn Observer>>,
 }
 
@@ -80,6 +83,7 @@ impl Syncer {
             },
             backend,
             groups: Vec::new(),
+            split: false,
             observers: vec![Arc::new(LogEvents)],
         }
     }
@@ -122,6 +126,7 @@ impl Syncer {
             })
             .collect();
         self.resolve(conn, &mut reports).await;
+        self.merge_split_groups();
         let mut reads = ReadStats::default();
         let (mut whole_reads, mut change_reads) = (0, 0);
         let mut queue: Vec<Group> = std::mem::take(&mut self.groups);
@@ -159,14 +164,20 @@ impl Syncer {
             reads.add(&outcome.stats);
             stopped |= outcome.stopped;
             if outcome.split {
-                // A read that one of several targets makes fail: read each half alone.
+                // A read that one of several targets makes fail: read each half alone, after
+                // every other group (the queue pops from its end): a refusing workspace never
+                // holds the others, nor its first-contact wait for a fresh role.
+                self.split = true;
                 let half = group.members.len() / 2;
                 let second = group.members.split_off(half);
-                queue.push(Group {
-                    members: second,
-                    feed: group.feed.clone(),
-                });
-                queue.push(group);
+                queue.insert(
+                    0,
+                    Group {
+                        members: second,
+                        feed: group.feed.clone(),
+                    },
+                );
+                queue.insert(0, group);
                 continue;
             }
             if outcome.whole {
@@ -198,6 +209,33 @@ impl Syncer {
         };
         self.tell(Event::CycleDone { report: &report });
         report
+    }
+
+    /// Split groups that are due a whole read (the next resync) merge back, up to the
+    /// source's limit: a workspace that refused once is tried with the others again.
+    fn merge_split_groups(&mut self) {
+        if !self.split || self.read_mode != ReadMode::Feed {
+            return;
+        }
+        let now = Instant::now();
+        let (due, mut keep): (Vec<Group>, Vec<Group>) = std::mem::take(&mut self.groups)
+            .into_iter()
+            .partition(|g| g.feed.next_read(now) == Read::Whole);
+        if due.len() > 1 {
+            let mut members: Vec<usize> = due.into_iter().flat_map(|g| g.members).collect();
+            members.sort_unstable();
+            for chunk in members.chunks(self.backend.group_limit().max(1)) {
+                keep.push(Group {
+                    members: chunk.to_vec(),
+                    feed: ChangeFeed::new(self.feed),
+                });
+            }
+            let total: usize = keep.iter().map(|g| g.members.len()).sum();
+            self.split = keep.len() > total.div_ceil(self.backend.group_limit().max(1));
+        } else {
+            keep.extend(due);
+        }
+        self.groups = keep;
     }
 
     /// Looks up the targets not found yet; those found join new groups (read whole first),

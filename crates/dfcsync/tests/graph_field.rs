@@ -388,3 +388,98 @@ async fn its_own_close_is_known_by_the_comment_in_the_example_shapes() {
     assert_eq!(status, "inProgress", "reopened: {marks:?}");
     assert!(marks.iter().any(|m| m.starts_with("reopen:")), "{marks:?}");
 }
+
+/// The Graph calls of the cycles of one syncer (plans only), counted from the request log.
+struct Calls<'a> {
+    r: &'a Run,
+    syncer: Syncer,
+}
+
+impl Calls<'_> {
+    async fn cycle(&mut self) -> (usize, CycleReport) {
+        let before = request_log(&self.r.ctl, &self.r.emu).await.len();
+        let stop = Arc::new(AtomicBool::new(false));
+        let c = self
+            .syncer
+            .cycle(&self.r.conn, &self.r.config, Mode::Plan, &stop, &|_, _| {})
+            .await;
+        assert!(c.succeeded(), "{}", dfcsync::report::summary_line(&c));
+        let log = request_log(&self.r.ctl, &self.r.emu).await;
+        let calls = log[before..]
+            .iter()
+            .filter(|e| e["service"] == "graph")
+            .count();
+        (calls, c)
+    }
+}
+
+/// Reads by the page (issue 20's targets, at 1,000 DfC incidents): a whole read costs at most
+/// 2 calls per 50 incidents + 10, a quiet change read at most 3, and k changed alerts a page
+/// each of alerts and incidents, plus a read only for the incidents that hold another
+/// product's alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_cost_pages_not_incidents() {
+    let n: usize = std::env::var("GRAPH_READ_INCIDENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mixed = 5;
+    let s = portal_scenario(n, |s| {
+        let events = s["events"].as_array_mut().unwrap();
+        for i in 0..mixed {
+            events.push(json!({"do": "xdr_alert", "alert": format!("M{i}"), "incident": format!("I{}", i * 12),
+                "service_source": "microsoftDefenderForEndpoint", "product_name": "Microsoft Defender for Endpoint",
+                "title": "Suspicious process", "status": "new"}));
+        }
+    });
+    let r = run_on(&s, true).await;
+    let mut calls = Calls {
+        r: &r,
+        syncer: Syncer::new(&r.config, ReadMode::Feed),
+    };
+    let (whole, c) = calls.cycle().await;
+    let incidents = c.workspaces[0].incidents_seen;
+    assert!(incidents >= n * 9 / 10, "{incidents}");
+    eprintln!("graph reads: whole read of {incidents} DfC incidents: {whole} calls");
+    assert!(
+        whole <= 2 * incidents.div_ceil(50) + 10,
+        "{whole} calls for {incidents} incidents"
+    );
+    post(
+        &r.ctl,
+        &r.emu,
+        "/_emulator/clock",
+        json!({"advance": "15m"}),
+    )
+    .await;
+    let (quiet, _) = calls.cycle().await;
+    eprintln!("graph reads: quiet change read: {quiet} calls");
+    assert!(quiet <= 3, "{quiet}");
+    // k alerts change: 20 of all-DfC incidents and the 5 of mixed ones.
+    post(
+        &r.ctl,
+        &r.emu,
+        "/_emulator/clock",
+        json!({"advance": "15m"}),
+    )
+    .await;
+    let k = 20;
+    let mut events: Vec<Value> = (0..k)
+        .map(|j| json!({"do": "alert_status", "alert": format!("I{}", 1 + j * 12), "status": "Resolved", "by": "owner@contoso.com"}))
+        .collect();
+    events.extend((0..mixed).map(|i| json!({"do": "alert_status", "alert": format!("I{}", i * 12), "status": "Resolved", "by": "owner@contoso.com"})));
+    post(
+        &r.ctl,
+        &r.emu,
+        "/_emulator/events",
+        json!({"events": events}),
+    )
+    .await;
+    let (changed, _) = calls.cycle().await;
+    eprintln!(
+        "graph reads: {} changed alerts ({mixed} in mixed incidents): {changed} calls",
+        k + mixed
+    );
+    // The alert page, the incident page, and a read by incident for the mixed ones only.
+    assert!(changed <= 2 + mixed + 1, "{changed}");
+}

@@ -7,6 +7,7 @@ mod proof_support;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -353,4 +354,93 @@ async fn a_signal_stops_the_reading_too() {
     // The next run does what was left.
     converge(&conn, &config, 4, None).await;
     assert_expected(&views(&emu.state()), &kinds);
+}
+
+/// Three workspaces, the first without dfcsync's role (a fresh assignment, or a lost one): the
+/// two others are synced within a minute, though the first's query waits for the role on first
+/// contact (four tries, 15 s apart and more, by default); the first is reported with its
+/// reason and a fix. The workspaces are given by id (no ARM lookup).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_without_its_role_holds_none_of_the_others() {
+    let (mut s, kinds) = scenario_in(36, "0s", Some(big_limits(json!({}))), 3);
+    // dfcsync's role only on the second and third workspaces.
+    for p in s["principals"].as_array_mut().unwrap() {
+        if p["name"] == "dfcsync" {
+            p["roles"] = json!((1..3).map(|k| json!({"role": "Microsoft Sentinel Responder",
+                "scope": format!("/subscriptions/{SUB}/resourceGroups/rg-sentinel/providers/Microsoft.OperationalInsights/workspaces/{}", workspace(k).0)}))
+                .collect::<Vec<_>>());
+        }
+    }
+    let emu = start(&s).await;
+    let mut text = config_text(&emu, None, "");
+    for k in 0..3 {
+        let (name, id) = workspace(k);
+        text = text.replacen(
+            &format!("name = \"{name}\"\n"),
+            &format!("name = \"{name}\"\nworkspace_id = \"{id}\"\n"),
+            1,
+        );
+    }
+    let config = Config::parse(&text, "<test>").unwrap();
+    assert!(
+        config
+            .file
+            .workspaces
+            .iter()
+            .all(|w| w.workspace_id.is_some())
+    );
+    // The default first-contact wait (fast otherwise).
+    let http = dfcsync::azure::http::HttpOptions {
+        access_retries: dfcsync::azure::http::HttpOptions::default().access_retries,
+        access_retry_delay: dfcsync::azure::http::HttpOptions::default().access_retry_delay,
+        ..fast()
+    };
+    let conn = connect(&config, http).await;
+    let ctl = control(&conn, &emu);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = std::time::Instant::now();
+    let cycle = {
+        let (conn, config, stop) = (conn.clone(), config.clone(), stop.clone());
+        tokio::spawn(async move {
+            Syncer::new(&config, ReadMode::Feed)
+                .cycle(&conn, &config, Mode::Sync, &stop, &|_, _| {})
+                .await
+        })
+    };
+    // The two good workspaces reach their end state within a minute (the cycle may wait
+    // longer for the refused one, after them).
+    let (bad, _) = workspace(0);
+    let report = match tokio::time::timeout(Duration::from_secs(60), cycle).await {
+        Ok(r) => r.unwrap(),
+        Err(_) => {
+            for (i, (ws, v)) in views_by_story(&emu.state()) {
+                if ws != bad {
+                    assert_kind(&format!("story {i} in {ws}"), kinds[i], &v);
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            panic!("the cycle took more than a minute, though the healthy workspaces were synced")
+        }
+    };
+    let took = started.elapsed();
+    for (i, (ws, v)) in views_by_story(&emu.state()) {
+        if ws != bad {
+            assert_kind(&format!("story {i} in {ws}"), kinds[i], &v);
+        }
+    }
+    // The refused one is reported with the role to assign.
+    let failed: Vec<_> = report
+        .workspaces
+        .iter()
+        .filter(|w| w.error.is_some())
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", dfcsync::report::cycle_table(&report));
+    assert!(failed[0].workspace.ends_with(&format!("/{bad}")));
+    let e = failed[0].error.as_deref().unwrap();
+    assert!(e.contains("Microsoft Sentinel Responder"), "{e}");
+    eprintln!(
+        "the two healthy workspaces synced in {took:?}; the cycle ended after {:?}",
+        started.elapsed()
+    );
+    let _ = ctl;
 }

@@ -99,8 +99,12 @@ impl LogAnalyticsClient {
                     self.succeeded_once.store(true, Ordering::Relaxed);
                     return Ok(resp.body);
                 }
+                // A fresh role assignment takes minutes: the first contact waits for it, but
+                // only for a query of one workspace (a query over several fails at once, so
+                // that the caller sets the refusing workspace apart and the others go on).
                 Err(e @ AzureError::InsufficientAccess { .. })
                     if !self.succeeded_once.load(Ordering::Relaxed)
+                        && more_workspaces.is_empty()
                         && attempt < opts.access_retries =>
                 {
                     let wait = self.http.backoff(attempt, opts.access_retry_delay);

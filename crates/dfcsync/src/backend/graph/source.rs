@@ -19,21 +19,21 @@
 //! - **`status_since` / `status_set_by`**: `lastUpdateDateTime` / `lastModifiedBy`. Graph has
 //!   no history: an update that is not a status change makes `status_since` later than it
 //!   really is, which can only turn a status change into a notice (guard 2), never the reverse.
-//! - **Marks**: from the incident's comments. A close's mark lives in its audit comment only
-//!   (`resolvingComment` is UNCONFIRMED for PATCH), so "closed by this tool" is read as: the
-//!   incident is resolved and its newest marked comment is a close mark created no earlier than
-//!   a minute before `status_since` (the rule semantics.md gives activate and reopen); such a
-//!   mark is shown to the engine as the close mark of the classification comment. A close
-//!   mark in a comment created at or after `status_since` on an incident that is not resolved
-//!   is a close whose PATCH never landed (the sink writes the comment first): it is not shown,
-//!   so the close is taken again (and its comment, already there, is not posted twice).
+//! - **Marks**: from `resolvingComment` (a close's, written with its PATCH: shown as the
+//!   classification comment's, current while resolved) and the comments (dated by
+//!   `createdDateTime` or `createdTime`; undated ones keep their marks). The sink writes a
+//!   status before its comment, so a mark always means its change landed; marks are never
+//!   hidden. Without a `resolvingComment` mark, "closed by this tool" is read as: resolved, and
+//!   the newest dated marked comment is a close mark no older than a minute before
+//!   `status_since` (shown to the engine as the classification comment's close mark).
 //!
-//! The reads: a whole read lists the DfC alerts created within the window (alerts_v2 by
-//! `serviceSource`), then the incidents created within it, and reads the alerts of each
-//! incident that holds one; a change read takes the incidents updated since the watermark,
-//! the incidents of DfC alerts updated since it (an alert change need not move its
-//! incident's time), and the incidents to retry, among the incidents known to hold a DfC
-//! alert. The watermark is the `Date` of the read's first answer (the service's clock).
+//! The reads, by the page (docs/graph.md, "Reads"): a whole read lists the DfC alerts of the
+//! window (alerts_v2 by `serviceSource`, pages of 1,000) and the incidents created within it
+//! with their alerts (`$expand=alerts`, pages of 50); a change read lists the DfC alerts and
+//! the incidents updated since the watermark, answers an unmoved all-DfC incident of a changed
+//! alert from the [`Memory`], and reads the others one by one. Where the service refuses the
+//! expansion, incidents are listed without it and the candidates' alerts read by incident. The
+//! watermark is the `Date` of the read's first answer (the service's clock).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

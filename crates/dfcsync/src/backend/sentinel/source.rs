@@ -330,7 +330,8 @@ impl Source for SentinelBackend {
         Box::new(MembersReader {
             backend: self,
             members,
-            reader: GroupReader::new(&conn.log_analytics, ids, policy, read),
+            reader: GroupReader::new(&conn.log_analytics, ids.clone(), policy, read),
+            ids,
             first: true,
         })
     }
@@ -341,6 +342,8 @@ struct MembersReader<'a> {
     backend: &'a SentinelBackend,
     members: &'a [usize],
     reader: GroupReader<'a>,
+    /// The members' workspace ids.
+    ids: Vec<String>,
     /// Whether no piece was handed over yet.
     first: bool,
 }
@@ -362,7 +365,7 @@ impl PieceReader for MembersReader<'_> {
                     share,
                     result: Err(PieceFailure {
                         what: format!("querying the workspace ({})", piece.kind),
-                        one_target_may_cause: first && one_workspace_may_cause(&error),
+                        one_target_may_cause: first && one_workspace_may_cause(&error, &self.ids),
                         error,
                     }),
                 });
@@ -416,9 +419,14 @@ impl PieceReader for MembersReader<'_> {
 }
 
 /// Whether a query's failure may come from one workspace of several (no access to it, or
-/// it cannot be found), rather than from the service or the query text (a query the service
-/// refuses as such fails the same way for every workspace: splitting would not help).
-fn one_workspace_may_cause(e: &AzureError) -> bool {
+/// it cannot be found, or an answer that names one of them), rather than from the service or
+/// the query text (a query the service refuses as such fails the same way for every
+/// workspace: splitting would not help).
+fn one_workspace_may_cause(e: &AzureError, ids: &[String]) -> bool {
+    let names_one = |text: &str| {
+        let t = text.to_ascii_lowercase();
+        t.contains("workspace") || ids.iter().any(|id| t.contains(&id.to_ascii_lowercase()))
+    };
     match e {
         AzureError::InsufficientAccess { .. } | AzureError::Forbidden { .. } => true,
         AzureError::Http {
@@ -428,7 +436,13 @@ fn one_workspace_may_cause(e: &AzureError) -> bool {
             status: 400,
             message,
             ..
-        } => message.to_ascii_lowercase().contains("workspace"),
+        } => names_one(message),
+        // Not one refused for its size (that one is split into partitions instead).
+        AzureError::PartialError {
+            message, details, ..
+        } => std::iter::once(message)
+            .chain(details)
+            .any(|m| names_one(m)),
         _ => false,
     }
 }
