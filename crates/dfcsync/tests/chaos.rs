@@ -146,12 +146,14 @@ async fn with_faults(
     proxy.dropping.store(false, Ordering::Relaxed);
     if let Some(l) = &lease {
         // The clock jumps let the lease run out on the service: take it again.
-        for _ in 0..20 {
-            if l.acquire().await.is_ok_and(|h| h.is_none()) {
+        for _ in 0..40 {
+            let got = l.acquire().await;
+            if got.as_ref().is_ok_and(|h| h.is_none()) {
                 break;
             }
+            eprintln!("chaos: the lease not taken yet: {got:?}");
             post(&ctl, &emu, "/_emulator/clock", json!({"advance": "20s"})).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         assert!(l.held(), "the lease is taken once the faults stop");
     }
