@@ -40,6 +40,9 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
     )
     .await
     .context("starting the emulator")?;
+    // The handlers are in place before the first line tells a caller it may send a signal
+    // (otherwise an early SIGTERM takes the default action and the exit is not clean).
+    let signals = Signals::new()?;
     let config = handle.config_toml();
     if let Some(path) = &args.config_out {
         std::fs::write(path, &config).with_context(|| format!("writing {}", path.display()))?;
@@ -51,24 +54,47 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         write!(out, "{config}")?;
         out.flush()?;
     }
-    wait_for_signal().await?;
+    signals.wait().await?;
     handle.shutdown().await;
     Ok(())
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+/// SIGINT and SIGTERM, listened for from creation on.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await?;
-    Ok(())
+impl Signals {
+    #[cfg(unix)]
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {})
+    }
+
+    /// Waits for either signal.
+    #[cfg(unix)]
+    async fn wait(mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        Ok(())
+    }
+
+    #[cfg(not(unix))]
+    async fn wait(self) -> anyhow::Result<()> {
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
 }

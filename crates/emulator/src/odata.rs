@@ -321,6 +321,47 @@ pub enum Field<'a> {
     Null,
     Str(&'a str),
     Time(DateTime<Utc>),
+    Num(f64),
+}
+
+/// The property paths a filter reads.
+pub fn paths(e: &Expr) -> Vec<Vec<String>> {
+    fn walk(e: &Expr, out: &mut Vec<Vec<String>>) {
+        let mut operand = |o: &Operand| {
+            if let Operand::Path(p) = o {
+                out.push(p.clone());
+            }
+        };
+        match e {
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            Expr::Not(a) => walk(a, out),
+            Expr::Cmp(a, _, b) | Expr::Func(_, a, b) => {
+                operand(a);
+                operand(b);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(e, &mut out);
+    out
+}
+
+/// Compares two fields as [`compare`] compares their JSON (times as times, numbers as
+/// numbers, strings case-insensitively).
+pub fn compare_fields(a: Field<'_>, b: Field<'_>) -> Option<Ordering> {
+    compare_vals(field_val(a), field_val(b))
+}
+
+fn field_val(f: Field<'_>) -> Val<'_> {
+    match f {
+        Field::Null => Val::Null,
+        Field::Str(s) => Val::Str(s, None),
+        Field::Time(t) => Val::Time(t),
+        Field::Num(n) => Val::Num(n),
+    }
 }
 
 /// A filter made ready to run over many records: each literal's time parsed once.
@@ -387,6 +428,7 @@ fn side_val<'s, 'a: 's>(s: &'s Side, field: &dyn Fn(&[String]) -> Field<'a>) -> 
             Field::Null => Val::Null,
             Field::Str(x) => Val::Str(x, None),
             Field::Time(t) => Val::Time(t),
+            Field::Num(n) => Val::Num(n),
         },
         Side::Lit(v, t) => match v {
             Json::Null => Val::Null,

@@ -3,13 +3,15 @@
 //! workspace, `Microsoft.SecurityInsights` incidents, their comments and alerts, and
 //! `Microsoft.Security` (DfC) alerts with their status actions.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 use super::{Req, Resp, Shared, State, dotnet_time, json_body};
-use crate::odata;
+use crate::odata::{self, Compiled, Field};
 use crate::platform::{Actor, ApiError, DfcStatus, IncidentWrite, Platform, incident_url};
 use crate::table::format_time;
 use crate::throttle::{ArmVerdict, OpKind};
@@ -542,7 +544,7 @@ fn dispatch(
             }
             need!("Microsoft.Security/locations/alerts/read");
             let p = &st.platform;
-            let items: Vec<Json> = p
+            let found: Vec<usize> = p
                 .alerts
                 .iter()
                 .enumerate()
@@ -553,9 +555,25 @@ fn dispatch(
                             && loc.is_none_or(|l| eq(&d.location, l))
                     })
                 })
-                .map(|(i, _)| dfc_alert_json(p, i))
+                .map(|(i, _)| i)
                 .collect();
-            page(shared, req, items, 1000, None)
+            let skip = match req.q("$skipToken") {
+                None => 0,
+                Some(t) => match decode_skip(t) {
+                    Some(n) => n,
+                    None => {
+                        return Resp::arm_error(400, "BadRequest", "The $skipToken is invalid.");
+                    }
+                },
+            };
+            // JSON for the page's alerts only.
+            let value: Vec<Json> = found
+                .iter()
+                .skip(skip)
+                .take(1000)
+                .map(|&i| dfc_alert_json(p, i))
+                .collect();
+            page_of(shared, req, value, skip, 1000, found.len())
         }
         Route::DfcAlert {
             sub,
@@ -694,70 +712,138 @@ fn incident_id(p: &Platform, i: usize) -> String {
     )
 }
 
-/// An incident as the API returns it.
-pub fn incident_json(p: &Platform, i: usize, api_version: &str) -> Json {
+/// An incident's document as the API returns it, borrowed from the model and written
+/// straight to JSON (no `serde_json::Value` tree built for a list page).
+#[derive(Serialize)]
+pub struct IncidentDoc<'a> {
+    id: String,
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    etag: &'a str,
+    properties: IncidentProps<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IncidentProps<'a> {
+    title: &'a str,
+    description: &'a str,
+    severity: &'a str,
+    status: &'a str,
+    owner: Cow<'a, Json>,
+    labels: Vec<LabelDoc<'a>>,
+    created_time_utc: String,
+    last_modified_time_utc: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_activity_time_utc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_activity_time_utc: Option<String>,
+    incident_number: i64,
+    incident_url: String,
+    provider_name: &'a str,
+    provider_incident_id: &'a str,
+    related_analytic_rule_ids: &'a [String],
+    additional_data: AdditionalDoc<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    classification: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    classification_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    classification_comment: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LabelDoc<'a> {
+    label_name: &'a str,
+    label_type: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdditionalDoc<'a> {
+    alerts_count: usize,
+    bookmarks_count: usize,
+    comments_count: usize,
+    alert_product_names: &'a [String],
+    tactics: &'a [String],
+    /// Preview API versions only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    techniques: Option<[&'static str; 0]>,
+    /// Defender-portal workspaces only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_incident_url: Option<String>,
+}
+
+/// An incident's document (see [`IncidentDoc`]).
+pub fn incident_doc<'a>(p: &'a Platform, i: usize, api_version: &str) -> IncidentDoc<'a> {
     let inc = &p.incidents[i];
     let w = &p.workspaces[inc.workspace];
     let preview = api_version.contains("preview");
-    let mut additional = json!({
-        "alertsCount": inc.alert_ids.len(),
-        "bookmarksCount": 0,
-        "commentsCount": inc.comments.len(),
-        "alertProductNames": inc.product_names,
-        "tactics": inc.tactics,
-    });
-    if preview {
-        additional["techniques"] = json!([]);
-    }
-    if w.defender_portal {
-        additional["providerIncidentUrl"] = json!(format!(
-            "https://security.microsoft.com/incidents/{}?tid={}",
-            inc.provider_incident_id, p.tenant_id
-        ));
-    }
-    let mut owner = inc.owner.clone();
-    if !preview && let Some(o) = owner.as_object_mut() {
+    let mut owner = Cow::Borrowed(&inc.owner);
+    if !preview
+        && inc
+            .owner
+            .as_object()
+            .is_some_and(|o| !o.contains_key("ownerType"))
+        && let Some(o) = owner.to_mut().as_object_mut()
+    {
         // ownerType is in the 2025 schemas; older stable versions keep it too.
-        o.entry("ownerType").or_insert(json!("Unknown"));
+        o.insert("ownerType".into(), json!("Unknown"));
     }
-    let mut props = json!({
-        "title": inc.title,
-        "description": inc.description,
-        "severity": inc.severity,
-        "status": inc.status,
-        "owner": owner,
-        "labels": inc.labels.iter().map(|l| json!({"labelName": l, "labelType": "User"})).collect::<Vec<_>>(),
-        "createdTimeUtc": format_time(inc.created),
-        "lastModifiedTimeUtc": format_time(inc.last_modified),
-        "incidentNumber": inc.number,
-        "incidentUrl": incident_url(w, &inc.name),
-        "providerName": inc.provider_name,
-        "providerIncidentId": inc.provider_incident_id,
-        "relatedAnalyticRuleIds": inc.related_rule_ids,
-        "additionalData": additional,
-    });
-    if let Some(t) = inc.first_activity {
-        props["firstActivityTimeUtc"] = json!(format_time(t));
+    IncidentDoc {
+        id: incident_id(p, i),
+        name: &inc.name,
+        kind: "Microsoft.SecurityInsights/Incidents",
+        etag: &inc.etag,
+        properties: IncidentProps {
+            title: &inc.title,
+            description: &inc.description,
+            severity: &inc.severity,
+            status: &inc.status,
+            owner,
+            labels: inc
+                .labels
+                .iter()
+                .map(|l| LabelDoc {
+                    label_name: l,
+                    label_type: "User",
+                })
+                .collect(),
+            created_time_utc: format_time(inc.created),
+            last_modified_time_utc: format_time(inc.last_modified),
+            first_activity_time_utc: inc.first_activity.map(format_time),
+            last_activity_time_utc: inc.last_activity.map(format_time),
+            incident_number: inc.number,
+            incident_url: incident_url(w, &inc.name),
+            provider_name: &inc.provider_name,
+            provider_incident_id: &inc.provider_incident_id,
+            related_analytic_rule_ids: &inc.related_rule_ids,
+            additional_data: AdditionalDoc {
+                alerts_count: inc.alert_ids.len(),
+                bookmarks_count: 0,
+                comments_count: inc.comments.len(),
+                alert_product_names: &inc.product_names,
+                tactics: &inc.tactics,
+                techniques: preview.then_some([]),
+                provider_incident_url: w.defender_portal.then(|| {
+                    format!(
+                        "https://security.microsoft.com/incidents/{}?tid={}",
+                        inc.provider_incident_id, p.tenant_id
+                    )
+                }),
+            },
+            classification: inc.classification.as_deref(),
+            classification_reason: inc.classification_reason.as_deref(),
+            classification_comment: inc.classification_comment.as_deref(),
+        },
     }
-    if let Some(t) = inc.last_activity {
-        props["lastActivityTimeUtc"] = json!(format_time(t));
-    }
-    for (k, v) in [
-        ("classification", &inc.classification),
-        ("classificationReason", &inc.classification_reason),
-        ("classificationComment", &inc.classification_comment),
-    ] {
-        if let Some(v) = v {
-            props[k] = json!(v);
-        }
-    }
-    json!({
-        "id": incident_id(p, i),
-        "name": inc.name,
-        "type": "Microsoft.SecurityInsights/Incidents",
-        "etag": inc.etag,
-        "properties": props,
-    })
+}
+
+/// An incident as the API returns it.
+pub fn incident_json(p: &Platform, i: usize, api_version: &str) -> Json {
+    serde_json::to_value(incident_doc(p, i, api_version)).unwrap_or(Json::Null)
 }
 
 fn comment_json(p: &Platform, i: usize, c: &crate::platform::Comment) -> Json {
@@ -947,6 +1033,121 @@ fn parse_top(req: &Req) -> Result<Option<usize>, Resp> {
     }
 }
 
+/// An incident's value at an ARM path (`properties/status`, `name`, …) read from the model
+/// for `$filter` and `$orderby`, or `None` for a path not mapped here (the list then reads
+/// the incident's JSON). Segments are matched case-insensitively, as `odata::lookup` does.
+fn incident_field<'a>(p: &'a Platform, i: usize, path: &[String]) -> Option<Field<'a>> {
+    let inc = &p.incidents[i];
+    let text = |s: &'a str| Some(Field::Str(s));
+    let opt = |s: &'a Option<String>| Some(s.as_deref().map_or(Field::Null, Field::Str));
+    let time = |t: Option<DateTime<Utc>>| Some(t.map_or(Field::Null, Field::Time));
+    let seg = |k: usize| path.get(k).map(|s| s.to_ascii_lowercase());
+    match (seg(0)?.as_str(), path.len()) {
+        ("name", 1) => text(&inc.name),
+        ("etag", 1) => text(&inc.etag),
+        ("properties", 2) => match seg(1)?.as_str() {
+            "title" => text(&inc.title),
+            "description" => text(&inc.description),
+            "severity" => text(&inc.severity),
+            "status" => text(&inc.status),
+            "classification" => opt(&inc.classification),
+            "classificationreason" => opt(&inc.classification_reason),
+            "classificationcomment" => opt(&inc.classification_comment),
+            "createdtimeutc" => time(Some(inc.created)),
+            "lastmodifiedtimeutc" => time(Some(inc.last_modified)),
+            "firstactivitytimeutc" => time(inc.first_activity),
+            "lastactivitytimeutc" => time(inc.last_activity),
+            "incidentnumber" => Some(Field::Num(inc.number as f64)),
+            "providername" => text(&inc.provider_name),
+            "providerincidentid" => text(&inc.provider_incident_id),
+            _ => None,
+        },
+        ("properties", 3) if seg(1)?.as_str() == "owner" => {
+            let key = match seg(2)?.as_str() {
+                "objectid" => "objectId",
+                "email" => "email",
+                "assignedto" => "assignedTo",
+                "userprincipalname" => "userPrincipalName",
+                "ownertype" => "ownerType",
+                _ => return None,
+            };
+            Some(
+                inc.owner
+                    .get(key)
+                    .and_then(Json::as_str)
+                    .map_or(Field::Null, Field::Str),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The `$skipToken` of a list page: the offset of its first item (older links), or the
+/// incident number it follows (keyset paging in number order: stable under inserts).
+#[derive(Debug, Clone, Copy)]
+enum PageStart {
+    Offset(usize),
+    After(i64),
+}
+
+fn decode_page_start(t: &str) -> Option<PageStart> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    if let Some(n) = text.strip_prefix("after:") {
+        return n.parse().ok().map(PageStart::After);
+    }
+    text.strip_prefix("skip:")?
+        .parse()
+        .ok()
+        .map(PageStart::Offset)
+}
+
+fn encode_after(n: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("after:{n}"))
+}
+
+/// A list page as ARM writes it.
+#[derive(Serialize)]
+struct PageDoc<'a> {
+    value: Vec<IncidentDoc<'a>>,
+    #[serde(rename = "nextLink", skip_serializing_if = "Option::is_none")]
+    next_link: Option<String>,
+}
+
+/// A page of incidents, written straight to JSON, with its `nextLink` carrying `token` when
+/// more remain.
+fn page_with_token(
+    shared: &Shared,
+    req: &Req,
+    value: Vec<IncidentDoc<'_>>,
+    token: Option<String>,
+) -> Resp {
+    let next_link = token.map(|token| {
+        let mut q: Vec<(String, String)> = req
+            .query
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("$skipToken"))
+            .cloned()
+            .collect();
+        q.push(("$skipToken".into(), token));
+        let qs = serde_urlencoded::to_string(&q).unwrap_or_default();
+        format!("{}{}?{}", shared.base_url, req.path, qs)
+    });
+    match serde_json::to_vec(&PageDoc { value, next_link }) {
+        Ok(body) => Resp::raw_json(200, body),
+        Err(e) => Resp::arm_error(500, "InternalServerError", e.to_string()),
+    }
+}
+
+/// Lists a workspace's incidents. The filter and the order read the model (an incident's
+/// JSON is written only for the page, or, for a property the model lookup does not map, to
+/// read it); the default order, incident number, pages by keyset over the workspace's
+/// number index: a page costs the page plus the incidents the filter passes over, not the
+/// workspace.
 fn list_incidents(shared: &Shared, st: &State, req: &Req, w: usize, api_version: &str) -> Resp {
     let top = match parse_top(req) {
         Ok(t) => t,
@@ -978,48 +1179,124 @@ fn list_incidents(shared: &Shared, st: &State, req: &Req, w: usize, api_version:
             }
         },
     };
+    let start = match req.q("$skipToken").map(decode_page_start) {
+        None => PageStart::Offset(0),
+        Some(Some(s)) => s,
+        Some(None) => return Resp::arm_error(400, "BadRequest", "The $skipToken is invalid."),
+    };
     let p = &st.platform;
-    if filter.is_none() && order.is_empty() {
-        // The default order needs no JSON of the incidents outside the page.
-        let mut idx: Vec<usize> = (0..p.incidents.len())
-            .filter(|&i| p.incidents[i].workspace == w)
-            .collect();
-        idx.sort_by_key(|&i| p.incidents[i].number);
-        let top = top.unwrap_or(p.limits.default_page_size).max(1);
-        let skip = match req.q("$skipToken").map(decode_skip) {
-            None => 0,
-            Some(Some(n)) => n,
-            Some(None) => return Resp::arm_error(400, "BadRequest", "The $skipToken is invalid."),
+    let top = top.unwrap_or(p.limits.default_page_size).max(1);
+    // Paths the model lookup maps are read from the model; any other makes the filter read
+    // each incident's JSON (correct, slower).
+    let mapped = |path: &Vec<String>| {
+        p.workspace_incidents(w)
+            .first()
+            .is_none_or(|&i| incident_field(p, i, path).is_some())
+    };
+    let model_filter = filter
+        .as_ref()
+        .is_none_or(|e| odata::paths(e).iter().all(mapped));
+    let compiled = filter.as_ref().map(Compiled::new);
+    let passes = |i: usize| -> bool {
+        let (Some(f), Some(e)) = (&compiled, &filter) else {
+            return true;
         };
-        let window: Vec<usize> = idx.iter().skip(skip).take(top).copied().collect();
-        let items: Vec<Json> = window
+        if model_filter {
+            f.eval(&|path| incident_field(p, i, path).unwrap_or(Field::Null))
+        } else {
+            odata::eval(e, &incident_json(p, i, api_version))
+        }
+    };
+    let ids = p.workspace_incidents(w);
+    if order.is_empty() {
+        // Incident-number order: seek to the page's first incident, then take `top` that
+        // pass the filter (one more tells whether a next page exists).
+        let from = match start {
+            PageStart::After(n) => ids.partition_point(|&i| p.incidents[i].number <= n),
+            PageStart::Offset(_) => 0,
+        };
+        let mut skip = match start {
+            PageStart::Offset(k) => k,
+            PageStart::After(_) => 0,
+        };
+        let mut page = Vec::with_capacity(top.min(ids.len()));
+        let mut more = false;
+        for &i in &ids[from..] {
+            if !passes(i) {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if page.len() == top {
+                more = true;
+                break;
+            }
+            page.push(i);
+        }
+        let token = more
+            .then(|| page.last().map(|&i| encode_after(p.incidents[i].number)))
+            .flatten();
+        let value = page
+            .iter()
+            .map(|&i| incident_doc(p, i, api_version))
+            .collect();
+        return page_with_token(shared, req, value, token);
+    }
+    // A `$orderby`: every passing incident's keys sorted, offset paging.
+    let mut keep: Vec<usize> = ids.iter().copied().filter(|&i| passes(i)).collect();
+    let by_model = order.iter().all(|(path, _)| mapped(path));
+    let skip = match start {
+        PageStart::Offset(k) => k,
+        PageStart::After(_) => 0,
+    };
+    if by_model {
+        keep.sort_by(|&a, &b| {
+            for (path, desc) in &order {
+                let (x, y) = (
+                    incident_field(p, a, path).unwrap_or(Field::Null),
+                    incident_field(p, b, path).unwrap_or(Field::Null),
+                );
+                let o = odata::compare_fields(x, y).unwrap_or(std::cmp::Ordering::Equal);
+                let o = if *desc { o.reverse() } else { o };
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+            }
+            p.incidents[a].number.cmp(&p.incidents[b].number)
+        });
+    } else {
+        let docs: Vec<Json> = keep
             .iter()
             .map(|&i| incident_json(p, i, api_version))
             .collect();
-        return page_of(shared, req, items, skip, top, idx.len());
-    }
-    let mut items: Vec<(i64, Json)> = p
-        .incidents
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| i.workspace == w)
-        .map(|(n, i)| (i.number, incident_json(p, n, api_version)))
-        .filter(|(_, j)| filter.as_ref().is_none_or(|f| odata::eval(f, j)))
-        .collect();
-    // Default order: incident number (stable under inserts, so paging does not skip).
-    items.sort_by(|(na, a), (nb, b)| {
-        for (path, desc) in &order {
-            let o = odata::compare(odata::lookup(a, path), odata::lookup(b, path))
-                .unwrap_or(std::cmp::Ordering::Equal);
-            let o = if *desc { o.reverse() } else { o };
-            if o != std::cmp::Ordering::Equal {
-                return o;
+        let mut order_idx: Vec<usize> = (0..keep.len()).collect();
+        order_idx.sort_by(|&a, &b| {
+            for (path, desc) in &order {
+                let o =
+                    odata::compare(odata::lookup(&docs[a], path), odata::lookup(&docs[b], path))
+                        .unwrap_or(std::cmp::Ordering::Equal);
+                let o = if *desc { o.reverse() } else { o };
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
             }
-        }
-        na.cmp(nb)
-    });
-    let items = items.into_iter().map(|(_, j)| j).collect();
-    page(shared, req, items, p.limits.default_page_size, top)
+            p.incidents[keep[a]]
+                .number
+                .cmp(&p.incidents[keep[b]].number)
+        });
+        keep = order_idx.into_iter().map(|k| keep[k]).collect();
+    }
+    let total = keep.len();
+    let value: Vec<IncidentDoc<'_>> = keep
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|&i| incident_doc(p, i, api_version))
+        .collect();
+    let token = (skip + top < total).then(|| encode_skip(skip + top));
+    page_with_token(shared, req, value, token)
 }
 
 fn parse_time_field(props: &Json, key: &str) -> Result<Option<DateTime<Utc>>, Resp> {

@@ -211,6 +211,7 @@ impl Platform {
                 ));
             }
         }
+        let workspaces_len = workspaces.len();
         let tables: Vec<WorkspaceTables> = workspaces
             .iter()
             .map(|w| {
@@ -247,6 +248,7 @@ impl Platform {
             alert_by_dfc_name: HashMap::new(),
             incident_by_name: HashMap::new(),
             incidents_by_alert: HashMap::new(),
+            incidents_by_number: vec![Vec::new(); workspaces_len],
         })
     }
 }

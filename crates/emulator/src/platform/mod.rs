@@ -381,6 +381,8 @@ pub struct Platform {
     alert_by_sysid: HashMap<String, usize>,
     alert_by_dfc_name: HashMap<String, usize>,
     incident_by_name: HashMap<String, usize>,
+    /// Each workspace's incidents in incident-number order (ARM list pages seek in it).
+    incidents_by_number: Vec<Vec<usize>>,
     /// The incidents that hold (or once held) an alert, by lower-case `SystemAlertId`; a
     /// lookup checks the incident still holds it.
     incidents_by_alert: HashMap<String, Vec<usize>>,
@@ -475,6 +477,30 @@ impl Platform {
         found.sort_unstable();
         found.dedup();
         found
+    }
+
+    /// A workspace's incidents in incident-number order.
+    pub fn workspace_incidents(&self, ws: usize) -> &[usize] {
+        self.incidents_by_number
+            .get(ws)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Indexes incident `idx` by its number (call after adding it; O(1) for the usual
+    /// increasing numbers).
+    fn index_number(&mut self, idx: usize) {
+        let (ws, n) = (self.incidents[idx].workspace, self.incidents[idx].number);
+        let incidents = &self.incidents;
+        let list = &mut self.incidents_by_number[ws];
+        let at = list.partition_point(|&i| incidents[i].number <= n);
+        list.insert(at, idx);
+    }
+
+    /// Takes incident `idx` out of the number index (before its number changes).
+    fn unindex_number(&mut self, idx: usize) {
+        let ws = self.incidents[idx].workspace;
+        self.incidents_by_number[ws].retain(|&i| i != idx);
     }
 
     /// Records that incident `inc` holds the alerts of its `alert_ids` (call after adding).

@@ -463,13 +463,21 @@ impl Platform {
         w.next_incident_number = w.next_incident_number.max(number + 1);
         let idx = match existing {
             Some(idx) => {
+                let renumbered = self.incidents[idx].number != inc.number;
+                if renumbered {
+                    self.unindex_number(idx);
+                }
                 self.incidents[idx] = inc;
+                if renumbered {
+                    self.index_number(idx);
+                }
                 idx
             }
             None => {
                 let idx = self.incidents.len();
                 self.incidents.push(inc);
                 self.incident_by_name.insert(name, idx);
+                self.index_number(idx);
                 idx
             }
         };

@@ -77,6 +77,7 @@ impl Platform {
         let idx = self.incidents.len();
         self.incidents.push(incident);
         self.incident_by_name.insert(name.to_ascii_lowercase(), idx);
+        self.index_number(idx);
         self.index_alerts_of(idx);
         self.push_incident_row(idx, at);
         idx
@@ -289,6 +290,7 @@ impl Platform {
                 let idx = self.incidents.len();
                 self.incidents.push(inc);
                 self.incident_by_name.insert(name.to_ascii_lowercase(), idx);
+                self.index_number(idx);
                 self.push_incident_row(idx, at);
                 Ok((idx, true))
             }
