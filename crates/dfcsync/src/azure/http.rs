@@ -745,7 +745,14 @@ impl AzureHttp {
                     }
                     // ARM answers 401, Log Analytics 403 `InvalidAuthenticationToken`
                     // (reference §2.5).
-                    if (status == 401 || status == 403) && !renewed_token && token_refused(&body) {
+                    let header_code = headers
+                        .get("x-ms-error-code")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    if (status == 401 || status == 403)
+                        && !renewed_token
+                        && token_refused(&body, header_code.as_deref())
+                    {
                         // A token the cache thought good was refused (clock skew, early
                         // expiry): one more try with a new one. The request was not processed.
                         tracing::warn!(
@@ -777,12 +784,11 @@ impl AzureHttp {
                         attempt += 1;
                         continue;
                     }
-                    let header_code = headers.get("x-ms-error-code").and_then(|v| v.to_str().ok());
                     let err = from_answer(
                         req.service,
                         status,
                         &body,
-                        header_code,
+                        header_code.as_deref(),
                         request_id,
                         &req.resource,
                     );
@@ -801,11 +807,16 @@ impl AzureHttp {
 
 /// Whether a 401 (or Log Analytics' 403) says the token itself is no good (expired or invalid), as opposed to a
 /// missing header or a wrong audience (a new token for the same scope would not help).
-fn token_refused(body: &[u8]) -> bool {
+/// Whether an answer refuses the token itself (expired, or not valid): ARM's and Log
+/// Analytics' `ExpiredAuthenticationToken` / `InvalidAuthenticationToken`, Azure Storage's
+/// `InvalidAuthenticationInfo` (its code in the `x-ms-error-code` header, its body XML, or
+/// none for a HEAD).
+fn token_refused(body: &[u8], header_code: Option<&str>) -> bool {
     let (code, _, _) = super::error::error_parts(body);
-    code.is_some_and(|c| {
+    code.as_deref().or(header_code).is_some_and(|c| {
         c.eq_ignore_ascii_case("ExpiredAuthenticationToken")
             || c.eq_ignore_ascii_case("InvalidAuthenticationToken")
+            || c.eq_ignore_ascii_case("InvalidAuthenticationInfo")
     })
 }
 
@@ -834,6 +845,22 @@ fn transport_message(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_token_is_known_by_each_service_s_code() {
+        assert!(token_refused(
+            br#"{"error":{"code":"ExpiredAuthenticationToken","message":"x"}}"#,
+            None
+        ));
+        // Azure Storage: an XML body, or none (a HEAD), and the code in a header.
+        assert!(token_refused(
+            b"<?xml version=\"1.0\"?><Error><Code>InvalidAuthenticationInfo</Code><Message>m</Message></Error>",
+            None
+        ));
+        assert!(token_refused(b"", Some("InvalidAuthenticationInfo")));
+        assert!(!token_refused(b"", Some("AuthorizationPermissionMismatch")));
+        assert!(!token_refused(br#"{"error":{"code":"AuthorizationFailed"}}"#, None));
+    }
 
     #[test]
     fn retry_after_forms() {
