@@ -63,6 +63,10 @@ enum Command {
     Run(ConfigArgs),
     /// Check the configuration, the credential, and every permission dfcsync needs, with a
     /// fix for each failure. Read-only.
+    ///
+    /// Exits with 0 when everything was verified and works, 1 when something failed, and 2
+    /// when nothing failed but something could not be verified (no incident to probe a write
+    /// with, no alert to learn a subscription from).
     Doctor(DoctorArgs),
     /// Start the built-in emulator of the Azure APIs with a scenario that tells the story,
     /// and run dfcsync against it: the incidents before, the plan, the incidents after.
@@ -501,10 +505,10 @@ async fn doctor(args: DoctorArgs) -> Result<ExitCode> {
         }
         Output::Table => write!(out, "{}", d::table(&checks))?,
     }
-    Ok(if d::passed(&checks) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(match d::outcome(&checks) {
+        d::Outcome::Passed => ExitCode::SUCCESS,
+        d::Outcome::Failed => ExitCode::from(1),
+        d::Outcome::NotVerified => ExitCode::from(2),
     })
 }
 

@@ -302,6 +302,10 @@ fn two_workspaces(writeback_role: bool) -> String {
     let mut ws2 = s["workspaces"][0].clone();
     ws2["name"] = json!("law-second");
     ws2["customer_id"] = json!("22222222-2222-3333-4444-555555555555");
+    // The health table lives in one workspace: a DCR's immutable id is unique.
+    if let Some(ws2) = ws2.as_object_mut() {
+        ws2.remove("dcr");
+    }
     s["workspaces"].as_array_mut().unwrap().push(ws2);
     if writeback_role {
         s["principals"][0]["roles"].as_array_mut().unwrap().push(

@@ -859,7 +859,10 @@ mod tests {
         ));
         assert!(token_refused(b"", Some("InvalidAuthenticationInfo")));
         assert!(!token_refused(b"", Some("AuthorizationPermissionMismatch")));
-        assert!(!token_refused(br#"{"error":{"code":"AuthorizationFailed"}}"#, None));
+        assert!(!token_refused(
+            br#"{"error":{"code":"AuthorizationFailed"}}"#,
+            None
+        ));
     }
 
     #[test]

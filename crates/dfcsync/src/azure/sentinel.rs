@@ -356,6 +356,23 @@ impl SentinelClient {
         self.list_all(first, "a page of incidents").await
     }
 
+    /// The first page of incidents only (at most `top`), never following `nextLink`: one
+    /// request, whatever the workspace's size (`doctor`).
+    pub async fn first_incidents(
+        &self,
+        ws: &Workspace,
+        top: u32,
+    ) -> Result<Vec<Incident>, AzureError> {
+        let top = top.clamp(1, 1000).to_string();
+        let url = self.url(
+            &Self::incidents_path(ws),
+            &[("api-version", API_VERSION), ("$top", &top)],
+        )?;
+        let resp = self.call(Method::GET, url, None).await?;
+        let page: Page<Incident> = Self::decode("a page of incidents", &resp)?;
+        Ok(page.value)
+    }
+
     async fn list_all<T: for<'de> Deserialize<'de>>(
         &self,
         first: url::Url,
