@@ -321,10 +321,11 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
 }
 
 fn print_cycle(report: &CycleReport, output: Output) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match output {
         Output::Json => {
-            serde_json::to_writer_pretty(&mut out, &report::cycle_json(report))?;
+            // Written as it is serialized: the report of a large `sync` is never a value.
+            serde_json::to_writer_pretty(&mut out, &report::CycleJson(report))?;
             writeln!(out)?;
         }
         Output::Table => write!(out, "{}", report::cycle_table(report))?,

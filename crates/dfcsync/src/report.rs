@@ -10,7 +10,7 @@
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use std::time::Duration;
 
@@ -301,71 +301,145 @@ pub fn new_table(header: &[&str]) -> Table {
     t
 }
 
-/// One cycle as JSON: per workspace the plan (as [`plan_json`]), the outcome of each action,
-/// and the errors; then the Azure calls and the duration.
-pub fn cycle_json(report: &CycleReport) -> Value {
-    let workspaces: Vec<Value> = report
-        .workspaces
-        .iter()
-        .map(|w| {
-            let outcome = |o: &crate::act::ActionOutcome, repair: bool| {
-                json!({
-                    "incident": o.incident,
-                    "incident_number": o.incident_number,
-                    "action": if repair { "repair" } else { o.kind.as_str() },
-                    "fingerprint": o.fingerprint,
-                    "result": o.result.label(),
-                    "detail": o.result.detail(),
-                    "conflicts": o.conflicts,
-                })
-            };
-            let outcomes: Vec<Value> = w
-                .act
-                .iter()
-                .flat_map(|a| {
+/// One cycle as JSON: per workspace the plan (as [`PlanJson`]), the outcome of each action,
+/// and the errors; then the Azure calls and the duration. Serialized as it is written (a
+/// full `sync` on a large workspace has tens of thousands of actions: building the report as
+/// a [`Value`] first took several times the plan's memory). Keys are written in alphabetical
+/// order, the order of [`cycle_json`]'s objects.
+pub struct CycleJson<'a>(pub &'a CycleReport);
+
+impl Serialize for CycleJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let report = self.0;
+        let mut map = serializer.serialize_map(Some(11))?;
+        map.serialize_entry(
+            "azure_requests",
+            &Seq(|| {
+                report
+                    .requests
+                    .iter()
+                    .map(|(service, status, count)| RequestJson {
+                        count: *count,
+                        service,
+                        status: *status,
+                    })
+            }),
+        )?;
+        map.serialize_entry("duration_ms", &(report.duration.as_millis() as u64))?;
+        map.serialize_entry(
+            "log_analytics",
+            &LogAnalyticsJson {
+                answers_refused_as_too_large: report.reads.refused,
+                bytes: report.reads.bytes,
+                change_reads: report.change_reads,
+                partitions: report.reads.partitions,
+                queries: report.reads.queries,
+                rows: report.reads.rows,
+                whole_reads: report.whole_reads,
+            },
+        )?;
+        map.serialize_entry(
+            "mode",
+            match report.mode {
+                Mode::Plan => "plan",
+                Mode::Sync => "sync",
+            },
+        )?;
+        map.serialize_entry("retries", &report.retries)?;
+        map.serialize_entry(
+            "started",
+            &report
+                .started
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )?;
+        map.serialize_entry("stopped", &report.stopped)?;
+        map.serialize_entry("succeeded", &report.succeeded())?;
+        map.serialize_entry(
+            "throttle_wait_ms",
+            &(report.throttle_wait.as_millis() as u64),
+        )?;
+        map.serialize_entry("throttle_waits", &report.throttle_waits)?;
+        map.serialize_entry(
+            "workspaces",
+            &Seq(|| report.workspaces.iter().map(WorkspaceJson)),
+        )?;
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct RequestJson<'a> {
+    count: u64,
+    service: &'a str,
+    status: u16,
+}
+
+#[derive(Serialize)]
+struct LogAnalyticsJson {
+    answers_refused_as_too_large: u32,
+    bytes: u64,
+    change_reads: u32,
+    partitions: u32,
+    queries: u32,
+    rows: u64,
+    whole_reads: u32,
+}
+
+struct WorkspaceJson<'a>(&'a WorkspaceReport);
+
+impl<'a> Serialize for WorkspaceJson<'a> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let w = self.0;
+        let mut map = serializer.serialize_map(Some(7))?;
+        map.serialize_entry("error", &w.error)?;
+        map.serialize_entry("incidents_in_scope_rows", &w.incidents_seen)?;
+        map.serialize_entry(
+            "missing_roles",
+            w.act.as_ref().map_or(&[][..], |a| &a.missing_roles[..]),
+        )?;
+        map.serialize_entry("plan", &w.plan.as_ref().map(PlanJson))?;
+        map.serialize_entry(
+            "results",
+            &Seq(|| {
+                w.act.iter().flat_map(|a| {
+                    let outcome = |repair: bool| {
+                        move |o: &'a crate::act::ActionOutcome| OutcomeJson {
+                            action: if repair { "repair" } else { o.kind.as_str() },
+                            conflicts: o.conflicts,
+                            detail: o.result.detail(),
+                            fingerprint: &o.fingerprint,
+                            incident: &o.incident,
+                            incident_number: o.incident_number,
+                            result: o.result.label(),
+                        }
+                    };
                     a.outcomes
                         .iter()
-                        .map(|o| outcome(o, false))
-                        .chain(a.repairs.iter().map(|o| outcome(o, true)))
+                        .map(outcome(false))
+                        .chain(a.repairs.iter().map(outcome(true)))
                 })
-                .collect();
-            json!({
-                "workspace": w.workspace,
-                "error": w.error,
-                "warnings": w.warnings,
-                "incidents_in_scope_rows": w.incidents_seen,
-                "plan": w.plan.as_ref().map(plan_json),
-                "results": outcomes,
-                "missing_roles": w.act.as_ref().map(|a| a.missing_roles.clone()).unwrap_or_default(),
-            })
-        })
-        .collect();
-    let requests: Vec<Value> = report
-        .requests
-        .iter()
-        .map(|(s, st, n)| json!({"service": s, "status": st, "count": n}))
-        .collect();
-    json!({
-        "started": report.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "duration_ms": report.duration.as_millis() as u64,
-        "mode": match report.mode { Mode::Plan => "plan", Mode::Sync => "sync" },
-        "succeeded": report.succeeded(),
-        "stopped": report.stopped,
-        "workspaces": workspaces,
-        "azure_requests": requests,
-        "retries": report.retries,
-        "log_analytics": {
-            "whole_reads": report.whole_reads,
-            "change_reads": report.change_reads,
-            "queries": report.reads.queries,
-            "bytes": report.reads.bytes,
-            "rows": report.reads.rows,
-            "partitions": report.reads.partitions,
-            "answers_refused_as_too_large": report.reads.refused,
-        },
-        "throttle_waits": report.throttle_waits,
-        "throttle_wait_ms": report.throttle_wait.as_millis() as u64,
-    })
+            }),
+        )?;
+        map.serialize_entry("warnings", &w.warnings)?;
+        map.serialize_entry("workspace", &w.workspace)?;
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct OutcomeJson<'a> {
+    action: &'a str,
+    conflicts: u32,
+    detail: Option<&'a str>,
+    fingerprint: &'a str,
+    incident: &'a str,
+    incident_number: i64,
+    result: &'static str,
+}
+
+/// One cycle as JSON, as a value ([`CycleJson`] writes the same without building it).
+pub fn cycle_json(report: &CycleReport) -> Value {
+    serde_json::to_value(CycleJson(report)).unwrap_or(Value::Null)
 }
 
 /// Counts of outcomes by action kind and result: `close applied 3` (repairs as the kind

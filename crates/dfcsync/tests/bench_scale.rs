@@ -10,8 +10,14 @@
 //! - `many_workspaces`: W workspaces of a few incidents each, one `Syncer`: the whole read,
 //!   then quiet cycles (queries, seconds, peak memory).
 //!
+//! - `sync_json_peak_rss`: `dfcsync sync --output json` as the deployed jobs run it, a
+//!   process of its own under `/usr/bin/time -v`, from scratch on one workspace: its peak
+//!   RSS (issue 22: ≤ 256 MiB, the Kubernetes limit, at 100,000 incidents with ~46,000
+//!   actions).
+//!
 //! ```sh
 //! SCALE_INCIDENTS=100000 cargo test --release -p dfcsync --test bench_scale -- --ignored --nocapture whole
+//! MEMORY_INCIDENTS=100000 cargo test --release -p dfcsync --test bench_scale -- --ignored --nocapture sync_json
 //! SCALE_WORKSPACES=500 cargo test --release -p dfcsync --test bench_scale -- --ignored --nocapture many
 //! ```
 //!
@@ -60,12 +66,16 @@ enum Story {
 /// `n` stories over `workspaces` workspaces, created over the last 80 days, each assigned
 /// and commented, then (by story) closed by the analyst or changed in DfC.
 fn realistic(n: usize, workspaces: usize) -> (Value, Vec<Story>) {
+    realistic_due(n, workspaces, env("SCALE_DUE_PERCENT", 35.0))
+}
+
+/// [`realistic`] with `due_percent` of the stories due an action.
+fn realistic_due(n: usize, workspaces: usize, due_percent: f64) -> (Value, Vec<Story>) {
     let now: DateTime<Utc> = NOW.parse().unwrap();
     let span = TimeDelta::days(80).num_seconds();
     let mut events = Vec::with_capacity(n * 4);
     let mut stories = Vec::with_capacity(n);
     let mut rng = fastrand::Rng::with_seed(9);
-    let due_percent: f64 = env("SCALE_DUE_PERCENT", 35.0);
     for i in 0..n {
         let t0 = now - TimeDelta::days(82) + TimeDelta::seconds(span * i as i64 / n.max(1) as i64);
         let at = |m: i64| (t0 + TimeDelta::minutes(m)).to_rfc3339();
@@ -383,4 +393,80 @@ async fn many_workspaces() {
         assert!(q <= 10, "{q} queries in a quiet cycle");
         assert!(elapsed.as_secs() <= 60);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: MEMORY_INCIDENTS (default 100,000) stories, MEMORY_DUE_PERCENT (46) due"]
+async fn sync_json_peak_rss() {
+    let n: usize = env("MEMORY_INCIDENTS", 100_000);
+    let due: f64 = env("MEMORY_DUE_PERCENT", 46.0);
+    let t = Instant::now();
+    let (scenario, stories) = realistic_due(n, 1, due);
+    let emu = start(&scenario).await;
+    drop(scenario);
+    let loaded = t.elapsed();
+    let due_stories = stories
+        .iter()
+        .filter(|s| matches!(s, Story::Resolved | Story::Dismissed | Story::InProgress))
+        .count();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dfcsync.toml");
+    std::fs::write(&config, emu.config_toml()).unwrap();
+    let out = dir.path().join("report.json");
+    let t = Instant::now();
+    // The child runs on a blocking thread while this runtime serves the emulator.
+    let (config_path, out_path) = (config.clone(), out.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        // MEMORY_WRAPPER: another measuring command, e.g. `heaptrack -o /tmp/sync` (then
+        // the peak RSS is heaptrack's to tell).
+        let wrapper = std::env::var("MEMORY_WRAPPER").unwrap_or("/usr/bin/time -v".into());
+        let mut wrapper = wrapper.split_whitespace();
+        std::process::Command::new(wrapper.next().unwrap_or("/usr/bin/time"))
+            .args(wrapper)
+            .arg(env!("CARGO_BIN_EXE_dfcsync"))
+            .args([
+                "--log-format",
+                "json",
+                "sync",
+                "--output",
+                "json",
+                "--config",
+            ])
+            .arg(&config_path)
+            .env_remove("DFCSYNC_CONFIG")
+            .env("RUST_LOG", "warn")
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("/usr/bin/time and dfcsync")
+    })
+    .await
+    .unwrap();
+    let wall = t.elapsed();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    let rss_kib: f64 = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let report_bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    let report: Value =
+        serde_json::from_reader(std::io::BufReader::new(std::fs::File::open(&out).unwrap()))
+            .unwrap_or_else(|e| panic!("the report is not JSON ({e}); stderr:\n{stderr}"));
+    let applied = report["workspaces"][0]["results"]
+        .as_array()
+        .map_or(0, |r| r.iter().filter(|o| o["result"] == "applied").count());
+    eprintln!(
+        "sync_json_peak_rss: {n} stories ({due_stories} due; emulator loaded in {loaded:.1?}): exit {:?}, {applied} actions applied, report {:.1} MiB, wall {wall:.1?}, peak RSS {:.0} MiB",
+        result.status.code(),
+        report_bytes as f64 / 1048576.0,
+        rss_kib / 1024.0
+    );
+    assert!(
+        applied >= due_stories * 9 / 10,
+        "{applied} of {due_stories}"
+    );
 }

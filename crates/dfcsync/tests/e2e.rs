@@ -505,3 +505,80 @@ async fn a_token_the_service_says_expired_is_renewed() {
         .count();
     assert!(expired >= 1, "the service refused the old token first");
 }
+
+/// The JSON report of `sync --output json` as the former code built it (a `Value`, its
+/// objects' keys in alphabetical order): the streamed form must write the same bytes.
+fn cycle_json_as_a_value(report: &CycleReport) -> Value {
+    let workspaces: Vec<Value> = report
+        .workspaces
+        .iter()
+        .map(|w| {
+            let outcome = |o: &dfcsync::act::ActionOutcome, repair: bool| {
+                json!({
+                    "incident": o.incident,
+                    "incident_number": o.incident_number,
+                    "action": if repair { "repair" } else { o.kind.as_str() },
+                    "fingerprint": o.fingerprint,
+                    "result": o.result.label(),
+                    "detail": o.result.detail(),
+                    "conflicts": o.conflicts,
+                })
+            };
+            let outcomes: Vec<Value> = w
+                .act
+                .iter()
+                .flat_map(|a| {
+                    a.outcomes
+                        .iter()
+                        .map(|o| outcome(o, false))
+                        .chain(a.repairs.iter().map(|o| outcome(o, true)))
+                })
+                .collect();
+            json!({
+                "workspace": w.workspace,
+                "error": w.error,
+                "warnings": w.warnings,
+                "incidents_in_scope_rows": w.incidents_seen,
+                "plan": w.plan.as_ref().map(dfcsync::report::plan_json),
+                "results": outcomes,
+                "missing_roles": w.act.as_ref().map(|a| a.missing_roles.clone()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let requests: Vec<Value> = report
+        .requests
+        .iter()
+        .map(|(s, st, n)| json!({"service": s, "status": st, "count": n}))
+        .collect();
+    json!({
+        "started": report.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "duration_ms": report.duration.as_millis() as u64,
+        "mode": match report.mode { Mode::Plan => "plan", Mode::Sync => "sync" },
+        "succeeded": report.succeeded(),
+        "stopped": report.stopped,
+        "workspaces": workspaces,
+        "azure_requests": requests,
+        "retries": report.retries,
+        "log_analytics": {
+            "whole_reads": report.whole_reads,
+            "change_reads": report.change_reads,
+            "queries": report.reads.queries,
+            "bytes": report.reads.bytes,
+            "rows": report.reads.rows,
+            "partitions": report.reads.partitions,
+            "answers_refused_as_too_large": report.reads.refused,
+        },
+        "throttle_waits": report.throttle_waits,
+        "throttle_wait_ms": report.throttle_wait.as_millis() as u64,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streamed_json_report_is_the_former_report_byte_for_byte() {
+    let env = Env::start(&two_workspaces(true), "").await;
+    let report = env.cycle(Mode::Sync).await;
+    assert!(report.has_actions());
+    let streamed = serde_json::to_string_pretty(&dfcsync::report::CycleJson(&report)).unwrap();
+    let former = serde_json::to_string_pretty(&cycle_json_as_a_value(&report)).unwrap();
+    assert_eq!(streamed, former);
+}

@@ -344,6 +344,19 @@ impl SentinelClient {
         filter: Option<&str>,
         top: Option<u32>,
     ) -> Result<Vec<Incident>, AzureError> {
+        self.list_incidents_keeping(ws, filter, top, |_| true).await
+    }
+
+    /// [`list_incidents`](Self::list_incidents), keeping only the incidents `keep` wants,
+    /// page by page: a list of the whole workspace for a few hundred ETags never holds the
+    /// whole workspace.
+    pub async fn list_incidents_keeping(
+        &self,
+        ws: &Workspace,
+        filter: Option<&str>,
+        top: Option<u32>,
+        keep: impl FnMut(&Incident) -> bool,
+    ) -> Result<Vec<Incident>, AzureError> {
         let mut query = vec![("api-version", API_VERSION.to_owned())];
         if let Some(f) = filter {
             query.push(("$filter", f.to_owned()));
@@ -353,7 +366,8 @@ impl SentinelClient {
         }
         let q: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let first = self.url(&Self::incidents_path(ws), &q)?;
-        self.list_all(first, "a page of incidents").await
+        self.list_all_keeping(first, "a page of incidents", keep)
+            .await
     }
 
     /// The first page of incidents only (at most `top`), never following `nextLink`: one
@@ -378,6 +392,16 @@ impl SentinelClient {
         first: url::Url,
         what: &str,
     ) -> Result<Vec<T>, AzureError> {
+        self.list_all_keeping(first, what, |_| true).await
+    }
+
+    /// Every page from `first` on, keeping the items `keep` wants as each page comes.
+    async fn list_all_keeping<T: for<'de> Deserialize<'de>>(
+        &self,
+        first: url::Url,
+        what: &str,
+        mut keep: impl FnMut(&T) -> bool,
+    ) -> Result<Vec<T>, AzureError> {
         let mut out = Vec::new();
         let mut next = Some(first);
         let mut pages = 0usize;
@@ -391,7 +415,7 @@ impl SentinelClient {
             }
             let resp = self.call(Method::GET, url, None).await?;
             let page: Page<T> = Self::decode(what, &resp)?;
-            out.extend(page.value);
+            out.extend(page.value.into_iter().filter(|item| keep(item)));
             if let Some(link) = page.next_link.filter(|l| !l.is_empty()) {
                 let arm = self.url("/", &[])?;
                 next = Some(super::http::next_page(

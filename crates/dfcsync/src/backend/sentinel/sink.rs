@@ -235,19 +235,16 @@ async fn bulk_read(
     };
     let since = (oldest - chrono::TimeDelta::seconds(1)).format("%Y-%m-%dT%H:%M:%SZ");
     let filter = format!("properties/createdTimeUtc ge {since}");
+    let wanted: std::collections::HashSet<&str> = names.iter().copied().collect();
     match ctx
         .conn
         .sentinel
-        .list_incidents(ctx.ws, Some(&filter), Some(1000))
+        .list_incidents_keeping(ctx.ws, Some(&filter), Some(1000), |i| {
+            wanted.contains(i.name.as_str())
+        })
         .await
     {
-        Ok(list) => {
-            let wanted: std::collections::HashSet<&str> = names.iter().copied().collect();
-            list.into_iter()
-                .filter(|i| wanted.contains(i.name.as_str()))
-                .map(|i| (i.name.clone(), i))
-                .collect()
-        }
+        Ok(list) => list.into_iter().map(|i| (i.name.clone(), i)).collect(),
         Err(e) => {
             tracing::warn!(error = %e, "listing incidents for their etags failed; reading them one by one");
             HashMap::new()
