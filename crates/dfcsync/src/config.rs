@@ -1267,4 +1267,47 @@ mod example_file {
         assert_eq!(c.policy.resolved, d.resolved);
         assert_eq!(c.policy.dismissed, d.dismissed);
     }
+
+    /// Every key of every section, and every environment variable, is in the example (a
+    /// key added to a section without a line in the example fails here).
+    #[test]
+    fn the_example_file_documents_every_key_and_variable() {
+        let example = include_str!("../../../dfcsync.example.toml");
+        let source = include_str!("config.rs");
+        let mut missing = Vec::new();
+        let mut sections = 0;
+        for block in source.split("pub struct ").skip(1) {
+            let Some((name, body)) = block.split_once('{') else {
+                continue;
+            };
+            if !name.trim().ends_with("Section") {
+                continue;
+            }
+            sections += 1;
+            let body = body.split("\n}").next().unwrap_or("");
+            for line in body.lines() {
+                let Some(field) = line.trim().strip_prefix("pub ") else {
+                    continue;
+                };
+                let Some((key, _)) = field.split_once(':') else {
+                    continue;
+                };
+                // A key, or a table of its own (`[policy.resolved]`).
+                if !example.contains(&format!("{key} =")) && !example.contains(&format!(".{key}]"))
+                {
+                    missing.push(format!("{}.{key}", name.trim()));
+                }
+            }
+        }
+        assert!(sections >= 10, "{sections} sections found");
+        for (var, _) in ENV_OVERRIDES {
+            if !example.contains(var) {
+                missing.push((*var).to_owned());
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "not in dfcsync.example.toml: {missing:?}"
+        );
+    }
 }
