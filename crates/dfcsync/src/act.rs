@@ -19,12 +19,97 @@ pub struct ActOptions {
     /// Set on SIGTERM/SIGINT: incidents not yet started are left for the next run; writes in
     /// flight finish.
     pub stop: std::sync::Arc<AtomicBool>,
-    /// What share of the workspace's in-scope incidents the snapshot holds: 1 for a whole
-    /// read, the partition's modulus for a partition; `None` for a change read, where the
-    /// snapshot says nothing of the rest. With it, ETags are read from list pages only when
-    /// the pages are few against the incidents to update (a list returns every incident
-    /// created since the oldest of them, most of which a partition does not need).
-    pub snapshot_share: Option<u32>,
+    /// What the read knows beyond the snapshot (a partition's share, a two-phase read's
+    /// candidates): a sink that reads before it writes chooses from it between one list of
+    /// the target and one read per incident.
+    pub etags: EtagHint,
+    /// What the sink keeps for the target over the whole read (a list taken for one piece
+    /// serves the next ones); the loop makes one per read.
+    pub memo: std::sync::Arc<ReadMemo>,
+}
+
+/// What a read knows of its targets beyond one piece, for the sink's reads before it writes
+/// (the Sentinel sink's ETags: one list of the workspace, or one GET per incident to update).
+#[derive(Debug, Clone, Default)]
+pub enum EtagHint {
+    /// Nothing (a change read): each incident to update is read by itself.
+    #[default]
+    Unknown,
+    /// The piece is one of this many partitions of a whole read.
+    Share(u32),
+    /// A two-phase whole read: every incident its pieces may hand over, by target.
+    Candidates(std::sync::Arc<std::collections::HashMap<usize, Candidates>>),
+}
+
+impl EtagHint {
+    /// The candidates of `target`, in a two-phase read.
+    pub fn candidates(&self, target: usize) -> Option<&Candidates> {
+        match self {
+            Self::Candidates(c) => c.get(&target),
+            _ => None,
+        }
+    }
+}
+
+/// Phase one of a two-phase whole read, for one target.
+#[derive(Debug, Clone, Default)]
+pub struct Candidates {
+    /// The incidents phase two reads.
+    pub names: std::collections::HashSet<String>,
+    /// When the oldest of them was created.
+    pub oldest_created: Option<chrono::DateTime<chrono::Utc>>,
+    /// The incidents created within `max_age`, of any product: what a list of the target
+    /// from that long ago returns at most.
+    pub incidents: u64,
+}
+
+/// What sinks keep per target over one read, whatever its type: the loop makes one per
+/// read and drops it at the end, so nothing outlives the read.
+#[derive(Default)]
+pub struct ReadMemo(
+    std::sync::Mutex<std::collections::HashMap<usize, Box<dyn std::any::Any + Send>>>,
+);
+
+impl std::fmt::Debug for ReadMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadMemo")
+    }
+}
+
+impl ReadMemo {
+    /// What was kept for `target` (taken out: put it back with [`put`](Self::put)), or a
+    /// new value.
+    pub fn take<T: Default + Send + 'static>(&self, target: usize) -> T {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&target)
+            .and_then(|b| b.downcast::<T>().ok())
+            .map_or_else(T::default, |b| *b)
+    }
+
+    /// Keeps `value` for `target` until the end of the read.
+    pub fn put<T: Send + 'static>(&self, target: usize, value: T) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(target, Box::new(value));
+    }
+}
+
+/// The reads a sink made before it wrote: list pages, and single reads of one incident.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EtagReads {
+    /// Lists of the target taken (at most one per read).
+    pub lists: u32,
+    /// Their pages.
+    pub list_pages: u32,
+    /// Incidents read one by one.
+    pub gets: u64,
+}
+
+impl EtagReads {
+    pub fn add(&mut self, other: &EtagReads) {
+        self.lists += other.lists;
+        self.list_pages += other.list_pages;
+        self.gets += other.gets;
+    }
 }
 
 /// What became of one planned action.
@@ -91,6 +176,8 @@ pub struct ActReport {
     pub repairs: Vec<ActionOutcome>,
     /// Roles found missing (reported once per run each).
     pub missing_roles: Vec<String>,
+    /// The reads made to learn the incidents' ETags before writing.
+    pub etag_reads: EtagReads,
 }
 
 impl ActReport {
@@ -101,6 +188,7 @@ impl ActReport {
             outcomes: plan.actions.iter().map(failed).collect(),
             repairs: plan.repairs.iter().map(failed).collect(),
             missing_roles: Vec::new(),
+            etag_reads: EtagReads::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ use dfcsync::connect::Connection;
 use dfcsync::cycle::{CycleReport, Mode, ReadMode, Syncer};
 use dfcsync::decide::decide;
 use dfcsync::observe::build::build_snapshot;
+use dfcsync::observe::change_feed::WholeRead;
 use dfcsync::report;
 
 /// Keeps Microsoft Sentinel incidents in step with the status of their Microsoft Defender
@@ -106,6 +107,11 @@ struct ReadArgs {
     /// incident. Without it, every in-scope incident is read.
     #[arg(long, value_name = "DURATION", value_parser = parse_changed_within)]
     changed_within: Option<chrono::TimeDelta>,
+    /// How a read of every in-scope incident is made: `two-phase` (a query names the
+    /// incidents the engine could act on, hold or repair, and only those are read) or `full`
+    /// (every in-scope incident is read: for diagnosis, to compare).
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = WholeRead::TwoPhase)]
+    read: WholeRead,
 }
 
 impl ReadArgs {
@@ -339,6 +345,7 @@ async fn plan(args: PlanArgs) -> Result<ExitCode> {
     let conn = connect(&config).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let report = Syncer::new(&config, args.read.mode())
+        .whole_read(args.read.read)
         .cycle(&conn, &config, Mode::Plan, &stop, &|_, _| {})
         .await;
     print_cycle(&report, args.output)?;
@@ -422,6 +429,7 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
     let bar = progress_bar();
     let health = health_of(&config, &conn)?;
     let mut syncer = Syncer::new(&config, args.read.mode());
+    syncer.whole_read(args.read.read);
     if let Some(h) = &health {
         syncer.observe(Arc::new(h.clone()));
     }

@@ -26,14 +26,15 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::act::ReadMemo;
 use crate::act::{ActOptions, ActReport};
-use crate::backend::{self, Backend, Piece, ReadStats, Resolution};
+use crate::backend::{self, Backend, EtagHint, Piece, ReadStats, Resolution};
 use crate::config::Config;
 use crate::connect::Connection;
 use crate::decide::{Plan, decide};
 use crate::events::{Event, LogEvents, Observer};
 use crate::model::Snapshot;
-use crate::observe::change_feed::{ChangeFeed, FeedSettings, Read};
+use crate::observe::change_feed::{ChangeFeed, FeedSettings, Read, WholeRead};
 use crate::observe::query::{Selection, Since};
 pub use crate::report::{CycleReport, Mode, WorkspaceReport};
 
@@ -86,6 +87,12 @@ impl Syncer {
             split: false,
             observers: vec![Arc::new(LogEvents)],
         }
+    }
+
+    /// Makes whole reads as `whole_read` says (`--read`; two-phase unless told).
+    pub fn whole_read(&mut self, whole_read: WholeRead) -> &mut Self {
+        self.backend.set_whole_read(whole_read);
+        self
     }
 
     /// Adds an observer of the loop's events.
@@ -276,6 +283,8 @@ impl Syncer {
         reports: &mut [WorkspaceReport],
     ) -> GroupOutcome {
         let mut reader = self.backend.read(conn, &config.policy, members, read);
+        // What the sink keeps over this read (e.g. the one ETag list it may take).
+        let memo = Arc::new(ReadMemo::default());
         let mut read_again = Vec::new();
         let mut first = true;
         let mut stopped = false;
@@ -285,7 +294,7 @@ impl Syncer {
                 stopped = true;
                 break;
             }
-            let Some(Piece { share, result }) = reader.next().await else {
+            let Some(Piece { etags, result }) = reader.next().await else {
                 break;
             };
             let snapshots = match result {
@@ -324,7 +333,7 @@ impl Syncer {
                         conn,
                         config,
                         i,
-                        (snapshot, share),
+                        (snapshot, etags.clone(), memo.clone()),
                         mode,
                         stop,
                         on_progress,
@@ -355,7 +364,7 @@ impl Syncer {
         conn: &Connection,
         config: &Config,
         target: usize,
-        (snapshot, snapshot_share): (Snapshot, Option<u32>),
+        (snapshot, etags, memo): (Snapshot, EtagHint, Arc<ReadMemo>),
         mode: Mode,
         stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
         on_progress: &(dyn Fn(usize, usize) + Sync),
@@ -378,7 +387,8 @@ impl Syncer {
                 concurrency: config.sync.concurrency,
                 conflict_retries: config.sync.conflict_retries,
                 stop: stop.clone(),
-                snapshot_share,
+                etags,
+                memo,
             };
             let total = plan.actions.len();
             let done = std::sync::atomic::AtomicUsize::new(0);
@@ -414,6 +424,7 @@ impl Syncer {
             let into = report.act.get_or_insert_with(ActReport::default);
             into.outcomes.extend(a.outcomes);
             into.repairs.extend(a.repairs);
+            into.etag_reads.add(&a.etag_reads);
             for role in a.missing_roles {
                 if !into.missing_roles.contains(&role) {
                     into.missing_roles.push(role);

@@ -331,6 +331,7 @@ impl Serialize for CycleJson<'_> {
             &LogAnalyticsJson {
                 answers_refused_as_too_large: report.reads.refused,
                 bytes: report.reads.bytes,
+                candidates: report.reads.candidates,
                 change_reads: report.change_reads,
                 partitions: report.reads.partitions,
                 queries: report.reads.queries,
@@ -378,6 +379,7 @@ struct RequestJson<'a> {
 struct LogAnalyticsJson {
     answers_refused_as_too_large: u32,
     bytes: u64,
+    candidates: u64,
     change_reads: u32,
     partitions: u32,
     queries: u32,
@@ -390,8 +392,17 @@ struct WorkspaceJson<'a>(&'a WorkspaceReport);
 impl<'a> Serialize for WorkspaceJson<'a> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let w = self.0;
-        let mut map = serializer.serialize_map(Some(7))?;
+        let mut map = serializer.serialize_map(Some(8))?;
         map.serialize_entry("error", &w.error)?;
+        let etags = w.act.as_ref().map(|a| a.etag_reads).unwrap_or_default();
+        map.serialize_entry(
+            "etag_reads",
+            &EtagReadsJson {
+                gets: etags.gets,
+                list_pages: etags.list_pages,
+                lists: etags.lists,
+            },
+        )?;
         map.serialize_entry("incidents_in_scope_rows", &w.incidents_seen)?;
         map.serialize_entry(
             "missing_roles",
@@ -424,6 +435,13 @@ impl<'a> Serialize for WorkspaceJson<'a> {
         map.serialize_entry("workspace", &w.workspace)?;
         map.end()
     }
+}
+
+#[derive(Serialize)]
+struct EtagReadsJson {
+    gets: u64,
+    list_pages: u32,
+    lists: u32,
 }
 
 #[derive(Serialize)]
@@ -565,6 +583,16 @@ pub fn summary_line(report: &CycleReport) -> String {
         reads_phrase(report),
         report.duration.as_secs_f64()
     ));
+    let mut etags = crate::act::EtagReads::default();
+    for a in report.workspaces.iter().filter_map(|w| w.act.as_ref()) {
+        etags.add(&a.etag_reads);
+    }
+    if etags != crate::act::EtagReads::default() {
+        line.push_str(&format!(
+            "; ETags: {} list(s) of {} page(s), {} single read(s)",
+            etags.lists, etags.list_pages, etags.gets
+        ));
+    }
     if errors > 0 {
         line.push_str(&format!("; {errors} workspace(s) failed"));
     }
@@ -581,6 +609,7 @@ fn reads_phrase(report: &CycleReport) -> String {
     let kind = match (report.whole_reads, report.change_reads) {
         (0, 0) => "nothing".to_owned(),
         (0, _) => "changes only".to_owned(),
+        (_, 0) if r.candidates > 0 => format!("everything, {} candidate(s) by name", r.candidates),
         (_, 0) if r.partitions > 1 => format!("everything, in {} partitions", r.partitions),
         (_, 0) => "everything".to_owned(),
         (w, c) => format!("everything in {w} group(s), changes in {c}"),

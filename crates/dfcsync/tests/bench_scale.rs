@@ -470,3 +470,142 @@ async fn sync_json_peak_rss() {
         "{applied} of {due_stories}"
     );
 }
+
+/// ARM reads of incidents in the request log after entry `since`: (list pages, single GETs).
+async fn incident_reads_since(
+    ctl: &reqwest::Client,
+    emu: &emulator::EmulatorHandle,
+    since: u64,
+) -> (u64, u64) {
+    let log = request_log(ctl, emu).await;
+    proof_support::incident_reads(
+        log.iter()
+            .filter(|e| e["seq"].as_u64().unwrap_or(0) > since),
+    )
+}
+
+/// One whole read by a new `Syncer` (a first cycle is whole), as `dfcsync plan --read HOW`:
+/// its report and Log Analytics answers.
+async fn whole_plan(
+    config: &Config,
+    conn: &dfcsync::connect::Connection,
+    ctl: &reqwest::Client,
+    emu: &emulator::EmulatorHandle,
+    how: dfcsync::observe::change_feed::WholeRead,
+    seq: u64,
+) -> (CycleReport, (u64, u64, u64), std::time::Duration, u64) {
+    let mut syncer = Syncer::new(config, ReadMode::Feed);
+    syncer.whole_read(how);
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = Instant::now();
+    let r = syncer
+        .cycle(conn, config, Mode::Plan, &stop, &|_, _| {})
+        .await;
+    let elapsed = t.elapsed();
+    let (answers, seq) = la_since(ctl, emu, seq).await;
+    (r, answers, elapsed, seq)
+}
+
+fn planned(r: &CycleReport) -> usize {
+    r.workspaces
+        .iter()
+        .filter_map(|w| w.plan.as_ref())
+        .map(|p| p.actions.len())
+        .sum()
+}
+
+/// Issue 24: whole reads in two phases. A full `sync` from scratch (SCALE_INCIDENTS, default
+/// 40,000 stories; SCALE_DUE_PERCENT, default 55), its ETag reads counted; then whole reads of
+/// the settled workspace, two-phase and full; then two-phase whole reads with k incidents due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: SCALE_INCIDENTS (default 40,000) stories, SCALE_DUE_PERCENT (55) due"]
+async fn two_phase_whole_reads() {
+    use dfcsync::observe::change_feed::WholeRead;
+    let n: usize = env("SCALE_INCIDENTS", 40_000);
+    let due_percent: f64 = env("SCALE_DUE_PERCENT", 55.0);
+    let t = Instant::now();
+    let (scenario, stories) = realistic_due(n, 1, due_percent);
+    let emu = start(&scenario).await;
+    eprintln!("two-phase: {n} stories loaded in {:.1?}", t.elapsed());
+    let config = Config::parse(&emu.config_toml(), "<bench>").unwrap();
+    let conn = connect(&config, fast()).await;
+    let ctl = control(&conn, &emu);
+    let (_, seq) = la_since(&ctl, &emu, 0).await;
+
+    // A full sync from scratch, as `dfcsync sync` (two-phase by default).
+    let due_close = stories
+        .iter()
+        .filter(|s| matches!(s, Story::Resolved | Story::Dismissed))
+        .count();
+    let due_activate = stories.iter().filter(|s| **s == Story::InProgress).count();
+    let mut syncer = Syncer::new(&config, ReadMode::Feed);
+    let t = Instant::now();
+    let sync = one_cycle(&mut syncer, &conn, &config).await;
+    let elapsed = t.elapsed();
+    let ((q, bytes, rows), _) = la_since(&ctl, &emu, seq).await;
+    let (pages, gets) = incident_reads_since(&ctl, &emu, seq).await;
+    eprintln!(
+        "two-phase: sync from scratch: {elapsed:.1?}; {q} queries, {bytes} bytes, {rows} rows, {} candidates; {} closes, {} activates applied ({due_close} and {due_activate} due); ARM incident reads: {pages} list pages, {gets} single GETs; peak RSS {:.0} MiB",
+        sync.reads.candidates,
+        applied(&sync, "close"),
+        applied(&sync, "activate"),
+        peak_rss_mib()
+    );
+    assert!(sync.succeeded(), "{}", dfcsync::report::summary_line(&sync));
+    assert_eq!(applied(&sync, "close"), due_close);
+    assert_eq!(applied(&sync, "activate"), due_activate);
+    let list_pages = (n as u64).div_ceil(1000);
+    assert!(
+        pages + gets <= list_pages + (due_close + due_activate) as u64,
+        "ETag reads: {pages} pages and {gets} GETs"
+    );
+
+    // The settled workspace, read whole: two-phase, then full.
+    post(&ctl, &emu, "/_emulator/clock", json!({"advance": "11m"})).await;
+    let (_, seq) = la_since(&ctl, &emu, 0).await;
+    let (r, (q, bytes, rows), elapsed, seq) =
+        whole_plan(&config, &conn, &ctl, &emu, WholeRead::TwoPhase, seq).await;
+    eprintln!(
+        "two-phase: settled, two-phase whole read: {q} queries, {bytes} bytes, {rows} rows, {} candidates, {} actions planned; {elapsed:.1?}",
+        r.reads.candidates,
+        planned(&r)
+    );
+    assert!(r.succeeded());
+    assert_eq!(planned(&r), 0, "{}", dfcsync::report::summary_line(&r));
+    let settled = bytes;
+    let (r, (q, bytes, rows), elapsed, seq) =
+        whole_plan(&config, &conn, &ctl, &emu, WholeRead::Full, seq).await;
+    eprintln!(
+        "two-phase: settled, full whole read: {q} queries, {bytes} bytes, {rows} rows, {} actions planned; {elapsed:.1?}",
+        planned(&r)
+    );
+    assert_eq!(planned(&r), 0);
+
+    // k incidents due: open stories' alerts resolved in DfC.
+    let open: Vec<usize> = (0..n).filter(|i| stories[*i] == Story::Open).collect();
+    let mut used = 0;
+    let mut seq = seq;
+    for k in [10usize, 1_000] {
+        if used + k > open.len() {
+            break;
+        }
+        let events: Vec<Value> = open[used..used + k]
+            .iter()
+            .map(|i| json!({"do": "alert_status", "alert": format!("S{i}"), "status": "Resolved", "by": "owner@contoso.com"}))
+            .collect();
+        used += k;
+        post(&ctl, &emu, "/_emulator/events", json!({ "events": events })).await;
+        let (_, s) = la_since(&ctl, &emu, seq).await;
+        let (r, (q, bytes, rows), elapsed, s) =
+            whole_plan(&config, &conn, &ctl, &emu, WholeRead::TwoPhase, s).await;
+        seq = s;
+        eprintln!(
+            "two-phase: {k} due since, two-phase whole read: {q} queries, {bytes} bytes ({} past the settled read, {:.0} a due incident), {rows} rows, {} candidates, {} actions planned; {elapsed:.1?}",
+            bytes.saturating_sub(settled),
+            bytes.saturating_sub(settled) as f64 / k as f64,
+            r.reads.candidates,
+            planned(&r)
+        );
+        assert_eq!(planned(&r), used);
+    }
+}

@@ -542,6 +542,7 @@ fn cycle_json_as_a_value(report: &CycleReport) -> Value {
                 "plan": w.plan.as_ref().map(dfcsync::report::plan_json),
                 "results": outcomes,
                 "missing_roles": w.act.as_ref().map(|a| a.missing_roles.clone()).unwrap_or_default(),
+                "etag_reads": w.act.as_ref().map(|a| json!({"gets": a.etag_reads.gets, "list_pages": a.etag_reads.list_pages, "lists": a.etag_reads.lists})).unwrap_or(json!({"gets": 0, "list_pages": 0, "lists": 0})),
             })
         })
         .collect();
@@ -567,6 +568,7 @@ fn cycle_json_as_a_value(report: &CycleReport) -> Value {
             "rows": report.reads.rows,
             "partitions": report.reads.partitions,
             "answers_refused_as_too_large": report.reads.refused,
+            "candidates": report.reads.candidates,
         },
         "throttle_waits": report.throttle_waits,
         "throttle_wait_ms": report.throttle_wait.as_millis() as u64,

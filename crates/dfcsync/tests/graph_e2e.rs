@@ -418,7 +418,8 @@ async fn an_analyst_edit_between_read_and_patch_is_decided_again() {
         concurrency: 2,
         conflict_retries: 3,
         stop: Arc::new(AtomicBool::new(false)),
-        snapshot_share: None,
+        etags: Default::default(),
+        memo: Default::default(),
     };
     let report = dfcsync::backend::graph::sink::act(
         g,

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use dfcsync::config::Config;
 use dfcsync::cycle::{CycleReport, Mode, ReadMode, Syncer};
+use dfcsync::observe::change_feed::WholeRead;
 use proof_support::*;
 
 fn big_limits(extra: Value) -> Value {
@@ -55,33 +56,45 @@ async fn syncer_cycles(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_too_large_for_one_answer_is_split_until_each_part_reads_whole() {
-    // 48 incidents (about 150 rows in a whole read), at most 40 rows an answer.
-    let (scenario, kinds) = scenario(48, "0s", Some(big_limits(json!({"la_max_rows": 40}))));
-    let emu = start(&scenario).await;
-    let config = Config::parse(&config_text(&emu, None, ""), "<test>").unwrap();
-    let conn = connect(&config, fast()).await;
-    let ctl = control(&conn, &emu);
-    let reports = converge(&conn, &config, 4, None).await;
-    let first = &reports[0];
-    assert!(
-        first.reads.refused >= 1,
-        "the first answer is refused: {:?}",
-        first.reads
-    );
-    assert!(first.reads.partitions >= 4, "{:?}", first.reads);
-    assert_eq!(first.whole_reads, 1);
-    // Every refused answer (a PartialError) was followed by smaller reads, never acted on:
-    // the end state is exactly what the engine decides from whole data.
-    let state = emu.state();
-    assert_expected(&views(&state), &kinds);
-    assert_no_duplicate_comments(&state);
-    assert_closed_alerts_finished(&state);
-    let log = request_log(&ctl, &emu).await;
-    let partial = queries(&log, 0)
-        .iter()
-        .filter(|e| e["status"] == 200)
-        .count();
-    assert!(partial as u32 >= first.reads.queries, "{log:?}");
+    for how in [WholeRead::Full, WholeRead::TwoPhase] {
+        // 48 incidents (about 150 rows in a whole read), at most 40 rows an answer.
+        let (scenario, kinds) = scenario(48, "0s", Some(big_limits(json!({"la_max_rows": 40}))));
+        let emu = start(&scenario).await;
+        let config = Config::parse(&config_text(&emu, None, ""), "<test>").unwrap();
+        let conn = connect(&config, fast()).await;
+        let ctl = control(&conn, &emu);
+        let mut syncer = Syncer::new(&config, ReadMode::Feed);
+        syncer.whole_read(how);
+        let reports = converge_with(Some(&mut syncer), &conn, &config, 4, None).await;
+        let first = &reports[0];
+        assert!(
+            first.reads.refused >= 1,
+            "{how:?}: the first answer is refused: {:?}",
+            first.reads
+        );
+        match how {
+            // Partitions, from the count.
+            WholeRead::Full => assert!(first.reads.partitions >= 4, "{:?}", first.reads),
+            // The candidates' by-name read, in halves.
+            WholeRead::TwoPhase => {
+                assert!(first.reads.candidates > 0, "{:?}", first.reads);
+                assert!(first.reads.pieces >= 4, "{:?}", first.reads);
+            }
+        }
+        assert_eq!(first.whole_reads, 1);
+        // Every refused answer (a PartialError) was followed by smaller reads, never acted
+        // on: the end state is exactly what the engine decides from whole data.
+        let state = emu.state();
+        assert_expected(&views(&state), &kinds);
+        assert_no_duplicate_comments(&state);
+        assert_closed_alerts_finished(&state);
+        let log = request_log(&ctl, &emu).await;
+        let partial = queries(&log, 0)
+            .iter()
+            .filter(|e| e["status"] == 200)
+            .count();
+        assert!(partial as u32 >= first.reads.queries, "{log:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,6 +334,12 @@ async fn changed_within_reads_only_the_window_and_a_full_sync_heals_the_rest() {
 /// further partition; the report says it stopped, and the next run finishes the work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_stops_the_reading_too() {
+    for how in [WholeRead::Full, WholeRead::TwoPhase] {
+        a_signal_stops_the_reading_of(how).await;
+    }
+}
+
+async fn a_signal_stops_the_reading_of(how: WholeRead) {
     let (scenario, kinds) = scenario(48, "0s", Some(big_limits(json!({"la_max_rows": 40}))));
     let emu = start(&scenario).await;
     let config = Config::parse(&config_text(&emu, None, ""), "<test>").unwrap();
@@ -330,6 +349,7 @@ async fn a_signal_stops_the_reading_too() {
     let signal = stop.clone();
     let before = last_seq(&request_log(&ctl, &emu).await);
     let r = Syncer::new(&config, ReadMode::Feed)
+        .whole_read(how)
         .cycle(&conn, &config, Mode::Sync, &stop, &move |_, _| {
             signal.store(true, std::sync::atomic::Ordering::SeqCst)
         })
@@ -345,12 +365,17 @@ async fn a_signal_stops_the_reading_too() {
         .into_iter()
         .filter(|e| e["status"] == 200)
         .collect();
-    assert!(
-        (answered.len() as u32) < r.reads.partitions + 1,
-        "no partition read after the signal: {} queries answered for {} partitions",
-        answered.len(),
-        r.reads.partitions
-    );
+    // One piece (a partition, or a batch of candidates) was read and acted on; the signal
+    // came during its writes, and nothing was read after it.
+    assert_eq!(r.reads.pieces, 1, "{how:?}: {:?}", r.reads);
+    if how == WholeRead::Full {
+        assert!(
+            (answered.len() as u32) < r.reads.partitions + 1,
+            "no partition read after the signal: {} queries answered for {} partitions",
+            answered.len(),
+            r.reads.partitions
+        );
+    }
     // The next run does what was left.
     converge(&conn, &config, 4, None).await;
     assert_expected(&views(&emu.state()), &kinds);

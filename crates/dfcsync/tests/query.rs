@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kql::{Database, QueryOptions, Table};
+use kql::{QueryOptions, Table};
 use proptest::prelude::*;
 
 use dfcsync::decide::decide;
@@ -17,17 +17,8 @@ use dfcsync::observe::query::sync_query;
 use support::history::{play, setup};
 use support::{ANALYST, World};
 
-fn database(w: &World) -> Database {
-    let mut db = Database::new();
-    let parse =
-        |s: String| Table::from_log_analytics_json(&serde_json::from_str(&s).unwrap()).unwrap();
-    db.insert("SecurityIncident", parse(w.incidents_json()));
-    db.insert("SecurityAlert", parse(w.alerts_json()));
-    db
-}
-
 fn run(query: &str, w: &World) -> Table {
-    kql::run(query, &database(w), &QueryOptions::new(w.now))
+    kql::run(query, &w.database(), &QueryOptions::new(w.now))
         .unwrap_or_else(|e| panic!("{e:?}\n{query}"))
 }
 

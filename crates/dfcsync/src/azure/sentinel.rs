@@ -344,17 +344,19 @@ impl SentinelClient {
         filter: Option<&str>,
         top: Option<u32>,
     ) -> Result<Vec<Incident>, AzureError> {
-        self.list_incidents_keeping(ws, filter, top, |_| true).await
+        self.list_incidents_keeping(ws, filter, top, &mut 0, |_| true)
+            .await
     }
 
     /// [`list_incidents`](Self::list_incidents), keeping only the incidents `keep` wants,
     /// page by page: a list of the whole workspace for a few hundred ETags never holds the
-    /// whole workspace.
+    /// whole workspace. `pages` counts the pages read (failed or not).
     pub async fn list_incidents_keeping(
         &self,
         ws: &Workspace,
         filter: Option<&str>,
         top: Option<u32>,
+        pages: &mut u32,
         keep: impl FnMut(&Incident) -> bool,
     ) -> Result<Vec<Incident>, AzureError> {
         let mut query = vec![("api-version", API_VERSION.to_owned())];
@@ -366,7 +368,7 @@ impl SentinelClient {
         }
         let q: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let first = self.url(&Self::incidents_path(ws), &q)?;
-        self.list_all_keeping(first, "a page of incidents", keep)
+        self.list_all_keeping(first, "a page of incidents", pages, keep)
             .await
     }
 
@@ -392,7 +394,7 @@ impl SentinelClient {
         first: url::Url,
         what: &str,
     ) -> Result<Vec<T>, AzureError> {
-        self.list_all_keeping(first, what, |_| true).await
+        self.list_all_keeping(first, what, &mut 0, |_| true).await
     }
 
     /// Every page from `first` on, keeping the items `keep` wants as each page comes.
@@ -400,6 +402,7 @@ impl SentinelClient {
         &self,
         first: url::Url,
         what: &str,
+        pages_read: &mut u32,
         mut keep: impl FnMut(&T) -> bool,
     ) -> Result<Vec<T>, AzureError> {
         let mut out = Vec::new();
@@ -407,6 +410,7 @@ impl SentinelClient {
         let mut pages = 0usize;
         while let Some(url) = next.take() {
             pages += 1;
+            *pages_read += 1;
             if pages > 10_000 {
                 return Err(AzureError::decode(
                     what,

@@ -23,12 +23,13 @@ pub mod sentinel;
 use chrono::{DateTime, Utc};
 
 use crate::act::{ActOptions, ActReport};
+pub use crate::act::{Candidates, EtagHint};
 use crate::azure::AzureError;
 use crate::config::{Backend as BackendName, Config};
 use crate::connect::Connection;
 use crate::decide::Plan;
 use crate::model::Snapshot;
-use crate::observe::change_feed::Read;
+use crate::observe::change_feed::{Read, WholeRead};
 use crate::policy::Policy;
 
 /// A target looked up by [`Source::resolve`].
@@ -43,9 +44,8 @@ pub enum Resolution {
 /// One piece of a read.
 #[derive(Debug)]
 pub struct Piece {
-    /// What share of a target's in-scope incidents each snapshot holds: 1 for a whole read,
-    /// a partition's modulus, `None` for a change read (the sink's ETag reads use it).
-    pub share: Option<u32>,
+    /// What the read knows beyond this piece (the sink's ETag reads use it).
+    pub etags: EtagHint,
     /// One snapshot per target of the group (by index), or why the piece failed.
     pub result: Result<Vec<(usize, Snapshot)>, PieceFailure>,
 }
@@ -90,6 +90,8 @@ pub struct ReadStats {
     pub refused: u32,
     /// The partitions of the last whole read (0: no whole read).
     pub partitions: u32,
+    /// The candidates of two-phase whole reads (phase one's answer).
+    pub candidates: u64,
 }
 
 impl ReadStats {
@@ -100,6 +102,7 @@ impl ReadStats {
         self.pieces += other.pieces;
         self.refused += other.refused;
         self.partitions = self.partitions.max(other.partitions);
+        self.candidates += other.candidates;
     }
 }
 
@@ -119,6 +122,8 @@ pub trait Source: Send + Sync {
     fn targets(&self) -> Vec<String>;
     /// The most targets one read may cover.
     fn group_limit(&self) -> usize;
+    /// How whole reads are made (`--read`); a backend with one way ignores it.
+    fn set_whole_read(&mut self, _whole_read: WholeRead) {}
     /// Looks up the targets not found yet.
     async fn resolve(&mut self, conn: &Connection) -> Vec<Resolution>;
     /// Starts reading `members` (found targets, at most [`Source::group_limit`]).

@@ -58,6 +58,17 @@ pub enum Read {
     Changed(Selection),
 }
 
+/// How a whole read is made (`--read`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum WholeRead {
+    /// A query names the incidents the engine could act on, hold or repair (the
+    /// candidates), and only those are read, by name (the default).
+    #[default]
+    TwoPhase,
+    /// Every in-scope incident is read (partitioned as needed): for diagnosis, to compare.
+    Full,
+}
+
 /// One group of workspaces' feed between cycles.
 #[derive(Debug, Clone)]
 pub struct ChangeFeed {

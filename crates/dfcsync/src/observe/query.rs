@@ -107,7 +107,12 @@ pub enum Selection {
     /// The incidents with a `SecurityIncident` row, or an alert with a `SecurityAlert` row,
     /// ingested at or after `since`, and the incidents named in `also` (whatever changed).
     Changed { since: Since, also: Vec<String> },
+    /// The incidents named (phase two of a two-phase whole read: the candidates).
+    Named(Vec<String>),
 }
+
+/// The most incident names one by-name read carries (about 100 KB of query text).
+pub const NAMES_PER_QUERY: usize = 2_500;
 
 /// Where a change-feed read starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,13 +137,6 @@ pub fn read_query(policy: &Policy, selection: &Selection, many_workspaces: bool)
     } else {
         String::new()
     };
-    let minutes = policy.max_age.num_minutes().max(1);
-    let products = policy
-        .product_names
-        .iter()
-        .map(|p| kql_string(p))
-        .collect::<Vec<_>>()
-        .join(", ");
     let incident_cols = INCIDENT_COLUMNS
         .iter()
         .map(|c| match *c {
@@ -160,6 +158,35 @@ pub fn read_query(policy: &Policy, selection: &Selection, many_workspaces: bool)
         .collect::<Vec<_>>()
         .join(", ");
     let alert_cols = ALERT_COLUMNS.join(", ");
+    let scope = scope_lets(policy, selection);
+    format!(
+        r#"// dfcsync: incidents in scope with all their rows, and the rows of their alerts.
+{scope}let scoped_alerts = incident_alerts
+    | join kind=inner (in_scope) on IncidentName
+    | distinct AlertId;
+union
+    (selected_rows
+        | join kind=inner (in_scope) on IncidentName
+        | project Table = "{INCIDENT_TABLE}", {workspace}{incident_cols}),
+    (alert_rows
+        | join kind=inner (scoped_alerts) on $left.SystemAlertId == $right.AlertId
+        | project Table = "{ALERT_TABLE}", {workspace}{alert_cols}),
+    (print Table = "{CLOCK_TABLE}", TimeGenerated = now())
+"#
+    )
+}
+
+/// The `let`s both a read and the candidate query start with: the window (`since`), the
+/// rows of `selection` (`selected_rows`), the alert rows of the window (`alert_rows`), the
+/// incidents' alert ids (`incident_alerts`) and the incidents in scope (`in_scope`).
+fn scope_lets(policy: &Policy, selection: &Selection) -> String {
+    let minutes = policy.max_age.num_minutes().max(1);
+    let products = policy
+        .product_names
+        .iter()
+        .map(|p| kql_string(p))
+        .collect::<Vec<_>>()
+        .join(", ");
     let (partition_filter, selected) = match selection {
         Selection::Partition(p) if p.modulus > 1 => (
             format!(" and IncidentNumber % {} == {}", p.modulus, p.residue),
@@ -170,10 +197,13 @@ pub fn read_query(policy: &Policy, selection: &Selection, many_workspaces: bool)
             String::from("let selected_rows = incident_rows;\n"),
         ),
         Selection::Changed { since, also } => (String::new(), changed_selection(*since, also)),
+        Selection::Named(names) => (
+            format!(" and IncidentName in (dynamic([{}]))", kql_list(names)),
+            String::from("let selected_rows = incident_rows;\n"),
+        ),
     };
     format!(
-        r#"// dfcsync: incidents in scope with all their rows, and the rows of their alerts.
-let since = ago({minutes}m);
+        r#"let since = ago({minutes}m);
 let products = dynamic([{products}]);
 let incident_rows = SecurityIncident
     | where TimeGenerated >= since and CreatedTime >= since{partition_filter};
@@ -193,18 +223,130 @@ let by_alert = alert_rows
     | distinct IncidentName;
 let in_scope = union by_product_name, by_alert
     | distinct IncidentName;
-let scoped_alerts = incident_alerts
-    | join kind=inner (in_scope) on IncidentName
-    | distinct AlertId;
-union
-    (selected_rows
-        | join kind=inner (in_scope) on IncidentName
-        | project Table = "{INCIDENT_TABLE}", {workspace}{incident_cols}),
-    (alert_rows
-        | join kind=inner (scoped_alerts) on $left.SystemAlertId == $right.AlertId
-        | project Table = "{ALERT_TABLE}", {workspace}{alert_cols}),
-    (print Table = "{CLOCK_TABLE}", TimeGenerated = now())
 "#
+    )
+}
+
+/// The `Table` value of the candidate query's rows that name a candidate.
+pub const CANDIDATE_TABLE: &str = "Candidate";
+/// The `Table` value of the candidate query's row that sizes a workspace (`Incidents`: the
+/// incidents created within `max_age`, of any product).
+pub const SIZE_TABLE: &str = "Size";
+
+/// Phase one of a two-phase whole read: the in-scope incidents of `partition` the engine
+/// could act on, hold or repair (the *candidates*), by name, with when each was created;
+/// a `Size` row per workspace, and the clock. Phase two reads the candidates by name
+/// ([`Selection::Named`]); the rest, settled, are not read.
+///
+/// The predicate is a superset of what the engine acts on, from each incident's newest row
+/// (every row tied on `TimeGenerated` is tried, as the builder may pick any of them) against
+/// the newest row of each of its alerts:
+///
+/// - any row of it or of one of its alerts that the builder would refuse (an empty `Status`,
+///   no `LastModifiedTime` or `IncidentNumber`, a dynamic value of the wrong shape): a hold;
+/// - a status other than New, Active, Closed; no alert listed, 150 or more, or
+///   `alertsCount` above the list; an alert with no row since the incident's creation minus a
+///   day, or whose newest rows disagree, or with a status the engine does not act on: holds;
+/// - New with an alert InProgress or every alert finished; Active with every alert finished;
+///   Closed with an alert not finished, unless the reopen policy forbids it (`never`, or
+///   `own` and no close mark in the classification comment); with writeback, New or Active
+///   with a New alert;
+/// - Closed with dfcsync's close mark in the classification comment and not in the comments
+///   (the audit comment to repair), or with two close marks.
+///
+/// What it leaves out: New or Active incidents whose alerts are not all finished (and none
+/// InProgress while New), and Closed ones whose alerts are all finished: on a settled
+/// workspace, nearly all. The engine's guards only ever remove actions from what the
+/// verdict and the status call for, so they need no place here. `tests/two_phase.rs` runs
+/// random histories through both reads and compares the plans.
+pub fn candidate_query(policy: &Policy, partition: Partition, many_workspaces: bool) -> String {
+    let workspace = if many_workspaces {
+        format!("{WORKSPACE_COLUMN}, ")
+    } else {
+        String::new()
+    };
+    let by_workspace = if many_workspaces {
+        format!(" by {WORKSPACE_COLUMN}")
+    } else {
+        String::new()
+    };
+    let scope = scope_lets(policy, &Selection::Partition(partition));
+    let writeback_new = if policy.writeback {
+        " or Fresh > 0"
+    } else {
+        ""
+    };
+    let reopen = match policy.reopen {
+        crate::policy::ReopenPolicy::Never => "",
+        crate::policy::ReopenPolicy::Own => {
+            "\n        or (Status == \"Closed\" and Finished < Total and OwnClose)"
+        }
+        crate::policy::ReopenPolicy::Always => {
+            "\n        or (Status == \"Closed\" and Finished < Total)"
+        }
+    };
+    format!(
+        r#"// dfcsync: the incidents a whole read could act on, hold or repair (phase one of two).
+{scope}let scoped_rows = selected_rows
+    | join kind=inner (in_scope) on IncidentName;
+let alert_state = alert_rows
+    | summarize AlertNewest = max(TimeGenerated), Blank = countif(isempty(Status)) by SystemAlertId
+    | join kind=inner (alert_rows) on SystemAlertId
+    | where TimeGenerated == AlertNewest
+    | summarize Statuses = make_set(Status), Blank = max(Blank) by SystemAlertId, AlertNewest
+    | project AlertId = SystemAlertId, AlertNewest,
+        AlertKind = iff(Blank > 0 or array_length(Statuses) != 1, "?", tostring(Statuses[0]));
+let newest_rows = scoped_rows
+    | summarize Newest = max(TimeGenerated),
+        Odd = countif(isempty(Status) or isnull(LastModifiedTime) or isnull(IncidentNumber)
+            or (isnotempty(AlertIds) and isnull(array_length(AlertIds)))
+            or (isnotempty(AdditionalData.alertProductNames) and isnull(array_length(AdditionalData.alertProductNames)))
+            or (isnotempty(AdditionalData.alertsCount) and isnull(tolong(AdditionalData.alertsCount)))
+            or (tostring(Comments) contains {mark} and isnull(array_length(Comments))))
+        by IncidentName
+    | join kind=inner (scoped_rows) on IncidentName
+    | where TimeGenerated == Newest
+    | extend Listed = array_length(AlertIds),
+        CloseMark = extract(@"\[dfcsync:close:[0-9a-f]{{16}}\]", 0, ClassificationComment)
+    | extend OwnClose = isnotempty(CloseMark),
+        RowDue = Odd > 0 or Status !in ("New", "Active", "Closed")
+            or isnull(Listed) or Listed == 0 or Listed >= {cap}
+            or tolong(AdditionalData.alertsCount) > Listed
+            or (Status == "Closed" and isnotempty(CloseMark) and not(tostring(Comments) contains_cs CloseMark))
+            or isnotempty(extract(@"\[dfcsync:close:[0-9a-f]{{16}}\].*\[dfcsync:close:", 0, ClassificationComment));
+let due_by_row = newest_rows
+    | where RowDue
+    | distinct IncidentName;
+let due_by_alerts = newest_rows
+    | where not(RowDue)
+    | extend AlertList = tostring(AlertIds)
+    | mv-expand AlertId = AlertIds to typeof(string)
+    | join kind=leftouter (alert_state) on AlertId
+    | summarize Total = count(),
+        Found = countif(isnotnull(AlertNewest) and AlertNewest >= CreatedTime - 1d),
+        Unknown = countif(AlertKind !in ("New", "InProgress", "Resolved", "Dismissed")),
+        Finished = countif(AlertKind in ("Resolved", "Dismissed")),
+        Working = countif(AlertKind == "InProgress"),
+        Fresh = countif(AlertKind == "New")
+        by IncidentName, Status, CreatedTime, AlertList, OwnClose
+    | where Found < Total or Unknown > 0
+        or (Status == "New" and (Working > 0 or Finished == Total{writeback_new}))
+        or (Status == "Active" and (Finished == Total{writeback_new})){reopen}
+    | distinct IncidentName;
+let candidates = union due_by_row, due_by_alerts
+    | distinct IncidentName;
+union
+    (scoped_rows
+        | join kind=inner (candidates) on IncidentName
+        | summarize CreatedTime = min(CreatedTime) by {workspace}IncidentName
+        | project Table = "{CANDIDATE_TABLE}", {workspace}IncidentName, CreatedTime),
+    (incident_rows
+        | summarize Incidents = dcount(IncidentName){by_workspace}
+        | project Table = "{SIZE_TABLE}", {workspace}Incidents),
+    (print Table = "{CLOCK_TABLE}", TimeGenerated = now())
+"#,
+        mark = kql_string(MARK_PREFIX),
+        cap = crate::decide::MAX_ALERTS_PER_INCIDENT,
     )
 }
 
@@ -217,12 +359,7 @@ fn changed_selection(since: Since, also: &[String]) -> String {
     let named = if also.is_empty() {
         String::new()
     } else {
-        let names = also
-            .iter()
-            .map(|n| kql_string(n))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(" or IncidentName in (dynamic([{names}]))")
+        format!(" or IncidentName in (dynamic([{}]))", kql_list(also))
     };
     format!(
         r#"let changed_since = {since};
@@ -261,6 +398,15 @@ union
         | summarize AlertRows = count() by {WORKSPACE_COLUMN})
 "#
     )
+}
+
+/// KQL string literals, comma-separated.
+fn kql_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|n| kql_string(n))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A KQL string literal: double-quoted, with `\` and `"` escaped.

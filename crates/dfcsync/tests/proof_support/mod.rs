@@ -350,6 +350,26 @@ pub async fn request_log(ctl: &reqwest::Client, emu: &EmulatorHandle) -> Vec<Val
     }
 }
 
+/// ARM reads of incidents among `entries` of the request log: (list pages, single GETs).
+pub fn incident_reads<'a>(entries: impl IntoIterator<Item = &'a Value>) -> (u64, u64) {
+    let mut out = (0, 0);
+    for e in entries
+        .into_iter()
+        .filter(|e| e["service"] == "arm" && e["method"] == "GET")
+    {
+        let path = e["path"].as_str().unwrap_or_default();
+        if path.ends_with("/incidents") {
+            out.0 += 1;
+        } else if path
+            .rsplit_once("/incidents/")
+            .is_some_and(|(_, name)| !name.contains('/'))
+        {
+            out.1 += 1;
+        }
+    }
+    out
+}
+
 /// Every action a cycle planned: (incident name, kind).
 pub fn planned(report: &CycleReport) -> Vec<(String, ActionKind)> {
     report

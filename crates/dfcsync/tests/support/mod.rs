@@ -376,6 +376,17 @@ impl World {
         la_response(&columns, rows)
     }
 
+    /// Both tables as the `kql` engine's database.
+    pub fn database(&self) -> kql::Database {
+        let mut db = kql::Database::new();
+        let parse = |s: String| {
+            kql::Table::from_log_analytics_json(&serde_json::from_str(&s).unwrap()).unwrap()
+        };
+        db.insert("SecurityIncident", parse(self.incidents_json()));
+        db.insert("SecurityAlert", parse(self.alerts_json()));
+        db
+    }
+
     pub fn alerts_json(&self) -> String {
         let columns = [
             ("TimeGenerated", "datetime"),

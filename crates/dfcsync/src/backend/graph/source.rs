@@ -745,7 +745,7 @@ impl PieceReader for TenantRead<'_> {
             }),
         };
         Some(Piece {
-            share: None,
+            etags: crate::backend::EtagHint::Unknown,
             result,
         })
     }

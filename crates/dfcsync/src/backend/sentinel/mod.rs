@@ -18,6 +18,8 @@ pub struct SentinelBackend {
     configured: Vec<Configured>,
     /// One entry per configured workspace: found in ARM, or not yet.
     resolved: Vec<Option<Workspace>>,
+    /// How whole reads are made (`--read`).
+    whole_read: crate::observe::change_feed::WholeRead,
 }
 
 struct Configured {
@@ -45,6 +47,7 @@ impl SentinelBackend {
             .collect();
         Self {
             resolved: configured.iter().map(|_| None).collect(),
+            whole_read: Default::default(),
             configured,
         }
     }

@@ -1,8 +1,12 @@
 //! The Sentinel sink: carries out a plan against Sentinel incidents (ARM) and, with
 //! writeback, Defender for Cloud alerts.
 //!
-//! Per incident, in order: read the incident (ETags in bulk from list pages when many
-//! incidents are due, one GET otherwise); if it changed since the rows the plan came from,
+//! Per incident, in order: read the incident (its ETag): from the one list of the workspace
+//! a whole read may take, or one GET. The list is taken at most once per read and serves
+//! every later piece of it (a two-phase read keeps, page by page, the incidents of its
+//! candidates; a partitioned one those of the piece); it is taken when its pages cost less
+//! than the GETs it saves, and a write from a list older than the rows meets a 409 and is
+//! decided again like any other; if it changed since the rows the plan came from,
 //! read its comments and decide again from the fresh state; write the change as a
 //! conditional PUT with the etag, and the audit comment with its deterministic id (so a
 //! repeated write never duplicates it): after the PUT for a close (whose classification
@@ -13,16 +17,18 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 
 use super::SentinelBackend;
-use crate::act::{ActOptions, ActReport, ActionOutcome, ActionResult, outcome, per_incident};
+use crate::act::{
+    ActOptions, ActReport, ActionOutcome, ActionResult, EtagReads, outcome, per_incident,
+};
 use crate::azure::AzureError;
 use crate::azure::defender::DfcAction;
 use crate::azure::sentinel::{Incident, IncidentComment, Workspace, comment_id};
-use crate::backend::Sink;
+use crate::backend::{EtagHint, Sink};
 use crate::connect::Connection;
 use crate::decide::{Decision, Plan, PlannedAction, decide_incident};
 use crate::model::{
@@ -31,8 +37,8 @@ use crate::model::{
 use crate::observe::records::parse_time;
 use crate::policy::Policy;
 
-/// Above this many incidents to update (and when the pages are few against them: see
-/// [`bulk_read_pays`]), their ETags are read from list pages rather than one GET each.
+/// Above this many incidents to update in a read (and when the pages are few against them:
+/// see [`list_pays`]), their ETags are read from list pages rather than one GET each.
 const BULK_READ_THRESHOLD: usize = 25;
 
 #[async_trait::async_trait]
@@ -59,7 +65,7 @@ impl Sink for SentinelBackend {
             return ActReport {
                 outcomes: plan.actions.iter().map(failed).collect(),
                 repairs: plan.repairs.iter().map(failed).collect(),
-                missing_roles: Vec::new(),
+                ..ActReport::default()
             };
         };
         let mut report = ActReport {
@@ -67,9 +73,15 @@ impl Sink for SentinelBackend {
             ..ActReport::default()
         };
         if !plan.actions.is_empty() {
-            let acted = act(conn, ws, snapshot, plan, policy, opts, on_done).await;
+            let mut book: EtagBook = opts.memo.take(target);
+            let acted = act(
+                conn, ws, snapshot, plan, policy, opts, &mut book, target, on_done,
+            )
+            .await;
+            opts.memo.put(target, book);
             report.outcomes = acted.outcomes;
             report.missing_roles = acted.missing_roles;
+            report.etag_reads = acted.etag_reads;
         }
         report
     }
@@ -84,6 +96,19 @@ struct Ctx<'a> {
     opts: &'a ActOptions,
     writeback_forbidden: AtomicBool,
     missing_roles: Mutex<Vec<String>>,
+    /// Incidents read one by one for their ETags.
+    gets: AtomicU64,
+}
+
+/// The one list of a workspace a read may take, kept over the read ([`ActOptions::memo`]).
+#[derive(Default)]
+pub struct EtagBook {
+    /// Whether the list was taken (it is not taken twice in one read).
+    listed: bool,
+    /// The listed incidents not used yet.
+    incidents: HashMap<String, Incident>,
+    /// GETs made so far in the read.
+    gets: u64,
 }
 
 /// Posts the audit comments of [`Plan::repairs`] (comment-only writes under the close's
@@ -119,8 +144,10 @@ pub async fn repair(conn: &Connection, ws: &Workspace, plan: &Plan) -> Vec<Actio
     out
 }
 
-/// Carries out `plan`, made from `snapshot`. `on_done` is called after each incident with
-/// its number of actions (for progress bars).
+/// Carries out `plan`, made from `snapshot`, for the target `target`, with `book` the ETag
+/// list of the read so far. `on_done` is called after each incident with its number of
+/// actions (for progress bars).
+#[allow(clippy::too_many_arguments)]
 pub async fn act(
     conn: &Connection,
     ws: &Workspace,
@@ -128,6 +155,8 @@ pub async fn act(
     plan: &Plan,
     policy: &Policy,
     opts: &ActOptions,
+    book: &mut EtagBook,
+    target: usize,
     on_done: &(dyn Fn(usize) + Sync),
 ) -> ActReport {
     let actions = &plan.actions;
@@ -141,6 +170,7 @@ pub async fn act(
         opts,
         writeback_forbidden: AtomicBool::new(false),
         missing_roles: Mutex::new(Vec::new()),
+        gets: AtomicU64::new(0),
     };
     // The actions of each incident, in plan order.
     let mut order: Vec<&str> = Vec::new();
@@ -154,11 +184,34 @@ pub async fn act(
     }
     let states: HashMap<&str, &IncidentState> =
         snapshot.incidents.iter().map(|i| (&*i.name, i)).collect();
-    let mut prefetched = if bulk_read_pays(&order, &states, snapshot, opts.snapshot_share) {
-        bulk_read(&ctx, &order, &states).await
-    } else {
-        HashMap::new()
-    };
+    let mut etag_reads = EtagReads::default();
+    if !book.listed && list_pays(&order, &states, snapshot, &opts.etags, target, book.gets) {
+        book.listed = true;
+        let candidates = opts.etags.candidates(target);
+        let oldest = oldest_created(&order, &states)
+            .into_iter()
+            .chain(candidates.and_then(|c| c.oldest_created))
+            .min();
+        if let Some(oldest) = oldest {
+            let wanted: std::collections::HashSet<&str> = order
+                .iter()
+                .copied()
+                .chain(
+                    candidates
+                        .iter()
+                        .flat_map(|c| c.names.iter().map(String::as_str)),
+                )
+                .collect();
+            let (listed, pages) = list_etags(&ctx, oldest, &wanted).await;
+            etag_reads.lists += 1;
+            etag_reads.list_pages += pages;
+            book.incidents = listed;
+        }
+    }
+    let mut prefetched: HashMap<String, Incident> = order
+        .iter()
+        .filter_map(|n| book.incidents.remove_entry(*n))
+        .collect();
 
     let work: Vec<_> = order
         .iter()
@@ -174,9 +227,12 @@ pub async fn act(
         act_incident(ctx, state, planned, pre)
     })
     .await;
+    etag_reads.gets = ctx.gets.load(Ordering::Relaxed);
+    book.gets += etag_reads.gets;
     ActReport {
         outcomes,
         repairs: Vec::new(),
+        etag_reads,
         missing_roles: ctx
             .missing_roles
             .lock()
@@ -185,32 +241,46 @@ pub async fn act(
     }
 }
 
-/// Reads the incidents to update from list pages (up to 1000 a page), from the oldest
-/// creation among them on. What a list does not return is read one by one later.
 /// A list page (1,000 incidents) takes about as long as this many reads of one incident.
 const PAGE_COST_IN_GETS: u64 = 10;
 
-/// Whether reading the ETags of the incidents to update from list pages (every incident
-/// created since the oldest of them) costs less than one GET each.
-fn bulk_read_pays(
+/// Whether one list of the workspace (every incident created since the oldest it must hold)
+/// costs less than reading the incidents one by one: the incidents to update now, and those
+/// read one by one earlier in the read (`gets_so_far`), which a list would have spared, so
+/// that a read never spends much more than the cheaper of the two.
+fn list_pays(
     names: &[&str],
     states: &HashMap<&str, &IncidentState>,
     snapshot: &Snapshot,
-    share: Option<u32>,
+    hint: &EtagHint,
+    target: usize,
+    gets_so_far: u64,
 ) -> bool {
-    let (Some(share), true) = (share, names.len() > BULK_READ_THRESHOLD) else {
+    let singles = names.len() as u64 + gets_so_far;
+    if singles <= BULK_READ_THRESHOLD as u64 {
         return false;
+    }
+    let listed = match hint {
+        EtagHint::Unknown => return false,
+        // A partition holds about 1/share of the workspace.
+        EtagHint::Share(share) => {
+            let Some(oldest) = oldest_created(names, states) else {
+                return false;
+            };
+            snapshot
+                .incidents
+                .iter()
+                .filter(|i| i.created >= oldest)
+                .count() as u64
+                * u64::from((*share).max(1))
+        }
+        // Every incident of the window, at most.
+        EtagHint::Candidates(_) => match hint.candidates(target) {
+            Some(c) => c.incidents,
+            None => return false,
+        },
     };
-    let Some(oldest) = oldest_created(names, states) else {
-        return false;
-    };
-    let listed = snapshot
-        .incidents
-        .iter()
-        .filter(|i| i.created >= oldest)
-        .count() as u64
-        * u64::from(share.max(1));
-    listed.div_ceil(1000) * PAGE_COST_IN_GETS <= names.len() as u64
+    listed.div_ceil(1000) * PAGE_COST_IN_GETS <= singles
 }
 
 /// When the oldest of the incidents `names` was created (None when none is known).
@@ -225,29 +295,31 @@ fn oldest_created(
         .min()
 }
 
-async fn bulk_read(
+/// Lists the incidents created since `oldest` (pages of 1,000), keeping those `wanted`,
+/// page by page; with the pages read. What the list does not return is read one by one.
+async fn list_etags(
     ctx: &Ctx<'_>,
-    names: &[&str],
-    states: &HashMap<&str, &IncidentState>,
-) -> HashMap<String, Incident> {
-    let Some(oldest) = oldest_created(names, states) else {
-        return HashMap::new();
-    };
+    oldest: DateTime<Utc>,
+    wanted: &std::collections::HashSet<&str>,
+) -> (HashMap<String, Incident>, u32) {
     let since = (oldest - chrono::TimeDelta::seconds(1)).format("%Y-%m-%dT%H:%M:%SZ");
     let filter = format!("properties/createdTimeUtc ge {since}");
-    let wanted: std::collections::HashSet<&str> = names.iter().copied().collect();
+    let mut pages = 0;
     match ctx
         .conn
         .sentinel
-        .list_incidents_keeping(ctx.ws, Some(&filter), Some(1000), |i| {
+        .list_incidents_keeping(ctx.ws, Some(&filter), Some(1000), &mut pages, |i| {
             wanted.contains(i.name.as_str())
         })
         .await
     {
-        Ok(list) => list.into_iter().map(|i| (i.name.clone(), i)).collect(),
+        Ok(list) => (
+            list.into_iter().map(|i| (i.name.clone(), i)).collect(),
+            pages,
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "listing incidents for their etags failed; reading them one by one");
-            HashMap::new()
+            (HashMap::new(), pages)
         }
     }
 }
@@ -262,10 +334,13 @@ async fn act_incident(
     let name = &*state.name;
     let mut incident = match prefetched {
         Some(i) => i,
-        None => match ctx.conn.sentinel.get_incident(ctx.ws, name).await {
-            Ok(i) => i,
-            Err(e) => return fail_all(&planned, &e, 0),
-        },
+        None => {
+            ctx.gets.fetch_add(1, Ordering::Relaxed);
+            match ctx.conn.sentinel.get_incident(ctx.ws, name).await {
+                Ok(i) => i,
+                Err(e) => return fail_all(&planned, &e, 0),
+            }
+        }
     };
     let mut planned = planned;
     let mut conflicts = 0u32;

@@ -14,10 +14,17 @@
 //! `TenantId`; a query of one workspace leaves the column out, and its rows are under the
 //! empty id); the loop decides and acts on it before asking for the next.
 //!
+//! A whole read is made in two phases by default ([`WholeRead::TwoPhase`]): the candidate
+//! query ([`candidate_query`]) names the incidents the engine could act on, hold or repair,
+//! and only those are read, by name, [`NAMES_PER_QUERY`] a query; on a settled workspace
+//! that is a small list and little else. `--read full` reads every in-scope incident instead
+//! (partitioned as above), to compare. A candidate answer refused for its size is split by
+//! `IncidentNumber` as partitions are; a by-name read refused so is split in two halves.
+//!
 //! The workspaces are found in ARM first ([`Source::resolve`]): the query API wants their
 //! workspace id (`customerId`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 
@@ -26,14 +33,19 @@ use crate::azure::AzureError;
 use crate::azure::log_analytics::LogAnalyticsClient;
 use crate::azure::sentinel::Workspace;
 use crate::backend::{
-    Piece as TargetPiece, PieceFailure, PieceReader, ReadOutcome, ReadStats, Resolution, Source,
+    Candidates, EtagHint, Piece as TargetPiece, PieceFailure, PieceReader, ReadOutcome, ReadStats,
+    Resolution, Source,
 };
 use crate::connect::Connection;
 use crate::model::Snapshot;
 use crate::observe::build::{WorkspaceSnapshots, build_snapshots_by_workspace};
-use crate::observe::change_feed::Read;
+use crate::observe::change_feed::{Read, WholeRead};
 use crate::observe::partition::{self, ReadSize};
-use crate::observe::query::{Partition, Selection, count_query, read_query};
+use crate::observe::query::{
+    CANDIDATE_TABLE, CLOCK_TABLE, NAMES_PER_QUERY, Partition, SIZE_TABLE, Selection,
+    WORKSPACE_COLUMN, candidate_query, count_query, read_query,
+};
+use crate::observe::records::parse_time;
 use crate::observe::rows::read_rows_in;
 use crate::policy::Policy;
 
@@ -47,6 +59,10 @@ pub enum PieceKind {
     Partition(Partition),
     /// A change read.
     Changed,
+    /// Phase one of a two-phase whole read (a partition of the candidate query).
+    Candidates(Partition),
+    /// Phase two: by-name read `batch` (from 1) of `of`; `0 of 0` when there was no candidate.
+    Named { batch: usize, of: usize },
 }
 
 impl std::fmt::Display for PieceKind {
@@ -55,6 +71,10 @@ impl std::fmt::Display for PieceKind {
             PieceKind::Partition(p) if *p == Partition::WHOLE => f.write_str("whole read"),
             PieceKind::Partition(p) => write!(f, "partition {p}"),
             PieceKind::Changed => f.write_str("change read"),
+            PieceKind::Candidates(p) if *p == Partition::WHOLE => f.write_str("candidate query"),
+            PieceKind::Candidates(p) => write!(f, "candidate query, partition {p}"),
+            PieceKind::Named { of: 0, .. } => f.write_str("two-phase read, no candidate"),
+            PieceKind::Named { batch, of } => write!(f, "read of the candidates, {batch}/{of}"),
         }
     }
 }
@@ -80,6 +100,12 @@ pub struct GroupReader<'a> {
     earliest_clock: Option<DateTime<Utc>>,
     /// Whether the read became (or was) whole.
     whole: bool,
+    /// How a whole read is made.
+    whole_read: WholeRead,
+    /// Phase one's findings, by workspace id (`""`: the rows of a one-workspace query).
+    candidates: BTreeMap<String, Candidates>,
+    /// The by-name batches of phase two (known once phase one is over).
+    batches: usize,
 }
 
 enum State {
@@ -89,17 +115,22 @@ enum State {
     Count,
     /// A whole read: the partitions left.
     Partitions(VecDeque<Partition>),
+    /// Phase one of a two-phase whole read: the partitions of the candidate query left.
+    Candidates(VecDeque<Partition>),
+    /// Phase two: the batches of candidates left to read by name.
+    Named(VecDeque<Vec<String>>),
     Done,
 }
 
 impl<'a> GroupReader<'a> {
     /// A reader of `read` over `workspaces` (at least one, at most
-    /// [`MAX_WORKSPACES_PER_QUERY`]).
+    /// [`MAX_WORKSPACES_PER_QUERY`]), whole reads made as `whole_read` says.
     pub fn new(
         client: &'a LogAnalyticsClient,
         workspaces: Vec<String>,
         policy: &'a Policy,
         read: &Read,
+        whole_read: WholeRead,
     ) -> Self {
         let (state, whole) = match read {
             Read::Whole => (State::Count, true),
@@ -114,7 +145,16 @@ impl<'a> GroupReader<'a> {
             complete: true,
             earliest_clock: None,
             whole,
+            whole_read,
+            candidates: BTreeMap::new(),
+            batches: 0,
         }
+    }
+
+    /// What phase one of a two-phase read found, by workspace id (empty before, and for
+    /// other reads).
+    pub fn candidates(&self) -> &BTreeMap<String, Candidates> {
+        &self.candidates
     }
 
     /// The next piece, or `None` when the read is over.
@@ -138,6 +178,116 @@ impl<'a> GroupReader<'a> {
                             self.state = State::Count;
                         }
                         result => return Some(self.piece(PieceKind::Changed, result)),
+                    }
+                }
+                State::Count if self.whole_read == WholeRead::TwoPhase => {
+                    self.state = State::Candidates(VecDeque::from([Partition::WHOLE]));
+                }
+                State::Candidates(mut queue) => {
+                    let Some(p) = queue.pop_front() else {
+                        // Phase one is over: the candidates, by name, in batches.
+                        let mut names: Vec<String> = self
+                            .candidates
+                            .values()
+                            .flat_map(|c| c.names.iter().cloned())
+                            .collect();
+                        names.sort_unstable();
+                        names.dedup();
+                        self.stats.candidates += names.len() as u64;
+                        let batches: VecDeque<Vec<String>> = names
+                            .chunks(NAMES_PER_QUERY)
+                            .map(<[String]>::to_vec)
+                            .collect();
+                        self.batches = batches.len();
+                        if batches.is_empty() && self.complete {
+                            // Nothing to decide: one empty piece, so that each workspace is
+                            // reported as read, at the candidate query's clock.
+                            self.stats.pieces += 1;
+                            return Some(Piece {
+                                kind: PieceKind::Named { batch: 0, of: 0 },
+                                result: Ok(WorkspaceSnapshots {
+                                    by_workspace: BTreeMap::new(),
+                                    server_now: self.earliest_clock,
+                                    rows: 0,
+                                }),
+                            });
+                        }
+                        self.state = State::Named(batches);
+                        continue;
+                    };
+                    let text = candidate_query(self.policy, p, self.workspaces.len() > 1);
+                    match self.query(&text).await {
+                        Err(e) if e.is_answer_too_large() => {
+                            self.stats.refused += 1;
+                            match partition::split(p) {
+                                Some([a, b]) => {
+                                    tracing::info!(partition = %p, "candidate answer too large: splitting it in two");
+                                    queue.push_front(b);
+                                    queue.push_front(a);
+                                    self.state = State::Candidates(queue);
+                                }
+                                None => {
+                                    self.state = State::Candidates(queue);
+                                    self.complete = false;
+                                    return Some(Piece {
+                                        kind: PieceKind::Candidates(p),
+                                        result: Err(e),
+                                    });
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            self.state = State::Candidates(queue);
+                            self.complete = false;
+                            return Some(Piece {
+                                kind: PieceKind::Candidates(p),
+                                result: Err(e),
+                            });
+                        }
+                        Ok(body) => {
+                            self.state = State::Candidates(queue);
+                            if let Err(e) = self.take_candidates(&body) {
+                                self.complete = false;
+                                return Some(Piece {
+                                    kind: PieceKind::Candidates(p),
+                                    result: Err(e),
+                                });
+                            }
+                        }
+                    }
+                }
+                State::Named(mut queue) => {
+                    let batch = queue.pop_front()?;
+                    let n = self.batches - queue.len();
+                    let result = self
+                        .query(&read_query(
+                            self.policy,
+                            &Selection::Named(batch.clone()),
+                            self.workspaces.len() > 1,
+                        ))
+                        .await;
+                    let kind = PieceKind::Named {
+                        batch: n,
+                        of: self.batches,
+                    };
+                    match result {
+                        Err(e) if e.is_answer_too_large() && batch.len() > 1 => {
+                            self.stats.refused += 1;
+                            tracing::info!(
+                                incidents = batch.len(),
+                                "by-name answer too large: reading the batch in two halves"
+                            );
+                            let mut batch = batch;
+                            let second = batch.split_off(batch.len() / 2);
+                            queue.push_front(second);
+                            queue.push_front(batch);
+                            self.batches += 1;
+                            self.state = State::Named(queue);
+                        }
+                        result => {
+                            self.state = State::Named(queue);
+                            return Some(self.piece(kind, result));
+                        }
                     }
                 }
                 State::Count => match self.count().await {
@@ -245,6 +395,52 @@ impl<'a> GroupReader<'a> {
         Ok(body)
     }
 
+    /// Takes in an answer of the candidate query: the candidates and the size of each
+    /// workspace, and the clock.
+    fn take_candidates(&mut self, body: &[u8]) -> Result<(), AzureError> {
+        let mut clock = None;
+        let mut problem = None;
+        let found = &mut self.candidates;
+        read_rows_in(body, &mut |r| {
+            let text = |c: &str| r.get(c).and_then(serde_json::Value::as_str);
+            let workspace = text(WORKSPACE_COLUMN).unwrap_or_default().to_owned();
+            match text("Table") {
+                Some(CANDIDATE_TABLE) => {
+                    let (Some(name), Some(created)) = (
+                        text("IncidentName").filter(|n| !n.is_empty()),
+                        text("CreatedTime").and_then(parse_time),
+                    ) else {
+                        problem = Some("a candidate row without IncidentName or CreatedTime");
+                        return;
+                    };
+                    let c = found.entry(workspace).or_default();
+                    c.names.insert(name.to_owned());
+                    c.oldest_created = Some(c.oldest_created.map_or(created, |o| o.min(created)));
+                }
+                Some(SIZE_TABLE) => {
+                    let n = r
+                        .get("Incidents")
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or(0);
+                    found.entry(workspace).or_default().incidents += n;
+                }
+                Some(CLOCK_TABLE) => clock = text("TimeGenerated").and_then(parse_time),
+                _ => problem = Some("a row of no known Table"),
+            }
+        })
+        .map_err(|e| AzureError::decode("the answer of the candidate query", e))?;
+        if let Some(why) = problem {
+            return Err(AzureError::decode("the answer of the candidate query", why));
+        }
+        match clock {
+            Some(now) => {
+                self.earliest_clock = Some(self.earliest_clock.map_or(now, |e| e.min(now)));
+            }
+            None => self.complete = false,
+        }
+        Ok(())
+    }
+
     /// The counting query: the rows a whole read of the group answers at most.
     async fn count(&mut self) -> Result<ReadSize, AzureError> {
         let body = self.query(&count_query(self.policy)).await?;
@@ -274,6 +470,10 @@ impl Source for SentinelBackend {
 
     fn group_limit(&self) -> usize {
         MAX_WORKSPACES_PER_QUERY
+    }
+
+    fn set_whole_read(&mut self, whole_read: WholeRead) {
+        self.whole_read = whole_read;
     }
 
     async fn resolve(&mut self, conn: &Connection) -> Vec<Resolution> {
@@ -330,9 +530,16 @@ impl Source for SentinelBackend {
         Box::new(MembersReader {
             backend: self,
             members,
-            reader: GroupReader::new(&conn.log_analytics, ids.clone(), policy, read),
+            reader: GroupReader::new(
+                &conn.log_analytics,
+                ids.clone(),
+                policy,
+                read,
+                self.whole_read,
+            ),
             ids,
             first: true,
+            candidates: None,
         })
     }
 }
@@ -346,6 +553,35 @@ struct MembersReader<'a> {
     ids: Vec<String>,
     /// Whether no piece was handed over yet.
     first: bool,
+    /// Phase one's candidates by target, once known.
+    candidates: Option<std::sync::Arc<std::collections::HashMap<usize, Candidates>>>,
+}
+
+impl MembersReader<'_> {
+    /// Phase one's candidates, by target.
+    fn candidates_by_target(
+        &mut self,
+    ) -> std::sync::Arc<std::collections::HashMap<usize, Candidates>> {
+        if let Some(c) = &self.candidates {
+            return c.clone();
+        }
+        let found = self.reader.candidates();
+        let mut by_target = std::collections::HashMap::new();
+        for &i in self.members {
+            let Some(ws) = self.backend.workspace(i) else {
+                continue;
+            };
+            let c = found
+                .get(&ws.customer_id)
+                .or_else(|| (self.members.len() == 1).then(|| found.get("")).flatten());
+            if let Some(c) = c {
+                by_target.insert(i, c.clone());
+            }
+        }
+        let c = std::sync::Arc::new(by_target);
+        self.candidates = Some(c.clone());
+        c
+    }
 }
 
 #[async_trait::async_trait]
@@ -353,16 +589,17 @@ impl PieceReader for MembersReader<'_> {
     async fn next(&mut self) -> Option<TargetPiece> {
         let piece = self.reader.next().await?;
         let first = std::mem::replace(&mut self.first, false);
-        // What share of the workspace the snapshot holds, for the sink's ETag reads.
-        let share = match &piece.kind {
-            PieceKind::Partition(p) => Some(p.modulus),
-            PieceKind::Changed => None,
+        // What the read knows of the rest of each workspace, for the sink's ETag reads.
+        let etags = match &piece.kind {
+            PieceKind::Partition(p) => EtagHint::Share(p.modulus),
+            PieceKind::Changed | PieceKind::Candidates(_) => EtagHint::Unknown,
+            PieceKind::Named { .. } => EtagHint::Candidates(self.candidates_by_target()),
         };
         let snapshots = match piece.result {
             Ok(s) => s,
             Err(error) => {
                 return Some(TargetPiece {
-                    share,
+                    etags,
                     result: Err(PieceFailure {
                         what: format!("querying the workspace ({})", piece.kind),
                         one_target_may_cause: first && one_workspace_may_cause(&error, &self.ids),
@@ -402,7 +639,7 @@ impl PieceReader for MembersReader<'_> {
             );
         }
         Some(TargetPiece {
-            share,
+            etags,
             result: Ok(out),
         })
     }
