@@ -169,6 +169,10 @@ struct QueryArgs {
     /// A dfcsync configuration file; its [policy] shapes the query.
     #[arg(long, value_name = "FILE", env = "DFCSYNC_CONFIG")]
     config: Option<PathBuf>,
+    /// Print phase one of the two-phase full read instead: the query that names the
+    /// incidents the engine could act on, hold or repair (the candidates).
+    #[arg(long)]
+    candidates: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -225,7 +229,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Query(args) => {
             let config = load_config(args.config.as_deref())?;
-            print!("{}", dfcsync::observe::query::sync_query(&config.policy));
+            use dfcsync::observe::query::{Partition, candidate_query, sync_query};
+            if args.candidates {
+                print!(
+                    "{}",
+                    candidate_query(&config.policy, Partition::WHOLE, false)
+                );
+            } else {
+                print!("{}", sync_query(&config.policy));
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

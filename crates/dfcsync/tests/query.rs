@@ -237,6 +237,21 @@ fn dfcsync_query_prints_the_query_of_the_configured_policy() {
         ..Default::default()
     };
     assert_eq!(String::from_utf8(out.stdout).unwrap(), sync_query(&policy));
+    // And phase one of the two-phase read.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dfcsync"))
+        .args(["query", "--candidates", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        dfcsync::observe::query::candidate_query(
+            &policy,
+            dfcsync::observe::query::Partition::WHOLE,
+            false
+        )
+    );
 }
 
 /// `crates/kql/benches/sync-query.kql` is the sync query that the KQL side-by-side

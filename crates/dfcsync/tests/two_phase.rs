@@ -289,7 +289,7 @@ fn each_clause_of_the_candidate_query_is_needed() {
         ),
         (
             "a Closed incident with no close audit comment (repair)",
-            r#"(Status == "Closed" and isnotempty(CloseMark) and not(tostring(Comments) contains_cs CloseMark))"#,
+            "Commented == 0",
             world(ReopenPolicy::Own, false, |w| {
                 w.alert("a1", "New", -120);
                 w.incident(1, &["a1"], -119);

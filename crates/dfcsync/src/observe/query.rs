@@ -251,7 +251,7 @@ pub const SIZE_TABLE: &str = "Size";
 ///   Closed with an alert not finished, unless the reopen policy forbids it (`never`, or
 ///   `own` and no close mark in the classification comment); with writeback, New or Active
 ///   with a New alert;
-/// - Closed with dfcsync's close mark in the classification comment and not in the comments
+/// - Closed with dfcsync's close mark in the classification comment and in no row's comments
 ///   (the audit comment to repair), or with two close marks.
 ///
 /// What it leaves out: New or Active incidents whose alerts are not all finished (and none
@@ -312,10 +312,16 @@ let newest_rows = scoped_rows
         RowDue = Odd > 0 or Status !in ("New", "Active", "Closed")
             or isnull(Listed) or Listed == 0 or Listed >= {cap}
             or tolong(AdditionalData.alertsCount) > Listed
-            or (Status == "Closed" and isnotempty(CloseMark) and not(tostring(Comments) contains_cs CloseMark))
             or isnotempty(extract(@"\[dfcsync:close:[0-9a-f]{{16}}\].*\[dfcsync:close:", 0, ClassificationComment));
 let due_by_row = newest_rows
     | where RowDue
+    | distinct IncidentName;
+let due_for_repair = newest_rows
+    | where Status == "Closed" and isnotempty(CloseMark)
+    | distinct IncidentName, CloseMark
+    | join kind=inner (scoped_rows | project IncidentName, Comments) on IncidentName
+    | summarize Commented = countif(tostring(Comments) contains_cs CloseMark) by IncidentName, CloseMark
+    | where Commented == 0
     | distinct IncidentName;
 let due_by_alerts = newest_rows
     | where not(RowDue)
@@ -333,7 +339,7 @@ let due_by_alerts = newest_rows
         or (Status == "New" and (Working > 0 or Finished == Total{writeback_new}))
         or (Status == "Active" and (Finished == Total{writeback_new})){reopen}
     | distinct IncidentName;
-let candidates = union due_by_row, due_by_alerts
+let candidates = union due_by_row, due_for_repair, due_by_alerts
     | distinct IncidentName;
 union
     (scoped_rows

@@ -4,7 +4,8 @@
 //! Per incident, in order: read the incident (its ETag): from the one list of the workspace
 //! a whole read may take, or one GET. The list is taken at most once per read and serves
 //! every later piece of it (a two-phase read keeps, page by page, the incidents of its
-//! candidates; a partitioned one those of the piece); it is taken when its pages cost less
+//! candidates; a partitioned one those of the piece and up to 20,000 open ones for the later
+//! partitions); it is taken when its pages cost less
 //! than the GETs it saves, and a write from a list older than the rows meets a 409 and is
 //! decided again like any other; if it changed since the rows the plan came from,
 //! read its comments and decide again from the fresh state; write the change as a
@@ -202,7 +203,20 @@ pub async fn act(
                         .flat_map(|c| c.names.iter().map(String::as_str)),
                 )
                 .collect();
-            let (listed, pages) = list_etags(&ctx, oldest, &wanted).await;
+            // A full read's later partitions are not known yet: the list keeps the open
+            // incidents too (a close or an activate needs them), up to a bound.
+            let full_read = matches!(opts.etags, EtagHint::Share(_));
+            let mut later = 0usize;
+            let keep = |i: &Incident| {
+                if wanted.contains(i.name.as_str()) {
+                    return true;
+                }
+                let open = i.properties.status != IncidentStatus::Closed.as_str();
+                let kept = full_read && open && later < KEPT_FOR_LATER_PIECES;
+                later += usize::from(kept);
+                kept
+            };
+            let (listed, pages) = list_etags(&ctx, oldest, keep).await;
             etag_reads.lists += 1;
             etag_reads.list_pages += pages;
             book.incidents = listed;
@@ -243,6 +257,10 @@ pub async fn act(
 
 /// A list page (1,000 incidents) takes about as long as this many reads of one incident.
 const PAGE_COST_IN_GETS: u64 = 10;
+
+/// The most open incidents a full read's list keeps for its later partitions (about 2 KB
+/// each: ~40 MB at most); past it, they are read one by one.
+const KEPT_FOR_LATER_PIECES: usize = 20_000;
 
 /// Whether one list of the workspace (every incident created since the oldest it must hold)
 /// costs less than reading the incidents one by one: the incidents to update now, and those
@@ -295,12 +313,12 @@ fn oldest_created(
         .min()
 }
 
-/// Lists the incidents created since `oldest` (pages of 1,000), keeping those `wanted`,
+/// Lists the incidents created since `oldest` (pages of 1,000), keeping those `keep` wants,
 /// page by page; with the pages read. What the list does not return is read one by one.
 async fn list_etags(
     ctx: &Ctx<'_>,
     oldest: DateTime<Utc>,
-    wanted: &std::collections::HashSet<&str>,
+    keep: impl FnMut(&Incident) -> bool,
 ) -> (HashMap<String, Incident>, u32) {
     let since = (oldest - chrono::TimeDelta::seconds(1)).format("%Y-%m-%dT%H:%M:%SZ");
     let filter = format!("properties/createdTimeUtc ge {since}");
@@ -308,9 +326,7 @@ async fn list_etags(
     match ctx
         .conn
         .sentinel
-        .list_incidents_keeping(ctx.ws, Some(&filter), Some(1000), &mut pages, |i| {
-            wanted.contains(i.name.as_str())
-        })
+        .list_incidents_keeping(ctx.ws, Some(&filter), Some(1000), &mut pages, keep)
         .await
     {
         Ok(list) => (
