@@ -21,7 +21,7 @@ use dfcsync::observe::query::{
 };
 use dfcsync::policy::ReopenPolicy;
 use support::history::{play, setup};
-use support::{ANALYST, World};
+use support::{ANALYST, UNDATED, World};
 
 fn run(query: &str, db: &Database, w: &World) -> Table {
     kql::run(query, db, &QueryOptions::new(w.now)).unwrap_or_else(|e| panic!("{e:?}\n{query}"))
@@ -112,6 +112,8 @@ enum Twist {
     BlankAlertStatus(usize),
     /// An alert whose only rows are older than its incident's creation minus a day.
     OldAlert(usize),
+    /// A comment with a mark and no time (an unreadable row) on the newest row.
+    UndatedComment(usize),
 }
 
 fn twist() -> impl Strategy<Value = Twist> {
@@ -127,6 +129,7 @@ fn twist() -> impl Strategy<Value = Twist> {
         1 => (0..4usize).prop_map(Twist::AtTheCap),
         1 => (0..6usize).prop_map(Twist::BlankAlertStatus),
         1 => (0..6usize).prop_map(Twist::OldAlert),
+        1 => (0..4usize).prop_map(Twist::UndatedComment),
     ]
 }
 
@@ -139,6 +142,14 @@ fn apply(w: &mut World, t: Twist) {
         (!ids.is_empty()).then(|| ids[a % ids.len()].clone())
     };
     match t {
+        Twist::UndatedComment(i) => {
+            let r = w.incidents[i % n].rows.last_mut().unwrap();
+            let at = r.time;
+            r.comments.push((
+                format!("{UNDATED}[dfcsync:notice:0123456789abcdef] by hand"),
+                at,
+            ));
+        }
         Twist::LoseCloseComment(i) => {
             let inc = &mut w.incidents[i % n];
             let cc = inc.rows.last().map(|r| r.cc.clone()).unwrap_or_default();
@@ -285,6 +296,20 @@ fn each_clause_of_the_candidate_query_is_needed() {
             world(ReopenPolicy::Own, false, |w| {
                 w.alert("a1", "New", -120);
                 w.incident(1, &["a1", "gone"], -119);
+            }),
+        ),
+        (
+            "a comment with a mark and no time (an unreadable row: hold)",
+            "isnull(Comment.message) or isnull(todatetime(Comment.createdTimeUtc))",
+            world(ReopenPolicy::Own, false, |w| {
+                w.alert("a1", "New", -120);
+                let i = w.incident(1, &["a1"], -119);
+                w.comment(
+                    i,
+                    -100,
+                    ANALYST,
+                    &format!("{UNDATED}[dfcsync:notice:0123456789abcdef] pasted"),
+                );
             }),
         ),
         (

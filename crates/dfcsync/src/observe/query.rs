@@ -243,7 +243,8 @@ pub const SIZE_TABLE: &str = "Size";
 /// the newest row of each of its alerts:
 ///
 /// - any row of it or of one of its alerts that the builder would refuse (an empty `Status`,
-///   no `LastModifiedTime` or `IncidentNumber`, a dynamic value of the wrong shape): a hold;
+///   no `LastModifiedTime` or `IncidentNumber`, a dynamic value of the wrong shape, a comment
+///   without a message or a time among comments that hold a mark): a hold;
 /// - a status other than New, Active, Closed; no alert listed, 150 or more, or
 ///   `alertsCount` above the list; an alert with no row since the incident's creation minus a
 ///   day, or whose newest rows disagree, or with a status the engine does not act on: holds;
@@ -316,6 +317,11 @@ let newest_rows = scoped_rows
 let due_by_row = newest_rows
     | where RowDue
     | distinct IncidentName;
+let odd_comments = scoped_rows
+    | where tostring(Comments) contains {mark}
+    | mv-expand Comment = Comments
+    | where isnull(Comment.message) or isnull(todatetime(Comment.createdTimeUtc))
+    | distinct IncidentName;
 let due_for_repair = newest_rows
     | where Status == "Closed" and isnotempty(CloseMark)
     | distinct IncidentName, CloseMark
@@ -339,7 +345,7 @@ let due_by_alerts = newest_rows
         or (Status == "New" and (Working > 0 or Finished == Total{writeback_new}))
         or (Status == "Active" and (Finished == Total{writeback_new})){reopen}
     | distinct IncidentName;
-let candidates = union due_by_row, due_for_repair, due_by_alerts
+let candidates = union due_by_row, odd_comments, due_for_repair, due_by_alerts
     | distinct IncidentName;
 union
     (scoped_rows

@@ -17,6 +17,9 @@ use dfcsync::policy::Policy;
 pub const DFC: &str = "Azure Security Center";
 pub const TOOL: &str = "dfcsync (app 5b1c2a77-0000-0000-0000-00000000d5c5)";
 pub const ANALYST: &str = "analyst@contoso.com";
+/// A comment message starting with this is written without its `createdTimeUtc` (an
+/// unreadable comment), the prefix left out.
+pub const UNDATED: &str = "\u{1}undated:";
 
 pub fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
@@ -330,7 +333,11 @@ impl World {
                 let comments: Vec<Value> = r
                     .comments
                     .iter()
-                    .map(|(m, t)| json!({"message": m, "createdTimeUtc": la_time(*t), "author": {"name": "x"}}))
+                    .map(|(m, t)| match m.strip_prefix(UNDATED) {
+                        // A comment the comments API would not give: no time.
+                        Some(m) => json!({"message": m, "author": {"name": "x"}}),
+                        None => json!({"message": m, "createdTimeUtc": la_time(*t), "author": {"name": "x"}}),
+                    })
                     .collect();
                 let additional = json!({"alertsCount": r.alerts_count.unwrap_or(r.alert_ids.len()), "bookmarksCount": 0, "commentsCount": r.comments.len(),
                                         "alertProductNames": inc.product_names, "tactics": []});

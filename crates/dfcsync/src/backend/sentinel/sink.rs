@@ -3,9 +3,9 @@
 //!
 //! Per incident, in order: read the incident (its ETag): from the one list of the workspace
 //! a whole read may take, or one GET. The list is taken at most once per read and serves
-//! every later piece of it (a two-phase read keeps, page by page, the incidents of its
-//! candidates; a partitioned one those of the piece and up to 20,000 open ones for the later
-//! partitions); it is taken when its pages cost less
+//! every later piece of it (it keeps, page by page, the incidents of the piece and up to
+//! 20,000 for the later pieces: a two-phase read's candidates, a partitioned read's open
+//! incidents); it is taken when its pages cost less
 //! than the GETs it saves, and a write from a list older than the rows meets a 409 and is
 //! decided again like any other; if it changed since the rows the plan came from,
 //! read its comments and decide again from the fresh state; write the change as a
@@ -194,25 +194,21 @@ pub async fn act(
             .chain(candidates.and_then(|c| c.oldest_created))
             .min();
         if let Some(oldest) = oldest {
-            let wanted: std::collections::HashSet<&str> = order
-                .iter()
-                .copied()
-                .chain(
-                    candidates
-                        .iter()
-                        .flat_map(|c| c.names.iter().map(String::as_str)),
-                )
-                .collect();
-            // A full read's later partitions are not known yet: the list keeps the open
-            // incidents too (a close or an activate needs them), up to a bound.
+            let now_due: std::collections::HashSet<&str> = order.iter().copied().collect();
+            // For the later pieces: a two-phase read's candidates; a full read's later
+            // partitions are not known yet, so its open incidents (a close or an activate
+            // needs them). Up to a bound, so that memory stays flat; past it, one GET each.
             let full_read = matches!(opts.etags, EtagHint::Share(_));
             let mut later = 0usize;
             let keep = |i: &Incident| {
-                if wanted.contains(i.name.as_str()) {
+                if now_due.contains(i.name.as_str()) {
                     return true;
                 }
-                let open = i.properties.status != IncidentStatus::Closed.as_str();
-                let kept = full_read && open && later < KEPT_FOR_LATER_PIECES;
+                let wanted = match candidates {
+                    Some(c) => c.names.contains(&i.name),
+                    None => full_read && i.properties.status != IncidentStatus::Closed.as_str(),
+                };
+                let kept = wanted && later < KEPT_FOR_LATER_PIECES;
                 later += usize::from(kept);
                 kept
             };
@@ -258,8 +254,9 @@ pub async fn act(
 /// A list page (1,000 incidents) takes about as long as this many reads of one incident.
 const PAGE_COST_IN_GETS: u64 = 10;
 
-/// The most open incidents a full read's list keeps for its later partitions (about 2 KB
-/// each: ~40 MB at most); past it, they are read one by one.
+/// The most incidents a list keeps for the later pieces of a read (a two-phase read's
+/// candidates, a full read's open incidents; about 2 KB each: ~40 MB at most); past it, they
+/// are read one by one.
 const KEPT_FOR_LATER_PIECES: usize = 20_000;
 
 /// Whether one list of the workspace (every incident created since the oldest it must hold)
