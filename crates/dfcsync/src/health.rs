@@ -30,6 +30,43 @@ use crate::decide::Plan;
 use crate::events::{Event, Observer};
 use crate::report::CycleReport;
 
+/// The columns of `DfcSync_CL`, name and type, in the order the template's table and data
+/// collection rule declare them (docs/health.md): every row this sink writes uses these
+/// names, each kind a part of them.
+pub const COLUMNS: &[(&str, &str)] = &[
+    ("TimeGenerated", "datetime"),
+    ("RunId", "string"),
+    ("Kind", "string"),
+    ("Version", "string"),
+    ("Backend", "string"),
+    ("Workspace", "string"),
+    ("ReadMode", "string"),
+    ("WorkspacesReached", "int"),
+    ("WorkspacesFailed", "int"),
+    ("Queries", "int"),
+    ("Bytes", "long"),
+    ("Applied", "int"),
+    ("Skipped", "int"),
+    ("Failed", "int"),
+    ("Held", "int"),
+    ("DurationMs", "long"),
+    ("Succeeded", "boolean"),
+    ("Stopped", "boolean"),
+    ("ActionCounts", "dynamic"),
+    ("Error", "string"),
+    ("IncidentNumber", "long"),
+    ("IncidentName", "string"),
+    ("Action", "string"),
+    ("Result", "string"),
+    ("Classification", "string"),
+    ("Why", "string"),
+    ("Detail", "string"),
+    ("AlertsChangedAt", "datetime"),
+    ("WrittenAt", "datetime"),
+    ("Reason", "string"),
+    ("HoldKind", "string"),
+];
+
 /// The rows of one call at most (beside the 1 MB limit).
 const ROWS_PER_CALL: usize = 5_000;
 /// The longest pause between two tries of a failing endpoint.

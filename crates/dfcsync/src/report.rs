@@ -80,6 +80,15 @@ impl WorkspaceReport {
 }
 
 impl CycleReport {
+    /// The reads the sinks made before writing, over every workspace.
+    pub fn etag_reads(&self) -> crate::act::EtagReads {
+        let mut all = crate::act::EtagReads::default();
+        for a in self.workspaces.iter().filter_map(|w| w.act.as_ref()) {
+            all.add(&a.etag_reads);
+        }
+        all
+    }
+
     /// Whether every workspace was read and every action and repair applied or skipped on
     /// purpose.
     pub fn succeeded(&self) -> bool {
@@ -583,10 +592,7 @@ pub fn summary_line(report: &CycleReport) -> String {
         reads_phrase(report),
         report.duration.as_secs_f64()
     ));
-    let mut etags = crate::act::EtagReads::default();
-    for a in report.workspaces.iter().filter_map(|w| w.act.as_ref()) {
-        etags.add(&a.etag_reads);
-    }
+    let etags = report.etag_reads();
     if etags != crate::act::EtagReads::default() {
         line.push_str(&format!(
             "; ETags: {} list(s) of {} page(s), {} single read(s)",

@@ -33,10 +33,7 @@ async fn graph_reads_at_scale() {
     let per_minute: u64 = env_or("BENCH_GRAPH_PER_MINUTE", 1_000_000);
     let t = Instant::now();
     let (mut s, _) = scenario(n, "0s", None);
-    s["defender_xdr"] = json!(true);
-    s["workspaces"][0]["defender_portal"] = json!(true);
-    s["principals"][0]["graph_permissions"] =
-        json!(["SecurityIncident.ReadWrite.All", "SecurityAlert.Read.All"]);
+    on_graph(&mut s);
     s["limits"]["graph_requests_per_minute"] = json!(per_minute);
     let emu = start(&s).await;
     let loaded = t.elapsed();

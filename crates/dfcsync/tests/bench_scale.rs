@@ -553,15 +553,7 @@ async fn two_phase_whole_reads() {
     let elapsed = t.elapsed();
     let ((q, bytes, rows), _) = la_since(&ctl, &emu, seq).await;
     let (pages, gets) = incident_reads_since(&ctl, &emu, seq).await;
-    let etags = sync
-        .workspaces
-        .iter()
-        .filter_map(|w| w.act.as_ref())
-        .map(|a| a.etag_reads)
-        .fold(dfcsync::act::EtagReads::default(), |mut e, a| {
-            e.add(&a);
-            e
-        });
+    let etags = sync.etag_reads();
     eprintln!(
         "two-phase: sync from scratch ({first_read:?}): {elapsed:.1?}; {q} queries, {bytes} bytes, {rows} rows, {} candidates; {} closes, {} activates applied ({due_close} and {due_activate} due); ARM incident reads: {pages} list pages, {gets} single GETs (ETag reads {etags:?}; the rest re-reads after an activate's comment); peak RSS {:.0} MiB",
         sync.reads.candidates,

@@ -1309,39 +1309,7 @@ fn one_lease_shared_by_both_jobs_on_a_storage_account_without_shared_keys() {
 }
 
 /// The columns of `DfcSync_CL` the product writes (docs/health.md).
-const HEALTH_COLUMNS: &[(&str, &str)] = &[
-    ("TimeGenerated", "datetime"),
-    ("RunId", "string"),
-    ("Kind", "string"),
-    ("Version", "string"),
-    ("Backend", "string"),
-    ("Workspace", "string"),
-    ("ReadMode", "string"),
-    ("WorkspacesReached", "int"),
-    ("WorkspacesFailed", "int"),
-    ("Queries", "int"),
-    ("Bytes", "long"),
-    ("Applied", "int"),
-    ("Skipped", "int"),
-    ("Failed", "int"),
-    ("Held", "int"),
-    ("DurationMs", "long"),
-    ("Succeeded", "boolean"),
-    ("Stopped", "boolean"),
-    ("ActionCounts", "dynamic"),
-    ("Error", "string"),
-    ("IncidentNumber", "long"),
-    ("IncidentName", "string"),
-    ("Action", "string"),
-    ("Result", "string"),
-    ("Classification", "string"),
-    ("Why", "string"),
-    ("Detail", "string"),
-    ("AlertsChangedAt", "datetime"),
-    ("WrittenAt", "datetime"),
-    ("Reason", "string"),
-    ("HoldKind", "string"),
-];
+const HEALTH_COLUMNS: &[(&str, &str)] = dfcsync::health::COLUMNS;
 
 fn health(t: &Value) -> &Value {
     &deployment(t, "[variables('healthDeploymentName')]")["properties"]["template"]

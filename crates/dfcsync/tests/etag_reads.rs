@@ -11,14 +11,6 @@ use dfcsync::cycle::{CycleReport, ReadMode, Syncer};
 use dfcsync::observe::change_feed::WholeRead;
 use proof_support::*;
 
-fn etag_reads(r: &CycleReport) -> dfcsync::act::EtagReads {
-    let mut e = dfcsync::act::EtagReads::default();
-    for a in r.workspaces.iter().filter_map(|w| w.act.as_ref()) {
-        e.add(&a.etag_reads);
-    }
-    e
-}
-
 fn actions(r: &CycleReport) -> usize {
     r.workspaces
         .iter()
@@ -55,7 +47,7 @@ async fn a_whole_read_in_many_pieces_lists_the_workspace_once() {
             .await;
         let log = request_log(&ctl, &emu).await;
         let (pages, gets) = incident_reads(&log[before..]);
-        let etags = etag_reads(first);
+        let etags = first.etag_reads();
         assert!(
             first.reads.pieces >= 3,
             "{how:?}: a read in pieces: {:?}",

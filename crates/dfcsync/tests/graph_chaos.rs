@@ -32,20 +32,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// Graph roles for dfcsync.
 fn graph_scenario(n: usize) -> Value {
     let (mut s, _) = scenario(n, "0s", None);
-    s["defender_xdr"] = json!(true);
-    for w in s["workspaces"].as_array_mut().unwrap() {
-        w["defender_portal"] = json!(true);
-    }
-    for p in s["principals"].as_array_mut().unwrap() {
-        if p["name"] == "dfcsync" {
-            p["graph_permissions"] =
-                json!(["SecurityIncident.ReadWrite.All", "SecurityAlert.Read.All"]);
-        }
-    }
-    if !s["limits"].is_object() {
-        s["limits"] = json!({});
-    }
-    s["limits"]["graph_requests_per_minute"] = json!(1_000_000);
+    on_graph(&mut s);
     s
 }
 

@@ -28,38 +28,11 @@ const TEMPLATE: &str = include_str!("../../../deploy/azure/azuredeploy.json");
 
 /// The columns of `DfcSync_CL` (docs/health.md), as the DCR declares them.
 fn columns() -> Value {
-    let cols = [
-        ("RunId", "string"),
-        ("Kind", "string"),
-        ("Version", "string"),
-        ("Backend", "string"),
-        ("Workspace", "string"),
-        ("ReadMode", "string"),
-        ("WorkspacesReached", "int"),
-        ("WorkspacesFailed", "int"),
-        ("Queries", "int"),
-        ("Bytes", "long"),
-        ("Applied", "int"),
-        ("Skipped", "int"),
-        ("Failed", "int"),
-        ("Held", "int"),
-        ("DurationMs", "long"),
-        ("Succeeded", "boolean"),
-        ("Stopped", "boolean"),
-        ("ActionCounts", "dynamic"),
-        ("Error", "string"),
-        ("IncidentNumber", "long"),
-        ("IncidentName", "string"),
-        ("Action", "string"),
-        ("Result", "string"),
-        ("Classification", "string"),
-        ("Why", "string"),
-        ("Detail", "string"),
-        ("AlertsChangedAt", "datetime"),
-        ("WrittenAt", "datetime"),
-        ("Reason", "string"),
-        ("HoldKind", "string"),
-    ];
+    // The product's columns; this rule declares all but `TimeGenerated`.
+    let cols: Vec<&(&str, &str)> = dfcsync::health::COLUMNS
+        .iter()
+        .filter(|(n, _)| *n != "TimeGenerated")
+        .collect();
     Value::Array(
         cols.iter()
             .map(|(n, t)| json!({"name": n, "type": t}))

@@ -38,21 +38,10 @@ fn lease_scenario(n: usize, graph: bool) -> Value {
                 "role": "Storage Blob Data Contributor",
                 "scope": format!("/subscriptions/{SUB}/resourceGroups/rg-sentinel/providers/Microsoft.Storage/storageAccounts/{ACCOUNT}/blobServices/default/containers/{CONTAINER}")
             }));
-            if graph {
-                p["graph_permissions"] =
-                    json!(["SecurityIncident.ReadWrite.All", "SecurityAlert.Read.All"]);
-            }
         }
     }
     if graph {
-        s["defender_xdr"] = json!(true);
-        for w in s["workspaces"].as_array_mut().unwrap() {
-            w["defender_portal"] = json!(true);
-        }
-        if !s["limits"].is_object() {
-            s["limits"] = json!({});
-        }
-        s["limits"]["graph_requests_per_minute"] = json!(1_000_000);
+        on_graph(&mut s);
     }
     s
 }

@@ -350,6 +350,25 @@ pub async fn request_log(ctl: &reqwest::Client, emu: &EmulatorHandle) -> Vec<Val
     }
 }
 
+/// Puts a proof scenario in the Defender portal: Defender XDR on (every incident also an XDR
+/// incident), the dfcsync principal's Graph roles, and Graph's request limit out of the way.
+pub fn on_graph(s: &mut Value) {
+    s["defender_xdr"] = json!(true);
+    for w in s["workspaces"].as_array_mut().unwrap() {
+        w["defender_portal"] = json!(true);
+    }
+    for p in s["principals"].as_array_mut().unwrap() {
+        if p["name"] == "dfcsync" {
+            p["graph_permissions"] =
+                json!(["SecurityIncident.ReadWrite.All", "SecurityAlert.Read.All"]);
+        }
+    }
+    if !s["limits"].is_object() {
+        s["limits"] = json!({});
+    }
+    s["limits"]["graph_requests_per_minute"] = json!(1_000_000);
+}
+
 /// ARM reads of incidents among `entries` of the request log: (list pages, single GETs).
 pub fn incident_reads<'a>(entries: impl IntoIterator<Item = &'a Value>) -> (u64, u64) {
     let mut out = (0, 0);
