@@ -58,6 +58,19 @@ fn config_file(
     path
 }
 
+/// The configuration file dfcsync's processes read (`extra` TOML), and the test's client of
+/// the emulator's control API.
+async fn config_and_control(
+    dir: &std::path::Path,
+    emu: &emulator::EmulatorHandle,
+    extra: &str,
+) -> (std::path::PathBuf, reqwest::Client) {
+    let config = config_file(dir, "dfcsync.toml", emu, extra);
+    let parsed = dfcsync::config::Config::parse(&config_text(emu, None, extra), "t").unwrap();
+    let conn = connect(&parsed, fast()).await;
+    (config, control(&conn, emu))
+}
+
 fn blob_lease(emu: &emulator::EmulatorHandle, duration: &str) -> String {
     format!(
         "\n[lease]\nkind = \"azure_blob\"\naccount_url = \"{}/storage/{ACCOUNT}\"\ncontainer = \"{CONTAINER}\"\nduration = \"{duration}\"\n",
@@ -165,13 +178,7 @@ async fn overlapping_syncs(
     if lease {
         extra.push_str(&blob_lease(&emu, "15s"));
     }
-    let config = config_file(dir.path(), "dfcsync.toml", &emu, &extra);
-    let conn = connect(
-        &dfcsync::config::Config::parse(&config_text(&emu, None, &extra), "t").unwrap(),
-        fast(),
-    )
-    .await;
-    let ctl = control(&conn, &emu);
+    let (config, ctl) = config_and_control(dir.path(), &emu, &extra).await;
     slow_writes(&ctl, &emu, graph, "150ms").await;
     let children: Vec<Child> = (0..3)
         .map(|_| dfcsync(&["sync", "--output", "json"], &config, &[]))
@@ -329,13 +336,7 @@ async fn a_standby_replica_takes_over_when_the_holder_is_killed() {
         "\n[sync]\nbackend = \"graph\"\ninterval = \"1s\"\njitter = \"0s\"\n{}",
         blob_lease(&emu, "15s")
     );
-    let config = config_file(dir.path(), "dfcsync.toml", &emu, &extra);
-    let conn = connect(
-        &dfcsync::config::Config::parse(&config_text(&emu, None, &extra), "t").unwrap(),
-        fast(),
-    )
-    .await;
-    let ctl = control(&conn, &emu);
+    let (config, ctl) = config_and_control(dir.path(), &emu, &extra).await;
     let listen = || {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
@@ -403,13 +404,7 @@ async fn a_lease_broken_mid_cycle_stops_the_writes_and_the_next_holder_finishes(
         "\n[sync]\nbackend = \"graph\"\nconcurrency = 1\n{}",
         blob_lease(&emu, "15s")
     );
-    let config = config_file(dir.path(), "dfcsync.toml", &emu, &extra);
-    let conn = connect(
-        &dfcsync::config::Config::parse(&config_text(&emu, None, &extra), "t").unwrap(),
-        fast(),
-    )
-    .await;
-    let ctl = control(&conn, &emu);
+    let (config, ctl) = config_and_control(dir.path(), &emu, &extra).await;
     slow_writes(&ctl, &emu, true, "200ms").await;
     let child = dfcsync(&["sync", "--output", "json"], &config, &[]);
     // Break the lease once a few writes landed.
